@@ -1,0 +1,37 @@
+/* cli: what every command shares: the global options and the command signature.
+ *
+ * main.c strips the global options (--db, --config, --json, -q, -v) from anywhere in
+ * argv before the command sees it, so `vlq --db x list` and `vlq list --db x` agree.
+ * A command gets argv starting at its own name, parses the rest with getopt_long,
+ * prints its own --help, writes data to stdout and errors to stderr, and returns the
+ * process exit status (CLI_EXIT_*); only main.c calls exit(). */
+#ifndef VLQ_CLI_H
+#define VLQ_CLI_H
+
+enum {
+    CLI_EXIT_OK = 0,     /* success */
+    CLI_EXIT_FAIL = 1,   /* the command failed (bad input, I/O, database) */
+    CLI_EXIT_USAGE = 2,  /* bad arguments */
+    CLI_EXIT_JOBS = 3,   /* worker --drain: some jobs it ran failed (they stay recorded) */
+};
+
+typedef struct {
+    const char *db_path;     /* --db, or NULL */
+    const char *config_path; /* --config, or NULL */
+    int json;                /* --json: machine-readable output */
+    int verbosity;           /* 0 normal, <0 quieter (-q), >0 more verbose (-v) */
+} CliCommon;
+
+/* A command: argv[0] is the command's name. Returns the exit status. */
+typedef int (*CliCommandFn)(int argc, char **argv, const CliCommon *common);
+
+/* The whole program: global options, command dispatch; returns the exit status. */
+int cli_main(int argc, char **argv);
+
+/* Print "vlq: <message>" to stderr for the user (the one formatting of CLI errors). */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* True if argv (after argv[0]) contains -h or --help before any "--". */
+int cli_wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,115 @@
+/* cli_main: the command table, global options and exit statuses.
+ *
+ * Each command lives in a cli_*.c (or its module) and is listed once in
+ * main_commands[] below; main.c and the test binary with extra job kinds call cli_main; `vlq --help` prints the table. */
+#include "cli.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef VLQ_VERSION
+#define VLQ_VERSION "0.1.0"
+#endif
+
+typedef struct {
+    const char *name;
+    CliCommandFn fn;
+    const char *summary;
+} MainCommand;
+
+static const MainCommand main_commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void main_usage(FILE *out)
+{
+    fprintf(out, "usage: vlq [--db PATH] [--config PATH] [--json] [-q|-v] COMMAND [ARGS]\n\n"
+                 "Batch OCR and video summaries with Qwen3-VL.\n\ncommands:\n");
+    for (const MainCommand *c = main_commands; c->name; c++)
+        fprintf(out, "  %-12s %s\n", c->name, c->summary);
+    fprintf(out, "\nglobal options:\n"
+                 "  --db PATH      queue database (else $VLQ_DB, else config [queue] db, "
+                 "else ./vlq.db)\n"
+                 "  --config PATH  config file (else $VLQ_CONFIG, else ./vlq.conf, else "
+                 "/etc/vlq/vlq.conf)\n"
+                 "  --json         machine-readable output where a command prints data\n"
+                 "  -q, -v         quieter, more verbose logs (stderr)\n"
+                 "  --version      print the version\n"
+                 "  -h, --help     this help; `vlq COMMAND --help` for a command\n"
+                 "\nexit status:\n"
+                 "  0  success\n"
+                 "  1  failure (bad input, I/O or database error, a worker error)\n"
+                 "  2  usage error\n"
+                 "  3  worker --drain: some jobs it ran failed (they stay recorded)\n");
+}
+
+/* Take the global options out of argv wherever they stand (before "--"). Returns the
+ * new argc, or -1 on a usage error. */
+static int main_strip_globals(int argc, char **argv, CliCommon *common)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            while (i < argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        const char **slot = !strncmp(a, "--db", 4) && (a[4] == '\0' || a[4] == '=')
+                                ? &common->db_path
+                            : !strncmp(a, "--config", 8) && (a[8] == '\0' || a[8] == '=')
+                                ? &common->config_path
+                                : NULL;
+        if (slot) {
+            char *eq = strchr(a, '=');
+            if (eq) {
+                *slot = eq + 1;
+            } else if (i + 1 < argc) {
+                *slot = argv[++i];
+            } else {
+                cli_error("%s needs a value", a);
+                return -1;
+            }
+        } else if (!strcmp(a, "--json")) {
+            common->json = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            common->verbosity--;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            common->verbosity++;
+        } else {
+            argv[out++] = a;
+        }
+    }
+    argv[out] = NULL;
+    return out;
+}
+
+int cli_main(int argc, char **argv)
+{
+    CliCommon common = {0};
+    argc = main_strip_globals(argc, argv, &common);
+    if (argc < 0)
+        return CLI_EXIT_USAGE;
+    int level = LOG_INFO + common.verbosity;
+    log_setup(level < LOG_ERROR ? LOG_ERROR : level > LOG_DEBUG ? LOG_DEBUG : level, 0);
+    if (argc < 2) {
+        main_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        main_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("vlq %s\n", VLQ_VERSION);
+        return CLI_EXIT_OK;
+    }
+    for (const MainCommand *c = main_commands; c->name; c++)
+        if (!strcmp(c->name, cmd))
+            return c->fn(argc - 1, argv + 1, &common);
+    cli_error("unknown command '%s'; `vlq --help` lists the commands", cmd);
+    return CLI_EXIT_USAGE;
+}
