@@ -1,0 +1,94 @@
+/* model: a converted model file (.vlq): open (mmap, checks), its config, its tensors,
+ * and the tokenizer and chat template it carries.
+ *
+ * The file is written by convert (src/convert.c, `vlq convert`). model_open checks the
+ * magic, the format version, the header size, every tensor's bounds and checksum, and
+ * that every tensor the config needs is present with the right shape and a supported
+ * type; a truncated, corrupt or foreign file is VLQ_EMODEL with the path and the reason.
+ * Tensors are borrowed views into the mapping, valid until model_close. This module
+ * never computes: the forward pass (vision.c, decoder.c) reads tensors through it. */
+#ifndef VLQ_MODEL_H
+#define VLQ_MODEL_H
+
+#include "quant.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MODEL_MAX_DEEPSTACK 8
+#define MODEL_MAX_EOS 4
+
+typedef struct {
+    /* text decoder (Qwen3VLTextConfig) */
+    int vocab_size;
+    int hidden_size;
+    int n_layers;          /* num_hidden_layers */
+    int n_heads;           /* num_attention_heads */
+    int n_kv_heads;        /* num_key_value_heads */
+    int head_dim;
+    int intermediate_size;
+    float rms_norm_eps;
+    float rope_theta;
+    int mrope_section[3];  /* t, h, w frequency counts */
+    int mrope_interleaved; /* 1 for Qwen3-VL */
+    int tie_word_embeddings;
+    /* vision encoder (Qwen3VLVisionConfig) */
+    int v_depth;
+    int v_hidden_size;
+    int v_n_heads;
+    int v_intermediate_size;
+    int v_out_hidden_size;
+    int v_patch_size;
+    int v_temporal_patch_size;
+    int v_spatial_merge_size;
+    int v_num_position_embeddings;
+    int v_in_channels;
+    int n_deepstack;
+    int deepstack_indexes[MODEL_MAX_DEEPSTACK];
+    /* special tokens */
+    int image_token_id;
+    int video_token_id;
+    int vision_start_token_id;
+    int vision_end_token_id;
+    int bos_token_id;
+    int n_eos;
+    int eos_token_ids[MODEL_MAX_EOS];
+    /* sampling defaults from generation_config.json (0 when absent) */
+    float temperature;
+    float top_p;
+    int top_k;
+    float repetition_penalty;
+} ModelConfig;
+
+typedef struct {
+    const char *name;   /* Hugging Face name, e.g. "model.language_model.norm.weight" */
+    QuantType type;
+    int ndim;
+    int64_t shape[4];   /* shape[0] outermost; a Linear weight is [out, in] */
+    int group;          /* columns per scale group for Q4/Q8, else 0 */
+    const void *data;   /* in the mapping, QUANT_ALIGN-aligned */
+    size_t nbytes;
+} ModelTensor;
+
+typedef struct Model Model;
+
+/* Open and check a .vlq file. Returns 0 and *out, or VLQ_EMODEL/VLQ_EIO with err set. */
+int model_open(const char *path, Model **out, char *err);
+/* Unmap and free. NULL-safe. */
+void model_close(Model *m);
+
+/* The parsed config; valid until model_close. Cannot fail. */
+const ModelConfig *model_config(const Model *m);
+/* The tensor called name, or NULL when the file has none. */
+const ModelTensor *model_tensor(const Model *m, const char *name);
+/* Number of tensors and the i-th one (0 <= i < count), in file order. */
+int model_tensor_count(const Model *m);
+const ModelTensor *model_tensor_at(const Model *m, int i);
+/* The tokenizer.json bytes and the chat template text the file carries (borrowed,
+ * not NUL-terminated for the tokenizer: use *len); NULL when absent. */
+const char *model_tokenizer_json(const Model *m, size_t *len);
+const char *model_chat_template(const Model *m);
+/* How the weights are held in memory ("mmap+populate", "mmap", ...) for `vlq doctor`. */
+const char *model_residency(const Model *m);
+
+#endif
