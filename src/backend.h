@@ -1,0 +1,142 @@
+/* backend: the op interface the model runs on, and the Tensor handle it works over.
+ *
+ * A Backend is a table of function pointers (SQLite's VFS, ggml_backend_i), narrow and
+ * specific to Qwen3-VL: the few ops vision.c and decoder.c need, nothing general. Two
+ * implementations today: "ref" (src/ops_ref.c: scalar C, fp32 accumulation, a fixed
+ * reduction order: the oracle) and "cpu" (src/backend_cpu.c: OpenMP over rows and heads,
+ * vectorisable inner loops); a CUDA plugin implements the same table later.
+ *
+ * Batch-first: every op works on a batch of rows, and the attention ops take a list of
+ * sequences (BackendSeq: which rows of the batch, which KV rows, how many tokens are
+ * already cached), so rows from several sequences, pages and jobs share one call; the
+ * engine's continuous batching packs them, the ops never assume one sequence.
+ *
+ * Tensors: a Tensor describes a matrix in backend memory (host memory for ref and cpu,
+ * device memory for CUDA). Activations are always F32; weights may be F32, F16, BF16,
+ * Q8 or Q4 (layouts in quant.h). Host code never dereferences Tensor.data: data crosses
+ * between host and backend only through write() and read(). Views (rows of a matrix, a
+ * reshape) are plain descriptors made by backend_view_rows / backend_reshape and own
+ * nothing. Memory comes from alloc(), called only when a run state is built (model load),
+ * never in a forward pass. Ops cannot fail: shapes are the caller's invariant (asserted). */
+#ifndef VLQ_BACKEND_H
+#define VLQ_BACKEND_H
+
+#include "quant.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    QuantType type;  /* element type; activations are QUANT_F32 */
+    int64_t rows;    /* outermost dimension; a vector has rows = 1 */
+    int64_t cols;    /* innermost (contiguous) dimension */
+    int group;       /* Q4/Q8: columns per scale group, else 0 */
+    void *data;      /* backend memory, rows*cols elements (Q4/Q8: the qs plane) */
+    void *scale;     /* Q4/Q8: the half-float scale plane, rows*cols/group; else NULL */
+    int owned;       /* 1 when the backend allocated data (release frees it); 0 for views */
+} Tensor;
+
+/* One sequence of a batch for the attention ops. Its new tokens are rows
+ * row0 .. row0+n_tok-1 of q and o; its keys and values are the KV cache rows
+ * kv_row0 .. kv_row0+n_past+n_tok-1 (its slot), the new ones already stored. */
+typedef struct {
+    int row0;        /* first row of this sequence in the batch */
+    int n_tok;       /* new tokens (rows) */
+    int64_t kv_row0; /* first KV cache row of the sequence's slot */
+    int n_past;      /* tokens already in the cache before these */
+} BackendSeq;
+
+typedef struct Backend Backend;
+
+struct Backend {
+    const char *name; /* "ref", "cpu" */
+
+    /* ---- memory ---- */
+    /* A new F32 tensor [rows, cols] in backend memory, zeroed. VLQ_ENOMEM with err set. */
+    int (*alloc)(Backend *b, Tensor *t, int64_t rows, int64_t cols, char *err);
+    /* Release what alloc or weight gave t; t is zeroed. NULL data is fine. */
+    void (*release)(Backend *b, Tensor *t);
+    /* A weight tensor over host bytes laid out as quant.h says (a model mapping): ref and
+     * cpu make a view (no copy), a device backend uploads. VLQ_ENOMEM with err set. */
+    int (*weight)(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols, int group,
+                  const void *bytes, char *err);
+    /* t[row0 .. row0+n) = src[n, t->cols] (F32 tensors only). */
+    void (*write)(Backend *b, Tensor *t, int64_t row0, const float *src, int64_t n);
+    /* dst[n, t->cols] = t[row0 .. row0+n) (F32 tensors only). */
+    void (*read)(Backend *b, const Tensor *t, int64_t row0, float *dst, int64_t n);
+
+    /* ---- rows ---- */
+    /* y[n, d] = dequant(table[ids[i], :]), ids on the host, table any type. */
+    void (*embed)(Backend *b, Tensor *y, const Tensor *table, const int32_t *ids, int n);
+    /* y[n, d] = sum_k round(w[i][k] * table[idx[i][k], :]) over k < 4, idx and w [n][4] on
+     * the host (vision pos-embed interpolation). When table is BF16 each product and each
+     * partial sum is rounded to bf16, as torch computes it in the weights' dtype. */
+    void (*embed_mix4)(Backend *b, Tensor *y, const Tensor *table, const int32_t *idx,
+                       const float *w, int n);
+    /* dst[rows[i], :] = src[i, :] for i < n (rows on the host): KV store, visual scatter. */
+    void (*set_rows)(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n);
+    /* dst[rows[i], :] += src[i, :] for i < n: DeepStack injection at visual rows. */
+    void (*add_rows)(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n);
+    /* dst[i, :] = src[rows[i], :] for i < n: the last row of each sequence before lm_head. */
+    void (*get_rows)(Backend *b, Tensor *dst, const Tensor *src, const int32_t *rows, int n);
+
+    /* ---- dense ---- */
+    /* y[n, out] = x[n, in] @ W[out, in]^T (+ bias[out]); W any type, bias F32/F16/BF16 or
+     * NULL. y must not alias x. */
+    void (*matmul)(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias);
+    /* y[n, d] = w[d] * (x / sqrt(mean(x^2) + eps)) per row; y may alias x. w any 16/32-bit. */
+    void (*rmsnorm)(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, float eps);
+    /* y[n, d] = (x - mean) / sqrt(var + eps) * w + bias per row (biased variance). */
+    void (*layernorm)(Backend *b, Tensor *y, const Tensor *x, const Tensor *w,
+                      const Tensor *bias, float eps);
+    /* y = a + c elementwise, all [n, d]; y may alias a or c. */
+    void (*add)(Backend *b, Tensor *y, const Tensor *a, const Tensor *c);
+    /* y[n, f] = silu(gate) * up; y may alias gate. */
+    void (*swiglu)(Backend *b, Tensor *y, const Tensor *gate, const Tensor *up);
+    /* x = gelu(x) in place: tanh approximation (gelu_pytorch_tanh) or exact erf (nn.GELU). */
+    void (*gelu_tanh)(Backend *b, Tensor *x);
+    void (*gelu_erf)(Backend *b, Tensor *x);
+
+    /* ---- rotary ---- */
+    /* Interleaved MRoPE in place on x[n, n_heads*head_dim] (q or k): frequency j < head_dim/2
+     * takes the h position when j%3==1 && j<3*section[1], w when j%3==2 && j<3*section[2],
+     * else t; pos[3][n] on the host (t row, h row, w row); rotate_half pairs d, d+half. */
+    void (*mrope)(Backend *b, Tensor *x, const int32_t *pos, int n_heads, const int section[3],
+                  float theta);
+    /* Vision 2-D rotary in place on x[n, n_heads*head_dim]: the first head_dim/4 frequencies
+     * take the row, the next head_dim/4 the column; pos[n][2] = (row, col) on the host. */
+    void (*rope2d)(Backend *b, Tensor *x, const int32_t *pos, int n_heads, float theta);
+
+    /* ---- attention ---- */
+    /* Causal GQA attention over a KV cache: for each sequence s and each new row t of it,
+     * o[row0+t] = softmax(q k^T * scale) v over the cache rows kv_row0 .. kv_row0+n_past+t.
+     * q, o [n, n_heads*head_dim]; kc, vc [cache rows, n_kv_heads*head_dim]; query head h
+     * reads kv head h / (n_heads/n_kv_heads). */
+    void (*attention)(Backend *b, Tensor *o, const Tensor *q, const Tensor *kc, const Tensor *vc,
+                      const BackendSeq *seqs, int n_seq, int n_heads, int n_kv_heads,
+                      float scale);
+    /* Non-causal attention within segments (vision: one per image or video frame group):
+     * rows cu_seqlens[s] .. cu_seqlens[s+1]-1 attend to each other only. q, k, v, o
+     * [n, n_heads*head_dim]; cu_seqlens[n_seg+1] on the host. */
+    void (*attention_seg)(Backend *b, Tensor *o, const Tensor *q, const Tensor *k,
+                          const Tensor *v, const int32_t *cu_seqlens, int n_seg, int n_heads,
+                          float scale);
+
+    /* ---- output ---- */
+    /* out[i] = the first index of the maximum of row i of x[n, V], for i < n (host out). */
+    void (*argmax)(Backend *b, const Tensor *x, int32_t *out);
+
+    void *ctx; /* the implementation's state */
+};
+
+/* The backend named name ("ref", "cpu"): a static table, never freed. NULL if unknown. */
+Backend *backend_get(const char *name);
+/* The backend names, comma-separated, for messages and --help. */
+const char *backend_names(void);
+
+/* A view of rows row0 .. row0+n of t (any type; Q4/Q8 move both planes). Owns nothing. */
+Tensor backend_view_rows(const Tensor *t, int64_t row0, int64_t n);
+/* The same memory seen as [rows, cols] (rows*cols unchanged; F32/F16/BF16). Owns nothing. */
+Tensor backend_reshape(const Tensor *t, int64_t rows, int64_t cols);
+
+#endif
