@@ -43,6 +43,7 @@ import hmac
 import http.server
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -193,10 +194,14 @@ def parse_args(argv):
                    help="never answer (all requests, or the first N with --fail-first N)")
     p.add_argument("--retry-after", help="Retry-After header value on non-2xx answers")
     p.add_argument("--location", help="Location header value (for a 3xx --status)")
+    p.add_argument("--cert", help="serve HTTPS with this PEM certificate (needs --key)")
+    p.add_argument("--key", help="the PEM private key of --cert")
     p.add_argument("--response-bytes", type=int, default=0, metavar="N",
                    help="pad every answer's body to N bytes (to test the sender's read cap)")
     p.add_argument("--verbose", action="store_true", help="log each request to stderr")
     opts = p.parse_args(argv)
+    if bool(opts.cert) != bool(opts.key):
+        p.error("--cert and --key go together")
     if opts.secret:
         try:
             secret_key(opts.secret)
@@ -210,6 +215,10 @@ def main(argv=None):
     Receiver.opts = opts
     server = http.server.ThreadingHTTPServer((opts.host, opts.port), Receiver)
     server.daemon_threads = True
+    if opts.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(opts.cert, opts.key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     if opts.port_file:
         tmp = opts.port_file + ".tmp"
         with open(tmp, "w") as f:

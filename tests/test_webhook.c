@@ -144,16 +144,20 @@ static void test_sign_spec_vector(void)
     free(b);
 }
 
-/* Python's hmac + base64 sign the body in file body.bin; the result is in sig.txt. */
+/* An independent signer: Python's hmac + base64. Each line of cases.txt is
+ * "secret id timestamp body-file"; it writes one signature per line to sigs.txt. */
 static const char *python_sign =
-    "import base64, hashlib, hmac, sys\n"
-    "secret, msg_id, ts = sys.argv[1:4]\n"
-    "b64 = secret[len('whsec_'):]\n"
-    "key = base64.b64decode(b64 + '=' * (-len(b64) % 4), validate=True)\n"
-    "body = open('body.bin', 'rb').read()\n"
-    "mac = hmac.new(key, msg_id.encode() + b'.' + ts.encode() + b'.' + body, "
-    "hashlib.sha256).digest()\n"
-    "open('sig.txt', 'w').write('v1,' + base64.b64encode(mac).decode())\n";
+    "import base64, hashlib, hmac\n"
+    "out = []\n"
+    "for line in open('cases.txt'):\n"
+    "    secret, msg_id, ts, path = line.split()\n"
+    "    b64 = secret[len('whsec_'):]\n"
+    "    key = base64.b64decode(b64 + '=' * (-len(b64) % 4), validate=True)\n"
+    "    body = open(path, 'rb').read()\n"
+    "    signed = msg_id.encode() + b'.' + ts.encode() + b'.' + body\n"
+    "    mac = hmac.new(key, signed, hashlib.sha256).digest()\n"
+    "    out.append('v1,' + base64.b64encode(mac).decode())\n"
+    "open('sigs.txt', 'w').write('\\n'.join(out) + '\\n')\n";
 
 static void test_sign_matches_python(void)
 {
@@ -162,38 +166,53 @@ static void test_sign_matches_python(void)
     char fresh[WEBHOOK_SECRET_SIZE];
     CHECK_EQ(webhook_new_secret(fresh, err), 0);
     /* A 64-byte key given without its "==" padding. */
-    char *long_secret = xasprintf("whsec_%s", "CzBVep/E6Q4zWH2ix+wRNluApcrvFDleg6jN8hc8YYar0PUaP2"
-                                              "SJrtP4HUJnjLHW+yBFao+02f4jSG2St9wBJg");
+    const char *long_secret = "whsec_CzBVep/E6Q4zWH2ix+wRNluApcrvFDleg6jN8hc8YYar0PUaP2"
+                              "SJrtP4HUJnjLHW+yBFao+02f4jSG2St9wBJg";
     const char *secrets[] = {SPEC_SECRET, fresh, long_secret};
     const struct {
         const char *data;
         size_t len;
     } bodies[] = {
         {"", 0},
-        {SPEC_BODY, strlen(SPEC_BODY)},
+        {SPEC_BODY, sizeof SPEC_BODY - 1},
         {"{\"city\":\"Zürich\",\"jp\":\"日本語\",\"emoji\":\"🎉\"}", 0},
         {"bin\0ary\xff\xfe\n\r", 12},
     };
-    for (size_t s = 0; s < sizeof secrets / sizeof *secrets; s++) {
+    enum { NS = sizeof secrets / sizeof *secrets, NB = sizeof bodies / sizeof *bodies };
+    Buf cases = {0};
+    char *got[NS][NB];
+    for (int s = 0; s < NS; s++) {
         CHECK_EQ(webhook_check_secret(secrets[s], err), 0);
-        for (size_t b = 0; b < sizeof bodies / sizeof *bodies; b++) {
+        for (int b = 0; b < NB; b++) {
             size_t len = bodies[b].len ? bodies[b].len : strlen(bodies[b].data);
-            CHECK_EQ(util_write_file("body.bin", bodies[b].data, len, err), 0);
-            int64_t ts = 1764043200 + (int64_t)b;
-            CHECK_EQ(test_sh("python3 sign.py '%s' msg_%zu %lld", secrets[s], b, (long long)ts), 0);
-            char *want = NULL;
-            size_t want_len;
-            CHECK_EQ(util_read_file("sig.txt", 0, &want, &want_len, err), 0);
-            char id[16];
-            snprintf(id, sizeof id, "msg_%zu", b);
-            char *got = webhook_sign(secrets[s], id, ts, bodies[b].data, len, err);
-            CHECK_STR(got, want);
-            CHECK(got && strlen(got) == 3 + 44); /* "v1," + 32 bytes in base64 */
-            free(got);
-            free(want);
+            char path[32], id[32];
+            snprintf(path, sizeof path, "body%d.bin", b);
+            snprintf(id, sizeof id, "msg_%d_%d", s, b);
+            CHECK_EQ(util_write_file(path, bodies[b].data, len, err), 0);
+            int64_t ts = 1764043200 + b;
+            buf_printf(&cases, "%s %s %lld %s\n", secrets[s], id, (long long)ts, path);
+            got[s][b] = webhook_sign(secrets[s], id, ts, bodies[b].data, len, err);
+            CHECK(got[s][b] && strlen(got[s][b]) == 3 + 44); /* "v1," + base64 of 32 bytes */
         }
     }
-    free(long_secret);
+    CHECK_EQ(util_write_file("cases.txt", cases.data, cases.len, err), 0);
+    buf_clear(&cases);
+    CHECK_EQ(test_sh("python3 sign.py"), 0);
+    char *want = NULL;
+    size_t want_len = 0;
+    CHECK_EQ(util_read_file("sigs.txt", 0, &want, &want_len, err), 0);
+    char *line = want;
+    for (int s = 0; s < NS; s++) {
+        for (int b = 0; b < NB; b++) {
+            char *nl = line ? strchr(line, '\n') : NULL;
+            if (nl)
+                *nl = '\0';
+            CHECK_STR(got[s][b], line);
+            line = nl ? nl + 1 : NULL;
+            free(got[s][b]);
+        }
+    }
+    free(want);
 }
 
 static void test_secret_malformed(void)
@@ -627,6 +646,29 @@ static void test_deliver_response_capped(void)
     receiver_stop(&r);
 }
 
+static void test_deliver_tls_verified(void)
+{
+    /* A self-signed certificate for 127.0.0.1: with verification on, curl must refuse it
+     * and nothing reaches the receiver. */
+    if (test_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                "-keyout key.pem -out cert.pem -days 2 -subj /CN=127.0.0.1 "
+                "-addext subjectAltName=IP:127.0.0.1 2>/dev/null") != 0)
+        test_skip("the openssl command cannot make a test certificate");
+    Receiver r;
+    if (receiver_start(&r, "--cert cert.pem --key key.pem --log requests.jsonl --out ev.jsonl"))
+        return;
+    char url[80];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/hook", r.port);
+    WebhookRequest req = request(url, "{}", SPEC_SECRET);
+    WebhookResult res;
+    webhook_deliver(&req, &fast, &res);
+    CHECK_EQ(res.outcome, WEBHOOK_RETRY);
+    CHECK_EQ(res.http_status, 0);
+    CHECK(strstr(res.error, "certificate") != NULL);
+    CHECK_EQ(count_lines("requests.jsonl"), 0);
+    receiver_stop(&r);
+}
+
 static void test_deliver_url_redacted(void)
 {
     WebhookRequest req = request("http://user:pw@127.0.0.1:1/hook?token=s3cret#frag", "{}", NULL);
@@ -657,4 +699,5 @@ TEST_GROUP(webhook, {"sign_spec_vector", test_sign_spec_vector, 0},
            {"deliver_connection_refused", test_deliver_connection_refused, 0},
            {"deliver_refused_before_sending", test_deliver_refused_before_sending, 0},
            {"deliver_response_capped", test_deliver_response_capped, 0},
+           {"deliver_tls_verified", test_deliver_tls_verified, 0},
            {"deliver_url_redacted", test_deliver_url_redacted, 0})
