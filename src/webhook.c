@@ -192,8 +192,8 @@ out:
 
 /* The webhook-signature value "v1,<base64 HMAC>" in a new string (caller frees), or NULL
  * with err set when the secret is malformed. */
-char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s,
-                   const char *body, size_t body_len, char *err)
+char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s, const char *body,
+                   size_t body_len, char *err)
 {
     size_t key_len;
     unsigned char *key = secret_key(secret, &key_len, err);
@@ -350,15 +350,14 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
     if (n >= 5 && !memcmp(data, "HTTP/", 5)) {
         /* A new response (e.g. after 100 Continue): forget the previous one's headers. */
         r->retry_after[0] = '\0';
-        const char *sp = memchr(data, ' ', n);                         /* before the code */
+        const char *sp = memchr(data, ' ', n); /* before the code */
         const char *sp2 = sp ? memchr(sp + 1, ' ', n - (sp + 1 - data)) : NULL; /* after */
         if (sp2)
             trim_copy(r->reason, sizeof r->reason, sp2 + 1, n - (sp2 + 1 - data));
         else
             r->reason[0] = '\0';
     } else if (n > sizeof ra - 1 && !strncasecmp(data, ra, sizeof ra - 1)) {
-        trim_copy(r->retry_after, sizeof r->retry_after, data + sizeof ra - 1,
-                  n - (sizeof ra - 1));
+        trim_copy(r->retry_after, sizeof r->retry_after, data + sizeof ra - 1, n - (sizeof ra - 1));
     }
     return n;
 }
@@ -435,19 +434,21 @@ static void classify_status(WebhookResult *res, const char *where, const Respons
     char snippet[sizeof r->snippet];
     trim_copy(snippet, sizeof snippet, r->snippet, strlen(r->snippet));
     const char *sep = snippet[0] ? ": " : "";
+    const char *sp = r->reason[0] ? " " : ""; /* HTTP/2 has no reason phrase */
     if (st >= 200 && st < 300) {
         res->outcome = WEBHOOK_DELIVERED;
         res->error[0] = '\0';
     } else if (st == 410) {
-        result_set(res, WEBHOOK_GONE, "%s: HTTP 410 %s: the receiver says the endpoint is gone",
-                   where, r->reason);
+        result_set(res, WEBHOOK_GONE, "%s: HTTP 410%s%s: the receiver says the endpoint is gone",
+                   where, sp, r->reason);
     } else if (st >= 300 && st < 400) {
-        result_set(res, WEBHOOK_RETRY, "%s: HTTP %d %s: redirects are not followed (Location: %s)",
-                   where, st, r->reason, location ? location : "none");
+        result_set(res, WEBHOOK_RETRY, "%s: HTTP %d%s%s: redirects are not followed (Location: %s)",
+                   where, st, sp, r->reason, location ? location : "none");
     } else {
         if (st == 429 || st == 502 || st == 503 || st == 504)
             res->retry_after_s = parse_retry_after(r->retry_after);
-        result_set(res, WEBHOOK_RETRY, "%s: HTTP %d %s%s%s", where, st, r->reason, sep, snippet);
+        result_set(res, WEBHOOK_RETRY, "%s: HTTP %d%s%s%s%s", where, st, sp, r->reason, sep,
+                   snippet);
     }
 }
 
@@ -475,10 +476,10 @@ static CURLcode setup_easy(CURL *c, CURLU *url, const WebhookRequest *req,
                            Response *resp, char *errbuf)
 {
     CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                            \
-    do {                                                                                         \
-        if (rc == CURLE_OK)                                                                      \
-            rc = curl_easy_setopt(c, opt, val);                                                  \
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(c, opt, val);                                                    \
     } while (0)
     SET(CURLOPT_ERRORBUFFER, errbuf);
     SET(CURLOPT_CURLU, url);
@@ -529,7 +530,7 @@ void webhook_deliver(const WebhookRequest *req, const WebhookOptions *opt, Webho
     double t0 = util_mono_s();
     *res = (WebhookResult){.outcome = WEBHOOK_REFUSED, .http_status = 0, .retry_after_s = -1};
     int connect_ms = opt && opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms
-                                                          : WEBHOOK_DEFAULT_CONNECT_TIMEOUT_MS;
+                                                        : WEBHOOK_DEFAULT_CONNECT_TIMEOUT_MS;
     int total_ms = opt && opt->timeout_ms > 0 ? opt->timeout_ms : WEBHOOK_DEFAULT_TIMEOUT_MS;
     char *signature = NULL, *where = NULL;
     CURLU *url = NULL;
@@ -595,6 +596,22 @@ out:
     curl_url_cleanup(url);
     free(where);
     free(signature);
+}
+
+/* The outcome's lowercase name ("delivered", "retry", "gone", "refused"). Cannot fail. */
+const char *webhook_outcome_name(WebhookOutcome outcome)
+{
+    switch (outcome) {
+    case WEBHOOK_DELIVERED:
+        return "delivered";
+    case WEBHOOK_RETRY:
+        return "retry";
+    case WEBHOOK_GONE:
+        return "gone";
+    case WEBHOOK_REFUSED:
+        return "refused";
+    }
+    return "unknown";
 }
 
 /* ---- retry schedule ---- */

@@ -67,6 +67,10 @@ char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s
  * (defaults); a NULL or "" secret sends the event unsigned. The response body is read
  * up to 64 KiB and discarded (its start goes into res->error when not delivered). */
 void webhook_deliver(const WebhookRequest *req, const WebhookOptions *opt, WebhookResult *res);
+/* The outcome's lowercase name: "delivered", "retry", "gone", "refused" (for the
+ * attempt log); "unknown" for any other value. Cannot fail. */
+const char *webhook_outcome_name(WebhookOutcome outcome);
+
 /* Delay before retry number `attempt` (1 = the first retry after the first failure),
  * from schedule_s[0..n-1] with +-10% jitter from *rng (any caller-held seed, e.g. the
  * time or the event id's hash; NULL: no jitter); -1 when the schedule is spent.

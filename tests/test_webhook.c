@@ -8,6 +8,7 @@
 #include "webhook.h"
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -329,8 +330,8 @@ static void test_schedule_jitter(void)
             test_fail(__FILE__, __LINE__, "attempt %d: delays %lld..%lld outside %lld +-10%%",
                       attempt, (long long)lo, (long long)hi, (long long)base);
         if (base > 0 && (lo > base - base / 20 || hi < base + base / 20))
-            test_fail(__FILE__, __LINE__, "attempt %d: delays %lld..%lld hardly jittered",
-                      attempt, (long long)lo, (long long)hi);
+            test_fail(__FILE__, __LINE__, "attempt %d: delays %lld..%lld hardly jittered", attempt,
+                      (long long)lo, (long long)hi);
         CHECK_EQ(webhook_retry_delay_ms(attempt, s, n, NULL), base);
     }
     CHECK_EQ(webhook_retry_delay_ms(n + 1, s, n, &rng), -1);
@@ -669,6 +670,59 @@ static void test_deliver_tls_verified(void)
     receiver_stop(&r);
 }
 
+typedef struct {
+    const char *url;
+    int index;
+    int delivered;
+} SenderArg;
+
+static void *sender_thread(void *p)
+{
+    SenderArg *a = p;
+    for (int i = 0; i < 5; i++) {
+        char id[32], body[64];
+        snprintf(id, sizeof id, "msg_t%d_%d", a->index, i);
+        snprintf(body, sizeof body, "{\"thread\":%d,\"n\":%d}", a->index, i);
+        WebhookRequest req = request(a->url, body, SPEC_SECRET);
+        req.event_id = id;
+        WebhookResult res;
+        webhook_deliver(&req, &fast, &res);
+        a->delivered += res.outcome == WEBHOOK_DELIVERED;
+    }
+    return NULL;
+}
+
+static void test_deliver_threads(void)
+{
+    /* Four threads deliver at once from a process that never called webhook_global_init:
+     * the lazy init and the per-call handles must hold up. */
+    Receiver r;
+    if (receiver_start(&r, "--secret %s --out events.jsonl", SPEC_SECRET))
+        return;
+    pthread_t th[4];
+    SenderArg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (SenderArg){.url = r.url, .index = i};
+        CHECK_EQ(pthread_create(&th[i], NULL, sender_thread, &args[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ(args[i].delivered, 5);
+    }
+    CHECK_EQ(count_lines("events.jsonl"), 20);
+    CHECK(file_has("events.jsonl", "\"id\": \"msg_t3_4\""));
+    receiver_stop(&r);
+}
+
+static void test_outcome_names(void)
+{
+    CHECK_STR(webhook_outcome_name(WEBHOOK_DELIVERED), "delivered");
+    CHECK_STR(webhook_outcome_name(WEBHOOK_RETRY), "retry");
+    CHECK_STR(webhook_outcome_name(WEBHOOK_GONE), "gone");
+    CHECK_STR(webhook_outcome_name(WEBHOOK_REFUSED), "refused");
+    CHECK_STR(webhook_outcome_name((WebhookOutcome)99), "unknown");
+}
+
 static void test_deliver_url_redacted(void)
 {
     WebhookRequest req = request("http://user:pw@127.0.0.1:1/hook?token=s3cret#frag", "{}", NULL);
@@ -685,8 +739,8 @@ static void test_deliver_url_redacted(void)
 TEST_GROUP(webhook, {"sign_spec_vector", test_sign_spec_vector, 0},
            {"sign_matches_python", test_sign_matches_python, 0},
            {"secret_malformed", test_secret_malformed, 0},
-           {"new_ids_and_secrets", test_new_ids_and_secrets, 0},
-           {"check_url", test_check_url, 0}, {"schedule_jitter", test_schedule_jitter, 0},
+           {"new_ids_and_secrets", test_new_ids_and_secrets, 0}, {"check_url", test_check_url, 0},
+           {"schedule_jitter", test_schedule_jitter, 0},
            {"deliver_signed_200", test_deliver_signed_200, 0},
            {"deliver_large_body", test_deliver_large_body, 0},
            {"deliver_bad_signature_rejected", test_deliver_bad_signature_rejected, 0},
@@ -700,4 +754,5 @@ TEST_GROUP(webhook, {"sign_spec_vector", test_sign_spec_vector, 0},
            {"deliver_refused_before_sending", test_deliver_refused_before_sending, 0},
            {"deliver_response_capped", test_deliver_response_capped, 0},
            {"deliver_tls_verified", test_deliver_tls_verified, 0},
+           {"deliver_threads", test_deliver_threads, 0}, {"outcome_names", test_outcome_names, 0},
            {"deliver_url_redacted", test_deliver_url_redacted, 0})
