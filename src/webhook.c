@@ -328,6 +328,8 @@ typedef struct {
     int capped;                              /* 1: we cut the body off at the cap */
 } Response;
 
+/* Copy n bytes of a response header value into dst[cap], trimmed, with control and
+ * non-ASCII bytes as '?' (they end up in logs and the attempt table). */
 static void trim_copy(char *dst, size_t cap, const char *src, size_t n)
 {
     while (n > 0 && isspace((unsigned char)*src)) {
@@ -338,7 +340,8 @@ static void trim_copy(char *dst, size_t cap, const char *src, size_t n)
         n--;
     if (n >= cap)
         n = cap - 1;
-    memcpy(dst, src, n);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
     dst[n] = '\0';
 }
 

@@ -512,6 +512,15 @@ static void test_deliver_retry_after(void)
     CHECK(res.retry_after_s >= 115 && res.retry_after_s <= 120);
     receiver_stop(&r);
 
+    /* A date already past: retry now. */
+    if (receiver_start(&r, "--secret %s --status 503 --retry-after 'Wed, 21 Oct 2015 07:28:00 GMT'",
+                       SPEC_SECRET))
+        return;
+    req = request(r.url, "{}", SPEC_SECRET);
+    webhook_deliver(&req, &fast, &res);
+    CHECK_EQ(res.retry_after_s, 0);
+    receiver_stop(&r);
+
     /* Far too long: clamped. Unparsable: ignored. */
     if (receiver_start(&r, "--secret %s --status 502 --retry-after 99999999999999999999",
                        SPEC_SECRET))
