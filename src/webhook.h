@@ -24,9 +24,13 @@ typedef struct {
     const char *secret;    /* "whsec_<base64>", or NULL to send unsigned */
 } WebhookRequest;
 
+#define WEBHOOK_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define WEBHOOK_DEFAULT_TIMEOUT_MS 15000
+#define WEBHOOK_MAX_RETRY_AFTER_S (7 * 86400) /* a longer Retry-After is clamped to this */
+
 typedef struct {
-    int connect_timeout_ms; /* default 5000 */
-    int timeout_ms;         /* total, default 15000 */
+    int connect_timeout_ms; /* <= 0: WEBHOOK_DEFAULT_CONNECT_TIMEOUT_MS */
+    int timeout_ms;         /* total; <= 0: WEBHOOK_DEFAULT_TIMEOUT_MS */
     const char *allow_hosts; /* comma-separated host names, NULL or "" allows any */
 } WebhookOptions;
 
@@ -40,26 +44,50 @@ typedef enum {
 typedef struct {
     WebhookOutcome outcome;
     int http_status;         /* 0 when no response came */
-    int64_t retry_after_s;   /* Retry-After of a 429/502/503/504, else -1 */
+    int64_t retry_after_s;   /* Retry-After of a 429/502/503/504 (seconds or HTTP date,
+                              * 0..WEBHOOK_MAX_RETRY_AFTER_S), else -1 */
     double duration_s;
     char error[VLQ_ERRLEN];  /* empty when delivered */
 } WebhookResult;
 
+/* Initialise libcurl once per process (pthread_once); webhook_deliver calls it itself,
+ * so calling it is optional (e.g. from main before threads start). 0 or VLQ_ENET. */
+int webhook_global_init(char *err);
+
 /* Check that url is http(s) with a host, and the host is allowed. 0 or VLQ_EINPUT. */
 int webhook_check_url(const char *url, const char *allow_hosts, char *err);
-/* Check a "whsec_<base64>" secret. 0 or VLQ_EINPUT. */
+/* Check a "whsec_<base64>" secret: standard base64 (padding optional) of a 24..64-byte
+ * key, as Standard Webhooks asks. 0 or VLQ_EINPUT. */
 int webhook_check_secret(const char *secret, char *err);
 /* The webhook-signature header value ("v1,<base64>") into a new string (caller frees),
  * or NULL with err set when the secret is malformed. */
 char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s,
                    const char *body, size_t body_len, char *err);
-/* POST one event; fills *res. Never blocks longer than opt's timeouts. */
+/* POST one event; fills *res. Never blocks longer than opt's timeouts. opt may be NULL
+ * (defaults); a NULL or "" secret sends the event unsigned. The response body is read
+ * up to 64 KiB and discarded (its start goes into res->error when not delivered). */
 void webhook_deliver(const WebhookRequest *req, const WebhookOptions *opt, WebhookResult *res);
+/* The outcome's lowercase name: "delivered", "retry", "gone", "refused" (for the
+ * attempt log); "unknown" for any other value. Cannot fail. */
+const char *webhook_outcome_name(WebhookOutcome outcome);
+
 /* Delay before retry number `attempt` (1 = the first retry after the first failure),
- * from schedule_s[0..n-1] with +-10% jitter from *rng; -1 when the schedule is spent. */
+ * from schedule_s[0..n-1] with +-10% jitter from *rng (any caller-held seed, e.g. the
+ * time or the event id's hash; NULL: no jitter); -1 when the schedule is spent.
+ * attempt < 1 is taken as 1. Cannot fail. */
 int64_t webhook_retry_delay_ms(int attempt, const int64_t *schedule_s, int n, uint64_t *rng);
 /* The Standard Webhooks schedule: 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h. */
 extern const int64_t WEBHOOK_DEFAULT_SCHEDULE_S[10];
 #define WEBHOOK_DEFAULT_SCHEDULE_N 10
+
+/* ---- identifiers and secrets for the outbox (the queue and `vlq webhooks` use them) ---- */
+/* "msg_" + 24 lowercase base32 chars (120 random bits) + NUL */
+#define WEBHOOK_EVENT_ID_SIZE 29
+/* "whsec_" + base64 of 32 random bytes (44 chars) + NUL */
+#define WEBHOOK_SECRET_SIZE 51
+/* A new random event id (webhook-id) into out. 0, or VLQ_EIO when the system RNG fails. */
+int webhook_new_event_id(char out[WEBHOOK_EVENT_ID_SIZE], char *err);
+/* A new random secret into out. 0, or VLQ_EIO when the system RNG fails. */
+int webhook_new_secret(char out[WEBHOOK_SECRET_SIZE], char *err);
 
 #endif
