@@ -1,17 +1,16 @@
 /* cli_main: the command table, global options and exit statuses.
  *
  * Each command lives in a cli_*.c (or its module) and is listed once in
- * main_commands[] below; main.c and the test binary with extra job kinds call cli_main; `vlq --help` prints the table. */
+ * main_commands[] below; `vlq --help` prints the table. main.c and the test binary
+ * with extra job kinds (tests/vlq_testkinds.c) both call cli_main. */
 #include "cli.h"
 #include "log.h"
+#include "version.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef VLQ_VERSION
-#define VLQ_VERSION "0.1.0"
-#endif
 
 typedef struct {
     const char *name;

@@ -38,9 +38,8 @@
 #include <strings.h>
 #include <time.h>
 
-#ifndef VLQ_VERSION
-#define VLQ_VERSION "0.1.0"
-#endif
+#include "version.h"
+
 
 #define WEBHOOK_SECRET_PREFIX "whsec_"
 #define WEBHOOK_KEY_MIN 24 /* bytes; Standard Webhooks: 24..64 */

@@ -1,4 +1,4 @@
-/* The test runner: every registered C test and every tests/e2e/*.sh, each in a forked
+/* The test runner: every registered C test and every shell script in tests/e2e, each in a forked
  * child with its own temp dir and a timeout. `vlq-test [PREFIX...]` runs the tests
  * whose full name ("group/name", "e2e/script") starts with one of the prefixes.
  * The last line is exactly "N passed, N failed, N skipped"; exit 1 on any failure. */
