@@ -20,6 +20,7 @@ typedef struct {
 } MainCommand;
 
 static const MainCommand main_commands[] = {
+    {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
     {NULL, NULL, NULL},
 };
 

@@ -97,5 +97,15 @@ def main():
           f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}")
 
 
+def images():
+    """Formats the ffmpeg CLI cannot write: a 3-page TIFF and a CMYK JPEG (Pillow)."""
+    from PIL import Image
+    pages = [Image.new("RGB", (40, 30), (255, 0, 0)), Image.new("RGB", (50, 20), (0, 255, 0)),
+             Image.new("RGB", (30, 30), (0, 0, 255))]
+    pages[0].save(os.path.join(HERE, "pages3.tif"), save_all=True, append_images=pages[1:])
+    Image.new("CMYK", (32, 24), (255, 0, 0, 0)).save(os.path.join(HERE, "cmyk.jpg"), quality=95)
+
+
 if __name__ == "__main__":
     main()
+    images()
