@@ -54,6 +54,8 @@ int tok_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 
 static void tok_out_append(char **out, size_t *len, size_t *cap, const void *p, size_t n)
 {
+    if (n == 0 && *out)
+        return;
     if (*len + n + 1 > *cap) {
         size_t c = *cap ? *cap : 64;
         while (c < *len + n + 1)
@@ -61,7 +63,8 @@ static void tok_out_append(char **out, size_t *len, size_t *cap, const void *p, 
         *out = xrealloc(*out, c);
         *cap = c;
     }
-    memcpy(*out + *len, p, n);
+    if (n)
+        memcpy(*out + *len, p, n);
     *len += n;
     (*out)[*len] = '\0';
 }
@@ -69,6 +72,8 @@ static void tok_out_append(char **out, size_t *len, size_t *cap, const void *p, 
 size_t tok_utf8_lossy(const unsigned char *s, size_t n, int final, char **out, size_t *out_len,
                       size_t *out_cap)
 {
+    if (n == 0)
+        return 0;
     size_t i = 0, run = 0; /* valid bytes s[run..i) not yet copied */
     while (i < n) {
         uint32_t cp;
@@ -670,7 +675,8 @@ static const char *tok_stream_emit(TokStream *s, int final, size_t *len)
     size_t out_len = 0;
     tok_out_append(&s->out, &out_len, &s->out_cap, "", 0);
     size_t used = tok_utf8_lossy(s->held, s->n_held, final, &s->out, &out_len, &s->out_cap);
-    memmove(s->held, s->held + used, s->n_held - used);
+    if (used < s->n_held)
+        memmove(s->held, s->held + used, s->n_held - used);
     s->n_held -= used;
     *len = out_len;
     return s->out;
