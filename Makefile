@@ -138,3 +138,13 @@ build-fuzz/libvlq.a: $(FUZZ_OBJ)
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libvlq.a
 	@echo "  FUZZLD  $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread -ldl
+
+# make bench-tok: the tokenizer beside HF tokenizers (tests/bench/bench_tok.py).
+REF_PYTHON ?= $(if $(wildcard /opt/ref/venv/bin/python),/opt/ref/venv/bin/python,python3)
+.PHONY: bench-tok
+bench: bench-tok
+bench-tok: $(BUILD)/bench-tok
+	$(Q)$(REF_PYTHON) tests/bench/bench_tok.py $(BUILD)/bench-tok
+$(BUILD)/bench-tok: $(BUILD)/tests/bench/bench_tok.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
