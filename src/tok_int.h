@@ -46,6 +46,7 @@ struct Tok {
     int32_t byte_id[256]; /* id of each single byte */
     TokMerge *merges;     /* open-addressing table, mmask + 1 slots */
     size_t mmask;
+    size_t n_merges;      /* distinct pairs in merges */
     TokAdded *added;      /* added tokens, longest first */
     size_t n_added;
     uint8_t added_first[256]; /* 1 if some raw (non-normalized) added token starts with the byte */
