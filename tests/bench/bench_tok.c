@@ -4,7 +4,7 @@
  * Prints key=value lines: load_ms (best of 3 loads), rss_mb (resident memory the loaded
  * tokenizer adds, read from /proc/self/status), peak_rss_mb (high-water mark of the whole
  * process, JSON parsing included), encode_mb_s (best of REPS single-threaded encodes of
- * the whole file), n_ids, decode_mb_s. tests/bench/bench_tok.py runs it beside HF. */
+ * the whole file), n_ids, decode_mb_s, lines_mb_s (the file encoded line by line). tests/bench/bench_tok.py runs it beside HF. */
 #include "err.h"
 #include "tok.h"
 #include "util.h"
@@ -69,6 +69,25 @@ int main(int argc, char **argv)
         double dt = util_mono_s() - t0;
         best = dt < best ? dt : best;
     }
+    /* The same text line by line (each line a separate encode, as prompts are). */
+    double best_lines = 1e9;
+    for (int r = 0; r < reps; r++) {
+        double t0 = util_mono_s();
+        for (size_t i = 0; i < len;) {
+            const char *nl = memchr(text + i, '\n', len - i);
+            size_t e = nl ? (size_t)(nl - text) : len;
+            ids.n = 0;
+            if (tok_encode(t, text + i, e - i, &ids, err)) {
+                fprintf(stderr, "bench-tok: %s: %s\n", argv[2], err);
+                return 1;
+            }
+            i = e + 1;
+        }
+        double dt = util_mono_s() - t0;
+        best_lines = dt < best_lines ? dt : best_lines;
+    }
+    ids.n = 0;
+    tok_encode(t, text, len, &ids, err);
     double best_dec = 1e9;
     for (int r = 0; r < reps; r++) {
         double t0 = util_mono_s();
@@ -77,9 +96,9 @@ int main(int argc, char **argv)
         best_dec = dt < best_dec ? dt : best_dec;
     }
     printf("load_ms=%.1f\nrss_mb=%.1f\npeak_rss_mb=%.1f\nencode_mb_s=%.2f\nn_ids=%zu\n"
-           "decode_mb_s=%.1f\n",
+           "decode_mb_s=%.1f\nlines_mb_s=%.2f\n",
            best_load * 1e3, rss1 - rss0, bench_status_mb("VmHWM"), len / best / 1e6, ids.n,
-           len / best_dec / 1e6);
+           len / best_dec / 1e6, len / best_lines / 1e6);
     tok_ids_clear(&ids);
     tok_free(t);
     free(text);
