@@ -543,25 +543,29 @@ static const unsigned char *tok_nfc(const Tok *t, const unsigned char *s, size_t
     if (!t->nfc)
         return s;
     size_t i = 0, safe_end = 0; /* s[..safe_end) ends on an NFC-inert codepoint */
+    int opaque_end = 0;         /* ... which the reference does not know */
     Buf b = {0};
     size_t copied = 0;
     while (i < n) {
         if (s[i] < 0x80) {
             i++;
             safe_end = i;
+            opaque_end = 0;
             continue;
         }
         uint32_t cp;
         size_t k = tok_cp(s + i, &cp);
-        if (tok_class_of(t, cp) & TOK_CL_NFC_SAFE) {
+        uint8_t cl = tok_class_of(t, cp);
+        if (cl & TOK_CL_NFC_SAFE) {
             i += k;
             safe_end = i;
+            opaque_end = (cl & TOK_CL_NFC_OPAQUE) != 0;
             continue;
         }
         /* Window: from the last inert codepoint before i (it may compose with what
-         * follows) to the next inert one. */
+         * follows, unless the reference does not know it) to the next inert one. */
         size_t w0 = safe_end;
-        if (w0 > copied) {
+        if (w0 > copied && !opaque_end) {
             size_t p = w0 - 1;
             while (p > copied && (s[p] & 0xC0) == 0x80)
                 p--;
@@ -584,6 +588,7 @@ static const unsigned char *tok_nfc(const Tok *t, const unsigned char *s, size_t
         copied = w1;
         i = w1;
         safe_end = w1; /* the window's end is inert (or the end) */
+        opaque_end = 0;
     }
     if (!b.data)
         return s;

@@ -13,6 +13,10 @@ enum { TOK_CL_O = 0, TOK_CL_L = 1, TOK_CL_N = 2, TOK_CL_S = 3 };
 /* Flag in a class byte: the codepoint is NFC-inert (ccc 0, NFC_QC yes, never the second
  * half of a composition), so NFC never changes text across or around it. */
 #define TOK_CL_NFC_SAFE 4
+/* Flag: a codepoint the reference's NFC does not know (its Unicode data is older than
+ * utf8proc's): it is treated as class 0 without decomposition, so it composes with
+ * nothing on either side (also NFC-safe). */
+#define TOK_CL_NFC_OPAQUE 8
 
 /* An added token (tokenizer.json "added_tokens"). */
 typedef struct {
@@ -63,6 +67,9 @@ typedef struct {
 } TokClassRange;
 extern const TokClassRange tok_class_ranges[];
 extern const size_t tok_n_class_ranges;
+/* The codepoints of TOK_CL_NFC_OPAQUE, sorted (tok_unicode.c). */
+extern const uint32_t tok_nfc_opaque[];
+extern const size_t tok_n_nfc_opaque;
 
 /* Class byte of any codepoint (BMP from the table, the rest computed). */
 uint8_t tok_class_of(const Tok *t, uint32_t cp);

@@ -66,8 +66,25 @@ static int tok_nfc_safe(uint32_t cp)
     return same;
 }
 
+static int tok_nfc_is_opaque(uint32_t cp)
+{
+    size_t lo = 0, hi = tok_n_nfc_opaque;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (tok_nfc_opaque[mid] == cp)
+            return 1;
+        if (tok_nfc_opaque[mid] < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
 uint8_t tok_class_compute(uint32_t cp)
 {
+    if (tok_nfc_is_opaque(cp))
+        return tok_class_lookup(cp) | TOK_CL_NFC_SAFE | TOK_CL_NFC_OPAQUE;
     return tok_class_lookup(cp) | (tok_nfc_safe(cp) ? TOK_CL_NFC_SAFE : 0);
 }
 

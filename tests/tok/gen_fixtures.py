@@ -61,7 +61,10 @@ def corpus_strings():
           "\u1100\u1161\u11A8", "\u1100\u1161", "\uAC00\u11A8", "\u0958", "<\u0338", "=\u0338",
           "Vie\u0323\u0302t Nam", "n\u0303o", "\u0041\u0308\u0304", "x\u0301\u0301\u0301",
           "\u0301 leading mark", "\u0B47\u0B3E", "\u0CBF\u0CD5", "\u3099", "か\u3099", "ﬁ ligature",
-          "\u00C5\u0301", "o\u031B\u0323", "\u0344", "\u0F73", "e\u0301\u0020e\u0301"]
+          "\u00C5\u0301", "o\u031B\u0323", "\u0344", "\u0F73", "e\u0301\u0020e\u0301",
+          # marks newer than the reference's Unicode data: it does not reorder them
+          "x\u08CF\u3099", "\u0301\u1DF7", "a\u0301\u1DF7", "\u0B97\u0301\u1DF7",
+          "\U00011F41\u0301", "\u0301\U00011F41\u0323"]
     # Full-width and compatibility forms
     s += ["ＡＢＣ１２３！", "Ｈｅｌｌｏ　ｗｏｒｌｄ", "（全角）", "①②③", "½ ¼ ¾", "x² + y³", "Ⅻ Ⅳ",
           "\u3000\u3000indent"]
@@ -121,6 +124,17 @@ def corpus_strings():
                 "\u00a0\u2003\u3000\u200b\u2028" "😀👍🏽\u200d❤️🇫" "①½²Ⅻ١२" "ſ\u212A")
     for _ in range(60):
         s.append("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))))
+    # Random codepoints from every plane, with marks and the regex's literals mixed in.
+    for _ in range(150):
+        cps = []
+        for _ in range(rng.randint(1, 12)):
+            r = rng.random()
+            cp = (rng.randint(1, 0x2FFF) if r < 0.3 else rng.randint(0x3000, 0xFFFF) if r < 0.5
+                  else rng.randint(0x10000, 0x10FFFF) if r < 0.6 else rng.randint(0x10000, 0x1FFFF)
+                  if r < 0.8 else rng.choice([0x20, 0x0A, 0x0D, 0x27, 0x61, 0x41, 0x31, 0x2E, 0x301,
+                                              0x3099, 0x1161, 0x11A8, 0x1DF7, 0x8CF]))
+            cps.append(chr(0x41 if 0xD800 <= cp < 0xE000 else cp))
+        s.append("".join(cps))
     return s
 
 
