@@ -26,7 +26,7 @@ typedef struct {
     uint8_t special;  /* skipped by skip_special decoding */
     uint8_t lstrip;   /* swallows whitespace on its left */
     uint8_t rstrip;   /* swallows whitespace on its right */
-    uint8_t single_word; /* matches only between word boundaries */
+    uint8_t single_word; /* matches only between word boundaries (refused at load) */
     uint8_t normalized;  /* matched in the normalized text instead of the raw text */
 } TokAdded;
 

@@ -365,7 +365,50 @@ static void test_load_errors(void)
     tok_free(NULL);
 }
 
+/* lstrip, rstrip and normalized added tokens (unused by Qwen's file) on a copy of the
+ * tokenizer with those flags set, as gen_fixtures.py gen_added_flags(). */
+static void test_added_flags(void)
+{
+    char path[4096], err[VLQ_ERRLEN];
+    snprintf(path, sizeof path, "%s/tests/data/qwen3-tokenizer/tokenizer.json", test_root());
+    json_t *root = json_load_file(path, 0, NULL);
+    json_t *fx = tok_test_fixture("added_flags.json");
+    json_t *flags = json_object_get(fx, "flags"), *a, *c;
+    json_t *added = json_object_get(root, "added_tokens");
+    size_t i;
+    json_array_foreach(added, i, a) {
+        json_t *f = json_object_get(flags, json_string_value(json_object_get(a, "content")));
+        if (f)
+            json_object_update(a, f);
+    }
+    json_array_foreach(json_object_get(fx, "tokens"), i, a) {
+        json_t *tk = json_deep_copy(a);
+        json_object_set_new(tk, "special", json_false());
+        json_array_append_new(added, tk);
+    }
+    char *text = json_dumps(root, JSON_COMPACT);
+    Tok *t = NULL;
+    CHECK_EQ(tok_load_json(text, strlen(text), "flags", &t, err), 0);
+    json_array_foreach(json_object_get(fx, "cases"), i, c) {
+        json_t *s = json_object_get(c, "text");
+        TokIds ids = {0};
+        CHECK_EQ(tok_encode(t, json_string_value(s), json_string_length(s), &ids, err), 0);
+        tok_test_same(&ids, json_object_get(c, "ids"), json_string_value(s));
+        tok_ids_clear(&ids);
+    }
+    tok_free(t);
+    /* single_word is refused rather than guessed */
+    json_object_set_new(json_array_get(added, 0), "single_word", json_true());
+    free(text);
+    text = json_dumps(root, JSON_COMPACT);
+    CHECK_EQ(tok_load_json(text, strlen(text), "flags", &t, err), VLQ_ENOTSUP);
+    CHECK(strstr(err, "single_word") != NULL);
+    free(text);
+    json_decref(root);
+    json_decref(fx);
+}
+
 TEST_GROUP(tok, {"corpus", test_corpus}, {"big_text", test_big_text},
            {"decode_stream", test_decode_stream}, {"chat", test_chat},
            {"chat_errors", test_chat_errors}, {"invalid_utf8", test_invalid_utf8},
-           {"load_errors", test_load_errors})
+           {"load_errors", test_load_errors}, {"added_flags", test_added_flags})

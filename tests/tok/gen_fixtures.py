@@ -8,6 +8,8 @@ Writes, next to this script:
                C test rebuilds the same text from the corpus)
   decode.json  id sequences (random, broken UTF-8, special tokens) with their decodes
   chat.json    Qwen3-VL chat prompts with images / videos, ids from Qwen3VLProcessor
+  added_flags.json  added tokens with lstrip / rstrip / normalized set on a copy of the
+               tokenizer, and the reference ids of strings around them
 
 Usage (from the repo root): /opt/ref/venv/bin/python tests/tok/gen_fixtures.py
 Pinned versions: tests/tok/requirements.txt.
@@ -237,6 +239,31 @@ def gen_decode(tok):
     return {"cases": out}
 
 
+# Added-token flags the Qwen file does not use, set on a copy of it (tests/test_tok.c
+# makes the same copy): lstrip, rstrip, normalized (matched after NFC).
+FLAGS = {"<think>": {"lstrip": True}, "</think>": {"rstrip": True},
+         "<tool_call>": {"lstrip": True, "rstrip": True}, "<|fim_pad|>": {"normalized": True}}
+FLAG_TOKENS = [{"id": 151669, "content": "\u00e9\u0301x", "normalized": True},
+               {"id": 151670, "content": "e\u0301z", "normalized": True}]
+
+
+def gen_added_flags():
+    d = json.load(open(TOK_JSON, encoding="utf-8"))
+    for a in d["added_tokens"]:
+        a.update(FLAGS.get(a["content"], {}))
+    for a in FLAG_TOKENS:
+        d["added_tokens"].append(dict(single_word=False, lstrip=False, rstrip=False, special=False,
+                                      **a))
+    tok = Tokenizer.from_str(json.dumps(d))
+    strings = ["a <think> b", "a  \t<think>b", "x</think>   y", "x</think>\n\ny", " <tool_call> ",
+               "\n\n<tool_call>\n\nz", "<think><think>", "</think></think> ", "a<|fim_pad|>b",
+               "q\u00e9z", "qe\u0301z", "\u00e9\u0301x", "<think>  </think>  <think>", "   <think>",
+               "</think>   ", "\u3000<think>\u3000", "a\u00a0<tool_call>\u00a0b", "<|im_start|> <think>",
+               "e\u0301z<think>e\u0301z", "x <|fim_pad|> y"]
+    return {"flags": FLAGS, "tokens": FLAG_TOKENS,
+            "cases": [{"text": t, "ids": tok.encode(t).ids} for t in strings]}
+
+
 def gen_chat():
     from transformers import AutoProcessor
     from transformers.video_utils import VideoMetadata
@@ -302,6 +329,7 @@ def main():
     dump(corpus, "corpus.json")
     dump(gen_decode(tok), "decode.json")
     dump(gen_chat(), "chat.json")
+    dump(gen_added_flags(), "added_flags.json")
     print("corpus: %d strings, big text %d bytes, %d ids" %
           (len(corpus["cases"]), corpus["big"]["bytes"], corpus["big"]["n_ids"]), file=sys.stderr)
 
