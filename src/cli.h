@@ -34,6 +34,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True if argv (after argv[0]) contains -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 
+/* vlq tokenize (src/cli_tokenize.c). */
+int cli_tokenize(int argc, char **argv, const CliCommon *common);
 /* vlq plan (src/cli_plan.c). */
 int cli_plan(int argc, char **argv, const CliCommon *common);
 
