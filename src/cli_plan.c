@@ -2,11 +2,15 @@
  *
  * Prints the planner's units (plan.h): per page or video segment, the resized size,
  * grid, frame count and the token accounting against the budget. The prompt's token
- * count is an input of the planner; until the tokenizer is wired here it must be given
- * with --prompt-tokens (the chat prompt with one vision placeholder block). */
+ * count is an input of the planner: with --tokenizer it is the kind's default prompt
+ * (jobs/prompts.h) rendered by tok's chat template with one vision placeholder block,
+ * and the timestamp texts of video groups are counted by tok exactly; without it,
+ * --prompt-tokens gives the count and timestamps are bounded by their byte length. */
 #include "cli.h"
 #include "err.h"
 #include "plan.h"
+#include "prompts.h"
+#include "tok.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -33,8 +37,9 @@ static void cli_plan_usage(FILE *out)
             "  --kind K            ocr (pages) or summarize (videos); sets the defaults\n"
             "  --budget N          context budget in tokens (ocr %d, summarize %d)\n"
             "  --max-new-tokens N  tokens reserved for the answer (ocr %d, summarize %d)\n"
-            "  --prompt-tokens N   tokens of the chat prompt with one vision placeholder\n"
-            "                      (required until the tokenizer is wired into plan)\n"
+            "  --tokenizer FILE    tokenizer.json: count the kind's default prompt exactly\n"
+            "  --prompt-tokens N   or give the count of the chat prompt with one vision\n"
+            "                      placeholder block (one of the two is required)\n"
             "  --fps F             video sampling rate (default 2)\n"
             "  --from S, --to S    video range in seconds\n"
             "  --max-frames N      most frames per segment (default 768)\n"
@@ -75,6 +80,41 @@ static json_t *cli_plan_unit_json(const char *file, const PlanUnit *u)
     return o;
 }
 
+/* PlanCountFn over tok: the exact token count of a plain text (a timestamp). */
+static int cli_plan_count_text(void *ctx, const char *text)
+{
+    TokIds ids = {0};
+    int n = tok_encode(ctx, text, strlen(text), &ids, NULL) == 0 ? (int)ids.n : (int)strlen(text);
+    tok_ids_clear(&ids);
+    return n;
+}
+
+/* The kind's default prompt with one placeholder block, as the planner counts it:
+ * image: <|vision_start|><|image_pad|><|vision_end|> + text; video: the same with
+ * <|video_pad|>. tok renders a video group with its "<t seconds>" text, which is
+ * subtracted (the planner adds every group's own). */
+static int cli_plan_prompt_tokens(const Tok *tok, const char *kind, int64_t *image,
+                                  int64_t *video, char *err)
+{
+    const char *text = prompts_default(kind, NULL);
+    double t0 = 0.0;
+    TokPart parts[2] = {{.kind = TOK_PART_IMAGE, .grid_t = 1, .grid_h = 2, .grid_w = 2},
+                        {.kind = TOK_PART_TEXT, .text = text}};
+    TokChat chat = {.parts = parts, .n_parts = 2};
+    size_t n;
+    int ret = tok_chat_count(tok, &chat, &n, err);
+    if (ret)
+        return ret;
+    *image = (int64_t)n;
+    parts[0] = (TokPart){.kind = TOK_PART_VIDEO, .grid_t = 1, .grid_h = 2, .grid_w = 2,
+                         .times_s = &t0};
+    ret = tok_chat_count(tok, &chat, &n, err);
+    if (ret)
+        return ret;
+    *video = (int64_t)n - cli_plan_count_text((void *)tok, "<0.0 seconds>");
+    return 0;
+}
+
 int cli_plan(int argc, char **argv, const CliCommon *common)
 {
     if (cli_wants_help(argc, argv)) {
@@ -88,9 +128,9 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
         {"from", required_argument, NULL, 'F'},       {"to", required_argument, NULL, 'T'},
         {"max-frames", required_argument, NULL, 'm'}, {"pages", required_argument, NULL, 'P'},
         {"dpi", required_argument, NULL, 'd'},        {"max-pixels", required_argument, NULL, 'x'},
-        {NULL, 0, NULL, 0},
+        {"tokenizer", required_argument, NULL, 't'},  {NULL, 0, NULL, 0},
     };
-    const char *kind = NULL;
+    const char *kind = NULL, *tok_path = NULL;
     double budget = 0, max_new = -1, prompt = -1, v;
     PlanOptions o = {0};
     optind = 1;
@@ -102,6 +142,7 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
                 name = lo->name;
         switch (c) {
         case 'k': kind = optarg; break;
+        case 't': tok_path = optarg; break;
         case 'b': if (cli_plan_num("--budget", optarg, 1, &budget)) return CLI_EXIT_USAGE; break;
         case 'n': if (cli_plan_num("--max-new-tokens", optarg, 0, &max_new)) return CLI_EXIT_USAGE; break;
         case 'p': if (cli_plan_num("--prompt-tokens", optarg, 3, &prompt)) return CLI_EXIT_USAGE; break;
@@ -137,22 +178,37 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
         cli_error("plan: no FILE given");
         return CLI_EXIT_USAGE;
     }
-    if (prompt < 0) {
-        cli_error("plan: the prompt's token count is needed: pass --prompt-tokens N (the "
-                  "tokenizer is not wired into plan yet)");
+    if (prompt < 0 && !tok_path) {
+        cli_error("plan: the prompt's token count is needed: pass --tokenizer FILE "
+                  "(tokenizer.json) or --prompt-tokens N");
         return CLI_EXIT_USAGE;
+    }
+    Tok *tok = NULL;
+    int64_t prompt_image = (int64_t)prompt, prompt_video = (int64_t)prompt;
+    if (tok_path) {
+        char err[VLQ_ERRLEN];
+        if (tok_load_file(tok_path, &tok, err) != 0 ||
+            cli_plan_prompt_tokens(tok, kind, &prompt_image, &prompt_video, err) != 0) {
+            cli_error("plan: %s", err);
+            tok_free(tok);
+            return CLI_EXIT_FAIL;
+        }
+        if (prompt >= 0)
+            prompt_image = prompt_video = (int64_t)prompt; /* an explicit count wins */
+        o.count_text = cli_plan_count_text;
+        o.count_ctx = tok;
     }
     int ocr = !strcmp(kind, "ocr");
     o.budget_tok = budget > 0 ? (int64_t)budget : ocr ? CLI_PLAN_OCR_BUDGET : CLI_PLAN_VIDEO_BUDGET;
     o.max_new_tok = max_new >= 0 ? (int64_t)max_new : ocr ? CLI_PLAN_OCR_MAX_NEW
                                                           : CLI_PLAN_VIDEO_MAX_NEW;
-    o.prompt_tok = (int64_t)prompt;
     json_t *units = json_array();
     int status = CLI_EXIT_OK;
     for (int i = optind; i < argc; i++) {
         PlanUnit *u;
         int n;
         char err[VLQ_ERRLEN];
+        o.prompt_tok = media_kind(argv[i]) == MEDIA_VIDEO ? prompt_video : prompt_image;
         if (plan_file(argv[i], &o, &u, &n, err) != 0) {
             cli_error("%s", err);
             status = CLI_EXIT_FAIL;
@@ -187,5 +243,6 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
     } else {
         json_decref(units);
     }
+    tok_free(tok);
     return status;
 }

@@ -3,7 +3,9 @@
 #include "err.h"
 #include "plan.h"
 #include "prep.h"
+#include "prompts.h"
 #include "test.h"
+#include "tok.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -160,5 +162,67 @@ static void test_plan_file(void)
     CHECK_STR(err, "missing.mp4: No such file or directory");
 }
 
-TEST_GROUP(plan, {"page", test_page}, {"video_one_segment", test_video_one_segment},
+static int tok_count(void *ctx, const char *text)
+{
+    TokIds ids = {0};
+    CHECK_EQ(tok_encode(ctx, text, strlen(text), &ids, NULL), 0);
+    int n = (int)ids.n;
+    tok_ids_clear(&ids);
+    return n;
+}
+
+/* With the real tokenizer, the planner's prompt + visual tokens equal the length of the
+ * fully expanded chat prompt (tok, itself checked against the HF processor). */
+static void test_exact_with_tok(void)
+{
+    char path[1024], err[VLQ_ERRLEN];
+    snprintf(path, sizeof path, "%s/tests/data/qwen3-tokenizer/tokenizer.json", test_root());
+    Tok *tok;
+    if (tok_load_file(path, &tok, err) != 0)
+        test_skip("%s", err);
+    const char *text = prompts_default("summarize", NULL);
+    double t0 = 0;
+    TokPart parts[2] = {{.kind = TOK_PART_VIDEO, .grid_t = 1, .grid_h = 2, .grid_w = 2,
+                         .times_s = &t0},
+                        {.kind = TOK_PART_TEXT, .text = text}};
+    TokChat chat = {.parts = parts, .n_parts = 2};
+    size_t n1;
+    CHECK_EQ(tok_chat_count(tok, &chat, &n1, err), 0);
+    PlanOptions o = {.budget_tok = 16384, .max_new_tok = 1024, .count_text = tok_count,
+                     .count_ctx = tok};
+    o.prompt_tok = (int64_t)n1 - tok_count(tok, "<0.0 seconds>");
+    MediaInfo info = video_info(37.3, 29.97, 854, 480);
+    PlanUnit *u;
+    int n;
+    CHECK_EQ(plan_video(&o, &info, &u, &n, err), 0);
+    CHECK_EQ(n, 1);
+    /* The reference's timestamps for the unit's frames. */
+    int64_t idx[768];
+    int nf = media_sample_indices(info.total_frames, info.video_fps, NULL, idx);
+    CHECK_EQ(nf, u[0].frames);
+    double times[384];
+    for (int g = 0; g < u[0].grid_t; g++) {
+        int64_t a = idx[2 * g], b = idx[2 * g + 1 < nf ? 2 * g + 1 : nf - 1];
+        times[g] = (a / info.video_fps + b / info.video_fps) / 2;
+    }
+    parts[0] = (TokPart){.kind = TOK_PART_VIDEO, .grid_t = u[0].grid_t, .grid_h = u[0].grid_h,
+                         .grid_w = u[0].grid_w, .times_s = times};
+    size_t full;
+    CHECK_EQ(tok_chat_count(tok, &chat, &full, err), 0);
+    CHECK_EQ((int64_t)full, u[0].prompt_tok + u[0].visual_tok);
+    free(u);
+    /* A page: same identity with an image part. */
+    parts[0] = (TokPart){.kind = TOK_PART_IMAGE, .grid_t = 1, .grid_h = 2, .grid_w = 2};
+    CHECK_EQ(tok_chat_count(tok, &chat, &n1, err), 0);
+    o.prompt_tok = (int64_t)n1;
+    PlanUnit pu;
+    CHECK_EQ(plan_page(&o, 1224, 1584, 1, &pu, err), 0);
+    parts[0].grid_h = pu.grid_h;
+    parts[0].grid_w = pu.grid_w;
+    CHECK_EQ(tok_chat_count(tok, &chat, &full, err), 0);
+    CHECK_EQ((int64_t)full, pu.prompt_tok + pu.visual_tok);
+    tok_free(tok);
+}
+
+TEST_GROUP(plan, {"exact_with_tok", test_exact_with_tok}, {"page", test_page}, {"video_one_segment", test_video_one_segment},
            {"video_segments", test_video_segments}, {"plan_file", test_plan_file})

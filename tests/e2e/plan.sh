@@ -28,6 +28,10 @@ page = [u for u in units if u["file"] == "page.png"]
 assert len(page) == 1 and page[0]["page"] == 1 and page[0]["end_s"] is None
 print("plan ok:", len(video), "segments")
 PY
+# With the tokenizer: the kind's default prompt counted by tok.
+"$VLQ_BIN" plan page.png --kind ocr --tokenizer "$VLQ_ROOT/tests/data/qwen3-tokenizer/tokenizer.json" \
+    --json >tok.json
+python3 -c 'import json,sys; u=json.load(open("tok.json"))["units"][0]; assert u["prompt_tokens"] > 40 and u["max_new_tokens"] == 2048, u'
 # A bad file: exit 1, the file and the reason on stderr, the good file still planned.
 printf 'not a video' >bad.mp4
 if "$VLQ_BIN" plan bad.mp4 page.png --kind ocr --prompt-tokens 40 >out.txt 2>err.txt; then
