@@ -147,7 +147,7 @@ static void media_input_close(MediaInput *in)
 
 /* Open a decoder for in->st (again: a still image is decoded once per page). */
 static int media_open_decoder(MediaInput *in, const char *path, const MediaOptions *opt,
-                              int unused, char *err)
+                              char *err)
 {
     const AVCodec *codec = avcodec_find_decoder(in->st->codecpar->codec_id);
     if (!codec)
@@ -570,7 +570,7 @@ int media_decode_pages(const char *path, const MediaOptions *opt, MediaFrameFn f
         goto out;
     }
     for (int p = first; p <= last; p++) {
-        ret = media_open_decoder(&in, path, opt, 0, err);
+        ret = media_open_decoder(&in, path, opt, err);
         if (ret)
             goto out;
         AVPacket *page_pkt = tiff && p > 1 ? media_tiff_page_packet(pkt, ifds[p - 1]) : NULL;
@@ -780,7 +780,7 @@ int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn f
         ret = err_set(err, VLQ_ENOMEM, "%s: out of memory", path);
         goto out;
     }
-    ret = media_open_decoder(&v.in, path, opt, 0, err);
+    ret = media_open_decoder(&v.in, path, opt, err);
     if (ret)
         goto out;
     v.tb = av_q2d(v.in.st->time_base);

@@ -42,7 +42,9 @@ typedef struct {
 /* What media_probe learns without decoding the pictures. */
 typedef struct {
     int kind;              /* MEDIA_IMAGE, MEDIA_VIDEO or MEDIA_PDF */
-    int width, height;     /* upright size of the first image, page or video frame */
+    int width, height;     /* video: upright frame size; PDF: first page at pdf_dpi;
+                            * images: the stored size, before EXIF orientation
+                            * (media_page_sizes gives upright sizes) */
     int n_pages;           /* images: pages (1 unless a multi-page TIFF); PDF pages */
     double duration_s;     /* video: duration of the video stream (0 for images) */
     double video_fps;      /* video: average frame rate (24 when the file has none) */

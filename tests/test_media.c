@@ -122,6 +122,20 @@ static void test_image_alpha_gray(void)
     }
 }
 
+static void test_gif_first_frame(void)
+{
+    need_ffmpeg();
+    /* Three frames: red, green, blue; only the first one is the image. */
+    CHECK_EQ(FF("-f lavfi -i color=c=red:s=40x30:d=0.1:r=10 -f lavfi -i color=c=lime:s=40x30:"
+                "d=0.1:r=10 -f lavfi -i color=c=blue:s=40x30:d=0.1:r=10 -filter_complex "
+                "concat=n=3 anim.gif"), 0);
+    Seen s = {0};
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(media_decode_pages("anim.gif", NULL, seen_cb, &s, err), 0);
+    CHECK_EQ(s.n, 1);
+    CHECK(s.mid_px[0][0] > 200 && s.mid_px[0][1] < 60 && s.mid_px[0][2] < 60);
+}
+
 static void test_tiff_pages_cmyk(void)
 {
     char path[1024], err[VLQ_ERRLEN];
@@ -557,7 +571,7 @@ static void test_bad_pdfs(void)
 }
 
 TEST_GROUP(media, {"image_formats", test_image_formats}, {"alpha_gray", test_image_alpha_gray},
-           {"tiff_pages_cmyk", test_tiff_pages_cmyk}, {"exif_orientation", test_exif_orientation},
+           {"gif_first_frame", test_gif_first_frame}, {"tiff_pages_cmyk", test_tiff_pages_cmyk}, {"exif_orientation", test_exif_orientation},
            {"bad_images", test_bad_images}, {"sample_indices", test_sample_indices},
            {"video_1s", test_video_1s}, {"video_codecs", test_video_codecs},
            {"video_rotated_odd", test_video_rotated_odd}, {"video_vfr", test_video_vfr},
