@@ -4,8 +4,9 @@
  * each with its time range. A page too large for the budget is downscaled (never
  * truncated); the reference's own choice is kept whenever it fits.
  *
- * It reads sizes through media_probe and the grid arithmetic of prep; it never
- * decodes pictures and never tokenises: the prompt's token count is an input
+ * It reads sizes through media_probe and the grid arithmetic of prep; planning never
+ * decodes pictures (plan_load, in plan_load.c, then decodes one planned unit into the
+ * encoder's input, joining media and prep), and nothing here tokenises: the prompt's token count is an input
  * (computed by the caller with tok), and the timestamp texts of video groups are
  * counted by an optional caller function, else bounded by their byte length (a
  * byte-level BPE token covers at least one byte, so the bound always holds). */
@@ -13,6 +14,7 @@
 #define VLQ_PLAN_H
 
 #include "media.h"
+#include "prep.h"
 
 #include <stdint.h>
 
@@ -62,5 +64,14 @@ int plan_video(const PlanOptions *o, const MediaInfo *info, PlanUnit **units, in
 /* Probe path and plan it: one unit per page (in the page range) or per video segment.
  * Returns 0 or a VLQ_E* code with "path: reason" in err. */
 int plan_file(const char *path, const PlanOptions *o, PlanUnit **units, int *n, char *err);
+
+/* Decode unit u of path (planned by plan_file with the same o) into v (caller clears):
+ * its frames resized to u->width x u->height, normalised and patchified, grid as
+ * planned. times_s (may be NULL, else u->grid_t values) gets each temporal group's time
+ * in seconds from the stream start, as Qwen3VLProcessor averages a pair (0 for a page).
+ * A truncated video gives fewer groups (v->grid_t says how many, a warning is logged).
+ * Returns 0 or a VLQ_E* code with "path: reason" in err. */
+int plan_load(const char *path, const PlanOptions *o, const PlanUnit *u, PrepVisual *v,
+              double *times_s, char *err);
 
 #endif

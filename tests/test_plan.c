@@ -224,5 +224,54 @@ static void test_exact_with_tok(void)
     tok_free(tok);
 }
 
-TEST_GROUP(plan, {"exact_with_tok", test_exact_with_tok}, {"page", test_page}, {"video_one_segment", test_video_one_segment},
+static int first_frame_cb(void *ctx, const MediaFrame *f, char *err)
+{
+    uint8_t *dst = ctx;
+    for (int y = 0; y < f->height; y++)
+        memcpy(dst + (size_t)y * f->width * 3, f->rgb + (size_t)y * f->stride, f->width * 3);
+    return 0;
+}
+
+/* plan_load gives the planned grid, the reference's timestamps, and the pixels. */
+static void test_load(void)
+{
+    if (test_sh("ffmpeg -version >/dev/null 2>&1") != 0)
+        test_skip("no ffmpeg CLI");
+    CHECK_EQ(test_sh("ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=320x240:rate=25:"
+                     "duration=10 -pix_fmt yuv420p v.mp4"), 0);
+    CHECK_EQ(test_sh("ffmpeg -nostdin -v error -y -f lavfi -i testsrc=size=256x256 "
+                     "-frames:v 1 p.png"), 0);
+    char err[VLQ_ERRLEN];
+    PlanOptions o = {.budget_tok = 16384, .prompt_tok = 50, .max_new_tok = 1024};
+    PlanUnit *u;
+    int n;
+    CHECK_EQ(plan_file("v.mp4", &o, &u, &n, err), 0);
+    PrepVisual v;
+    double times[16];
+    CHECK_EQ(plan_load("v.mp4", &o, &u[0], &v, times, err), 0);
+    CHECK(v.grid_t == u[0].grid_t && v.grid_h == u[0].grid_h && v.grid_w == u[0].grid_w);
+    int64_t idx[20];
+    CHECK_EQ(media_sample_indices(250, 25, NULL, idx), 20);
+    for (int g = 0; g < v.grid_t; g++)
+        CHECK(fabs(times[g] - (idx[2 * g] + idx[2 * g + 1]) / 50.0) < 1e-9);
+    prep_visual_clear(&v);
+    free(u);
+    /* A page already at its target size: the pixels are the decoded ones, normalised. */
+    CHECK_EQ(plan_file("p.png", &o, &u, &n, err), 0);
+    CHECK(u[0].width == 256 && u[0].height == 256);
+    CHECK_EQ(plan_load("p.png", &o, &u[0], &v, NULL, err), 0);
+    uint8_t *rgb = malloc(256 * 256 * 3);
+    CHECK_EQ(media_decode_pages("p.png", NULL, first_frame_cb, rgb, err), 0);
+    PrepVisual w;
+    CHECK_EQ(prep_visual_init(&w, 1, 256, 256, err), 0);
+    prep_visual_add(&w, rgb, 256 * 3);
+    prep_visual_finish(&w);
+    CHECK(!memcmp(v.pixels, w.pixels, sizeof(float) * 256 * 256 * 6));
+    prep_visual_clear(&w);
+    prep_visual_clear(&v);
+    free(rgb);
+    free(u);
+}
+
+TEST_GROUP(plan, {"load", test_load}, {"exact_with_tok", test_exact_with_tok}, {"page", test_page}, {"video_one_segment", test_video_one_segment},
            {"video_segments", test_video_segments}, {"plan_file", test_plan_file})
