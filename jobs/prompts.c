@@ -23,6 +23,7 @@ static const PromptsEntry prompts_table[] = {
      "scene changes when they matter. Do not invent details that are not visible."},
 };
 
+/* prompts_get: a kind's prompt at a version, or NULL. Cannot fail. */
 const char *prompts_get(const char *kind, int version)
 {
     for (size_t i = 0; i < sizeof prompts_table / sizeof prompts_table[0]; i++)
@@ -31,6 +32,7 @@ const char *prompts_get(const char *kind, int version)
     return NULL;
 }
 
+/* prompts_default: the kind's current prompt and its version, or NULL. Cannot fail. */
 const char *prompts_default(const char *kind, int *version)
 {
     int v = !strcmp(kind, "ocr")         ? PROMPTS_OCR_VERSION

@@ -115,6 +115,7 @@ static int cli_plan_prompt_tokens(const Tok *tok, const char *kind, int64_t *ima
     return 0;
 }
 
+/* cli_plan: the command (see the file comment); returns the exit status. */
 int cli_plan(int argc, char **argv, const CliCommon *common)
 {
     if (cli_wants_help(argc, argv)) {

@@ -25,6 +25,7 @@
  *   decoded (skip_frame); a target more than MEDIA_SEEK_GAP_S ahead is reached by seeking.
  * Globals: none besides the thread-local last FFmpeg error line and a pthread_once. */
 #include "media.h"
+#include "media_int.h"
 
 #include "err.h"
 #include "log.h"

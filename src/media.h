@@ -105,10 +105,4 @@ int media_page_sizes(const char *path, const MediaOptions *opt, int **sizes, int
 int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn fn, void *ctx,
                        int *n_lost, char *err);
 
-/* ---- media_pdf.c (private to media, used by media.c) ---- */
-int media_pdf_probe(const char *path, const MediaOptions *opt, MediaInfo *info, char *err);
-int media_pdf_sizes(const char *path, const MediaOptions *opt, int **sizes, int *n, char *err);
-int media_pdf_decode(const char *path, const MediaOptions *opt, MediaFrameFn fn, void *ctx,
-                     char *err);
-
 #endif

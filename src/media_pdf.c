@@ -13,6 +13,7 @@
  * poppler errors (GError) are translated here; poppler types never leave this file. */
 #include "err.h"
 #include "media.h"
+#include "media_int.h"
 #include "util.h"
 
 #include <cairo.h>

@@ -206,6 +206,7 @@ PrepResizer *prep_resizer_new(int src_w, int src_h, int dst_w, int dst_h)
     return r;
 }
 
+/* prep_resizer_free: NULL-safe. */
 void prep_resizer_free(PrepResizer *r)
 {
     if (!r)
@@ -282,6 +283,7 @@ static void prep_row_x_ref(const PrepAxis *ax, const uint8_t *src, uint8_t *dst)
 
 /* Use the plain-C rows everywhere (tests compare both paths). */
 static int prep_force_ref;
+/* prep_set_reference: see prep.h. */
 void prep_set_reference(int on) { prep_force_ref = on; }
 
 /* Horizontal pass: rows of in (stride in_stride) to rows of out (dst_w*3). Single
@@ -405,6 +407,7 @@ void prep_resize(PrepResizer *r, const uint8_t *src, int src_stride, uint8_t *ds
 
 /* ---- normalise and patchify ---- */
 
+/* prep_visual_tokens: merged tokens of a grid. Cannot fail. */
 int64_t prep_visual_tokens(int grid_t, int grid_h, int grid_w)
 {
     return (int64_t)grid_t * grid_h * grid_w / (PREP_MERGE * PREP_MERGE);
@@ -462,6 +465,7 @@ static void prep_scatter(PrepVisual *v, int t, int tt, const uint8_t *rgb, int s
     }
 }
 
+/* prep_visual_add: see prep.h; the frame count is an invariant (VLQ_ASSERT). */
 void prep_visual_add(PrepVisual *v, const uint8_t *rgb, int stride)
 {
     VLQ_ASSERT(v->n_frames < v->grid_t * PREP_TEMPORAL);
@@ -469,7 +473,8 @@ void prep_visual_add(PrepVisual *v, const uint8_t *rgb, int stride)
     v->n_frames++;
 }
 
-/* Copy the last frame's slot into the remaining slots of the last group. */
+/* prep_visual_finish: copy the last frame's slot into the remaining slots of its
+ * group, as the reference repeats the last frame. Cannot fail. */
 void prep_visual_finish(PrepVisual *v)
 {
     if (v->n_frames == 0)
@@ -487,6 +492,7 @@ void prep_visual_finish(PrepVisual *v)
     }
 }
 
+/* prep_visual_clear: release the pixels, reset the struct. NULL-safe. */
 void prep_visual_clear(PrepVisual *v)
 {
     if (!v)
