@@ -300,6 +300,39 @@ static void test_sample_indices(void)
     CHECK_EQ(media_sample_indices(0, 25, NULL, NULL), 0);
 }
 
+/* media_sample_indices against Qwen3VLVideoProcessor.sample_frames on 432 cases
+ * (tests/media/sample_golden.txt from gen_fixtures.py). */
+static void test_sample_golden(void)
+{
+    char path[1024], err[VLQ_ERRLEN];
+    snprintf(path, sizeof path, "%s/tests/media/sample_golden.txt", test_root());
+    char *data;
+    size_t len;
+    if (util_read_file(path, 0, &data, &len, err) != 0)
+        test_skip("%s", err);
+    int cases = 0, bad = 0;
+    int64_t *idx = malloc(sizeof *idx * 768);
+    for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+        char *p = line;
+        int64_t total = strtoll(p, &p, 10);
+        double vfps = strtod(p, &p), fps = strtod(p, &p);
+        int n_ref = (int)strtol(p, &p, 10);
+        MediaOptions o = {.fps = fps};
+        int n = media_sample_indices(total, vfps, &o, idx);
+        int same = n == n_ref;
+        for (int i = 0; same && i < n; i++)
+            same = idx[i] == strtoll(p, &p, 10);
+        if (!same && bad++ < 5)
+            test_fail(__FILE__, __LINE__, "total %lld video_fps %g fps %g: differs",
+                      (long long)total, vfps, fps);
+        cases++;
+    }
+    CHECK_EQ(cases, 432);
+    CHECK_EQ(bad, 0);
+    free(idx);
+    free(data);
+}
+
 static void test_video_codecs(void)
 {
     need_ffmpeg();
@@ -572,7 +605,7 @@ static void test_bad_pdfs(void)
 
 TEST_GROUP(media, {"image_formats", test_image_formats}, {"alpha_gray", test_image_alpha_gray},
            {"gif_first_frame", test_gif_first_frame}, {"tiff_pages_cmyk", test_tiff_pages_cmyk}, {"exif_orientation", test_exif_orientation},
-           {"bad_images", test_bad_images}, {"sample_indices", test_sample_indices},
+           {"bad_images", test_bad_images}, {"sample_indices", test_sample_indices}, {"sample_golden", test_sample_golden},
            {"video_1s", test_video_1s}, {"video_codecs", test_video_codecs},
            {"video_rotated_odd", test_video_rotated_odd}, {"video_vfr", test_video_vfr},
            {"video_long_trim_seek", test_video_long_trim_seek, 300},
