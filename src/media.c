@@ -764,6 +764,29 @@ static void media_seek(MediaVideo *v, double target)
     }
 }
 
+/* The sampling plan of a decode: time base, start, frame rate, range and the
+ * reference's indices within it (v->idx, v->n). */
+static int media_video_setup(MediaVideo *v, const MediaOptions *opt, char *err)
+{
+    v->tb = av_q2d(v->in.st->time_base);
+    v->start_pts_s = v->in.st->start_time != AV_NOPTS_VALUE ? v->in.st->start_time * v->tb : 0;
+    v->fps_v = media_stream_fps(v->in.st);
+    double dur = media_stream_duration(&v->in);
+    int64_t nb = v->in.st->nb_frames > 0 ? v->in.st->nb_frames : (int64_t)llround(dur * v->fps_v);
+    v->from_s = opt && opt->from_s > 0 ? opt->from_s : 0;
+    double to = opt && opt->to_s > 0 && opt->to_s < dur ? opt->to_s : dur;
+    if (to <= v->from_s)
+        return err_set(err, VLQ_EINPUT, "%s: empty range %.3f-%.3f s (duration %.3f s)",
+                       v->path, v->from_s, to, dur);
+    int64_t total = media_range_frames(nb, dur, v->fps_v, v->from_s, opt ? opt->to_s : 0);
+    v->n = media_sample_indices(total, v->fps_v, opt, NULL);
+    if (v->n <= 0)
+        return err_set(err, VLQ_EINPUT, "%s: the video has no frames", v->path);
+    v->idx = xmalloc(sizeof *v->idx * (size_t)v->n);
+    media_sample_indices(total, v->fps_v, opt, v->idx);
+    return 0;
+}
+
 /* media_decode_video: see media.h. */
 int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn fn, void *ctx,
                        int *n_lost, char *err)
@@ -784,26 +807,9 @@ int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn f
     ret = media_open_decoder(&v.in, path, opt, err);
     if (ret)
         goto out;
-    v.tb = av_q2d(v.in.st->time_base);
-    v.start_pts_s = v.in.st->start_time != AV_NOPTS_VALUE ? v.in.st->start_time * v.tb : 0;
-    v.fps_v = media_stream_fps(v.in.st);
-    double dur = media_stream_duration(&v.in);
-    int64_t nb = v.in.st->nb_frames > 0 ? v.in.st->nb_frames : (int64_t)llround(dur * v.fps_v);
-    v.from_s = opt && opt->from_s > 0 ? opt->from_s : 0;
-    double to = opt && opt->to_s > 0 && opt->to_s < dur ? opt->to_s : dur;
-    if (to <= v.from_s) {
-        ret = err_set(err, VLQ_EINPUT, "%s: empty range %.3f-%.3f s (duration %.3f s)", path,
-                      v.from_s, to, dur);
+    ret = media_video_setup(&v, opt, err);
+    if (ret)
         goto out;
-    }
-    int64_t total = media_range_frames(nb, dur, v.fps_v, v.from_s, opt ? opt->to_s : 0);
-    v.n = media_sample_indices(total, v.fps_v, opt, NULL);
-    if (v.n <= 0) {
-        ret = err_set(err, VLQ_EINPUT, "%s: the video has no frames", path);
-        goto out;
-    }
-    v.idx = xmalloc(sizeof *v.idx * (size_t)v.n);
-    media_sample_indices(total, v.fps_v, opt, v.idx);
     double seeked_for = -1;
     if (v.from_s > 0) {
         seeked_for = media_target(&v, 0);
@@ -840,6 +846,16 @@ int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn f
             continue;
         }
         ret = avcodec_send_packet(v.in.dec, pkt);
+        if (ret == AVERROR(EAGAIN)) {
+            /* The decoder's output is full (a damaged frame stopped the last drain):
+             * drain, then send again. */
+            ret = media_receive(&v, f, err);
+            if (ret) {
+                av_packet_unref(pkt);
+                goto out;
+            }
+            ret = avcodec_send_packet(v.in.dec, pkt);
+        }
         av_packet_unref(pkt);
         if (ret < 0 && ret != AVERROR(EAGAIN)) {
             log_warn("%s: skipping a damaged packet: %s", path, av_err2str(ret));
