@@ -81,6 +81,7 @@ static int tok_nfc_is_opaque(uint32_t cp)
     return 0;
 }
 
+/* The class byte of cp: regex class from the generated table, NFC flags. */
 uint8_t tok_class_compute(uint32_t cp)
 {
     if (tok_nfc_is_opaque(cp))
@@ -88,6 +89,7 @@ uint8_t tok_class_compute(uint32_t cp)
     return tok_class_lookup(cp) | (tok_nfc_safe(cp) ? TOK_CL_NFC_SAFE : 0);
 }
 
+/* The class byte of cp: the BMP from the table built at load. Cannot fail. */
 uint8_t tok_class_of(const Tok *t, uint32_t cp)
 {
     return cp < 0x10000 ? t->cls[cp] : tok_class_compute(cp);
@@ -132,6 +134,7 @@ static uint64_t tok_hash_bytes(const char *s, size_t n)
     return h;
 }
 
+/* Look up raw bytes in the vocabulary map; -1 if absent. Cannot fail. */
 int32_t tok_vocab_get(const Tok *t, const char *s, size_t n)
 {
     size_t i = tok_hash_bytes(s, n) & t->vmask;
@@ -706,6 +709,7 @@ static int tok_load_added(TokLoad *L, json_t *root, Tok *t)
     return 0;
 }
 
+/* Build a Tok from tokenizer.json bytes; see tok.h for the returns. */
 int tok_load_json(const char *json, size_t len, const char *name, Tok **out, char *err)
 {
     *out = NULL;
@@ -752,6 +756,7 @@ int tok_load_json(const char *json, size_t len, const char *name, Tok **out, cha
     return 0;
 }
 
+/* Read the file (at most 1 GiB) and load it with tok_load_json. */
 int tok_load_file(const char *path, Tok **out, char *err)
 {
     char *data;
@@ -765,6 +770,7 @@ int tok_load_file(const char *path, Tok **out, char *err)
     return rc;
 }
 
+/* Free the tokenizer and all it owns; NULL-safe. */
 void tok_free(Tok *t)
 {
     if (!t)
@@ -782,11 +788,13 @@ void tok_free(Tok *t)
     free(t);
 }
 
+/* Largest id + 1. Cannot fail. */
 int32_t tok_n_vocab(const Tok *t)
 {
     return t->n_vocab;
 }
 
+/* An added token by content first (as the reference), else a vocabulary entry. */
 int32_t tok_find(const Tok *t, const char *token, size_t len)
 {
     for (size_t i = 0; i < t->n_added; i++)
@@ -795,6 +803,7 @@ int32_t tok_find(const Tok *t, const char *token, size_t len)
     return tok_vocab_get(t, token, len);
 }
 
+/* 1 for added tokens marked special; 0 for others and ids out of range. */
 int tok_is_special(const Tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_vocab && t->is_special[id];
