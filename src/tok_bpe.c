@@ -22,6 +22,7 @@
 
 /* ---- UTF-8 ---- */
 
+/* One UTF-8 sequence at s (Unicode table 3-7 ranges); see tok_int.h. */
 int tok_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned b0 = s[0];
@@ -69,6 +70,7 @@ static void tok_out_append(char **out, size_t *len, size_t *cap, const void *p, 
     (*out)[*len] = '\0';
 }
 
+/* Lossy UTF-8 copy, one U+FFFD per maximal invalid subpart (Rust from_utf8_lossy). */
 size_t tok_utf8_lossy(const unsigned char *s, size_t n, int final, char **out, size_t *out_len,
                       size_t *out_cap)
 {
@@ -116,6 +118,7 @@ static inline size_t tok_cp(const unsigned char *s, uint32_t *cp)
 
 /* ---- ids ---- */
 
+/* Free the ids and reset to empty; NULL-safe. */
 void tok_ids_clear(TokIds *v)
 {
     if (!v)
@@ -616,6 +619,8 @@ static void tok_encode_plain(const Tok *t, TokCache *c, const unsigned char *s, 
     free(tmp);
 }
 
+/* Validate, split on raw added tokens, then normalise, pre-tokenize and BPE each span
+ * (see the file comment). Appends to ids; on error ids is unchanged. */
 int tok_encode(const Tok *t, const char *text, size_t len, TokIds *ids, char *err)
 {
     const unsigned char *s = (const unsigned char *)text;
@@ -652,6 +657,7 @@ static int tok_decodable(const Tok *t, int32_t id, int skip_special)
     return id >= 0 && id < t->n_vocab && !(skip_special && t->is_special[id]);
 }
 
+/* Concatenate the pieces, then the lossy UTF-8 pass. The result is the caller's. */
 char *tok_decode(const Tok *t, const int32_t *ids, size_t n, int skip_special, size_t *len)
 {
     Buf raw = {0};
@@ -668,6 +674,7 @@ char *tok_decode(const Tok *t, const int32_t *ids, size_t n, int skip_special, s
     return out;
 }
 
+/* A fresh stream; holds nothing until the first push. Cannot fail. */
 void tok_stream_init(TokStream *s, const Tok *t, int skip_special)
 {
     *s = (TokStream){.tok = t, .skip_special = skip_special};
@@ -687,6 +694,7 @@ static const char *tok_stream_emit(TokStream *s, int final, size_t *len)
     return s->out;
 }
 
+/* Append the id's bytes to what is held and emit the complete part. */
 const char *tok_stream_push(TokStream *s, int32_t id, size_t *len)
 {
     const Tok *t = s->tok;
@@ -702,11 +710,13 @@ const char *tok_stream_push(TokStream *s, int32_t id, size_t *len)
     return tok_stream_emit(s, 0, len);
 }
 
+/* Emit all that is held, an unfinished sequence as U+FFFD. */
 const char *tok_stream_flush(TokStream *s, size_t *len)
 {
     return tok_stream_emit(s, 1, len);
 }
 
+/* Free the stream's buffers; NULL-safe. */
 void tok_stream_clear(TokStream *s)
 {
     if (!s)

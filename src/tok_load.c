@@ -81,6 +81,7 @@ static int tok_nfc_is_opaque(uint32_t cp)
     return 0;
 }
 
+/* The class byte of cp: regex class from the generated table, NFC flags. */
 uint8_t tok_class_compute(uint32_t cp)
 {
     if (tok_nfc_is_opaque(cp))
@@ -88,6 +89,7 @@ uint8_t tok_class_compute(uint32_t cp)
     return tok_class_lookup(cp) | (tok_nfc_safe(cp) ? TOK_CL_NFC_SAFE : 0);
 }
 
+/* The class byte of cp: the BMP from the table built at load. Cannot fail. */
 uint8_t tok_class_of(const Tok *t, uint32_t cp)
 {
     return cp < 0x10000 ? t->cls[cp] : tok_class_compute(cp);
@@ -132,6 +134,7 @@ static uint64_t tok_hash_bytes(const char *s, size_t n)
     return h;
 }
 
+/* Look up raw bytes in the vocabulary map; -1 if absent. Cannot fail. */
 int32_t tok_vocab_get(const Tok *t, const char *s, size_t n)
 {
     size_t i = tok_hash_bytes(s, n) & t->vmask;
@@ -465,101 +468,118 @@ static int tok_split_member(void *ctx, const char *key, const char *v, size_t n)
 
 /* ---- vocabulary and merges ---- */
 
+/* model.vocab as read from the text: entry k has key bytes (byte-level form)
+ * keys[koff[k] .. koff[k+1]) and id kid[k]. */
+typedef struct {
+    Buf keys;        /* the keys, one after another */
+    size_t *koff;    /* n + 1 offsets into keys */
+    int32_t *kid;    /* n ids */
+    size_t n, cap;   /* entries, allocated */
+    int64_t max_id;  /* the largest id, -1 if none */
+} TokVocabList;
+
+static void tok_vocab_list_clear(TokVocabList *v)
+{
+    buf_clear(&v->keys);
+    free(v->koff);
+    free(v->kid);
+}
+
+/* Read the model.vocab span into v. Returns 0 or VLQ_EINPUT with err set. */
+static int tok_vocab_list_scan(TokLoad *L, const TokSplit *sp, TokVocabList *v)
+{
+    *v = (TokVocabList){.max_id = -1};
+    if (!sp->vocab)
+        return tok_bad(L, VLQ_EINPUT, "model.vocab missing");
+    TokScan s = {sp->vocab, sp->vocab + sp->vocab_len};
+    if (!tok_scan_char(&s, '{'))
+        return tok_bad(L, VLQ_EINPUT, "model.vocab: malformed JSON");
+    while (!tok_scan_char(&s, '}')) {
+        if (v->n + 1 >= v->cap) {
+            v->cap = v->cap ? v->cap * 2 : 1024;
+            v->koff = xrealloc(v->koff, (v->cap + 1) * sizeof *v->koff);
+            v->kid = xrealloc(v->kid, v->cap * sizeof *v->kid);
+        }
+        v->koff[v->n] = v->keys.len;
+        if ((v->n && !tok_scan_char(&s, ',')) || tok_scan_string(&s, &v->keys) ||
+            !tok_scan_char(&s, ':'))
+            return tok_bad(L, VLQ_EINPUT, "model.vocab: malformed JSON");
+        tok_scan_ws(&s);
+        char *e = NULL;
+        /* digits are followed by ',' or '}' inside the span: strtol stops in the buffer */
+        long id = s.p < s.end && *s.p >= '0' && *s.p <= '9' ? strtol(s.p, &e, 10) : -1;
+        if (id < 0 || id >= (1 << 24) || e > s.end)
+            return err_set(L->err, VLQ_EINPUT, "%s: model.vocab entry %zu: bad id", L->name,
+                           v->n);
+        s.p = e;
+        v->kid[v->n++] = (int32_t)id;
+        v->max_id = id > v->max_id ? id : v->max_id;
+    }
+    if (v->n == 0)
+        return tok_bad(L, VLQ_EINPUT, "model.vocab is empty");
+    v->koff[v->n] = v->keys.len;
+    return 0;
+}
+
+/* The decoded piece of every id (the reference decodes an added id as its content), and
+ * the flags. */
+static void tok_build_pieces(TokLoad *L, Tok *t, const TokVocabList *v, json_t *added)
+{
+    const char **strs = xcalloc((size_t)t->n_vocab, sizeof *strs);
+    size_t *lens = xcalloc((size_t)t->n_vocab, sizeof *lens), i;
+    t->is_model = xcalloc((size_t)t->n_vocab, 1);
+    t->is_special = xcalloc((size_t)t->n_vocab, 1);
+    for (size_t k = 0; k < v->n; k++) {
+        strs[v->kid[k]] = v->keys.data + v->koff[k];
+        lens[v->kid[k]] = v->koff[k + 1] - v->koff[k];
+        t->is_model[v->kid[k]] = 1;
+    }
+    json_t *a;
+    json_array_foreach(added, i, a) {
+        int32_t id = (int32_t)json_integer_value(json_object_get(a, "id"));
+        strs[id] = json_string_value(json_object_get(a, "content"));
+        lens[id] = json_string_length(json_object_get(a, "content"));
+        t->is_special[id] = json_is_true(json_object_get(a, "special"));
+    }
+    Buf blob = {0};
+    t->off = xmalloc(((size_t)t->n_vocab + 1) * sizeof *t->off);
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        t->off[id] = (uint32_t)blob.len;
+        if (strs[id])
+            tok_put_piece(L, &blob, strs[id], lens[id]);
+    }
+    t->off[t->n_vocab] = (uint32_t)blob.len;
+    t->blob = buf_take(&blob);
+    free(strs);
+    free(lens);
+}
+
 /* Fill ids, pieces and the vocabulary map from the model.vocab span and added tokens. */
 static int tok_load_vocab(TokLoad *L, const TokSplit *sp, json_t *root, Tok *t)
 {
-    json_t *added = json_object_get(root, "added_tokens"), *v;
+    json_t *added = json_object_get(root, "added_tokens"), *a;
     if (added && !json_is_array(added))
         return tok_bad(L, VLQ_EINPUT, "added_tokens is not an array");
-    if (!sp->vocab)
-        return tok_bad(L, VLQ_EINPUT, "model.vocab missing");
-    /* entries: key bytes (byte-level form) in keys, (offset, id) in ents */
-    Buf keys = {0};
-    size_t n = 0, cap = 0, *koff = NULL;
-    int32_t *kid = NULL;
-    int64_t max_id = -1;
-    TokScan s = {sp->vocab, sp->vocab + sp->vocab_len};
-    int rc = tok_scan_char(&s, '{') ? 0 : -1;
-    while (!rc && !tok_scan_char(&s, '}')) {
-        if (n && !tok_scan_char(&s, ',')) {
-            rc = -1;
-            break;
-        }
-        if (n + 1 >= cap) {
-            cap = cap ? cap * 2 : 1024;
-            koff = xrealloc(koff, (cap + 1) * sizeof *koff);
-            kid = xrealloc(kid, cap * sizeof *kid);
-        }
-        koff[n] = keys.len;
-        char *e;
-        if (tok_scan_string(&s, &keys) || !tok_scan_char(&s, ':')) {
-            rc = -1;
-            break;
-        }
-        tok_scan_ws(&s);
-        long id = s.p < s.end && *s.p >= '0' && *s.p <= '9' ? strtol(s.p, &e, 10) : -1;
-        if (id < 0 || id >= (1 << 24) || e > s.end) {
-            free(koff);
-            free(kid);
-            buf_clear(&keys);
-            return err_set(L->err, VLQ_EINPUT, "%s: model.vocab entry %zu: bad id", L->name, n);
-        }
-        s.p = e;
-        kid[n++] = (int32_t)id;
-        max_id = id > max_id ? id : max_id;
-    }
-    if (rc || n == 0) {
-        free(koff);
-        free(kid);
-        buf_clear(&keys);
-        return tok_bad(L, VLQ_EINPUT, rc ? "model.vocab: malformed JSON" : "model.vocab is empty");
-    }
-    koff[n] = keys.len;
+    TokVocabList v;
+    int rc = tok_vocab_list_scan(L, sp, &v);
     size_t i;
-    json_array_foreach(added, i, v) {
-        json_int_t id = json_integer_value(json_object_get(v, "id"));
-        if (!json_is_integer(json_object_get(v, "id")) || id < 0 || id >= (1 << 24) ||
-            !json_is_string(json_object_get(v, "content")) ||
-            !*json_string_value(json_object_get(v, "content"))) {
+    json_array_foreach(added, i, a) {
+        json_int_t id = json_integer_value(json_object_get(a, "id"));
+        if (rc)
+            break;
+        if (!json_is_integer(json_object_get(a, "id")) || id < 0 || id >= (1 << 24) ||
+            !json_is_string(json_object_get(a, "content")) ||
+            !*json_string_value(json_object_get(a, "content")))
             rc = err_set(L->err, VLQ_EINPUT, "%s: added_tokens[%zu]: bad id or content", L->name,
                          i);
-            break;
-        }
-        max_id = id > max_id ? id : max_id;
+        v.max_id = id > v.max_id ? id : v.max_id;
     }
     if (!rc) {
-        t->n_vocab = (int32_t)max_id + 1;
-        const char **strs = xcalloc((size_t)t->n_vocab, sizeof *strs);
-        size_t *lens = xcalloc((size_t)t->n_vocab, sizeof *lens);
-        t->is_model = xcalloc((size_t)t->n_vocab, 1);
-        t->is_special = xcalloc((size_t)t->n_vocab, 1);
-        for (size_t k = 0; k < n; k++) {
-            strs[kid[k]] = keys.data + koff[k];
-            lens[kid[k]] = koff[k + 1] - koff[k];
-            t->is_model[kid[k]] = 1;
-        }
-        json_array_foreach(added, i, v) { /* the reference decodes an added id as its content */
-            int32_t id = (int32_t)json_integer_value(json_object_get(v, "id"));
-            strs[id] = json_string_value(json_object_get(v, "content"));
-            lens[id] = json_string_length(json_object_get(v, "content"));
-            t->is_special[id] = json_is_true(json_object_get(v, "special"));
-        }
-        Buf blob = {0};
-        t->off = xmalloc(((size_t)t->n_vocab + 1) * sizeof *t->off);
-        for (int32_t id = 0; id < t->n_vocab; id++) {
-            t->off[id] = (uint32_t)blob.len;
-            if (strs[id])
-                tok_put_piece(L, &blob, strs[id], lens[id]);
-        }
-        t->off[t->n_vocab] = (uint32_t)blob.len;
-        t->blob = buf_take(&blob);
-        free(strs);
-        free(lens);
-        rc = tok_fill_vmap(L, t, keys.data, koff, kid, n);
+        t->n_vocab = (int32_t)v.max_id + 1;
+        tok_build_pieces(L, t, &v, added);
+        rc = tok_fill_vmap(L, t, v.keys.data, v.koff, v.kid, v.n);
     }
-    free(koff);
-    free(kid);
-    buf_clear(&keys);
+    tok_vocab_list_clear(&v);
     return rc;
 }
 
@@ -706,6 +726,7 @@ static int tok_load_added(TokLoad *L, json_t *root, Tok *t)
     return 0;
 }
 
+/* Build a Tok from tokenizer.json bytes; see tok.h for the returns. */
 int tok_load_json(const char *json, size_t len, const char *name, Tok **out, char *err)
 {
     *out = NULL;
@@ -752,6 +773,7 @@ int tok_load_json(const char *json, size_t len, const char *name, Tok **out, cha
     return 0;
 }
 
+/* Read the file (at most 1 GiB) and load it with tok_load_json. */
 int tok_load_file(const char *path, Tok **out, char *err)
 {
     char *data;
@@ -765,6 +787,7 @@ int tok_load_file(const char *path, Tok **out, char *err)
     return rc;
 }
 
+/* Free the tokenizer and all it owns; NULL-safe. */
 void tok_free(Tok *t)
 {
     if (!t)
@@ -782,11 +805,13 @@ void tok_free(Tok *t)
     free(t);
 }
 
+/* Largest id + 1. Cannot fail. */
 int32_t tok_n_vocab(const Tok *t)
 {
     return t->n_vocab;
 }
 
+/* An added token by content first (as the reference), else a vocabulary entry. */
 int32_t tok_find(const Tok *t, const char *token, size_t len)
 {
     for (size_t i = 0; i < t->n_added; i++)
@@ -795,6 +820,7 @@ int32_t tok_find(const Tok *t, const char *token, size_t len)
     return tok_vocab_get(t, token, len);
 }
 
+/* 1 for added tokens marked special; 0 for others and ids out of range. */
 int tok_is_special(const Tok *t, int32_t id)
 {
     return id >= 0 && id < t->n_vocab && t->is_special[id];

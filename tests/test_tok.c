@@ -362,6 +362,15 @@ static void test_load_errors(void)
     CHECK_EQ(tok_load_json(j, strlen(j), "tiny", &t, err), VLQ_EINPUT);
     CHECK_STR(err, "tiny: model.merges[0]: token not in vocab");
     free(j);
+    j = tok_test_tiny("null", tok_test_regex, "[[\"a\"]]");
+    CHECK_EQ(tok_load_json(j, strlen(j), "tiny", &t, err), VLQ_EINPUT);
+    CHECK_STR(err, "tiny: model.merges[0]: malformed JSON");
+    free(j);
+    const char *bad_vocab = "{\"normalizer\": null, \"model\": {\"vocab\": {\"a\": -1}}}";
+    CHECK_EQ(tok_load_json(bad_vocab, strlen(bad_vocab), "v", &t, err), VLQ_ENOTSUP);
+    const char *trunc = "{\"model\": {\"vocab\": {\"a\": 1";
+    CHECK_EQ(tok_load_json(trunc, strlen(trunc), "t", &t, err), VLQ_EINPUT);
+    CHECK(!strncmp(err, "t: line 1:", 10));
     tok_free(NULL);
 }
 
