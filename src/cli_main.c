@@ -20,6 +20,7 @@ typedef struct {
 
 static const MainCommand main_commands[] = {
     {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
+    {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
     {NULL, NULL, NULL},
 };
 
