@@ -48,6 +48,10 @@ typedef struct {
 
 typedef struct Backend Backend;
 
+/* A debugging and test hook the model code calls with an intermediate tensor (what names
+ * the stage, e.g. "layer", index its number); read it with b->read. NULL: no calls. */
+typedef void (*BackendTap)(void *user, Backend *b, const char *what, int index, const Tensor *t);
+
 struct Backend {
     const char *name; /* "ref", "cpu" */
 
