@@ -34,4 +34,7 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True if argv (after argv[0]) contains -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);
 
+/* vlq tokenize (src/cli_tokenize.c). */
+int cli_tokenize(int argc, char **argv, const CliCommon *common);
+
 #endif

@@ -20,6 +20,7 @@ typedef struct {
 } MainCommand;
 
 static const MainCommand main_commands[] = {
+    {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
     {NULL, NULL, NULL},
 };
 
