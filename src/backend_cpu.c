@@ -18,6 +18,8 @@
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int32_t CpuI32x8 __attribute__((vector_size(32)));
+typedef uint8_t CpuU8x8 __attribute__((vector_size(8), aligned(1), may_alias));
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 #define CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -41,7 +43,7 @@ static float *cpu_row_mut(Tensor *t, int64_t r)
 /* ---- matmul ---- */
 
 /* buf[0..n) = W[r, c0 .. c0+n), c0 and n multiples of the group for Q4/Q8. */
-static inline void cpu_deq(const Tensor *w, int64_t r, int64_t c0, int64_t n, float *buf)
+static inline __attribute__((always_inline)) void cpu_deq(const Tensor *w, int64_t r, int64_t c0, int64_t n, float *buf)
 {
     int64_t base = r * w->cols + c0;
     switch (w->type) {
@@ -80,19 +82,24 @@ static inline void cpu_deq(const Tensor *w, int64_t r, int64_t c0, int64_t n, fl
             float s = bk_half_to_float(sc[g]);
             const uint8_t *qg = q + g * half;
             float *lo = buf + g * w->group, *hi = lo + half;
-            /* 16 bytes at a time: a fixed trip count the vectoriser takes at -O2 */
-            for (int j0 = 0; j0 < half; j0 += 16)
-                for (int j = j0; j < j0 + 16; j++) {
-                    lo[j] = s * (float)((int)(qg[j] & 0xf) - 8);
-                    hi[j] = s * (float)((int)(qg[j] >> 4) - 8);
-                }
+            /* 8 bytes at a time: low nibbles are elements j, high nibbles j + group/2 */
+            for (int j = 0; j < half; j += 8) {
+                CpuU8x8 b8 = *(const CpuU8x8 *)(qg + j);
+                /* u8 -> i32 -> f32 in two steps: each one a single instruction on AVX2 */
+                CpuI32x8 il = __builtin_convertvector(b8 & 0xf, CpuI32x8) - 8;
+                CpuI32x8 ih = __builtin_convertvector(b8 >> 4, CpuI32x8) - 8;
+                CpuV8 vl = __builtin_convertvector(il, CpuV8);
+                CpuV8 vh = __builtin_convertvector(ih, CpuV8);
+                *(CpuV8 *)(lo + j) = vl * s;
+                *(CpuV8 *)(hi + j) = vh * s;
+            }
         }
         break;
     }
     }
 }
 
-static inline float cpu_dot(const float *a, const float *b, int64_t n)
+static inline __attribute__((always_inline)) float cpu_dot(const float *a, const float *b, int64_t n)
 {
     CpuV8 acc0 = {0}, acc1 = {0};
     int64_t i = 0;
@@ -107,6 +114,39 @@ static inline float cpu_dot(const float *a, const float *b, int64_t n)
     for (; i < n; i++)
         s += a[i] * b[i];
     return s;
+}
+
+/* out[k] = a . x_k for 4 rows x_k: a's loads are shared, and the 4 independent sums
+ * hide the FMA latency. */
+static inline __attribute__((always_inline)) void cpu_dot4(const float *a, const float *x0,
+                                                           const float *x1, const float *x2,
+                                                           const float *x3, int64_t n,
+                                                           float out[4])
+{
+    CpuV8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        CpuV8 av = *(const CpuV8 *)(a + i);
+        s0 += av * *(const CpuV8 *)(x0 + i);
+        s1 += av * *(const CpuV8 *)(x1 + i);
+        s2 += av * *(const CpuV8 *)(x2 + i);
+        s3 += av * *(const CpuV8 *)(x3 + i);
+    }
+    float r[4] = {0, 0, 0, 0};
+    for (int l = 0; l < 8; l++) {
+        r[0] += s0[l];
+        r[1] += s1[l];
+        r[2] += s2[l];
+        r[3] += s3[l];
+    }
+    for (; i < n; i++) {
+        r[0] += a[i] * x0[i];
+        r[1] += a[i] * x1[i];
+        r[2] += a[i] * x2[i];
+        r[3] += a[i] * x3[i];
+    }
+    for (int k = 0; k < 4; k++)
+        out[k] = r[k];
 }
 
 /* y rows t0..t1, output features o0..o1 of y = x W^T (+ bias). */
@@ -125,7 +165,15 @@ CPU_CLONES static void cpu_matmul_tile(Tensor *y, const Tensor *x, const Tensor 
         for (int64_t c = 0; c < w->cols; c += chunk) {
             int64_t n = w->cols - c < chunk ? w->cols - c : chunk;
             cpu_deq(w, o, c, n, buf);
-            for (int64_t t = t0; t < t1; t++)
+            int64_t t = t0;
+            for (; t + 4 <= t1; t += 4) {
+                float r[4];
+                cpu_dot4(buf, cpu_row(x, t) + c, cpu_row(x, t + 1) + c, cpu_row(x, t + 2) + c,
+                         cpu_row(x, t + 3) + c, n, r);
+                for (int k = 0; k < 4; k++)
+                    cpu_row_mut(y, t + k)[o] += r[k];
+            }
+            for (; t < t1; t++)
                 cpu_row_mut(y, t)[o] += cpu_dot(buf, cpu_row(x, t) + c, n);
         }
         for (int64_t t = t0; t < t1; t++)
