@@ -19,6 +19,7 @@ struct Sampler {
     SampleParams p;
     uint64_t rng;
     int32_t *order; /* [vocab] indices sorted by logit */
+    int32_t *tmp;   /* [vocab] merge sort scratch */
     uint8_t *mark;  /* [vocab] seen-token marks for the penalty */
 };
 
@@ -29,6 +30,7 @@ Sampler *sample_new(int vocab, const SampleParams *p)
     s->p = *p;
     s->rng = p->seed;
     s->order = xmalloc((size_t)vocab * sizeof(int32_t));
+    s->tmp = xmalloc((size_t)vocab * sizeof(int32_t));
     s->mark = xcalloc((size_t)vocab, 1);
     return s;
 }
@@ -38,6 +40,7 @@ void sample_free(Sampler *s)
     if (!s)
         return;
     free(s->order);
+    free(s->tmp);
     free(s->mark);
     free(s);
 }
@@ -68,16 +71,34 @@ static int sample_argmax(const float *l, int n)
     return best;
 }
 
-static const float *sample_cmp_logits; /* qsort has no context argument */
-
-/* Descending by logit, then ascending by index (a stable, total order). */
-static int sample_cmp(const void *a, const void *b)
+/* i before j: a larger logit first, then the smaller index (a total, stable order). */
+static int sample_before(const float *l, int32_t i, int32_t j)
 {
-    int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    float x = sample_cmp_logits[i], y = sample_cmp_logits[j];
-    if (x != y)
-        return x > y ? -1 : 1;
-    return i < j ? -1 : i > j;
+    return l[i] > l[j] || (l[i] == l[j] && i < j);
+}
+
+/* Sort s->order[0..n) by sample_before: bottom-up merge sort through s->tmp (qsort has
+ * no context argument, and a global would make samplers unsafe across threads). */
+static void sample_sort(Sampler *s, const float *l, int n)
+{
+    int32_t *a = s->order, *b = s->tmp;
+    for (int w = 1; w < n; w *= 2) {
+        for (int lo = 0; lo < n; lo += 2 * w) {
+            int mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int i = lo, j = mid, k = lo;
+            while (i < mid && j < hi)
+                b[k++] = sample_before(l, a[j], a[i]) ? a[j++] : a[i++];
+            while (i < mid)
+                b[k++] = a[i++];
+            while (j < hi)
+                b[k++] = a[j++];
+        }
+        int32_t *t = a;
+        a = b;
+        b = t;
+    }
+    if (a != s->order)
+        memcpy(s->order, a, (size_t)n * sizeof *a);
 }
 
 static void sample_penalty(Sampler *s, float *l, const int32_t *seen, int n_seen)
@@ -106,8 +127,7 @@ int sample_next(Sampler *s, float *l, const int32_t *seen, int n_seen)
         l[i] /= s->p.temperature;
     for (int i = 0; i < n; i++)
         s->order[i] = i;
-    sample_cmp_logits = l;
-    qsort(s->order, (size_t)n, sizeof *s->order, sample_cmp);
+    sample_sort(s, l, n);
     int keep = n;
     if (s->p.top_k > 0 && s->p.top_k < n) { /* ties with the k-th largest survive */
         float kth = l[s->order[s->p.top_k - 1]];

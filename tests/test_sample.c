@@ -44,6 +44,27 @@ static void test_top_k_ties(void)
     sample_free(s);
 }
 
+static void test_top_k_large(void)
+{
+    /* 1000 logits: every draw is one of the 5 largest */
+    SampleParams p = {.temperature = 2.0f, .top_k = 5, .seed = 9};
+    Sampler *s = sample_new(1000, &p);
+    float base[1000];
+    for (int j = 0; j < 1000; j++)
+        base[j] = sinf((float)j * 12.9898f) * 43.0f;
+    int n_above[1000] = {0};
+    for (int j = 0; j < 1000; j++)
+        for (int k = 0; k < 1000; k++)
+            n_above[j] += base[k] > base[j];
+    for (int i = 0; i < 200; i++) {
+        float l[1000];
+        memcpy(l, base, sizeof l);
+        int t = sample_next(s, l, NULL, 0);
+        CHECK(n_above[t] < 5);
+    }
+    sample_free(s);
+}
+
 static void test_top_p(void)
 {
     /* probs 0.5, 0.3, 0.2 (logits = log p): top_p 0.6 keeps {0, 1} (ascending cumsum
@@ -98,5 +119,6 @@ static void test_stop(void)
 }
 
 TEST_GROUP(sample, {"greedy", test_greedy}, {"penalty", test_penalty},
-           {"top_k_ties", test_top_k_ties}, {"top_p", test_top_p}, {"seed", test_seed},
+           {"top_k_ties", test_top_k_ties},
+           {"top_k_large", test_top_k_large}, {"top_p", test_top_p}, {"seed", test_seed},
            {"stop", test_stop})
