@@ -6,8 +6,9 @@
  * Tokens stay in the processor's 2x2 block order throughout (§9.5): the pos-embed rows
  * and rotary positions are generated in that order, and 4 consecutive rows form one
  * merge block, so the merger's [n/4, 4*hidden] view is a reshape, not a gather.
- * Activations are fp32 whatever the weights' type; the pos-embed bilinear weights are
- * rounded to bf16 when the table is bf16, as torch does (§9.6). */
+ * Activations are fp32 whatever the weights' type; the pos-embed bilinear weights (and
+ * the 4-term sum) are rounded to the table's dtype when it is bf16 or f16, as torch
+ * does (§9.6). */
 #include "vision.h"
 #include "err.h"
 #include "util.h"
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend_int.h" /* bk_round_bf16 */
+#include "backend_int.h" /* bk_round_bf16, bk_round_half */
 
 typedef struct {
     Tensor norm1_w, norm1_b, norm2_w, norm2_b;
@@ -234,7 +235,8 @@ static float vision_linspace(float end, int steps, int i)
  * order and repeated for each of the t frames. */
 static void vision_item_tables(Vision *v, int off, int t, int gh, int gw)
 {
-    int s = v->side, bf16 = v->pos_embed.type == QUANT_BF16;
+    int s = v->side;
+    QuantType et = v->pos_embed.type;
     float end = (float)(s - 1);
     int n = 0;
     for (int f = 0; f < t; f++)
@@ -251,7 +253,9 @@ static void vision_item_tables(Vision *v, int off, int t, int gh, int gw)
                         int32_t i4[4] = {h0 * s + w0, h0 * s + w1, h1 * s + w0, h1 * s + w1};
                         for (int k = 0; k < 4; k++) {
                             v->mix_idx[i * 4 + k] = i4[k];
-                            v->mix_w[i * 4 + k] = bf16 ? bk_round_bf16(w4[k]) : w4[k];
+                            v->mix_w[i * 4 + k] = et == QUANT_BF16  ? bk_round_bf16(w4[k])
+                                                  : et == QUANT_F16 ? bk_round_half(w4[k])
+                                                                    : w4[k];
                         }
                         v->rope_pos[i * 2] = row;
                         v->rope_pos[i * 2 + 1] = col;

@@ -161,6 +161,16 @@ static void test_bf16_round(void)
     CHECK(bk_half_to_float(0x3c00) == 1.0f);
     CHECK(bk_half_to_float(0x0001) == ldexpf(1.0f, -24));
     CHECK(bk_half_to_float(0xc000) == -2.0f);
+    /* float -> half: ties to even, subnormals, overflow; round trips of every half */
+    CHECK_EQ(bk_float_to_half(1.0f + 1.0f / 2048.0f), 0x3c00);
+    CHECK_EQ(bk_float_to_half(1.0f + 3.0f / 2048.0f), 0x3c02);
+    CHECK_EQ(bk_float_to_half(ldexpf(1.0f, -24)), 0x0001);
+    CHECK_EQ(bk_float_to_half(70000.0f), 0x7c00);
+    CHECK_EQ(bk_float_to_half(-65504.0f), 0xfbff);
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x7c00; h++)
+        bad += bk_float_to_half(bk_half_to_float((uint16_t)h)) != h;
+    CHECK_EQ(bad, 0);
 }
 
 static void test_embed(void)
