@@ -29,6 +29,9 @@ typedef uint8_t CpuU8x8 __attribute__((vector_size(8), aligned(1), may_alias));
 
 #define CPU_CHUNK 512 /* weight columns dequantised at a time */
 #define CPU_TOK_BLOCK 32 /* tokens that share one dequantised chunk */
+/* Multiply-adds below which an op runs on the calling thread: a parallel region costs
+ * microseconds of wake-up and barrier, more than a small op itself. */
+#define CPU_PAR_MIN (1 << 16)
 
 static const float *cpu_row(const Tensor *t, int64_t r)
 {
@@ -188,7 +191,7 @@ static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, 
     int64_t n = x->rows, out = w->rows;
     const int64_t ob = 16;
     int64_t n_ob = (out + ob - 1) / ob, n_tb = (n + CPU_TOK_BLOCK - 1) / CPU_TOK_BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+#pragma omp parallel for schedule(dynamic, 1) collapse(2) if (n * x->cols * out > CPU_PAR_MIN)
     for (int64_t i = 0; i < n_ob; i++)
         for (int64_t j = 0; j < n_tb; j++) {
             int64_t o1 = (i + 1) * ob < out ? (i + 1) * ob : out;
@@ -202,7 +205,7 @@ static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, 
 static void cpu_embed(Backend *b, Tensor *y, const Tensor *table, const int32_t *ids, int n)
 {
     assert(y->cols == table->cols && y->rows >= n);
-#pragma omp parallel for
+#pragma omp parallel for if ((int64_t)n * table->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++) {
         assert(ids[i] >= 0 && ids[i] < table->rows);
         int64_t chunk = table->group ? CPU_CHUNK / table->group * table->group : CPU_CHUNK;
@@ -222,7 +225,7 @@ static void cpu_embed_mix4(Backend *b, Tensor *y, const Tensor *table, const int
 static void cpu_set_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
 {
     assert(dst->cols == src->cols);
-#pragma omp parallel for
+#pragma omp parallel for if ((int64_t)n * dst->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++)
         memcpy(cpu_row_mut(dst, rows[i]), cpu_row(src, i), (size_t)dst->cols * 4);
 }
@@ -230,7 +233,7 @@ static void cpu_set_rows(Backend *b, Tensor *dst, const int32_t *rows, const Ten
 static void cpu_add_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
 {
     assert(dst->cols == src->cols);
-#pragma omp parallel for
+#pragma omp parallel for if ((int64_t)n * dst->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *d = cpu_row_mut(dst, rows[i]);
         const float *s = cpu_row(src, i);
@@ -251,7 +254,7 @@ static void cpu_get_rows(Backend *b, Tensor *dst, const Tensor *src, const int32
 static void cpu_rmsnorm(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, float eps)
 {
     assert(x->cols == y->cols && x->rows == y->rows && w->rows * w->cols == x->cols);
-#pragma omp parallel for if (x->rows > 8)
+#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN)
     for (int64_t i = 0; i < x->rows; i++) {
         const float *xi = cpu_row(x, i);
         float inv = 1.0f / sqrtf(cpu_dot(xi, xi, x->cols) / (float)x->cols + eps);
@@ -265,7 +268,7 @@ static void cpu_layernorm(Backend *b, Tensor *y, const Tensor *x, const Tensor *
                           const Tensor *bias, float eps)
 {
     assert(x->cols == y->cols && x->rows == y->rows);
-#pragma omp parallel for if (x->rows > 8)
+#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN)
     for (int64_t i = 0; i < x->rows; i++) {
         const float *xi = cpu_row(x, i);
         float sum = 0.0f;
@@ -286,7 +289,7 @@ static void cpu_add(Backend *b, Tensor *y, const Tensor *a, const Tensor *c)
     int64_t n = y->rows * y->cols;
     float *yd = y->data;
     const float *ad = a->data, *cd = c->data;
-#pragma omp parallel for if (n > 65536)
+#pragma omp parallel for if (n > CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         yd[i] = ad[i] + cd[i];
 }
@@ -296,7 +299,7 @@ static void cpu_swiglu(Backend *b, Tensor *y, const Tensor *gate, const Tensor *
     int64_t n = y->rows * y->cols;
     float *yd = y->data;
     const float *g = gate->data, *u = up->data;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
     for (int64_t i = 0; i < n; i++)
         yd[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -306,7 +309,7 @@ static void cpu_gelu_tanh(Backend *b, Tensor *x)
     const float k = 0.7978845608028654f;
     int64_t n = x->rows * x->cols;
     float *d = x->data;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
     for (int64_t i = 0; i < n; i++)
         d[i] = 0.5f * d[i] * (1.0f + tanhf(k * (d[i] + 0.044715f * d[i] * d[i] * d[i])));
 }
@@ -315,7 +318,7 @@ static void cpu_gelu_erf(Backend *b, Tensor *x)
 {
     int64_t n = x->rows * x->cols;
     float *d = x->data;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
     for (int64_t i = 0; i < n; i++)
         d[i] = 0.5f * d[i] * (1.0f + erff(d[i] * 0.7071067811865476f));
 }
@@ -326,7 +329,7 @@ static void cpu_mrope(Backend *b, Tensor *x, const int32_t *pos, int n_heads, co
                       float theta)
 {
     int64_t n = x->rows;
-#pragma omp parallel for if (n > 4)
+#pragma omp parallel for if (n * x->cols > CPU_PAR_MIN / 16)
     for (int64_t i = 0; i < n; i++) {
         /* one row through the reference: a row view and its three positions */
         Tensor row = backend_view_rows(x, i, 1);
@@ -337,7 +340,7 @@ static void cpu_mrope(Backend *b, Tensor *x, const int32_t *pos, int n_heads, co
 
 static void cpu_rope2d(Backend *b, Tensor *x, const int32_t *pos, int n_heads, float theta)
 {
-#pragma omp parallel for if (x->rows > 4)
+#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN / 16)
     for (int64_t i = 0; i < x->rows; i++) {
         Tensor row = backend_view_rows(x, i, 1);
         ops_ref_backend.rope2d(b, &row, pos + 2 * i, n_heads, theta);
@@ -381,8 +384,11 @@ static void cpu_attention(Backend *b, Tensor *o, const Tensor *q, const Tensor *
     int64_t total = 0;
     for (int s = 0; s < n_seq; s++)
         total += seqs[s].n_tok;
+    int64_t work = 0;
+    for (int s = 0; s < n_seq; s++)
+        work += (int64_t)seqs[s].n_tok * (seqs[s].n_past + seqs[s].n_tok) * n_heads * hd;
     /* work item = (row of the batch, head); a row's sequence is found by a short scan */
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) if (work > CPU_PAR_MIN)
     for (int64_t item = 0; item < total * n_heads; item++) {
         int64_t r = item / n_heads;
         int h = (int)(item % n_heads), s = 0;
@@ -402,8 +408,11 @@ static void cpu_attention_seg(Backend *b, Tensor *o, const Tensor *q, const Tens
                               float scale)
 {
     int hd = (int)(q->cols / n_heads);
-    int64_t total = cu_seqlens[n_seg];
-#pragma omp parallel for schedule(dynamic, 4)
+    int64_t total = cu_seqlens[n_seg], work = 0;
+    for (int s = 0; s < n_seg; s++)
+        work += (int64_t)(cu_seqlens[s + 1] - cu_seqlens[s]) * (cu_seqlens[s + 1] - cu_seqlens[s]);
+    work *= q->cols;
+#pragma omp parallel for schedule(dynamic, 4) if (work > CPU_PAR_MIN)
     for (int64_t item = 0; item < total * n_heads; item++) {
         int64_t r = item / n_heads;
         int h = (int)(item % n_heads), s = 0;

@@ -20,6 +20,7 @@ struct Sampler {
     uint64_t rng;
     int32_t *order; /* [vocab] indices sorted by logit */
     int32_t *tmp;   /* [vocab] merge sort scratch */
+    float *heap;    /* [vocab] min-heap of the top_k largest logits */
     uint8_t *mark;  /* [vocab] seen-token marks for the penalty */
 };
 
@@ -31,6 +32,7 @@ Sampler *sample_new(int vocab, const SampleParams *p)
     s->rng = p->seed;
     s->order = xmalloc((size_t)vocab * sizeof(int32_t));
     s->tmp = xmalloc((size_t)vocab * sizeof(int32_t));
+    s->heap = xmalloc((size_t)vocab * sizeof(float));
     s->mark = xcalloc((size_t)vocab, 1);
     return s;
 }
@@ -41,6 +43,7 @@ void sample_free(Sampler *s)
         return;
     free(s->order);
     free(s->tmp);
+    free(s->heap);
     free(s->mark);
     free(s);
 }
@@ -101,6 +104,35 @@ static void sample_sort(Sampler *s, const float *l, int n)
         memcpy(s->order, a, (size_t)n * sizeof *a);
 }
 
+/* The k-th largest of l[0..n), 0 < k < n: one pass with a min-heap of k values. */
+static float sample_kth(Sampler *s, const float *l, int n, int k)
+{
+    float *h = s->heap;
+    for (int i = 0; i < n; i++) {
+        float v = l[i];
+        int j;
+        if (i < k) { /* sift up */
+            for (j = i; j > 0 && h[(j - 1) / 2] > v; j = (j - 1) / 2)
+                h[j] = h[(j - 1) / 2];
+            h[j] = v;
+        } else if (v > h[0]) { /* replace the root, sift down */
+            for (j = 0;;) {
+                int c = 2 * j + 1;
+                if (c >= k)
+                    break;
+                if (c + 1 < k && h[c + 1] < h[c])
+                    c++;
+                if (h[c] >= v)
+                    break;
+                h[j] = h[c];
+                j = c;
+            }
+            h[j] = v;
+        }
+    }
+    return h[0];
+}
+
 static void sample_penalty(Sampler *s, float *l, const int32_t *seen, int n_seen)
 {
     float pen = s->p.repetition_penalty;
@@ -125,16 +157,18 @@ int sample_next(Sampler *s, float *l, const int32_t *seen, int n_seen)
         return sample_argmax(l, n);
     for (int i = 0; i < n; i++)
         l[i] /= s->p.temperature;
-    for (int i = 0; i < n; i++)
-        s->order[i] = i;
-    sample_sort(s, l, n);
-    int keep = n;
-    if (s->p.top_k > 0 && s->p.top_k < n) { /* ties with the k-th largest survive */
-        float kth = l[s->order[s->p.top_k - 1]];
-        keep = s->p.top_k;
-        while (keep < n && l[s->order[keep]] >= kth)
-            keep++;
+    /* top-k first (ties with the k-th largest survive): only those need sorting */
+    int keep = 0;
+    if (s->p.top_k > 0 && s->p.top_k < n) {
+        float kth = sample_kth(s, l, n, s->p.top_k);
+        for (int i = 0; i < n; i++)
+            if (l[i] >= kth)
+                s->order[keep++] = i;
+    } else {
+        for (int i = 0; i < n; i++)
+            s->order[keep++] = i;
     }
+    sample_sort(s, l, keep);
     /* softmax over the kept tokens, in fp64 for a stable cumulative sum */
     double mx = l[s->order[0]], sum = 0.0;
     for (int i = 0; i < keep; i++)

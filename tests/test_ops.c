@@ -396,6 +396,27 @@ static void test_attention(void)
     Tensor *all[] = {&q, &kc, &vc, &orr, &oc, &vq, &vk, &vv, &sr, &sc};
     for (int i = 0; i < 10; i++)
         bk_host_release(NULL, all[i]);
+    /* large enough for the cpu backend's parallel path: 4B head_dim, 8 heads over 2 */
+    BackendSeq big[3] = {{.row0 = 0, .n_tok = 40, .kv_row0 = 0, .n_past = 30},
+                         {.row0 = 40, .n_tok = 1, .kv_row0 = 100, .n_past = 99},
+                         {.row0 = 41, .n_tok = 7, .kv_row0 = 200, .n_past = 0}};
+    Tensor bq = ops_act(48, 8 * 128), bkc = ops_act(300, 2 * 128), bvc = ops_act(300, 2 * 128);
+    Tensor bo, bor;
+    bk_host_alloc(NULL, &bo, 48, 8 * 128, NULL);
+    bk_host_alloc(NULL, &bor, 48, 8 * 128, NULL);
+    ops_ref_backend.attention(NULL, &bor, &bq, &bkc, &bvc, big, 3, 8, 2, 0.0884f);
+    backend_cpu.attention(NULL, &bo, &bq, &bkc, &bvc, big, 3, 8, 2, 0.0884f);
+    OPS_CMP(bo, bor, 1e-6f, 1e-5f);
+    int32_t cu2[3] = {0, 64, 100};
+    Tensor sq = ops_act(100, 256), sk = ops_act(100, 256), sv = ops_act(100, 256), so, sor;
+    bk_host_alloc(NULL, &so, 100, 256, NULL);
+    bk_host_alloc(NULL, &sor, 100, 256, NULL);
+    ops_ref_backend.attention_seg(NULL, &sor, &sq, &sk, &sv, cu2, 2, 4, 0.125f);
+    backend_cpu.attention_seg(NULL, &so, &sq, &sk, &sv, cu2, 2, 4, 0.125f);
+    OPS_CMP(so, sor, 1e-6f, 1e-5f);
+    Tensor *more[] = {&bq, &bkc, &bvc, &bo, &bor, &sq, &sk, &sv, &so, &sor};
+    for (int i = 0; i < 10; i++)
+        bk_host_release(NULL, more[i]);
 }
 
 static void test_argmax(void)
