@@ -243,7 +243,7 @@ static int decoder_load_visual(Decoder *d, const DecoderSeq *seqs, int n_seq, in
     return n;
 }
 
-static void decoder_layer(Decoder *d, const DecoderLayer *l, int T, int n_seq)
+static void decoder_layer(Decoder *d, DecoderLayer *l, int T, int n_seq)
 {
     Backend *b = d->b;
     const ModelConfig *c = d->cfg;
@@ -262,8 +262,8 @@ static void decoder_layer(Decoder *d, const DecoderLayer *l, int T, int n_seq)
     b->rmsnorm(b, &kh, &kh, &l->k_norm, c->rms_norm_eps);
     b->mrope(b, &q, d->pos, c->n_heads, c->mrope_section, c->rope_theta);
     b->mrope(b, &k, d->pos, c->n_kv_heads, c->mrope_section, c->rope_theta);
-    b->set_rows(b, (Tensor *)&l->kc, d->kv_rows, &k, T);
-    b->set_rows(b, (Tensor *)&l->vc, d->kv_rows, &v, T);
+    b->set_rows(b, &l->kc, d->kv_rows, &k, T);
+    b->set_rows(b, &l->vc, d->kv_rows, &v, T);
     b->attention(b, &att, &q, &l->kc, &l->vc, d->bseqs, n_seq, c->n_heads, c->n_kv_heads,
                  1.0f / sqrtf((float)c->head_dim));
     b->matmul(b, &tmp, &att, &l->wo, NULL);
