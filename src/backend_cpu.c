@@ -18,6 +18,10 @@
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
+#if defined(__FLT16_MAX__) && defined(__x86_64__)
+#define CPU_HAVE_F16 1
+typedef _Float16 CpuH8 __attribute__((vector_size(16), aligned(2), may_alias));
+#endif
 typedef int32_t CpuI32x8 __attribute__((vector_size(32)));
 typedef uint8_t CpuU8x8 __attribute__((vector_size(8), aligned(1), may_alias));
 
@@ -55,7 +59,12 @@ static inline __attribute__((always_inline)) void cpu_deq(const Tensor *w, int64
         break;
     case QUANT_F16: {
         const uint16_t *p = (const uint16_t *)w->data + base;
-        for (int64_t j = 0; j < n; j++)
+        int64_t j = 0;
+#ifdef CPU_HAVE_F16
+        for (; j + 8 <= n; j += 8) /* vcvtph2ps on x86-64-v3 */
+            *(CpuV8 *)(buf + j) = __builtin_convertvector(*(const CpuH8 *)(p + j), CpuV8);
+#endif
+        for (; j < n; j++)
             buf[j] = bk_half_to_float(p[j]);
         break;
     }
