@@ -19,7 +19,12 @@ typedef struct {
     const char *summary;
 } MainCommand;
 
+int cli_convert(int argc, char **argv, const CliCommon *common);
+int cli_export(int argc, char **argv, const CliCommon *common);
+
 static const MainCommand main_commands[] = {
+    {"convert", cli_convert, "convert a Hugging Face Qwen3-VL checkpoint into a .vlq model"},
+    {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {NULL, NULL, NULL},
 };
 
