@@ -25,6 +25,7 @@ int cli_export(int argc, char **argv, const CliCommon *common);
 static const MainCommand main_commands[] = {
     {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
     {"convert", cli_convert, "convert a Hugging Face Qwen3-VL checkpoint into a .vlq model"},
+    {"run", cli_run, "generate a reply to a prompt with images or a video (one-off)"},
     {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {NULL, NULL, NULL},
 };
