@@ -106,7 +106,7 @@ install: vlq
 	install -D -m 644 config/vlq.conf $(DESTDIR)/etc/vlq/vlq.conf.example
 
 clean:
-	rm -rf build build-san vlq
+	rm -rf build build-san build-fuzz vlq
 
 help:
 	@echo "make            build ./vlq"
@@ -120,3 +120,31 @@ help:
 	@echo "V=1 shows full commands; WERROR=1 turns warnings into errors; CUDA=0 skips the CUDA plugin"
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# make fuzz: the libFuzzer targets tests/fuzz/*.c (clang, ASan+UBSan), with their own
+# objects in build-fuzz/. Run one: build-fuzz/fuzz_tok -max_total_time=600.
+FUZZ_CC  ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -std=gnu11 -Isrc -Ijobs \
+              -Wno-unknown-pragmas $(PKG_CFLAGS)
+FUZZ_OBJ := $(LIB_SRC:%.c=build-fuzz/%.o)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(wildcard tests/fuzz/*.c))
+fuzz: $(FUZZ_BIN)
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -MMD -MP -c -o $@ $<
+build-fuzz/libvlq.a: $(FUZZ_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+build-fuzz/%: tests/fuzz/%.c build-fuzz/libvlq.a
+	@echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread -ldl
+
+# make bench-tok: the tokenizer beside HF tokenizers (tests/bench/bench_tok.py).
+REF_PYTHON ?= $(if $(wildcard /opt/ref/venv/bin/python),/opt/ref/venv/bin/python,python3)
+.PHONY: bench-tok
+bench: bench-tok
+bench-tok: $(BUILD)/bench-tok
+	$(Q)$(REF_PYTHON) tests/bench/bench_tok.py $(BUILD)/bench-tok
+$(BUILD)/bench-tok: $(BUILD)/tests/bench/bench_tok.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

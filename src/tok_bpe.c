@@ -22,6 +22,7 @@
 
 /* ---- UTF-8 ---- */
 
+/* One UTF-8 sequence at s (Unicode table 3-7 ranges); see tok_int.h. */
 int tok_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned b0 = s[0];
@@ -54,6 +55,8 @@ int tok_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 
 static void tok_out_append(char **out, size_t *len, size_t *cap, const void *p, size_t n)
 {
+    if (n == 0 && *out)
+        return;
     if (*len + n + 1 > *cap) {
         size_t c = *cap ? *cap : 64;
         while (c < *len + n + 1)
@@ -61,14 +64,18 @@ static void tok_out_append(char **out, size_t *len, size_t *cap, const void *p, 
         *out = xrealloc(*out, c);
         *cap = c;
     }
-    memcpy(*out + *len, p, n);
+    if (n)
+        memcpy(*out + *len, p, n);
     *len += n;
     (*out)[*len] = '\0';
 }
 
+/* Lossy UTF-8 copy, one U+FFFD per maximal invalid subpart (Rust from_utf8_lossy). */
 size_t tok_utf8_lossy(const unsigned char *s, size_t n, int final, char **out, size_t *out_len,
                       size_t *out_cap)
 {
+    if (n == 0)
+        return 0;
     size_t i = 0, run = 0; /* valid bytes s[run..i) not yet copied */
     while (i < n) {
         uint32_t cp;
@@ -111,6 +118,7 @@ static inline size_t tok_cp(const unsigned char *s, uint32_t *cp)
 
 /* ---- ids ---- */
 
+/* Free the ids and reset to empty; NULL-safe. */
 void tok_ids_clear(TokIds *v)
 {
     if (!v)
@@ -538,25 +546,29 @@ static const unsigned char *tok_nfc(const Tok *t, const unsigned char *s, size_t
     if (!t->nfc)
         return s;
     size_t i = 0, safe_end = 0; /* s[..safe_end) ends on an NFC-inert codepoint */
+    int opaque_end = 0;         /* ... which the reference does not know */
     Buf b = {0};
     size_t copied = 0;
     while (i < n) {
         if (s[i] < 0x80) {
             i++;
             safe_end = i;
+            opaque_end = 0;
             continue;
         }
         uint32_t cp;
         size_t k = tok_cp(s + i, &cp);
-        if (tok_class_of(t, cp) & TOK_CL_NFC_SAFE) {
+        uint8_t cl = tok_class_of(t, cp);
+        if (cl & TOK_CL_NFC_SAFE) {
             i += k;
             safe_end = i;
+            opaque_end = (cl & TOK_CL_NFC_OPAQUE) != 0;
             continue;
         }
         /* Window: from the last inert codepoint before i (it may compose with what
-         * follows) to the next inert one. */
+         * follows, unless the reference does not know it) to the next inert one. */
         size_t w0 = safe_end;
-        if (w0 > copied) {
+        if (w0 > copied && !opaque_end) {
             size_t p = w0 - 1;
             while (p > copied && (s[p] & 0xC0) == 0x80)
                 p--;
@@ -579,6 +591,7 @@ static const unsigned char *tok_nfc(const Tok *t, const unsigned char *s, size_t
         copied = w1;
         i = w1;
         safe_end = w1; /* the window's end is inert (or the end) */
+        opaque_end = 0;
     }
     if (!b.data)
         return s;
@@ -606,6 +619,8 @@ static void tok_encode_plain(const Tok *t, TokCache *c, const unsigned char *s, 
     free(tmp);
 }
 
+/* Validate, split on raw added tokens, then normalise, pre-tokenize and BPE each span
+ * (see the file comment). Appends to ids; on error ids is unchanged. */
 int tok_encode(const Tok *t, const char *text, size_t len, TokIds *ids, char *err)
 {
     const unsigned char *s = (const unsigned char *)text;
@@ -642,6 +657,7 @@ static int tok_decodable(const Tok *t, int32_t id, int skip_special)
     return id >= 0 && id < t->n_vocab && !(skip_special && t->is_special[id]);
 }
 
+/* Concatenate the pieces, then the lossy UTF-8 pass. The result is the caller's. */
 char *tok_decode(const Tok *t, const int32_t *ids, size_t n, int skip_special, size_t *len)
 {
     Buf raw = {0};
@@ -658,6 +674,7 @@ char *tok_decode(const Tok *t, const int32_t *ids, size_t n, int skip_special, s
     return out;
 }
 
+/* A fresh stream; holds nothing until the first push. Cannot fail. */
 void tok_stream_init(TokStream *s, const Tok *t, int skip_special)
 {
     *s = (TokStream){.tok = t, .skip_special = skip_special};
@@ -670,12 +687,14 @@ static const char *tok_stream_emit(TokStream *s, int final, size_t *len)
     size_t out_len = 0;
     tok_out_append(&s->out, &out_len, &s->out_cap, "", 0);
     size_t used = tok_utf8_lossy(s->held, s->n_held, final, &s->out, &out_len, &s->out_cap);
-    memmove(s->held, s->held + used, s->n_held - used);
+    if (used < s->n_held)
+        memmove(s->held, s->held + used, s->n_held - used);
     s->n_held -= used;
     *len = out_len;
     return s->out;
 }
 
+/* Append the id's bytes to what is held and emit the complete part. */
 const char *tok_stream_push(TokStream *s, int32_t id, size_t *len)
 {
     const Tok *t = s->tok;
@@ -691,11 +710,13 @@ const char *tok_stream_push(TokStream *s, int32_t id, size_t *len)
     return tok_stream_emit(s, 0, len);
 }
 
+/* Emit all that is held, an unfinished sequence as U+FFFD. */
 const char *tok_stream_flush(TokStream *s, size_t *len)
 {
     return tok_stream_emit(s, 1, len);
 }
 
+/* Free the stream's buffers; NULL-safe. */
 void tok_stream_clear(TokStream *s)
 {
     if (!s)

@@ -116,6 +116,8 @@ static int tok_chat_compact(const Tok *t, const TokChat *chat, TokIds *ids, TokP
     return rc;
 }
 
+/* Encode the compact prompt, then widen each pad into its run; records where
+ * each run lies. out is the caller's (tok_prompt_clear). */
 int tok_chat_encode(const Tok *t, const TokChat *chat, TokPrompt *out, char *err)
 {
     *out = (TokPrompt){0};
@@ -150,6 +152,7 @@ int tok_chat_encode(const Tok *t, const TokChat *chat, TokPrompt *out, char *err
     return 0;
 }
 
+/* The compact prompt's ids plus the pads each run adds. */
 int tok_chat_count(const Tok *t, const TokChat *chat, size_t *n_tok, char *err)
 {
     TokIds compact = {0};
@@ -167,6 +170,7 @@ int tok_chat_count(const Tok *t, const TokChat *chat, size_t *n_tok, char *err)
     return 0;
 }
 
+/* Free a prompt's ids and runs; NULL-safe. */
 void tok_prompt_clear(TokPrompt *p)
 {
     if (!p)

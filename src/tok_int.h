@@ -13,6 +13,10 @@ enum { TOK_CL_O = 0, TOK_CL_L = 1, TOK_CL_N = 2, TOK_CL_S = 3 };
 /* Flag in a class byte: the codepoint is NFC-inert (ccc 0, NFC_QC yes, never the second
  * half of a composition), so NFC never changes text across or around it. */
 #define TOK_CL_NFC_SAFE 4
+/* Flag: a codepoint the reference's NFC does not know (its Unicode data is older than
+ * utf8proc's): it is treated as class 0 without decomposition, so it composes with
+ * nothing on either side (also NFC-safe). */
+#define TOK_CL_NFC_OPAQUE 8
 
 /* An added token (tokenizer.json "added_tokens"). */
 typedef struct {
@@ -22,7 +26,7 @@ typedef struct {
     uint8_t special;  /* skipped by skip_special decoding */
     uint8_t lstrip;   /* swallows whitespace on its left */
     uint8_t rstrip;   /* swallows whitespace on its right */
-    uint8_t single_word; /* matches only between word boundaries */
+    uint8_t single_word; /* matches only between word boundaries (refused at load) */
     uint8_t normalized;  /* matched in the normalized text instead of the raw text */
 } TokAdded;
 
@@ -46,6 +50,7 @@ struct Tok {
     int32_t byte_id[256]; /* id of each single byte */
     TokMerge *merges;     /* open-addressing table, mmask + 1 slots */
     size_t mmask;
+    size_t n_merges;      /* distinct pairs in merges */
     TokAdded *added;      /* added tokens, longest first */
     size_t n_added;
     uint8_t added_first[256]; /* 1 if some raw (non-normalized) added token starts with the byte */
@@ -62,6 +67,9 @@ typedef struct {
 } TokClassRange;
 extern const TokClassRange tok_class_ranges[];
 extern const size_t tok_n_class_ranges;
+/* The codepoints of TOK_CL_NFC_OPAQUE, sorted (tok_unicode.c). */
+extern const uint32_t tok_nfc_opaque[];
+extern const size_t tok_n_nfc_opaque;
 
 /* Class byte of any codepoint (BMP from the table, the rest computed). */
 uint8_t tok_class_of(const Tok *t, uint32_t cp);
