@@ -148,3 +148,22 @@ bench-tok: $(BUILD)/bench-tok
 $(BUILD)/bench-tok: $(BUILD)/tests/bench/bench_tok.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- media benchmark (make bench-media; part of make bench) ----
+# A 60 s 1080p H.264 video (x264 veryfast: B-frames, 250-frame GOP) made once in
+# $(BUILD)/bench/, sampled at 2 fps and resized to the model grid by vlq and by the CLI.
+BENCH_MEDIA_VIDEO := $(BUILD)/bench/1080p60s.mp4
+.PHONY: bench-media
+bench: bench-media
+bench-media: $(BUILD)/vlq-bench-media $(BENCH_MEDIA_VIDEO)
+	$(Q)$(BUILD)/vlq-bench-media $(BENCH_MEDIA_VIDEO) 2
+
+$(BENCH_MEDIA_VIDEO):
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	$(Q)ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size=1920x1080:rate=25 -t 60 \
+	  -c:v libx264 -preset veryfast -pix_fmt yuv420p $@.tmp.mp4 && mv $@.tmp.mp4 $@
+
+$(BUILD)/vlq-bench-media: $(BUILD)/tests/bench/bench_media.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

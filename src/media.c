@@ -25,6 +25,7 @@
  *   decoded (skip_frame); a target more than MEDIA_SEEK_GAP_S ahead is reached by seeking.
  * Globals: none besides the thread-local last FFmpeg error line and a pthread_once. */
 #include "media.h"
+#include "media_int.h"
 
 #include "err.h"
 #include "log.h"
@@ -62,7 +63,7 @@ static void media_av_log(void *avcl, int level, const char *fmt, va_list vl)
     if (!n)
         return;
     const char *name = avcl ? (*(AVClass **)avcl)->item_name(avcl) : "ffmpeg";
-    if (level <= AV_LOG_ERROR)
+    if (level <= AV_LOG_ERROR && !media_av_last[0]) /* the first error is the cause */
         snprintf(media_av_last, sizeof media_av_last, "%s", line);
     /* FFmpeg's errors are ours to report (with context) or to recover from: log them at
      * warning level, debug-only when a caller will report them anyway. */
@@ -145,9 +146,9 @@ static void media_input_close(MediaInput *in)
     memset(in, 0, sizeof *in);
 }
 
-/* Open a decoder for in->st; tiff_page > 0 selects that TIFF page. */
+/* Open a decoder for in->st (again: a still image is decoded once per page). */
 static int media_open_decoder(MediaInput *in, const char *path, const MediaOptions *opt,
-                              int tiff_page, char *err)
+                              char *err)
 {
     const AVCodec *codec = avcodec_find_decoder(in->st->codecpar->codec_id);
     if (!codec)
@@ -165,8 +166,6 @@ static int media_open_decoder(MediaInput *in, const char *path, const MediaOptio
     in->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
     AVDictionary *o = NULL;
     av_dict_set_int(&o, "max_pixels", media_max_pixels(opt), 0);
-    if (tiff_page > 0)
-        av_dict_set_int(&o, "page", tiff_page, 0);
     ret = avcodec_open2(in->dec, codec, &o);
     av_dict_free(&o);
     if (ret < 0)
@@ -220,9 +219,10 @@ static int media_input_open(MediaInput *in, const char *path, const MediaOptions
         goto fail;
     }
     if (par->width <= 0 || par->height <= 0) {
-        ret = err_set(err, VLQ_EINPUT, "%s: no picture size in the stream (%s)", path,
-                      media_av_last[0] ? media_av_last : "corrupt header or size over the "
-                      "media max_image_pixels limit");
+        ret = err_set(err, VLQ_EINPUT, "%s: picture size refused or unreadable (%s); the "
+                      "limit is %lld pixels (media max_image_pixels)", path,
+                      media_av_last[0] ? media_av_last : "corrupt header",
+                      (long long)media_max_pixels(opt));
         goto fail;
     }
     for (unsigned i = 0; i < in->fmt->nb_streams; i++)
@@ -346,16 +346,24 @@ static int media_convert(MediaConv *c, const AVFrame *f, const AVStream *st, con
 {
     int w = f->width, h = f->height;
     int alpha = media_has_alpha(f->format);
+    /* The yuvj formats are yuv with full range: convert them as such (sws warns on
+     * the deprecated names). */
+    enum AVPixelFormat src_fmt = f->format == AV_PIX_FMT_YUVJ420P   ? AV_PIX_FMT_YUV420P
+                                 : f->format == AV_PIX_FMT_YUVJ422P ? AV_PIX_FMT_YUV422P
+                                 : f->format == AV_PIX_FMT_YUVJ444P ? AV_PIX_FMT_YUV444P
+                                 : f->format == AV_PIX_FMT_YUVJ440P ? AV_PIX_FMT_YUV440P
+                                                                    : f->format;
     enum AVPixelFormat dst_fmt = alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24;
     int bpp = alpha ? 4 : 3;
-    c->sws = sws_getCachedContext(c->sws, w, h, f->format, w, h, dst_fmt,
-                                  SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL,
+    /* Same-size conversion: sws's SIMD yuv2rgb path (bilinear chroma upsampling, as
+     * PyAV's to_ndarray, which decodes frames for the reference). The accurate-rounding
+     * full-chroma path costs ~4x more per 1080p frame for no visible difference. */
+    c->sws = sws_getCachedContext(c->sws, w, h, src_fmt, w, h, dst_fmt, SWS_BILINEAR, NULL,
                                   NULL, NULL);
     if (!c->sws)
         return err_set(err, VLQ_ENOTSUP, "%s: cannot convert pixel format %s to RGB", path,
                        av_get_pix_fmt_name(f->format));
-    int full = f->color_range == AVCOL_RANGE_JPEG || f->format == AV_PIX_FMT_YUVJ420P ||
-               f->format == AV_PIX_FMT_YUVJ422P || f->format == AV_PIX_FMT_YUVJ444P;
+    int full = f->color_range == AVCOL_RANGE_JPEG || src_fmt != f->format;
     int cs = f->colorspace != AVCOL_SPC_UNSPECIFIED ? (int)f->colorspace : SWS_CS_DEFAULT;
     const int *coef = sws_getCoefficients(cs);
     sws_setColorspaceDetails(c->sws, coef, full, sws_getCoefficients(SWS_CS_DEFAULT), 1, 0,
@@ -363,7 +371,10 @@ static int media_convert(MediaConv *c, const AVFrame *f, const AVStream *st, con
     size_t n = (size_t)w * h;
     if (media_grow(&c->rgba, &c->rgba_cap, n * bpp) || media_grow(&c->rgb, &c->rgb_cap, n * 3))
         return err_set(err, VLQ_ENOMEM, "%s: out of memory for a %dx%d picture", path, w, h);
-    uint8_t *dst[4] = {c->rgba, NULL, NULL, NULL};
+    int o = media_orientation(f, st);
+    /* Upright RGB needs no second pass: convert straight into the output. */
+    int direct = !alpha && o == 1;
+    uint8_t *dst[4] = {direct ? c->rgb : c->rgba, NULL, NULL, NULL};
     int dst_stride[4] = {w * bpp, 0, 0, 0};
     sws_scale(c->sws, (const uint8_t *const *)f->data, f->linesize, 0, h, dst, dst_stride);
     const uint8_t *rgb = c->rgba;
@@ -376,12 +387,65 @@ static int media_convert(MediaConv *c, const AVFrame *f, const AVStream *st, con
                 p[3 * i + k] = (uint8_t)((p[4 * i + k] * a + 255 * (255 - a) + 127) / 255);
         }
     }
-    int o = media_orientation(f, st);
-    media_orient_copy(o, rgb, w, h, c->rgb);
+    if (!direct)
+        media_orient_copy(o, rgb, w, h, c->rgb);
     media_oriented_size(o, w, h, &out->width, &out->height);
     out->rgb = c->rgb;
     out->stride = out->width * 3;
     return 0;
+}
+
+/* ---- TIFF pages ---- */
+
+static uint32_t media_rd(const uint8_t *p, int bytes, int le)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint32_t)p[le ? i : bytes - 1 - i] << (8 * (le ? i : bytes - 1 - i));
+    return v;
+}
+
+/* Walk the IFD chain of a classic TIFF in d[0..n): the count of pages, their offsets in
+ * offs (may be NULL). FFmpeg 5.1's tiff decoder finds pages only through the optional
+ * PageNumber tag, so vlq finds them itself and points the header at the page it wants
+ * (every TIFF offset is absolute, so the rest of the file stays valid). */
+static int media_tiff_ifds(const uint8_t *d, size_t n, uint32_t *offs, int max)
+{
+    if (n < 8 || !((d[0] == 'I' && d[1] == 'I') || (d[0] == 'M' && d[1] == 'M')))
+        return 0;
+    int le = d[0] == 'I';
+    if (media_rd(d + 2, 2, le) != 42)
+        return 0; /* BigTIFF: FFmpeg does not read it */
+    uint32_t off = media_rd(d + 4, 4, le);
+    int k = 0;
+    while (off && (size_t)off + 2 <= n && k < max) {
+        if (offs)
+            offs[k] = off;
+        k++;
+        size_t next = (size_t)off + 2 + 12 * (size_t)media_rd(d + off, 2, le);
+        if (next + 4 > n)
+            break;
+        uint32_t nxt = media_rd(d + next, 4, le);
+        if (nxt == off)
+            break;
+        off = nxt;
+    }
+    return k;
+}
+
+/* A copy of pkt whose TIFF header points at IFD offset ifd. */
+static AVPacket *media_tiff_page_packet(const AVPacket *pkt, uint32_t ifd)
+{
+    AVPacket *p = av_packet_alloc();
+    if (!p || av_new_packet(p, pkt->size) < 0) {
+        av_packet_free(&p);
+        return NULL;
+    }
+    memcpy(p->data, pkt->data, pkt->size);
+    int le = p->data[0] == 'I';
+    for (int i = 0; i < 4; i++)
+        p->data[4 + (le ? i : 3 - i)] = (uint8_t)(ifd >> (8 * i));
+    return p;
 }
 
 /* ---- probe ---- */
@@ -405,10 +469,6 @@ static double media_stream_duration(const MediaInput *in)
         return in->fmt->duration / (double)AV_TIME_BASE;
     return 0;
 }
-
-/* Count TIFF pages by asking the decoder for each page until it says there is none. */
-static int media_tiff_pages(MediaInput *in, const char *path, const MediaOptions *opt,
-                            AVPacket *pkt);
 
 static int media_is_still(const MediaInput *in)
 {
@@ -446,7 +506,9 @@ int media_probe(const char *path, const MediaOptions *opt, MediaInfo *info, char
     } else if (par->codec_id == AV_CODEC_ID_TIFF) {
         AVPacket *pkt = av_packet_alloc();
         if (pkt && av_read_frame(in.fmt, pkt) >= 0)
-            info->n_pages = media_tiff_pages(&in, path, opt, pkt);
+            info->n_pages = media_tiff_ifds(pkt->data, (size_t)pkt->size, NULL,
+                                            MEDIA_DEFAULT_MAX_PAGES);
+        info->n_pages = info->n_pages < 1 ? 1 : info->n_pages;
         av_packet_free(&pkt);
     }
     media_input_close(&in);
@@ -469,25 +531,6 @@ static int media_decode_packet(MediaInput *in, const AVPacket *pkt, AVFrame *f)
     return ret;
 }
 
-static int media_tiff_pages(MediaInput *in, const char *path, const MediaOptions *opt,
-                            AVPacket *pkt)
-{
-    AVFrame *f = av_frame_alloc();
-    int pages = 0;
-    for (int p = 1; f && p <= MEDIA_DEFAULT_MAX_PAGES; p++) {
-        if (media_open_decoder(in, path, opt, p, NULL) < 0)
-            break;
-        int ret = media_decode_packet(in, pkt, f);
-        av_frame_unref(f);
-        if (ret < 0)
-            break;
-        pages = p;
-    }
-    av_frame_free(&f);
-    media_av_last[0] = '\0';
-    return pages ? pages : 1;
-}
-
 /* media_decode_pages: see media.h. Images are one packet (GIF: its first frame);
  * TIFF pages are decoded from that packet with the tiff decoder's "page" option. */
 int media_decode_pages(const char *path, const MediaOptions *opt, MediaFrameFn fn, void *ctx,
@@ -502,6 +545,8 @@ int media_decode_pages(const char *path, const MediaOptions *opt, MediaFrameFn f
     MediaConv conv = {0};
     AVPacket *pkt = av_packet_alloc();
     AVFrame *f = av_frame_alloc();
+    uint32_t *ifds = NULL;
+    int n_pages = 1;
     if (!pkt || !f) {
         ret = err_set(err, VLQ_ENOMEM, "%s: out of memory", path);
         goto out;
@@ -512,27 +557,30 @@ int media_decode_pages(const char *path, const MediaOptions *opt, MediaFrameFn f
         goto out;
     }
     int tiff = in.st->codecpar->codec_id == AV_CODEC_ID_TIFF;
+    if (tiff) {
+        n_pages = media_tiff_ifds(pkt->data, (size_t)pkt->size, NULL, MEDIA_DEFAULT_MAX_PAGES);
+        ifds = xmalloc(sizeof *ifds * (size_t)(n_pages > 0 ? n_pages : 1));
+        media_tiff_ifds(pkt->data, (size_t)pkt->size, ifds, n_pages);
+        n_pages = n_pages < 1 ? 1 : n_pages;
+    }
     int first = opt && opt->first_page > 0 ? opt->first_page : 1;
-    int last = opt && opt->last_page > 0 ? opt->last_page : tiff ? MEDIA_DEFAULT_MAX_PAGES : 1;
-    if (!tiff && first > 1) {
-        ret = err_set(err, VLQ_EINPUT, "%s: page %d requested, the image has 1 page", path,
-                      first);
+    int last = opt && opt->last_page > 0 ? opt->last_page : n_pages;
+    if (first > n_pages || last > n_pages || first > last) {
+        ret = err_set(err, VLQ_EINPUT, "%s: pages %d-%d requested, the image has %d", path,
+                      first, last, n_pages);
         goto out;
     }
-    int done = 0;
     for (int p = first; p <= last; p++) {
-        ret = media_open_decoder(&in, path, opt, tiff ? p : 0, err);
+        ret = media_open_decoder(&in, path, opt, err);
         if (ret)
             goto out;
-        ret = media_decode_packet(&in, pkt, f);
+        AVPacket *page_pkt = tiff && p > 1 ? media_tiff_page_packet(pkt, ifds[p - 1]) : NULL;
+        ret = media_decode_packet(&in, page_pkt ? page_pkt : pkt, f);
+        av_packet_free(&page_pkt);
         if (ret < 0) {
-            if (tiff && done > 0 && opt && opt->last_page <= 0) {
-                ret = 0; /* past the last page */
-                media_av_last[0] = '\0';
-                break;
-            }
-            ret = media_averr(err, path, tiff ? "decoding the page" : "decoding the image", ret);
-            if (tiff)
+            ret = media_averr(err, path, n_pages > 1 ? "decoding the page" : "decoding the image",
+                              ret);
+            if (n_pages > 1)
                 err_prefix(err, "page %d", p);
             goto out;
         }
@@ -550,14 +598,40 @@ int media_decode_pages(const char *path, const MediaOptions *opt, MediaFrameFn f
         ret = fn(ctx, &mf, err);
         if (ret)
             goto out;
-        done++;
     }
 out:
+    free(ifds);
     av_frame_free(&f);
     av_packet_free(&pkt);
     media_conv_clear(&conv);
     media_input_close(&in);
     return ret;
+}
+
+static int media_size_cb(void *ctx, const MediaFrame *f, char *err)
+{
+    Buf *b = ctx;
+    int wh[2] = {f->width, f->height};
+    buf_append(b, wh, sizeof wh);
+    return 0;
+}
+
+/* media_page_sizes: see media.h. */
+int media_page_sizes(const char *path, const MediaOptions *opt, int **sizes, int *n, char *err)
+{
+    *sizes = NULL;
+    *n = 0;
+    if (media_kind(path) == MEDIA_PDF)
+        return media_pdf_sizes(path, opt, sizes, n, err);
+    Buf b = {0};
+    int ret = media_decode_pages(path, opt, media_size_cb, &b, err);
+    if (ret) {
+        buf_clear(&b);
+        return ret;
+    }
+    *n = (int)(b.len / (2 * sizeof(int)));
+    *sizes = (int *)buf_take(&b);
+    return 0;
 }
 
 /* ---- video ---- */
@@ -588,6 +662,18 @@ int media_sample_indices(int64_t total_frames, double video_fps, const MediaOpti
     return (int)n;
 }
 
+/* media_range_frames: see media.h. */
+int64_t media_range_frames(int64_t total_frames, double duration_s, double video_fps,
+                           double from_s, double to_s)
+{
+    double to = to_s > 0 && to_s < duration_s ? to_s : duration_s;
+    double from = from_s > 0 ? from_s : 0;
+    if (from <= 0 && to >= duration_s)
+        return total_frames;
+    int64_t n = (int64_t)llround((to - from) * video_fps);
+    return n < 1 ? 1 : n;
+}
+
 /* The state of one sampled decode. */
 typedef struct {
     MediaInput in;
@@ -602,6 +688,7 @@ typedef struct {
     MediaFrameFn fn;
     void *ctx;
     const char *path;
+    int damaged;          /* some data could not be decoded */
 } MediaVideo;
 
 static double media_target(const MediaVideo *v, int k)
@@ -651,8 +738,15 @@ static int media_receive(MediaVideo *v, AVFrame *f, char *err)
         int ret = avcodec_receive_frame(v->in.dec, f);
         if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF)
             return 0;
-        if (ret < 0)
+        if (ret == AVERROR(ENOMEM))
             return media_averr(err, v->path, "decoding", ret);
+        if (ret < 0) {
+            /* Damaged data: the decoder resynchronises on the next packets. */
+            log_warn("%s: damaged frame skipped: %s", v->path, av_err2str(ret));
+            media_av_last[0] = '\0';
+            v->damaged = 1;
+            return 0;
+        }
         ret = media_take(v, f, media_frame_time(v, f), err);
         av_frame_unref(f);
         if (ret || v->next >= v->n)
@@ -668,6 +762,29 @@ static void media_seek(MediaVideo *v, double target)
         avcodec_flush_buffers(v->in.dec);
         av_frame_unref(v->prev);
     }
+}
+
+/* The sampling plan of a decode: time base, start, frame rate, range and the
+ * reference's indices within it (v->idx, v->n). */
+static int media_video_setup(MediaVideo *v, const MediaOptions *opt, char *err)
+{
+    v->tb = av_q2d(v->in.st->time_base);
+    v->start_pts_s = v->in.st->start_time != AV_NOPTS_VALUE ? v->in.st->start_time * v->tb : 0;
+    v->fps_v = media_stream_fps(v->in.st);
+    double dur = media_stream_duration(&v->in);
+    int64_t nb = v->in.st->nb_frames > 0 ? v->in.st->nb_frames : (int64_t)llround(dur * v->fps_v);
+    v->from_s = opt && opt->from_s > 0 ? opt->from_s : 0;
+    double to = opt && opt->to_s > 0 && opt->to_s < dur ? opt->to_s : dur;
+    if (to <= v->from_s)
+        return err_set(err, VLQ_EINPUT, "%s: empty range %.3f-%.3f s (duration %.3f s)",
+                       v->path, v->from_s, to, dur);
+    int64_t total = media_range_frames(nb, dur, v->fps_v, v->from_s, opt ? opt->to_s : 0);
+    v->n = media_sample_indices(total, v->fps_v, opt, NULL);
+    if (v->n <= 0)
+        return err_set(err, VLQ_EINPUT, "%s: the video has no frames", v->path);
+    v->idx = xmalloc(sizeof *v->idx * (size_t)v->n);
+    media_sample_indices(total, v->fps_v, opt, v->idx);
+    return 0;
 }
 
 /* media_decode_video: see media.h. */
@@ -687,33 +804,12 @@ int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn f
         ret = err_set(err, VLQ_ENOMEM, "%s: out of memory", path);
         goto out;
     }
-    ret = media_open_decoder(&v.in, path, opt, 0, err);
+    ret = media_open_decoder(&v.in, path, opt, err);
     if (ret)
         goto out;
-    v.tb = av_q2d(v.in.st->time_base);
-    v.start_pts_s = v.in.st->start_time != AV_NOPTS_VALUE ? v.in.st->start_time * v.tb : 0;
-    v.fps_v = media_stream_fps(v.in.st);
-    double dur = media_stream_duration(&v.in);
-    int64_t total = v.in.st->nb_frames > 0 ? v.in.st->nb_frames : (int64_t)llround(dur * v.fps_v);
-    v.from_s = opt && opt->from_s > 0 ? opt->from_s : 0;
-    double to = opt && opt->to_s > 0 && opt->to_s < dur ? opt->to_s : dur;
-    if (v.from_s > 0 || to < dur) {
-        if (to <= v.from_s) {
-            ret = err_set(err, VLQ_EINPUT, "%s: empty range %.3f-%.3f s (duration %.3f s)",
-                          path, v.from_s, to, dur);
-            goto out;
-        }
-        total = (int64_t)llround((to - v.from_s) * v.fps_v);
-        if (total < 1)
-            total = 1;
-    }
-    v.n = media_sample_indices(total, v.fps_v, opt, NULL);
-    if (v.n <= 0) {
-        ret = err_set(err, VLQ_EINPUT, "%s: the video has no frames", path);
+    ret = media_video_setup(&v, opt, err);
+    if (ret)
         goto out;
-    }
-    v.idx = xmalloc(sizeof *v.idx * (size_t)v.n);
-    media_sample_indices(total, v.fps_v, opt, v.idx);
     double seeked_for = -1;
     if (v.from_s > 0) {
         seeked_for = media_target(&v, 0);
@@ -750,6 +846,16 @@ int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn f
             continue;
         }
         ret = avcodec_send_packet(v.in.dec, pkt);
+        if (ret == AVERROR(EAGAIN)) {
+            /* The decoder's output is full (a damaged frame stopped the last drain):
+             * drain, then send again. */
+            ret = media_receive(&v, f, err);
+            if (ret) {
+                av_packet_unref(pkt);
+                goto out;
+            }
+            ret = avcodec_send_packet(v.in.dec, pkt);
+        }
         av_packet_unref(pkt);
         if (ret < 0 && ret != AVERROR(EAGAIN)) {
             log_warn("%s: skipping a damaged packet: %s", path, av_err2str(ret));
@@ -774,7 +880,7 @@ int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn f
     int lost = v.n - v.next;
     if (lost == v.n) {
         ret = err_set(err, VLQ_EINPUT, "%s: no frame could be decoded%s", path,
-                      lost_data ? " (damaged data)" : "");
+                      lost_data || v.damaged ? " (damaged data)" : "");
         goto out;
     }
     if (lost > 0)

@@ -42,7 +42,9 @@ typedef struct {
 /* What media_probe learns without decoding the pictures. */
 typedef struct {
     int kind;              /* MEDIA_IMAGE, MEDIA_VIDEO or MEDIA_PDF */
-    int width, height;     /* upright size of the first image, page or video frame */
+    int width, height;     /* video: upright frame size; PDF: first page at pdf_dpi;
+                            * images: the stored size, before EXIF orientation
+                            * (media_page_sizes gives upright sizes) */
     int n_pages;           /* images: pages (1 unless a multi-page TIFF); PDF pages */
     double duration_s;     /* video: duration of the video stream (0 for images) */
     double video_fps;      /* video: average frame rate (24 when the file has none) */
@@ -84,16 +86,23 @@ int media_decode_pages(const char *path, const MediaOptions *opt, MediaFrameFn f
 int media_sample_indices(int64_t total_frames, double video_fps, const MediaOptions *opt,
                          int64_t *idx);
 
+/* Frames in [from_s, to_s) of a video (to_s <= 0: the end): the whole stream's count
+ * when the range is the whole stream, else round((to - from) * video_fps), at least 1.
+ * media_decode_video and the planner both use it, so they agree. Cannot fail. */
+int64_t media_range_frames(int64_t total_frames, double duration_s, double video_fps,
+                           double from_s, double to_s);
+
+/* Upright sizes of every page of an image, TIFF or PDF within opt's page range:
+ * *sizes (caller frees) gets 2 ints (width, height) per page, *n the page count. Images
+ * are decoded (so EXIF orientation counts); PDF pages are measured, not rendered.
+ * Returns 0 or a VLQ_E* code with "path: reason" in err. */
+int media_page_sizes(const char *path, const MediaOptions *opt, int **sizes, int *n, char *err);
+
 /* Decode a video, sampled per media_sample_indices over [from_s, to_s], and pass each
  * sampled frame to fn in time order. A truncated file yields the frames that are there
  * and logs a warning saying how many samples were lost; *n_lost (may be NULL) gets that
  * count. Returns 0 or a VLQ_E* code with "path: reason" in err. */
 int media_decode_video(const char *path, const MediaOptions *opt, MediaFrameFn fn, void *ctx,
                        int *n_lost, char *err);
-
-/* ---- media_pdf.c (private to media, used by media.c) ---- */
-int media_pdf_probe(const char *path, const MediaOptions *opt, MediaInfo *info, char *err);
-int media_pdf_decode(const char *path, const MediaOptions *opt, MediaFrameFn fn, void *ctx,
-                     char *err);
 
 #endif

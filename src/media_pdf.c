@@ -13,6 +13,7 @@
  * poppler errors (GError) are translated here; poppler types never leave this file. */
 #include "err.h"
 #include "media.h"
+#include "media_int.h"
 #include "util.h"
 
 #include <cairo.h>
@@ -157,6 +158,41 @@ out:
     if (s)
         cairo_surface_destroy(s);
     g_object_unref(page);
+    return ret;
+}
+
+/* media_pdf_sizes: the rendered size of every page in the range, without rendering. */
+int media_pdf_sizes(const char *path, const MediaOptions *opt, int **sizes, int *n, char *err)
+{
+    PopplerDocument *doc;
+    *sizes = NULL;
+    *n = 0;
+    int ret = media_pdf_open(path, &doc, err);
+    if (ret)
+        return ret;
+    int np = poppler_document_get_n_pages(doc);
+    int first = opt && opt->first_page > 0 ? opt->first_page : 1;
+    int last = opt && opt->last_page > 0 ? opt->last_page : np;
+    if (np <= 0)
+        ret = err_set(err, VLQ_EINPUT, "%s: the PDF has no pages", path);
+    else if (first > np || last > np || first > last)
+        ret = err_set(err, VLQ_EINPUT, "%s: pages %d-%d requested, the PDF has %d", path, first,
+                      last, np);
+    if (!ret) {
+        *n = last - first + 1;
+        *sizes = xmalloc(sizeof(int) * 2 * (size_t)*n);
+        for (int p = first; p <= last; p++) {
+            PopplerPage *page = poppler_document_get_page(doc, p - 1);
+            int w = 0, h = 0;
+            if (page) {
+                media_pdf_px(page, media_pdf_dpi(opt), &w, &h);
+                g_object_unref(page);
+            }
+            (*sizes)[2 * (p - first)] = w;
+            (*sizes)[2 * (p - first) + 1] = h;
+        }
+    }
+    g_object_unref(doc);
     return ret;
 }
 

@@ -12,7 +12,11 @@
  * 2^15; horizontal pass first into a uint8 buffer, then vertical; each output is
  * (sum + 2^(p-1)) >> p clamped to 0..255. A pass whose size does not change is
  * skipped, so an input already at the target size is copied bit for bit.
- * Normalise: torch fuses rescale and normalise into (p - 127.5) / 127.5 in float32. */
+ * Normalise: torch fuses rescale and normalise into (p - 127.5) / 127.5 in float32.
+ * Speed: both passes have an SSE2 path (x86-64 baseline; Pillow-SIMD's pmaddwd on
+ * pairs of taps) doing the same integer arithmetic as the plain-C rows; test_prep
+ * checks they agree byte for byte.
+ * Global: prep_force_ref (tests only: run the plain-C rows), set by prep_set_reference. */
 #include "prep.h"
 
 #include "err.h"
@@ -21,6 +25,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* ---- smart resize ---- */
 
@@ -199,6 +206,7 @@ PrepResizer *prep_resizer_new(int src_w, int src_h, int dst_w, int dst_h)
     return r;
 }
 
+/* prep_resizer_free: NULL-safe. */
 void prep_resizer_free(PrepResizer *r)
 {
     if (!r)
@@ -209,50 +217,172 @@ void prep_resizer_free(PrepResizer *r)
     free(r);
 }
 
-/* Horizontal pass: rows of in (stride in_stride) to rows of out (dst_w*3). */
+#ifdef __SSE2__
+/* One row of the horizontal pass with SSE2 (baseline on x86-64), the Pillow-SIMD way:
+ * the row widened to 4 channels, two taps per pmaddwd. Integer arithmetic identical to
+ * prep_row_x_ref (exact int32 sums, arithmetic shift, saturation = clamp to 0..255);
+ * test_prep compares the two. rgbx holds 4*ax->in bytes. */
+static void prep_row_x_sse2(const PrepAxis *ax, const uint8_t *src, uint8_t *rgbx, uint8_t *dst)
+{
+    for (int x = 0; x < ax->in; x++) {
+        rgbx[4 * x] = src[3 * x];
+        rgbx[4 * x + 1] = src[3 * x + 1];
+        rgbx[4 * x + 2] = src[3 * x + 2];
+        rgbx[4 * x + 3] = 0;
+    }
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i half = _mm_set1_epi32(ax->precision > 0 ? 1 << (ax->precision - 1) : 0);
+    for (int i = 0; i < ax->out; i++) {
+        const int16_t *w = ax->w + (size_t)i * ax->taps;
+        const uint8_t *s = rgbx + (size_t)ax->start[i] * 4;
+        int n = ax->size[i], j = 0;
+        __m128i acc = half;
+        for (; j + 1 < n; j += 2) {
+            int64_t two;
+            memcpy(&two, s + 4 * j, 8);
+            __m128i px = _mm_unpacklo_epi8(_mm_cvtsi64_si128(two), zero); /* p0 | p1, 16-bit */
+            __m128i p = _mm_unpacklo_epi16(px, _mm_srli_si128(px, 8));    /* r0 r1 g0 g1 ... */
+            uint32_t pair = (uint16_t)w[j] | ((uint32_t)(uint16_t)w[j + 1] << 16);
+            __m128i ww = _mm_set1_epi32((int32_t)pair);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(p, ww));
+        }
+        if (j < n) {
+            int32_t one;
+            memcpy(&one, s + 4 * j, 4);
+            __m128i p = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(one), zero), zero);
+            acc = _mm_add_epi32(acc, _mm_madd_epi16(p, _mm_set1_epi32((uint16_t)w[j])));
+        }
+        acc = _mm_srai_epi32(acc, ax->precision);
+        acc = _mm_packus_epi16(_mm_packs_epi32(acc, acc), zero);
+        uint32_t v = (uint32_t)_mm_cvtsi128_si32(acc);
+        dst[3 * i] = (uint8_t)v;
+        dst[3 * i + 1] = (uint8_t)(v >> 8);
+        dst[3 * i + 2] = (uint8_t)(v >> 16);
+    }
+}
+#endif
+
+/* One row of the horizontal pass, plain C: the reference the SIMD row is checked against. */
+static void prep_row_x_ref(const PrepAxis *ax, const uint8_t *src, uint8_t *dst)
+{
+    const int32_t half = ax->precision > 0 ? 1 << (ax->precision - 1) : 0;
+    for (int i = 0; i < ax->out; i++) {
+        const int16_t *w = ax->w + (size_t)i * ax->taps;
+        const uint8_t *s = src + (size_t)ax->start[i] * 3;
+        int32_t r = half, g = half, b = half;
+        for (int j = 0; j < ax->size[i]; j++) {
+            r += s[3 * j] * w[j];
+            g += s[3 * j + 1] * w[j];
+            b += s[3 * j + 2] * w[j];
+        }
+        dst[3 * i] = prep_clip(r, ax->precision);
+        dst[3 * i + 1] = prep_clip(g, ax->precision);
+        dst[3 * i + 2] = prep_clip(b, ax->precision);
+    }
+}
+
+/* Use the plain-C rows everywhere (tests compare both paths). */
+static int prep_force_ref;
+/* prep_set_reference: see prep.h. */
+void prep_set_reference(int on) { prep_force_ref = on; }
+
+/* Horizontal pass: rows of in (stride in_stride) to rows of out (dst_w*3). Single
+ * threaded on purpose: the decoder's threads already use the cores while frames are
+ * resized, and parallel rows measured slower on a loaded machine. */
 static void prep_pass_x(const PrepAxis *ax, const uint8_t *in, int in_stride, int rows,
                         uint8_t *out)
 {
-    const int32_t half = ax->precision > 0 ? 1 << (ax->precision - 1) : 0;
+#ifdef __SSE2__
+    uint8_t *rgbx = prep_force_ref ? NULL : xmalloc((size_t)ax->in * 4 + 8);
+#endif
     for (int y = 0; y < rows; y++) {
         const uint8_t *src = in + (size_t)y * in_stride;
         uint8_t *dst = out + (size_t)y * ax->out * 3;
-        for (int i = 0; i < ax->out; i++) {
-            const int16_t *w = ax->w + (size_t)i * ax->taps;
-            const uint8_t *s = src + (size_t)ax->start[i] * 3;
-            int32_t r = half, g = half, b = half;
-            for (int j = 0; j < ax->size[i]; j++) {
-                r += s[3 * j] * w[j];
-                g += s[3 * j + 1] * w[j];
-                b += s[3 * j + 2] * w[j];
-            }
-            dst[3 * i] = prep_clip(r, ax->precision);
-            dst[3 * i + 1] = prep_clip(g, ax->precision);
-            dst[3 * i + 2] = prep_clip(b, ax->precision);
+#ifdef __SSE2__
+        if (rgbx) {
+            prep_row_x_sse2(ax, src, rgbx, dst);
+            continue;
         }
+#endif
+        prep_row_x_ref(ax, src, dst);
     }
+#ifdef __SSE2__
+    free(rgbx);
+#endif
 }
+
+/* Output row i of the vertical pass over values [k0, n) of each row, plain C. */
+static void prep_row_y_ref(const PrepAxis *ax, int i, const uint8_t *in, int in_stride, int k0,
+                           int n, int32_t *acc, uint8_t *d)
+{
+    const int32_t half = ax->precision > 0 ? 1 << (ax->precision - 1) : 0;
+    const int16_t *w = ax->w + (size_t)i * ax->taps;
+    for (int k = k0; k < n; k++)
+        acc[k] = half;
+    for (int j = 0; j < ax->size[i]; j++) {
+        const uint8_t *s = in + (size_t)(ax->start[i] + j) * in_stride;
+        int32_t wj = w[j];
+        for (int k = k0; k < n; k++)
+            acc[k] += s[k] * wj;
+    }
+    for (int k = k0; k < n; k++)
+        d[k] = prep_clip(acc[k], ax->precision);
+}
+
+#ifdef __SSE2__
+/* Output row i of the vertical pass, 8 values at a time, two source rows per pmaddwd;
+ * the last n % 8 values go through prep_row_y_ref. Same integer arithmetic. */
+static void prep_row_y_sse2(const PrepAxis *ax, int i, const uint8_t *in, int in_stride, int n,
+                            int32_t *acc, uint8_t *d)
+{
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i half = _mm_set1_epi32(ax->precision > 0 ? 1 << (ax->precision - 1) : 0);
+    const int16_t *w = ax->w + (size_t)i * ax->taps;
+    const uint8_t *base = in + (size_t)ax->start[i] * in_stride;
+    int cnt = ax->size[i], k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m128i lo = half, hi = half;
+        int j = 0;
+        for (; j + 1 < cnt; j += 2) {
+            const uint8_t *r0 = base + (size_t)j * in_stride + k;
+            __m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)r0), zero);
+            __m128i b = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(r0 + in_stride)), zero);
+            uint32_t pair = (uint16_t)w[j] | ((uint32_t)(uint16_t)w[j + 1] << 16);
+            __m128i ww = _mm_set1_epi32((int32_t)pair);
+            lo = _mm_add_epi32(lo, _mm_madd_epi16(_mm_unpacklo_epi16(a, b), ww));
+            hi = _mm_add_epi32(hi, _mm_madd_epi16(_mm_unpackhi_epi16(a, b), ww));
+        }
+        if (j < cnt) {
+            const uint8_t *r0 = base + (size_t)j * in_stride + k;
+            __m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)r0), zero);
+            __m128i ww = _mm_set1_epi32((uint16_t)w[j]);
+            lo = _mm_add_epi32(lo, _mm_madd_epi16(_mm_unpacklo_epi16(a, zero), ww));
+            hi = _mm_add_epi32(hi, _mm_madd_epi16(_mm_unpackhi_epi16(a, zero), ww));
+        }
+        lo = _mm_srai_epi32(lo, ax->precision);
+        hi = _mm_srai_epi32(hi, ax->precision);
+        _mm_storel_epi64((__m128i *)(d + k), _mm_packus_epi16(_mm_packs_epi32(lo, hi), zero));
+    }
+    if (k < n)
+        prep_row_y_ref(ax, i, in, in_stride, k, n, acc, d);
+}
+#endif
 
 /* Vertical pass: in (rows of in_stride bytes, width px pixels) to out (out rows). */
 static void prep_pass_y(const PrepAxis *ax, const uint8_t *in, int in_stride, int px,
                         uint8_t *out)
 {
-    const int32_t half = ax->precision > 0 ? 1 << (ax->precision - 1) : 0;
     int n = px * 3;
     int32_t *acc = xmalloc(sizeof(int32_t) * n);
     for (int i = 0; i < ax->out; i++) {
-        const int16_t *w = ax->w + (size_t)i * ax->taps;
-        for (int k = 0; k < n; k++)
-            acc[k] = half;
-        for (int j = 0; j < ax->size[i]; j++) {
-            const uint8_t *s = in + (size_t)(ax->start[i] + j) * in_stride;
-            int32_t wj = w[j];
-            for (int k = 0; k < n; k++)
-                acc[k] += s[k] * wj;
-        }
         uint8_t *d = out + (size_t)i * n;
-        for (int k = 0; k < n; k++)
-            d[k] = prep_clip(acc[k], ax->precision);
+#ifdef __SSE2__
+        if (!prep_force_ref) {
+            prep_row_y_sse2(ax, i, in, in_stride, n, acc, d);
+            continue;
+        }
+#endif
+        prep_row_y_ref(ax, i, in, in_stride, 0, n, acc, d);
     }
     free(acc);
 }
@@ -277,6 +407,7 @@ void prep_resize(PrepResizer *r, const uint8_t *src, int src_stride, uint8_t *ds
 
 /* ---- normalise and patchify ---- */
 
+/* prep_visual_tokens: merged tokens of a grid. Cannot fail. */
 int64_t prep_visual_tokens(int grid_t, int grid_h, int grid_w)
 {
     return (int64_t)grid_t * grid_h * grid_w / (PREP_MERGE * PREP_MERGE);
@@ -334,6 +465,7 @@ static void prep_scatter(PrepVisual *v, int t, int tt, const uint8_t *rgb, int s
     }
 }
 
+/* prep_visual_add: see prep.h; the frame count is an invariant (VLQ_ASSERT). */
 void prep_visual_add(PrepVisual *v, const uint8_t *rgb, int stride)
 {
     VLQ_ASSERT(v->n_frames < v->grid_t * PREP_TEMPORAL);
@@ -341,7 +473,8 @@ void prep_visual_add(PrepVisual *v, const uint8_t *rgb, int stride)
     v->n_frames++;
 }
 
-/* Copy the last frame's slot into the remaining slots of the last group. */
+/* prep_visual_finish: copy the last frame's slot into the remaining slots of its
+ * group, as the reference repeats the last frame. Cannot fail. */
 void prep_visual_finish(PrepVisual *v)
 {
     if (v->n_frames == 0)
@@ -359,6 +492,7 @@ void prep_visual_finish(PrepVisual *v)
     }
 }
 
+/* prep_visual_clear: release the pixels, reset the struct. NULL-safe. */
 void prep_visual_clear(PrepVisual *v)
 {
     if (!v)

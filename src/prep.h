@@ -44,6 +44,10 @@ void prep_resizer_free(PrepResizer *r);
  * bytes). Uses the resizer's scratch row buffer: one thread at a time. Cannot fail. */
 void prep_resize(PrepResizer *r, const uint8_t *src, int src_stride, uint8_t *dst);
 
+/* Run the resize on the plain-C rows instead of the SIMD ones (1), or back (0), for
+ * tests that compare them. Process-wide; set before resizing. Cannot fail. */
+void prep_set_reference(int on);
+
 /* The encoder input of one image or one video clip. Caller-owned struct. */
 typedef struct {
     int grid_t, grid_h, grid_w; /* in patches: frames/2, height/16, width/16 */

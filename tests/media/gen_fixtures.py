@@ -97,5 +97,35 @@ def main():
           f"torch {torch.__version__}, cpu {torch.backends.cpu.get_cpu_capability()}")
 
 
+def images():
+    """Formats the ffmpeg CLI cannot write: a 3-page TIFF and a CMYK JPEG (Pillow)."""
+    from PIL import Image
+    pages = [Image.new("RGB", (40, 30), (255, 0, 0)), Image.new("RGB", (50, 20), (0, 255, 0)),
+             Image.new("RGB", (30, 30), (0, 0, 255))]
+    pages[0].save(os.path.join(HERE, "pages3.tif"), save_all=True, append_images=pages[1:])
+    Image.new("CMYK", (32, 24), (255, 0, 0, 0)).save(os.path.join(HERE, "cmyk.jpg"), quality=95)
+
+
+def sampling():
+    """Qwen3VLVideoProcessor.sample_frames on many (frames, video fps, fps) triples:
+    one line each, "total video_fps fps n idx...", in sample_golden.txt."""
+    from transformers.video_utils import VideoMetadata
+    vid_cfg = json.load(open(os.path.join(CFG, "video_preprocessor_config.json")))
+    vid_cfg.pop("processor_class", None); vid_cfg.pop("video_processor_type", None)
+    proc = Qwen3VLVideoProcessor(**vid_cfg)
+    lines = []
+    for total in [1, 2, 3, 4, 5, 7, 24, 25, 30, 31, 49, 100, 149, 250, 299, 300, 301, 1000,
+                  1499, 1500, 3000, 17982, 90000]:
+        big = total >= 1000
+        for vfps in [25.0, 29.97002997002997] if big else [23.976023976023978, 25.0,
+                                                             29.97002997002997, 30.0, 5.0, 60.0]:
+            for fps in [2.0, 0.5] if big else [2.0, 1.0, 0.5, 3.0]:
+                idx = proc.sample_frames(VideoMetadata(total_num_frames=total, fps=vfps), fps=fps)
+                lines.append(f"{total} {vfps!r} {fps!r} {len(idx)} " + " ".join(map(str, idx)))
+    open(os.path.join(HERE, "sample_golden.txt"), "w").write("\n".join(lines) + "\n")
+
+
 if __name__ == "__main__":
     main()
+    images()
+    sampling()

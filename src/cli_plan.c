@@ -1,0 +1,249 @@
+/* cli_plan: `vlq plan FILE... --kind ocr|summarize [--budget N] [--json]`.
+ *
+ * Prints the planner's units (plan.h): per page or video segment, the resized size,
+ * grid, frame count and the token accounting against the budget. The prompt's token
+ * count is an input of the planner: with --tokenizer it is the kind's default prompt
+ * (jobs/prompts.h) rendered by tok's chat template with one vision placeholder block,
+ * and the timestamp texts of video groups are counted by tok exactly; without it,
+ * --prompt-tokens gives the count and timestamps are bounded by their byte length. */
+#include "cli.h"
+#include "err.h"
+#include "plan.h"
+#include "prompts.h"
+#include "tok.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Provisional per-kind defaults until [budgets] lands in cfg: architecture.md's
+ * budgets (page 8192, video 16384) and answer reservations. */
+#define CLI_PLAN_OCR_BUDGET 8192
+#define CLI_PLAN_OCR_MAX_NEW 2048
+#define CLI_PLAN_VIDEO_BUDGET 16384
+#define CLI_PLAN_VIDEO_MAX_NEW 1024
+
+static void cli_plan_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vlq plan FILE... --kind ocr|summarize [--budget N] [--json]\n"
+            "\n"
+            "Show how each file would be cut into model inputs: one unit per page or video\n"
+            "segment, with its resized size, grid and tokens against the context budget.\n"
+            "\n"
+            "  --kind K            ocr (pages) or summarize (videos); sets the defaults\n"
+            "  --budget N          context budget in tokens (ocr %d, summarize %d)\n"
+            "  --max-new-tokens N  tokens reserved for the answer (ocr %d, summarize %d)\n"
+            "  --tokenizer FILE    tokenizer.json: count the kind's default prompt exactly\n"
+            "  --prompt-tokens N   or give the count of the chat prompt with one vision\n"
+            "                      placeholder block (one of the two is required)\n"
+            "  --fps F             video sampling rate (default 2)\n"
+            "  --from S, --to S    video range in seconds\n"
+            "  --max-frames N      most frames per segment (default 768)\n"
+            "  --pages A-B         page range (PDF, TIFF)\n"
+            "  --dpi N             PDF render resolution (default %d)\n"
+            "  --max-pixels N      refuse images larger than N pixels (default %lld)\n"
+            "  --json              {\"units\": [...]} on stdout\n",
+            CLI_PLAN_OCR_BUDGET, CLI_PLAN_VIDEO_BUDGET, CLI_PLAN_OCR_MAX_NEW,
+            CLI_PLAN_VIDEO_MAX_NEW, MEDIA_DEFAULT_PDF_DPI, (long long)MEDIA_DEFAULT_MAX_IMAGE_PIXELS);
+}
+
+static int cli_plan_num(const char *opt, const char *s, double lo, double *out)
+{
+    if (util_parse_double(s, out) != 0 || *out < lo) {
+        cli_error("plan: %s needs a number >= %g, got '%s'", opt, lo, s);
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *cli_plan_unit_json(const char *file, const PlanUnit *u)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "file", json_string(file));
+    json_object_set_new(o, "page", u->page ? json_integer(u->page) : json_null());
+    json_object_set_new(o, "start_s", u->page ? json_null() : json_real(u->start_s));
+    json_object_set_new(o, "end_s", u->page ? json_null() : json_real(u->end_s));
+    json_object_set_new(o, "frames", json_integer(u->frames));
+    json_object_set_new(o, "src_width", json_integer(u->src_width));
+    json_object_set_new(o, "src_height", json_integer(u->src_height));
+    json_object_set_new(o, "width", json_integer(u->width));
+    json_object_set_new(o, "height", json_integer(u->height));
+    json_object_set_new(o, "grid", json_pack("[iii]", u->grid_t, u->grid_h, u->grid_w));
+    json_object_set_new(o, "visual_tokens", json_integer(u->visual_tok));
+    json_object_set_new(o, "prompt_tokens", json_integer(u->prompt_tok));
+    json_object_set_new(o, "max_new_tokens", json_integer(u->max_new_tok));
+    json_object_set_new(o, "downscaled", json_boolean(u->downscaled));
+    return o;
+}
+
+/* PlanCountFn over tok: the exact token count of a plain text (a timestamp). */
+static int cli_plan_count_text(void *ctx, const char *text)
+{
+    TokIds ids = {0};
+    int n = tok_encode(ctx, text, strlen(text), &ids, NULL) == 0 ? (int)ids.n : (int)strlen(text);
+    tok_ids_clear(&ids);
+    return n;
+}
+
+/* The kind's default prompt with one placeholder block, as the planner counts it:
+ * image: <|vision_start|><|image_pad|><|vision_end|> + text; video: the same with
+ * <|video_pad|>. tok renders a video group with its "<t seconds>" text, which is
+ * subtracted (the planner adds every group's own). */
+static int cli_plan_prompt_tokens(const Tok *tok, const char *kind, int64_t *image,
+                                  int64_t *video, char *err)
+{
+    const char *text = prompts_default(kind, NULL);
+    double t0 = 0.0;
+    TokPart parts[2] = {{.kind = TOK_PART_IMAGE, .grid_t = 1, .grid_h = 2, .grid_w = 2},
+                        {.kind = TOK_PART_TEXT, .text = text}};
+    TokChat chat = {.parts = parts, .n_parts = 2};
+    size_t n;
+    int ret = tok_chat_count(tok, &chat, &n, err);
+    if (ret)
+        return ret;
+    *image = (int64_t)n;
+    parts[0] = (TokPart){.kind = TOK_PART_VIDEO, .grid_t = 1, .grid_h = 2, .grid_w = 2,
+                         .times_s = &t0};
+    ret = tok_chat_count(tok, &chat, &n, err);
+    if (ret)
+        return ret;
+    *video = (int64_t)n - cli_plan_count_text((void *)tok, "<0.0 seconds>");
+    return 0;
+}
+
+/* cli_plan: the command (see the file comment); returns the exit status. */
+int cli_plan(int argc, char **argv, const CliCommon *common)
+{
+    if (cli_wants_help(argc, argv)) {
+        cli_plan_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    static const struct option longopts[] = {
+        {"kind", required_argument, NULL, 'k'},       {"budget", required_argument, NULL, 'b'},
+        {"max-new-tokens", required_argument, NULL, 'n'},
+        {"prompt-tokens", required_argument, NULL, 'p'}, {"fps", required_argument, NULL, 'f'},
+        {"from", required_argument, NULL, 'F'},       {"to", required_argument, NULL, 'T'},
+        {"max-frames", required_argument, NULL, 'm'}, {"pages", required_argument, NULL, 'P'},
+        {"dpi", required_argument, NULL, 'd'},        {"max-pixels", required_argument, NULL, 'x'},
+        {"tokenizer", required_argument, NULL, 't'},  {NULL, 0, NULL, 0},
+    };
+    const char *kind = NULL, *tok_path = NULL;
+    double budget = 0, max_new = -1, prompt = -1, v;
+    PlanOptions o = {0};
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        const char *name = NULL;
+        for (const struct option *lo = longopts; lo->name; lo++)
+            if (lo->val == c)
+                name = lo->name;
+        switch (c) {
+        case 'k': kind = optarg; break;
+        case 't': tok_path = optarg; break;
+        case 'b': if (cli_plan_num("--budget", optarg, 1, &budget)) return CLI_EXIT_USAGE; break;
+        case 'n': if (cli_plan_num("--max-new-tokens", optarg, 0, &max_new)) return CLI_EXIT_USAGE; break;
+        case 'p': if (cli_plan_num("--prompt-tokens", optarg, 3, &prompt)) return CLI_EXIT_USAGE; break;
+        case 'f': if (cli_plan_num("--fps", optarg, 0.001, &o.media.fps)) return CLI_EXIT_USAGE; break;
+        case 'F': if (cli_plan_num("--from", optarg, 0, &o.media.from_s)) return CLI_EXIT_USAGE; break;
+        case 'T': if (cli_plan_num("--to", optarg, 0, &o.media.to_s)) return CLI_EXIT_USAGE; break;
+        case 'm': if (cli_plan_num("--max-frames", optarg, 2, &v)) return CLI_EXIT_USAGE;
+                  o.media.max_frames = (int)v; break;
+        case 'd': if (cli_plan_num("--dpi", optarg, 1, &v)) return CLI_EXIT_USAGE;
+                  o.media.pdf_dpi = (int)v; break;
+        case 'x': if (cli_plan_num("--max-pixels", optarg, 1, &v)) return CLI_EXIT_USAGE;
+                  o.media.max_image_pixels = (int64_t)v; break;
+        case 'P':
+            if (sscanf(optarg, "%d-%d", &o.media.first_page, &o.media.last_page) != 2 &&
+                sscanf(optarg, "%d", &o.media.first_page) == 1)
+                o.media.last_page = o.media.first_page;
+            if (o.media.first_page < 1 || o.media.last_page < o.media.first_page) {
+                cli_error("plan: --pages needs A-B with 1 <= A <= B, got '%s'", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        default:
+            (void)name;
+            cli_plan_usage(stderr);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (!kind || (strcmp(kind, "ocr") && strcmp(kind, "summarize"))) {
+        cli_error("plan: --kind ocr|summarize is required");
+        return CLI_EXIT_USAGE;
+    }
+    if (optind >= argc) {
+        cli_error("plan: no FILE given");
+        return CLI_EXIT_USAGE;
+    }
+    if (prompt < 0 && !tok_path) {
+        cli_error("plan: the prompt's token count is needed: pass --tokenizer FILE "
+                  "(tokenizer.json) or --prompt-tokens N");
+        return CLI_EXIT_USAGE;
+    }
+    Tok *tok = NULL;
+    int64_t prompt_image = (int64_t)prompt, prompt_video = (int64_t)prompt;
+    if (tok_path) {
+        char err[VLQ_ERRLEN];
+        if (tok_load_file(tok_path, &tok, err) != 0 ||
+            cli_plan_prompt_tokens(tok, kind, &prompt_image, &prompt_video, err) != 0) {
+            cli_error("plan: %s", err);
+            tok_free(tok);
+            return CLI_EXIT_FAIL;
+        }
+        if (prompt >= 0)
+            prompt_image = prompt_video = (int64_t)prompt; /* an explicit count wins */
+        o.count_text = cli_plan_count_text;
+        o.count_ctx = tok;
+    }
+    int ocr = !strcmp(kind, "ocr");
+    o.budget_tok = budget > 0 ? (int64_t)budget : ocr ? CLI_PLAN_OCR_BUDGET : CLI_PLAN_VIDEO_BUDGET;
+    o.max_new_tok = max_new >= 0 ? (int64_t)max_new : ocr ? CLI_PLAN_OCR_MAX_NEW
+                                                          : CLI_PLAN_VIDEO_MAX_NEW;
+    json_t *units = json_array();
+    int status = CLI_EXIT_OK;
+    for (int i = optind; i < argc; i++) {
+        PlanUnit *u;
+        int n;
+        char err[VLQ_ERRLEN];
+        o.prompt_tok = media_kind(argv[i]) == MEDIA_VIDEO ? prompt_video : prompt_image;
+        if (plan_file(argv[i], &o, &u, &n, err) != 0) {
+            cli_error("%s", err);
+            status = CLI_EXIT_FAIL;
+            continue;
+        }
+        for (int k = 0; k < n; k++) {
+            if (common->json) {
+                json_array_append_new(units, cli_plan_unit_json(argv[i], &u[k]));
+                continue;
+            }
+            if (u[k].page)
+                printf("%s page %d: %dx%d -> %dx%d", argv[i], u[k].page, u[k].src_width,
+                       u[k].src_height, u[k].width, u[k].height);
+            else
+                printf("%s %.3f-%.3f s: %d frames %dx%d -> %dx%d", argv[i], u[k].start_s,
+                       u[k].end_s, u[k].frames, u[k].src_width, u[k].src_height, u[k].width,
+                       u[k].height);
+            printf(" grid [%d,%d,%d] visual %lld + prompt %lld + max_new %lld = %lld / %lld%s\n",
+                   u[k].grid_t, u[k].grid_h, u[k].grid_w, (long long)u[k].visual_tok,
+                   (long long)u[k].prompt_tok, (long long)u[k].max_new_tok,
+                   (long long)(u[k].visual_tok + u[k].prompt_tok + u[k].max_new_tok),
+                   (long long)o.budget_tok, u[k].downscaled ? " (downscaled)" : "");
+        }
+        free(u);
+    }
+    if (common->json) {
+        json_t *root = json_pack("{so}", "units", units);
+        char *s = json_dumps(root, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(root);
+    } else {
+        json_decref(units);
+    }
+    tok_free(tok);
+    return status;
+}
