@@ -5,13 +5,14 @@
  * One sequence in KV slot 0, everything sized for this one prompt: the run state is
  * allocated once after the prompt is known (prompt + max_new_tokens), and the loop of
  * decode steps allocates nothing. Each visual item is encoded on its own, so the vision
- * run state fits the largest item, not their sum. Timing goes to stderr. */
+ * run state fits the largest item, not their sum. Inputs are planned and loaded by
+ * plan.h (the reference's resolution, frames and timestamps). Timing goes to stderr. */
 #include "cli.h"
 #include "decoder.h"
 #include "err.h"
 #include "log.h"
-#include "media.h"
 #include "model.h"
+#include "plan.h"
 #include "prep.h"
 #include "sample.h"
 #include "tok.h"
@@ -25,15 +26,15 @@
 
 #define RUN_MAX_IMAGES 16
 
+/* Context budget for planning `vlq run`'s inputs: the model's position range, so the
+ * reference's own resolution and frame count are kept (plan.h). */
+#define RUN_BUDGET_TOK 262144
+
 typedef struct {
     PrepVisual vis[RUN_MAX_IMAGES + 1]; /* images, then the video */
     int n_vis;
     int is_video[RUN_MAX_IMAGES + 1];
-    double times_s[MEDIA_DEFAULT_MAX_FRAMES]; /* the video's group timestamps */
-    int64_t idx[MEDIA_DEFAULT_MAX_FRAMES + 1]; /* the video's sampled frame indices */
-    double video_fps;
-    PrepResizer *resizer;
-    int got_page;
+    double *times_s;                    /* the video's group timestamps (grid_t values) */
 } RunMedia;
 
 static void run_usage(FILE *out)
@@ -59,84 +60,29 @@ static void run_usage(FILE *out)
 
 /* ---- media ---- */
 
-static int run_first_page(void *ctx, const MediaFrame *f, char *err)
+/* Plan and load the first page of an image or PDF, or a whole video (one segment under
+ * RUN_BUDGET_TOK), through plan.h: the reference's resolution, frame sampling and group
+ * timestamps. */
+static int run_load(RunMedia *rm, const char *path, int video, int max_new, char *err)
 {
-    RunMedia *rm = ctx;
-    if (rm->got_page++)
-        return 0; /* a multi-page file: the first page only */
-    return prep_image(f->rgb, f->width, f->height, f->stride, PREP_IMAGE_MIN_PIXELS,
-                      PREP_IMAGE_MAX_PIXELS, &rm->vis[rm->n_vis], err);
-}
-
-static int run_load_image(RunMedia *rm, const char *path, char *err)
-{
-    MediaOptions opt = {.last_page = 1};
-    rm->got_page = 0;
-    int rc = media_decode_pages(path, &opt, run_first_page, rm, err);
-    if (!rc && !rm->got_page)
-        rc = err_set(err, VLQ_EINPUT, "%s: no picture", path);
-    if (rc)
-        return rc;
-    rm->is_video[rm->n_vis++] = 0;
-    return 0;
-}
-
-static int run_video_frame(void *ctx, const MediaFrame *f, char *err)
-{
-    RunMedia *rm = ctx;
-    PrepVisual *v = &rm->vis[rm->n_vis];
-    if (v->n_frames >= v->grid_t * 2)
-        return 0;
-    if (!rm->resizer)
-        rm->resizer = prep_resizer_new(f->width, f->height, v->width, v->height);
-    uint8_t *dst = malloc((size_t)v->width * v->height * 3);
-    if (!dst)
-        return err_set(err, VLQ_ENOMEM, "video frame: out of memory");
-    prep_resize(rm->resizer, f->rgb, f->stride, dst);
-    prep_visual_add(v, dst, v->width * 3);
-    free(dst);
-    rm->idx[v->n_frames - 1] = f->frame_idx;
-    return 0;
-}
-
-/* Sample, resize, normalise and patchify a video; timestamps per temporal group are
- * the mean of its two frames' times, idx / fps (processing_qwen3_vl._calculate_timestamps). */
-static int run_load_video(RunMedia *rm, const char *path, char *err)
-{
-    MediaOptions opt = {0};
-    MediaInfo info;
-    int rc = media_probe(path, &opt, &info, err);
-    if (rc)
-        return rc;
-    int n = media_sample_indices(info.total_frames, info.video_fps, &opt, NULL);
-    if (n <= 0)
-        return err_set(err, VLQ_EINPUT, "%s: no frames to sample", path);
-    int w, h;
-    rc = prep_smart_resize_video(n < 2 ? 2 : n, info.height, info.width, PREP_VIDEO_MIN_PIXELS,
-                                 PREP_VIDEO_MAX_PIXELS, &h, &w, err);
+    PlanOptions po = {.budget_tok = RUN_BUDGET_TOK, .max_new_tok = max_new,
+                      .media = {.last_page = 1}};
+    PlanUnit *units = NULL;
+    int n = 0, rc = plan_file(path, &po, &units, &n, err);
+    if (!rc && n != 1)
+        rc = err_set(err, VLQ_EINPUT, "%s: %d segments: too long for one run", path, n);
+    if (!rc && (units[0].page == 0) != video)
+        rc = err_set(err, VLQ_EINPUT, "%s: %s", path,
+                     video ? "not a video (use --image)" : "a video (use --video)");
+    if (!rc && video)
+        rm->times_s = xcalloc((size_t)units[0].grid_t, sizeof *rm->times_s);
     if (!rc)
-        rc = prep_visual_init(&rm->vis[rm->n_vis], n, w, h, err);
-    if (rc) {
-        err_prefix(err, "%s", path);
+        rc = plan_load(path, &po, &units[0], &rm->vis[rm->n_vis], video ? rm->times_s : NULL,
+                       err);
+    free(units);
+    if (rc)
         return rc;
-    }
-    rm->video_fps = info.video_fps > 0 ? info.video_fps : 24.0;
-    rc = media_decode_video(path, &opt, run_video_frame, rm, NULL, err);
-    PrepVisual *v = &rm->vis[rm->n_vis];
-    if (!rc && v->n_frames == 0)
-        rc = err_set(err, VLQ_EINPUT, "%s: no frames decoded", path);
-    if (rc) {
-        prep_visual_clear(v);
-        return rc;
-    }
-    int got = v->n_frames;
-    prep_visual_finish(v);
-    for (int i = got; i < 2 * v->grid_t; i++) /* padded like the frames: repeat the last */
-        rm->idx[i] = rm->idx[got - 1];
-    for (int g = 0; g < v->grid_t; g++)
-        rm->times_s[g] = ((double)rm->idx[2 * g] / rm->video_fps +
-                          (double)rm->idx[2 * g + 1] / rm->video_fps) / 2.0; /* HF's order */
-    rm->is_video[rm->n_vis++] = 1;
+    rm->is_video[rm->n_vis++] = video;
     return 0;
 }
 
@@ -405,9 +351,9 @@ int cli_run(int argc, char **argv, const CliCommon *common)
                      "model with remapped ids?)", a.model_path, (int)tok_n_vocab(tok),
                      model_config(m)->vocab_size);
     for (int i = 0; i < a.n_images && !rc; i++)
-        rc = run_load_image(rm, a.images[i], err);
+        rc = run_load(rm, a.images[i], 0, a.max_new, err);
     if (a.video && !rc)
-        rc = run_load_video(rm, a.video, err);
+        rc = run_load(rm, a.video, 1, a.max_new, err);
     for (int i = 0; i < rm->n_vis && !rc; i++)
         parts[n_parts++] = (TokPart){.kind = rm->is_video[i] ? TOK_PART_VIDEO : TOK_PART_IMAGE,
                                      .grid_t = rm->vis[i].grid_t, .grid_h = rm->vis[i].grid_h,
@@ -426,7 +372,7 @@ int cli_run(int argc, char **argv, const CliCommon *common)
     tok_prompt_clear(&pr);
     for (int i = 0; i < rm->n_vis; i++)
         prep_visual_clear(&rm->vis[i]);
-    prep_resizer_free(rm->resizer);
+    free(rm->times_s);
     free(rm);
     tok_free(tok);
     model_close(m);
