@@ -118,9 +118,10 @@ static int run_vision(const Model *m, Backend *b, RunMedia *rm, const TokPrompt 
     if (rc)
         return rc;
     int32_t *rows = xmalloc((size_t)n_vis * sizeof *rows);
+    int64_t nd = c->n_deepstack ? c->n_deepstack : 1;
     float *vis = malloc((size_t)(n_vis * h) * sizeof *vis);
-    float *deep = malloc((size_t)(n_vis * h * (c->n_deepstack ? c->n_deepstack : 1)) * 4);
-    float *item_deep = malloc((size_t)(max_patches / 4 * h * (c->n_deepstack ? c->n_deepstack : 1)) * 4);
+    float *deep = malloc((size_t)(n_vis * h * nd) * sizeof *deep);
+    float *item_deep = malloc((size_t)(max_patches / 4 * h * nd) * sizeof *item_deep);
     if (!vis || !deep || !item_deep)
         rc = err_set(err, VLQ_ENOMEM, "visual features: out of memory");
     int64_t off = 0;

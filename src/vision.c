@@ -245,7 +245,8 @@ static void vision_item_tables(Vision *v, int off, int t, int gh, int gw)
                 for (int r = 0; r < 2; r++)
                     for (int c = 0; c < 2; c++) {
                         int row = br * 2 + r, col = bc * 2 + c, i = off + n++;
-                        float hs = vision_linspace(end, gh, row), ws = vision_linspace(end, gw, col);
+                        float hs = vision_linspace(end, gh, row);
+                        float ws = vision_linspace(end, gw, col);
                         int h0 = (int)hs, w0 = (int)ws;
                         int h1 = h0 + 1 < s ? h0 + 1 : s - 1, w1 = w0 + 1 < s ? w0 + 1 : s - 1;
                         float dh = hs - (float)h0, dw = ws - (float)w0;
