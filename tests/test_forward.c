@@ -464,10 +464,109 @@ static void test_golden_q4(void)
     golden_run("tiny", "q4", "cpu", &golden_q4);
 }
 
+/* ---- batching: several sequences in one decoder call ---- */
+
+typedef struct {
+    Fixture *fx;
+    const int32_t *ids, *gen;
+    int32_t *pos;
+    int L, delta;
+    void *own[3];
+    float *iemb, *ideep;
+    DecoderSeq prefill;
+} GoldenSeq;
+
+static void golden_seq_init(GoldenSeq *s, const Model *m, const char *prompt)
+{
+    char path[512], err[VLQ_ERRLEN] = "";
+    memset(s, 0, sizeof *s);
+    snprintf(path, sizeof path, "%s/tests/golden/fx_%s.bin", test_root(), prompt);
+    CHECK_EQ(fixture_open(path, &s->fx, err), 0);
+    size_t L = 0, ni = 0;
+    s->ids = fixture_i32(s->fx, "input_ids", &L);
+    s->gen = fixture_i32(s->fx, "gen_tokens", NULL);
+    const int32_t *ig = fixture_i32(s->fx, "image_grid_thw", &ni);
+    s->L = (int)L;
+    s->pos = calloc(L * 3, sizeof *s->pos);
+    CHECK_EQ(decoder_rope_index(model_config(m), s->ids, s->L, ig, (int)ni / 3, NULL, 0, s->pos,
+                                &s->delta, err), 0);
+    int64_t n_img = 0;
+    GoldenTol quiet = {.kind = "f32", .rel = 1e-4f};
+    Golden g = {.in = s->fx, .ref = s->fx, .tol = &quiet};
+    s->iemb = golden_vision(&g, m, backend_get("cpu"), 0, &s->ideep, &n_img);
+    s->prefill = (DecoderSeq){.n_tok = s->L, .ids = s->ids, .pos = s->pos};
+    golden_visual_rows(model_config(m), s->ids, s->L, s->iemb, s->ideep, n_img, NULL, NULL, 0,
+                       &s->prefill, s->own);
+}
+
+static void golden_seq_clear(GoldenSeq *s)
+{
+    for (int i = 0; i < 3; i++)
+        free(s->own[i]);
+    free(s->pos);
+    free(s->iemb);
+    free(s->ideep);
+    fixture_close(s->fx);
+}
+
+/* Decode step k (0-based, after the prompt) of s in slot: the token generated before it. */
+static DecoderSeq golden_seq_step(const GoldenSeq *s, int slot, int k, int32_t p3[3])
+{
+    p3[0] = p3[1] = p3[2] = s->L + k + s->delta;
+    return (DecoderSeq){.slot = slot, .n_past = s->L + k, .n_tok = 1, .ids = &s->gen[k],
+                        .pos = p3};
+}
+
+/* The text prompt prefilled alone in slot 0; then, in one call, the image prompt's
+ * prefill in slot 1 beside the text's first decode step; then both decode together:
+ * every row equals the reference's single-sequence logits. */
+static void test_golden_batch(void)
+{
+    Model *m = golden_model("tiny", "none");
+    if (!m)
+        return;
+    const ModelConfig *c = model_config(m);
+    int V = c->vocab_size;
+    GoldenSeq t, im;
+    golden_seq_init(&t, m, "text");
+    golden_seq_init(&im, m, "image");
+    char err[VLQ_ERRLEN] = "";
+    DecoderOptions opt = {.n_slots = 2, .max_ctx = 64, .max_tok = t.L + im.L, .max_seq = 2};
+    Decoder *d = NULL;
+    CHECK_EQ(decoder_new(m, backend_get("cpu"), &opt, &d, err), 0);
+    float *lg = calloc((size_t)2 * V, 4);
+    const float *t_last = fixture_f32(t.fx, "logits_last", NULL) + 3 * V;
+    const float *t_gen = fixture_f32(t.fx, "gen_logits", NULL);
+    const float *i_last = fixture_f32(im.fx, "logits_last", NULL) + 3 * V;
+    const float *i_gen = fixture_f32(im.fx, "gen_logits", NULL);
+    t.prefill.slot = 0;
+    CHECK_EQ(decoder_forward(d, &t.prefill, 1, lg, 0, err), 0);
+    CHECK(test_check_tensor(__FILE__, __LINE__, "text prefill", lg, t_last, V, 1e-4f, 1e-4f));
+    int32_t p3[3], q3[3];
+    im.prefill.slot = 1;
+    DecoderSeq two[2] = {im.prefill, golden_seq_step(&t, 0, 0, p3)};
+    CHECK_EQ(decoder_forward(d, two, 2, lg, 0, err), 0);
+    CHECK(test_check_tensor(__FILE__, __LINE__, "image prefill", lg, i_last, V, 1e-4f, 1e-4f));
+    CHECK(test_check_tensor(__FILE__, __LINE__, "text step 1", lg + V, t_gen + V, V, 1e-4f,
+                            1e-4f));
+    DecoderSeq both[2] = {golden_seq_step(&t, 0, 1, p3), golden_seq_step(&im, 1, 0, q3)};
+    CHECK_EQ(decoder_forward(d, both, 2, lg, 0, err), 0);
+    CHECK(test_check_tensor(__FILE__, __LINE__, "text step 2", lg, t_gen + 2 * V, V, 1e-4f,
+                            1e-4f));
+    CHECK(test_check_tensor(__FILE__, __LINE__, "image step 1", lg + V, i_gen + V, V, 1e-4f,
+                            1e-4f));
+    free(lg);
+    decoder_free(d);
+    golden_seq_clear(&t);
+    golden_seq_clear(&im);
+    model_close(m);
+}
+
 TEST_GROUP(forward, {"positions_image_video", test_positions_image_video},
            {"positions_two_images", test_positions_two_images},
            {"positions_text", test_positions_text},
            {"positions_mismatch", test_positions_mismatch},
            {"golden_f32_cpu", test_golden_f32_cpu}, {"golden_f32_ref", test_golden_f32_ref},
-           {"golden_bf16", test_golden_bf16}, {"golden_q4", test_golden_q4})
+           {"golden_bf16", test_golden_bf16}, {"golden_q4", test_golden_q4},
+           {"golden_batch", test_golden_batch})
 
