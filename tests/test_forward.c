@@ -11,7 +11,10 @@
  * add, the final norm, the logits of the last 4 prompt positions and the argmax of all,
  * 20 greedy tokens over the KV cache (identical), and the logits of the first 4 steps.
  * Errors are max |got - ref| relative to the reference's range (max - min) at each
- * stage; each is printed, so a failure names the stage. */
+ * stage; each is printed, so a failure names the stage.
+ *
+ * golden_batch: two prompts' prefill and decode steps mixed in single decoder calls (the
+ * engine's continuous batching) give each sequence its single-run logits. */
 #include "backend.h"
 #include "decoder.h"
 #include "err.h"
