@@ -91,7 +91,7 @@ int bk_host_weight(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t 
                    const void *bytes, char *err)
 {
     memset(t, 0, sizeof *t);
-    if ((type == QUANT_Q4 || type == QUANT_Q8) && (group <= 0 || cols % group || group % 2))
+    if ((type == QUANT_Q4 || type == QUANT_Q8) && (group <= 0 || cols % group || group % 16))
         return err_set(err, VLQ_EMODEL, "%s backend: bad quantisation group %d for %lld columns",
                        b->name, group, (long long)cols);
     *t = (Tensor){.type = type, .rows = rows, .cols = cols, .group = group,

@@ -48,6 +48,10 @@ typedef struct {
 
 typedef struct Backend Backend;
 
+/* A debugging and test hook the model code calls with an intermediate tensor (what names
+ * the stage, e.g. "layer", index its number); read it with b->read. NULL: no calls. */
+typedef void (*BackendTap)(void *user, Backend *b, const char *what, int index, const Tensor *t);
+
 struct Backend {
     const char *name; /* "ref", "cpu" */
 
@@ -69,8 +73,9 @@ struct Backend {
     /* y[n, d] = dequant(table[ids[i], :]), ids on the host, table any type. */
     void (*embed)(Backend *b, Tensor *y, const Tensor *table, const int32_t *ids, int n);
     /* y[n, d] = sum_k round(w[i][k] * table[idx[i][k], :]) over k < 4, idx and w [n][4] on
-     * the host (vision pos-embed interpolation). When table is BF16 each product and each
-     * partial sum is rounded to bf16, as torch computes it in the weights' dtype. */
+     * the host (vision pos-embed interpolation). When table is BF16 or F16 each product
+     * and each partial sum is rounded to that type, as torch computes in the weights'
+     * dtype (the caller rounds w to it too). */
     void (*embed_mix4)(Backend *b, Tensor *y, const Tensor *table, const int32_t *idx,
                        const float *w, int n);
     /* dst[rows[i], :] = src[i, :] for i < n (rows on the host): KV store, visual scatter. */

@@ -18,8 +18,17 @@
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
+#if defined(__FLT16_MAX__) && defined(__x86_64__)
+#define CPU_HAVE_F16 1
+typedef _Float16 CpuH8 __attribute__((vector_size(16), aligned(2), may_alias));
+#endif
+typedef int32_t CpuI32x8 __attribute__((vector_size(32)));
+typedef uint8_t CpuU8x8 __attribute__((vector_size(8), aligned(1), may_alias));
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+/* One path under the sanitizers: the baseline code, which the normal build on an AVX2
+ * machine (this one, CI) never runs, so `make test SAN=1` is what tests it. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
 #define CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define CPU_CLONES
@@ -27,6 +36,9 @@ typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
 
 #define CPU_CHUNK 512 /* weight columns dequantised at a time */
 #define CPU_TOK_BLOCK 32 /* tokens that share one dequantised chunk */
+/* Multiply-adds below which an op runs on the calling thread: a parallel region costs
+ * microseconds of wake-up and barrier, more than a small op itself. */
+#define CPU_PAR_MIN (1 << 16)
 
 static const float *cpu_row(const Tensor *t, int64_t r)
 {
@@ -40,8 +52,21 @@ static float *cpu_row_mut(Tensor *t, int64_t r)
 
 /* ---- matmul ---- */
 
+/* One half-float scale: the F16C instruction when the clone has it, else exact bits. */
+static inline __attribute__((always_inline)) float cpu_half(uint16_t h)
+{
+#ifdef CPU_HAVE_F16
+    _Float16 f;
+    memcpy(&f, &h, 2);
+    return (float)f;
+#else
+    return bk_half_to_float(h);
+#endif
+}
+
 /* buf[0..n) = W[r, c0 .. c0+n), c0 and n multiples of the group for Q4/Q8. */
-static inline void cpu_deq(const Tensor *w, int64_t r, int64_t c0, int64_t n, float *buf)
+static inline __attribute__((always_inline)) void cpu_deq(const Tensor *w, int64_t r, int64_t c0,
+                                                          int64_t n, float *buf)
 {
     int64_t base = r * w->cols + c0;
     switch (w->type) {
@@ -50,7 +75,12 @@ static inline void cpu_deq(const Tensor *w, int64_t r, int64_t c0, int64_t n, fl
         break;
     case QUANT_F16: {
         const uint16_t *p = (const uint16_t *)w->data + base;
-        for (int64_t j = 0; j < n; j++)
+        int64_t j = 0;
+#ifdef CPU_HAVE_F16
+        for (; j + 8 <= n; j += 8) /* vcvtph2ps on x86-64-v3 */
+            *(CpuV8 *)(buf + j) = __builtin_convertvector(*(const CpuH8 *)(p + j), CpuV8);
+#endif
+        for (; j < n; j++)
             buf[j] = bk_half_to_float(p[j]);
         break;
     }
@@ -77,22 +107,28 @@ static inline void cpu_deq(const Tensor *w, int64_t r, int64_t c0, int64_t n, fl
         const uint16_t *sc = (const uint16_t *)w->scale + base / w->group;
         int half = w->group / 2;
         for (int64_t g = 0; g < n / w->group; g++) {
-            float s = bk_half_to_float(sc[g]);
+            float s = cpu_half(sc[g]);
             const uint8_t *qg = q + g * half;
             float *lo = buf + g * w->group, *hi = lo + half;
-            /* 16 bytes at a time: a fixed trip count the vectoriser takes at -O2 */
-            for (int j0 = 0; j0 < half; j0 += 16)
-                for (int j = j0; j < j0 + 16; j++) {
-                    lo[j] = s * (float)((int)(qg[j] & 0xf) - 8);
-                    hi[j] = s * (float)((int)(qg[j] >> 4) - 8);
-                }
+            /* 8 bytes at a time: low nibbles are elements j, high nibbles j + group/2 */
+            for (int j = 0; j < half; j += 8) {
+                CpuU8x8 b8 = *(const CpuU8x8 *)(qg + j);
+                /* u8 -> i32 -> f32 in two steps: each one a single instruction on AVX2 */
+                CpuI32x8 il = __builtin_convertvector(b8 & 0xf, CpuI32x8) - 8;
+                CpuI32x8 ih = __builtin_convertvector(b8 >> 4, CpuI32x8) - 8;
+                CpuV8 vl = __builtin_convertvector(il, CpuV8);
+                CpuV8 vh = __builtin_convertvector(ih, CpuV8);
+                *(CpuV8 *)(lo + j) = vl * s;
+                *(CpuV8 *)(hi + j) = vh * s;
+            }
         }
         break;
     }
     }
 }
 
-static inline float cpu_dot(const float *a, const float *b, int64_t n)
+static inline __attribute__((always_inline)) float cpu_dot(const float *a, const float *b,
+                                                          int64_t n)
 {
     CpuV8 acc0 = {0}, acc1 = {0};
     int64_t i = 0;
@@ -109,25 +145,83 @@ static inline float cpu_dot(const float *a, const float *b, int64_t n)
     return s;
 }
 
-/* y rows t0..t1, output features o0..o1 of y = x W^T (+ bias). */
+/* r[2][4] = a_i . x_k for 2 weight rows and 4 token rows: 8 independent sums, 6 loads
+ * per 8 multiply-adds. */
+static inline __attribute__((always_inline)) void cpu_dot2x4(const float *a0, const float *a1,
+                                                             const float *const x[4], int64_t n,
+                                                             float r[2][4])
+{
+    /* named accumulators: an array of vectors would live in memory, not registers */
+    CpuV8 s00 = {0}, s01 = {0}, s02 = {0}, s03 = {0}, s10 = {0}, s11 = {0}, s12 = {0}, s13 = {0};
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        CpuV8 w0 = *(const CpuV8 *)(a0 + i), w1 = *(const CpuV8 *)(a1 + i), xv;
+        xv = *(const CpuV8 *)(x0 + i);
+        s00 += w0 * xv;
+        s10 += w1 * xv;
+        xv = *(const CpuV8 *)(x1 + i);
+        s01 += w0 * xv;
+        s11 += w1 * xv;
+        xv = *(const CpuV8 *)(x2 + i);
+        s02 += w0 * xv;
+        s12 += w1 * xv;
+        xv = *(const CpuV8 *)(x3 + i);
+        s03 += w0 * xv;
+        s13 += w1 * xv;
+    }
+    CpuV8 s[2][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}};
+    for (int j = 0; j < 2; j++)
+        for (int k = 0; k < 4; k++) {
+            float t = 0.0f;
+            for (int l = 0; l < 8; l++)
+                t += s[j][k][l];
+            for (int64_t e = i; e < n; e++)
+                t += (j ? a1 : a0)[e] * x[k][e];
+            r[j][k] = t;
+        }
+}
+
+/* y rows t0..t1, output features o0..o1 of y = x W^T (+ bias): weight rows in pairs,
+ * tokens in fours, over chunks of columns dequantised once per tile. */
 CPU_CLONES static void cpu_matmul_tile(Tensor *y, const Tensor *x, const Tensor *w,
                                        const Tensor *bias, int64_t o0, int64_t o1, int64_t t0,
                                        int64_t t1)
 {
-    float buf[CPU_CHUNK] __attribute__((aligned(64)));
+    float buf[2][CPU_CHUNK] __attribute__((aligned(64)));
     int64_t chunk = CPU_CHUNK;
     if (w->group)
         chunk = CPU_CHUNK / w->group * w->group;
-    for (int64_t o = o0; o < o1; o++) {
-        float b0 = bias ? bk_elem(bias, 0, o) : 0.0f;
-        for (int64_t t = t0; t < t1; t++)
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t o = o0; o < o1; o++)
             cpu_row_mut(y, t)[o] = 0.0f;
+    for (int64_t o = o0; o < o1; o += 2) {
+        int pair = o + 1 < o1;
         for (int64_t c = 0; c < w->cols; c += chunk) {
             int64_t n = w->cols - c < chunk ? w->cols - c : chunk;
-            cpu_deq(w, o, c, n, buf);
-            for (int64_t t = t0; t < t1; t++)
-                cpu_row_mut(y, t)[o] += cpu_dot(buf, cpu_row(x, t) + c, n);
+            cpu_deq(w, o, c, n, buf[0]);
+            if (pair)
+                cpu_deq(w, o + 1, c, n, buf[1]);
+            int64_t t = t0;
+            for (; pair && t + 4 <= t1; t += 4) {
+                const float *xs[4] = {cpu_row(x, t) + c, cpu_row(x, t + 1) + c,
+                                      cpu_row(x, t + 2) + c, cpu_row(x, t + 3) + c};
+                float r[2][4];
+                cpu_dot2x4(buf[0], buf[1], xs, n, r);
+                for (int k = 0; k < 4; k++) {
+                    cpu_row_mut(y, t + k)[o] += r[0][k];
+                    cpu_row_mut(y, t + k)[o + 1] += r[1][k];
+                }
+            }
+            for (; t < t1; t++) {
+                cpu_row_mut(y, t)[o] += cpu_dot(buf[0], cpu_row(x, t) + c, n);
+                if (pair)
+                    cpu_row_mut(y, t)[o + 1] += cpu_dot(buf[1], cpu_row(x, t) + c, n);
+            }
         }
+    }
+    for (int64_t o = o0; bias && o < o1; o++) {
+        float b0 = bk_elem(bias, 0, o);
         for (int64_t t = t0; t < t1; t++)
             cpu_row_mut(y, t)[o] += b0;
     }
@@ -140,7 +234,7 @@ static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, 
     int64_t n = x->rows, out = w->rows;
     const int64_t ob = 16;
     int64_t n_ob = (out + ob - 1) / ob, n_tb = (n + CPU_TOK_BLOCK - 1) / CPU_TOK_BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+#pragma omp parallel for schedule(dynamic, 1) collapse(2) if (n * x->cols * out > CPU_PAR_MIN)
     for (int64_t i = 0; i < n_ob; i++)
         for (int64_t j = 0; j < n_tb; j++) {
             int64_t o1 = (i + 1) * ob < out ? (i + 1) * ob : out;
@@ -154,7 +248,7 @@ static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, 
 static void cpu_embed(Backend *b, Tensor *y, const Tensor *table, const int32_t *ids, int n)
 {
     assert(y->cols == table->cols && y->rows >= n);
-#pragma omp parallel for
+#pragma omp parallel for if ((int64_t)n * table->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++) {
         assert(ids[i] >= 0 && ids[i] < table->rows);
         int64_t chunk = table->group ? CPU_CHUNK / table->group * table->group : CPU_CHUNK;
@@ -174,7 +268,7 @@ static void cpu_embed_mix4(Backend *b, Tensor *y, const Tensor *table, const int
 static void cpu_set_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
 {
     assert(dst->cols == src->cols);
-#pragma omp parallel for
+#pragma omp parallel for if ((int64_t)n * dst->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++)
         memcpy(cpu_row_mut(dst, rows[i]), cpu_row(src, i), (size_t)dst->cols * 4);
 }
@@ -182,7 +276,7 @@ static void cpu_set_rows(Backend *b, Tensor *dst, const int32_t *rows, const Ten
 static void cpu_add_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
 {
     assert(dst->cols == src->cols);
-#pragma omp parallel for
+#pragma omp parallel for if ((int64_t)n * dst->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *d = cpu_row_mut(dst, rows[i]);
         const float *s = cpu_row(src, i);
@@ -203,7 +297,7 @@ static void cpu_get_rows(Backend *b, Tensor *dst, const Tensor *src, const int32
 static void cpu_rmsnorm(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, float eps)
 {
     assert(x->cols == y->cols && x->rows == y->rows && w->rows * w->cols == x->cols);
-#pragma omp parallel for if (x->rows > 8)
+#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN)
     for (int64_t i = 0; i < x->rows; i++) {
         const float *xi = cpu_row(x, i);
         float inv = 1.0f / sqrtf(cpu_dot(xi, xi, x->cols) / (float)x->cols + eps);
@@ -217,7 +311,7 @@ static void cpu_layernorm(Backend *b, Tensor *y, const Tensor *x, const Tensor *
                           const Tensor *bias, float eps)
 {
     assert(x->cols == y->cols && x->rows == y->rows);
-#pragma omp parallel for if (x->rows > 8)
+#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN)
     for (int64_t i = 0; i < x->rows; i++) {
         const float *xi = cpu_row(x, i);
         float sum = 0.0f;
@@ -238,7 +332,7 @@ static void cpu_add(Backend *b, Tensor *y, const Tensor *a, const Tensor *c)
     int64_t n = y->rows * y->cols;
     float *yd = y->data;
     const float *ad = a->data, *cd = c->data;
-#pragma omp parallel for if (n > 65536)
+#pragma omp parallel for if (n > CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++)
         yd[i] = ad[i] + cd[i];
 }
@@ -248,7 +342,7 @@ static void cpu_swiglu(Backend *b, Tensor *y, const Tensor *gate, const Tensor *
     int64_t n = y->rows * y->cols;
     float *yd = y->data;
     const float *g = gate->data, *u = up->data;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
     for (int64_t i = 0; i < n; i++)
         yd[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -258,7 +352,7 @@ static void cpu_gelu_tanh(Backend *b, Tensor *x)
     const float k = 0.7978845608028654f;
     int64_t n = x->rows * x->cols;
     float *d = x->data;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
     for (int64_t i = 0; i < n; i++)
         d[i] = 0.5f * d[i] * (1.0f + tanhf(k * (d[i] + 0.044715f * d[i] * d[i] * d[i])));
 }
@@ -267,7 +361,7 @@ static void cpu_gelu_erf(Backend *b, Tensor *x)
 {
     int64_t n = x->rows * x->cols;
     float *d = x->data;
-#pragma omp parallel for if (n > 16384)
+#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
     for (int64_t i = 0; i < n; i++)
         d[i] = 0.5f * d[i] * (1.0f + erff(d[i] * 0.7071067811865476f));
 }
@@ -278,7 +372,7 @@ static void cpu_mrope(Backend *b, Tensor *x, const int32_t *pos, int n_heads, co
                       float theta)
 {
     int64_t n = x->rows;
-#pragma omp parallel for if (n > 4)
+#pragma omp parallel for if (n * x->cols > CPU_PAR_MIN / 16)
     for (int64_t i = 0; i < n; i++) {
         /* one row through the reference: a row view and its three positions */
         Tensor row = backend_view_rows(x, i, 1);
@@ -289,7 +383,7 @@ static void cpu_mrope(Backend *b, Tensor *x, const int32_t *pos, int n_heads, co
 
 static void cpu_rope2d(Backend *b, Tensor *x, const int32_t *pos, int n_heads, float theta)
 {
-#pragma omp parallel for if (x->rows > 4)
+#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN / 16)
     for (int64_t i = 0; i < x->rows; i++) {
         Tensor row = backend_view_rows(x, i, 1);
         ops_ref_backend.rope2d(b, &row, pos + 2 * i, n_heads, theta);
@@ -333,8 +427,11 @@ static void cpu_attention(Backend *b, Tensor *o, const Tensor *q, const Tensor *
     int64_t total = 0;
     for (int s = 0; s < n_seq; s++)
         total += seqs[s].n_tok;
+    int64_t work = 0;
+    for (int s = 0; s < n_seq; s++)
+        work += (int64_t)seqs[s].n_tok * (seqs[s].n_past + seqs[s].n_tok) * n_heads * hd;
     /* work item = (row of the batch, head); a row's sequence is found by a short scan */
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) if (work > CPU_PAR_MIN)
     for (int64_t item = 0; item < total * n_heads; item++) {
         int64_t r = item / n_heads;
         int h = (int)(item % n_heads), s = 0;
@@ -354,8 +451,11 @@ static void cpu_attention_seg(Backend *b, Tensor *o, const Tensor *q, const Tens
                               float scale)
 {
     int hd = (int)(q->cols / n_heads);
-    int64_t total = cu_seqlens[n_seg];
-#pragma omp parallel for schedule(dynamic, 4)
+    int64_t total = cu_seqlens[n_seg], work = 0;
+    for (int s = 0; s < n_seg; s++)
+        work += (int64_t)(cu_seqlens[s + 1] - cu_seqlens[s]) * (cu_seqlens[s + 1] - cu_seqlens[s]);
+    work *= q->cols;
+#pragma omp parallel for schedule(dynamic, 4) if (work > CPU_PAR_MIN)
     for (int64_t item = 0; item < total * n_heads; item++) {
         int64_t r = item / n_heads;
         int h = (int)(item % n_heads), s = 0;

@@ -54,10 +54,39 @@ static inline uint16_t bk_float_to_bf16(float f)
     return (uint16_t)(bits >> 16);
 }
 
+/* float to IEEE half bits, round to nearest even (torch's .to(float16)): overflow to
+ * inf, subnormals kept, NaN stays NaN. */
+static inline uint16_t bk_float_to_half(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000);
+    uint32_t abs = bits & 0x7fffffffu;
+    if (abs > 0x7f800000u)
+        return sign | 0x7e00;
+    if (abs >= 0x477ff000u) /* rounds to >= 65520: inf */
+        return sign | 0x7c00;
+    if (abs < 0x38800000u) { /* below 2^-14: a subnormal half, units of 2^-24 */
+        float a;
+        memcpy(&a, &abs, 4);
+        return sign | (uint16_t)lrintf(a * 16777216.0f); /* exact scaling, then RNE */
+    }
+    uint32_t man = abs & 0x1fff, h = ((abs >> 13) - ((127 - 15) << 10));
+    if (man > 0x1000 || (man == 0x1000 && (h & 1)))
+        h++;
+    return sign | (uint16_t)h;
+}
+
 /* f rounded to the nearest bf16 value, as a float. */
 static inline float bk_round_bf16(float f)
 {
     return bk_bf16_to_float(bk_float_to_bf16(f));
+}
+
+/* f rounded to the nearest half value, as a float. */
+static inline float bk_round_half(float f)
+{
+    return bk_half_to_float(bk_float_to_half(f));
 }
 
 /* Element (r, c) of t as a float, any type (the slow, obvious path: ops_ref). */

@@ -39,4 +39,7 @@ int cli_tokenize(int argc, char **argv, const CliCommon *common);
 /* vlq plan (src/cli_plan.c). */
 int cli_plan(int argc, char **argv, const CliCommon *common);
 
+/* vlq run (src/cli_run.c). */
+int cli_run(int argc, char **argv, const CliCommon *common);
+
 #endif

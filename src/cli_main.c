@@ -18,8 +18,14 @@ typedef struct {
     const char *summary;
 } MainCommand;
 
+int cli_convert(int argc, char **argv, const CliCommon *common);
+int cli_export(int argc, char **argv, const CliCommon *common);
+
 static const MainCommand main_commands[] = {
     {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
+    {"convert", cli_convert, "convert a Hugging Face Qwen3-VL checkpoint into a .vlq model"},
+    {"run", cli_run, "generate a reply to a prompt with images or a video (one-off)"},
+    {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
     {NULL, NULL, NULL},
 };

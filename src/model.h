@@ -72,8 +72,25 @@ typedef struct {
 
 typedef struct Model Model;
 
+/* ---- the .vlq file (written by convert.c; full description in README "Models") ----
+ * A 64-byte header: magic "VLQMODEL", u32 version, u32 header size, u64 file size,
+ * u64 metadata offset, u64 metadata size, u32 CRC32 of the metadata, zeros. The
+ * metadata is JSON: the checkpoint's config.json and generation_config.json, the chat
+ * template, the tensor directory (name, type, shape, group, offset, nbytes, crc32) and
+ * blobs (tokenizer.json). Every tensor and blob starts at a 64-byte aligned offset. */
+#define MODEL_MAGIC "VLQMODEL"   /* 8 bytes, no NUL */
+#define MODEL_VERSION 1
+#define MODEL_HEADER_SIZE 64
+
+enum {
+    MODEL_OPEN_NO_VERIFY = 1,   /* skip the per-tensor CRC32 check (bounds still checked) */
+    MODEL_OPEN_NO_POPULATE = 2, /* plain mmap, pages fault in on first use */
+};
+
 /* Open and check a .vlq file. Returns 0 and *out, or VLQ_EMODEL/VLQ_EIO with err set. */
 int model_open(const char *path, Model **out, char *err);
+/* model_open with MODEL_OPEN_* flags (model_open is flags 0: verify, populate). */
+int model_open_ex(const char *path, int flags, Model **out, char *err);
 /* Unmap and free. NULL-safe. */
 void model_close(Model *m);
 
@@ -90,5 +107,37 @@ const char *model_tokenizer_json(const Model *m, size_t *len);
 const char *model_chat_template(const Model *m);
 /* How the weights are held in memory ("mmap+populate", "mmap", ...) for `vlq doctor`. */
 const char *model_residency(const Model *m);
+/* The generation_config.json and config.json texts the file carries (borrowed, NUL-
+ * terminated); NULL when absent. For `vlq export`. */
+const char *model_generation_json(const Model *m);
+const char *model_config_json(const Model *m);
+
+/* ---- config and the tensors it implies (shared by convert and model_open) ---- */
+
+/* Parse a Hugging Face Qwen3-VL config.json text, and optionally its
+ * generation_config.json text (NULL: none), into *cfg. Checks the architecture and the
+ * consistency rules the engine relies on. Returns 0 or VLQ_EMODEL with err naming the
+ * field and the reason. */
+int model_config_parse(const char *config_json, const char *generation_json, ModelConfig *cfg,
+                       char *err);
+
+typedef enum {
+    MODEL_ROLE_LINEAR = 0, /* text decoder Linear weight [out, in] (and an untied lm_head) */
+    MODEL_ROLE_EMBED = 1,  /* embed_tokens [vocab, hidden]: the tied lm_head too */
+    MODEL_ROLE_NORM = 2,   /* text RMSNorm weights (1-D) */
+    MODEL_ROLE_VISION = 3, /* every tensor of the vision tower, norms and biases included */
+} ModelRole;
+
+typedef struct {
+    char name[96];     /* Hugging Face name */
+    int ndim;          /* as stored in .vlq: the 5-D patch-embedding conv is 2-D here */
+    int64_t shape[4];
+    ModelRole role;
+} ModelTensorSpec;
+
+/* The tensors cfg needs, vision then text, in a new array (*n entries) the caller frees.
+ * The Conv3d patch embedding [hidden, C, kt, p, p] is listed (and stored) as
+ * [hidden, C*kt*p*p], the matrix the forward pass multiplies by. Cannot fail. */
+ModelTensorSpec *model_tensor_specs(const ModelConfig *cfg, int *n);
 
 #endif

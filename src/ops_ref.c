@@ -38,18 +38,21 @@ static void ref_embed_mix4(Backend *b, Tensor *y, const Tensor *table, const int
                            const float *w, int n)
 {
     assert(y->cols == table->cols && y->rows >= n);
-    int bf16 = table->type == QUANT_BF16;
+    /* torch computes in the table's dtype: round every product and partial sum to it */
+    float (*round)(float) = table->type == QUANT_BF16  ? bk_round_bf16
+                            : table->type == QUANT_F16 ? bk_round_half
+                                                       : NULL;
     for (int i = 0; i < n; i++) {
         float *out = ref_row_mut(y, i);
         for (int64_t c = 0; c < y->cols; c++) {
             float acc = 0.0f;
             for (int k = 0; k < 4; k++) {
                 float term = w[i * 4 + k] * bk_elem(table, idx[i * 4 + k], c);
-                if (bf16)
-                    term = bk_round_bf16(term);
+                if (round)
+                    term = round(term);
                 acc = k == 0 ? term : acc + term;
-                if (bf16)
-                    acc = bk_round_bf16(acc);
+                if (round)
+                    acc = round(acc);
             }
             out[c] = acc;
         }

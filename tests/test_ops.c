@@ -161,6 +161,16 @@ static void test_bf16_round(void)
     CHECK(bk_half_to_float(0x3c00) == 1.0f);
     CHECK(bk_half_to_float(0x0001) == ldexpf(1.0f, -24));
     CHECK(bk_half_to_float(0xc000) == -2.0f);
+    /* float -> half: ties to even, subnormals, overflow; round trips of every half */
+    CHECK_EQ(bk_float_to_half(1.0f + 1.0f / 2048.0f), 0x3c00);
+    CHECK_EQ(bk_float_to_half(1.0f + 3.0f / 2048.0f), 0x3c02);
+    CHECK_EQ(bk_float_to_half(ldexpf(1.0f, -24)), 0x0001);
+    CHECK_EQ(bk_float_to_half(70000.0f), 0x7c00);
+    CHECK_EQ(bk_float_to_half(-65504.0f), 0xfbff);
+    int bad = 0;
+    for (uint32_t h = 0; h < 0x7c00; h++)
+        bad += bk_float_to_half(bk_half_to_float((uint16_t)h)) != h;
+    CHECK_EQ(bad, 0);
 }
 
 static void test_embed(void)
@@ -386,6 +396,27 @@ static void test_attention(void)
     Tensor *all[] = {&q, &kc, &vc, &orr, &oc, &vq, &vk, &vv, &sr, &sc};
     for (int i = 0; i < 10; i++)
         bk_host_release(NULL, all[i]);
+    /* large enough for the cpu backend's parallel path: 4B head_dim, 8 heads over 2 */
+    BackendSeq big[3] = {{.row0 = 0, .n_tok = 40, .kv_row0 = 0, .n_past = 30},
+                         {.row0 = 40, .n_tok = 1, .kv_row0 = 100, .n_past = 99},
+                         {.row0 = 41, .n_tok = 7, .kv_row0 = 200, .n_past = 0}};
+    Tensor bq = ops_act(48, 8 * 128), bkc = ops_act(300, 2 * 128), bvc = ops_act(300, 2 * 128);
+    Tensor bo, bor;
+    bk_host_alloc(NULL, &bo, 48, 8 * 128, NULL);
+    bk_host_alloc(NULL, &bor, 48, 8 * 128, NULL);
+    ops_ref_backend.attention(NULL, &bor, &bq, &bkc, &bvc, big, 3, 8, 2, 0.0884f);
+    backend_cpu.attention(NULL, &bo, &bq, &bkc, &bvc, big, 3, 8, 2, 0.0884f);
+    OPS_CMP(bo, bor, 1e-6f, 1e-5f);
+    int32_t cu2[3] = {0, 64, 100};
+    Tensor sq = ops_act(100, 256), sk = ops_act(100, 256), sv = ops_act(100, 256), so, sor;
+    bk_host_alloc(NULL, &so, 100, 256, NULL);
+    bk_host_alloc(NULL, &sor, 100, 256, NULL);
+    ops_ref_backend.attention_seg(NULL, &sor, &sq, &sk, &sv, cu2, 2, 4, 0.125f);
+    backend_cpu.attention_seg(NULL, &so, &sq, &sk, &sv, cu2, 2, 4, 0.125f);
+    OPS_CMP(so, sor, 1e-6f, 1e-5f);
+    Tensor *more[] = {&bq, &bkc, &bvc, &bo, &bor, &sq, &sk, &sv, &so, &sor};
+    for (int i = 0; i < 10; i++)
+        bk_host_release(NULL, more[i]);
 }
 
 static void test_argmax(void)

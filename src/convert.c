@@ -1,0 +1,606 @@
+/* convert: Hugging Face Qwen3-VL safetensors -> .vlq, the Q4/Q8 quantiser, and export
+ * back to safetensors (see convert.h for what is quantised; model.h and README "Models"
+ * for the file format).
+ *
+ * convert_run checks everything before it writes a byte: the config (model_config_parse),
+ * every tensor the config implies (model_tensor_specs) present in the checkpoint with
+ * its exact shape, and every quantised matrix's column count divisible by the group.
+ * It then writes the file in one pass to a temp file: header placeholder, tokenizer
+ * blob, tensors (each at a 64-byte aligned offset, CRC32 computed as written), the
+ * metadata JSON, and finally the real header; then renames. Quantisation runs over rows
+ * with OpenMP, converting source rows to f32 one at a time, so memory stays at one
+ * output tensor plus a row per thread. */
+#define _GNU_SOURCE
+#include "convert.h"
+
+#include "err.h"
+#include "half.h"
+#include "safetensors.h"
+#include "util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define CONVERT_PATCH_NAME "model.visual.patch_embed.proj.weight"
+
+/* ---- the quantiser ---- */
+
+static void convert_q4_group(const float *x, int g, uint8_t *qs, uint16_t *scale)
+{
+    float amax = 0, maxv = 0;
+    for (int j = 0; j < g; j++)
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            maxv = x[j];
+        }
+    static const float cands[] = {-8.0f, -7.75f, -7.5f, -7.25f, -7.0f, 7.0f, 7.25f, 7.5f};
+    float best_d = 0, best_err = INFINITY;
+    for (size_t c = 0; amax > 0 && c < sizeof cands / sizeof cands[0]; c++) {
+        float d = half_f16_to_f32(half_f32_to_f16(maxv / cands[c]));
+        if (d == 0 || !isfinite(d))
+            continue;
+        float e = 0;
+        for (int j = 0; j < g; j++) {
+            float q = fminf(fmaxf(rintf(x[j] / d), -8.0f), 7.0f);
+            float diff = x[j] - d * q;
+            e += diff * diff;
+        }
+        if (e < best_err) {
+            best_err = e;
+            best_d = d;
+        }
+    }
+    *scale = half_f32_to_f16(best_d);
+    for (int j = 0; j < g / 2; j++) {
+        int lo = 8, hi = 8;
+        if (best_d != 0) {
+            lo = (int)fminf(fmaxf(rintf(x[j] / best_d), -8.0f), 7.0f) + 8;
+            hi = (int)fminf(fmaxf(rintf(x[j + g / 2] / best_d), -8.0f), 7.0f) + 8;
+        }
+        qs[j] = (uint8_t)(lo | hi << 4);
+    }
+}
+
+static void convert_q8_group(const float *x, int g, int8_t *qs, uint16_t *scale)
+{
+    float amax = 0;
+    for (int j = 0; j < g; j++)
+        amax = fmaxf(amax, fabsf(x[j]));
+    float d = half_f16_to_f32(half_f32_to_f16(amax / 127.0f));
+    *scale = half_f32_to_f16(d);
+    for (int j = 0; j < g; j++)
+        qs[j] = d == 0 ? 0 : (int8_t)fminf(fmaxf(rintf(x[j] / d), -127.0f), 127.0f);
+}
+
+/* Row r of a quantised [rows, cols] matrix: x[cols] -> its bytes inside out. */
+static void convert_quantize_row(QuantType t, const float *x, int64_t r, int64_t rows,
+                                 int64_t cols, int group, unsigned char *out)
+{
+    uint16_t *scales = (uint16_t *)(out + quant_scale_offset(t, rows, cols)) + r * (cols / group);
+    for (int64_t g = 0; g < cols / group; g++) {
+        if (t == QUANT_Q4)
+            convert_q4_group(x + g * group, group, out + (r * cols + g * group) / 2, &scales[g]);
+        else
+            convert_q8_group(x + g * group, group, (int8_t *)out + r * cols + g * group,
+                             &scales[g]);
+    }
+}
+
+void convert_quantize(QuantType t, const float *w, int64_t rows, int64_t cols, int group,
+                      void *out)
+{
+    memset(out, 0, quant_nbytes(t, rows, cols, group));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        convert_quantize_row(t, w + r * cols, r, rows, cols, group, out);
+}
+
+void convert_dequantize_row(const ModelTensor *t, int64_t r, float *out)
+{
+    int64_t rows = t->shape[0], cols = 1;
+    for (int d = 1; d < t->ndim; d++)
+        cols *= t->shape[d];
+    const unsigned char *p = t->data;
+    switch (t->type) {
+    case QUANT_F32:
+        memcpy(out, p + r * cols * 4, (size_t)cols * 4);
+        return;
+    case QUANT_F16:
+    case QUANT_BF16:
+        for (int64_t j = 0; j < cols; j++) {
+            uint16_t h;
+            memcpy(&h, p + (r * cols + j) * 2, 2);
+            out[j] = t->type == QUANT_F16 ? half_f16_to_f32(h) : half_bf16_to_f32(h);
+        }
+        return;
+    case QUANT_Q8:
+    case QUANT_Q4: {
+        const int g = t->group;
+        const unsigned char *sp = p + quant_scale_offset(t->type, rows, cols);
+        for (int64_t k = 0; k < cols / g; k++) {
+            uint16_t sh;
+            memcpy(&sh, sp + (r * (cols / g) + k) * 2, 2);
+            float s = half_f16_to_f32(sh);
+            float *o = out + k * g;
+            if (t->type == QUANT_Q8) {
+                const int8_t *q = (const int8_t *)p + r * cols + k * g;
+                for (int j = 0; j < g; j++)
+                    o[j] = s * (float)q[j];
+            } else {
+                const unsigned char *q = p + (r * cols + k * g) / 2;
+                for (int j = 0; j < g / 2; j++) {
+                    o[j] = s * (float)((q[j] & 15) - 8);
+                    o[j + g / 2] = s * (float)((q[j] >> 4) - 8);
+                }
+            }
+        }
+        return;
+    }
+    }
+}
+
+/* ---- conversion plan ---- */
+
+typedef struct {
+    const ModelTensorSpec *spec;
+    const SafeTensor *src;
+    QuantType type;    /* in the .vlq */
+    int group;         /* Q4/Q8 only */
+    int64_t rows, cols;
+    size_t nbytes;
+    uint64_t offset;
+    uint32_t crc;
+} ConvertItem;
+
+static const char *convert_type_name(QuantType t)
+{
+    static const char *names[] = {"f32", "f16", "bf16", "q8", "q4"};
+    return names[t];
+}
+
+/* The source tensor for spec, shape-checked (the patch embedding is 5-D in HF). */
+static int convert_match(const SafeSet *st, const ModelConfig *cfg, const ModelTensorSpec *spec,
+                         const SafeTensor **out, char *err)
+{
+    const SafeTensor *s = safetensors_find(st, spec->name);
+    if (!s)
+        return err_set(err, VLQ_EMODEL, "tensor %s missing from the checkpoint", spec->name);
+    int ok;
+    if (!strcmp(spec->name, CONVERT_PATCH_NAME)) {
+        ok = s->ndim == 5 && s->shape[0] == cfg->v_hidden_size &&
+             s->shape[1] == cfg->v_in_channels && s->shape[2] == cfg->v_temporal_patch_size &&
+             s->shape[3] == cfg->v_patch_size && s->shape[4] == cfg->v_patch_size;
+    } else {
+        ok = s->ndim == spec->ndim;
+        for (int d = 0; ok && d < spec->ndim; d++)
+            ok = s->shape[d] == spec->shape[d];
+    }
+    if (!ok) {
+        char got[128] = "", want[128] = "";
+        for (int d = 0; d < s->ndim; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+                     (long long)s->shape[d]);
+        for (int d = 0; d < spec->ndim; d++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "",
+                     (long long)spec->shape[d]);
+        return err_set(err, VLQ_EMODEL, "%s: tensor %s has shape [%s], the config implies [%s]",
+                       s->file, spec->name, got, want);
+    }
+    *out = s;
+    return 0;
+}
+
+static QuantType convert_out_type(const ModelTensorSpec *spec, const SafeTensor *src,
+                                  ConvertQuant q)
+{
+    if (q == CONVERT_QUANT_NONE)
+        return src->dtype;
+    if (spec->role == MODEL_ROLE_LINEAR || spec->role == MODEL_ROLE_EMBED)
+        return q == CONVERT_QUANT_Q4 ? QUANT_Q4 : q == CONVERT_QUANT_Q8 ? QUANT_Q8 : QUANT_F16;
+    if (src->dtype != QUANT_F32)
+        return src->dtype;
+    return spec->ndim == 1 ? QUANT_F32 : QUANT_BF16;
+}
+
+static int convert_plan(const SafeSet *st, const ModelConfig *cfg, const ModelTensorSpec *specs,
+                        int n, const ConvertOptions *opt, ConvertItem *items, char *err)
+{
+    int group = opt->group ? opt->group : QUANT_DEFAULT_GROUP;
+    if (group < 32 || group % 32)
+        return err_set(err, VLQ_EINPUT, "group %d: must be a positive multiple of 32", group);
+    for (int i = 0; i < n; i++) {
+        ConvertItem *it = &items[i];
+        it->spec = &specs[i];
+        int rc = convert_match(st, cfg, &specs[i], &it->src, err);
+        if (rc)
+            return rc;
+        it->type = convert_out_type(&specs[i], it->src, opt->quant);
+        it->rows = specs[i].shape[0];
+        it->cols = specs[i].ndim == 2 ? specs[i].shape[1] : 1;
+        if (specs[i].ndim == 1) {
+            it->rows = 1;
+            it->cols = specs[i].shape[0];
+        }
+        if (it->type == QUANT_Q4 || it->type == QUANT_Q8) {
+            if (it->cols % group)
+                return err_set(err, VLQ_EINPUT, "%s: %lld columns are not a multiple of the "
+                               "group size %d (--group)", specs[i].name, (long long)it->cols,
+                               group);
+            it->group = group;
+        }
+        it->nbytes = quant_nbytes(it->type, it->rows, it->cols, group);
+    }
+    return 0;
+}
+
+/* ---- writing ---- */
+
+typedef struct {
+    FILE *f;
+    const char *path;
+    uint64_t pos;
+} ConvertOut;
+
+static int convert_write(ConvertOut *o, const void *data, size_t n, char *err)
+{
+    if (n && fwrite(data, 1, n, o->f) != n)
+        return err_set(err, VLQ_EIO, "%s: write: %s", o->path, strerror(errno));
+    o->pos += n;
+    return 0;
+}
+
+static int convert_align(ConvertOut *o, char *err)
+{
+    static const unsigned char zeros[QUANT_ALIGN];
+    size_t pad = (size_t)((QUANT_ALIGN - o->pos % QUANT_ALIGN) % QUANT_ALIGN);
+    return convert_write(o, zeros, pad, err);
+}
+
+/* The converted bytes of one tensor, in a new buffer (NULL when the source bytes are
+ * written as they are: *direct is set then). */
+static unsigned char *convert_tensor(const ConvertItem *it, const void **direct, char *err)
+{
+    *direct = NULL;
+    if (it->type == it->src->dtype) {
+        *direct = it->src->data;
+        return NULL;
+    }
+    unsigned char *out = malloc(it->nbytes);
+    if (!out) {
+        err_set(err, VLQ_ENOMEM, "%s: %zu bytes", it->spec->name, it->nbytes);
+        return NULL;
+    }
+    memset(out, 0, it->nbytes);
+    /* the source seen as a matrix [rows, cols] of its own type */
+    ModelTensor src = {.name = it->spec->name, .type = it->src->dtype, .ndim = 2,
+                       .shape = {it->rows, it->cols, 1, 1}, .data = it->src->data,
+                       .nbytes = it->src->nbytes};
+#pragma omp parallel
+    {
+        float *row = xmalloc((size_t)it->cols * sizeof *row);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < it->rows; r++) {
+            convert_dequantize_row(&src, r, row);
+            if (it->type == QUANT_Q4 || it->type == QUANT_Q8) {
+                convert_quantize_row(it->type, row, r, it->rows, it->cols, it->group, out);
+            } else if (it->type == QUANT_F32) {
+                memcpy(out + r * it->cols * 4, row, (size_t)it->cols * 4);
+            } else {
+                uint16_t *o = (uint16_t *)out + r * it->cols;
+                for (int64_t j = 0; j < it->cols; j++)
+                    o[j] = it->type == QUANT_F16 ? half_f32_to_f16(row[j])
+                                                 : half_f32_to_bf16(row[j]);
+            }
+        }
+        free(row);
+    }
+    return out;
+}
+
+static json_t *convert_load_json(const char *path, int required, char *err, int *rc)
+{
+    *rc = 0;
+    if (!required && access(path, F_OK))
+        return NULL;
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j)
+        *rc = err_set(err, VLQ_EMODEL, "%s: %s", path, je.text);
+    return j;
+}
+
+/* The chat template: chat_template.jinja, chat_template.json, or tokenizer_config.json's. */
+static char *convert_chat_template(const char *dir)
+{
+    char *p = xasprintf("%s/chat_template.jinja", dir), *text = NULL;
+    size_t len;
+    if (util_read_file(p, 0, &text, &len, NULL) == 0) {
+        free(p);
+        return text;
+    }
+    free(p);
+    const char *files[] = {"chat_template.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2 && !text; i++) {
+        p = xasprintf("%s/%s", dir, files[i]);
+        json_t *j = json_load_file(p, 0, NULL);
+        const char *s = json_string_value(json_object_get(j, "chat_template"));
+        if (s)
+            text = xstrdup(s);
+        json_decref(j);
+        free(p);
+    }
+    return text;
+}
+
+static json_t *convert_meta(const ConvertItem *items, int n, json_t *config, json_t *gen,
+                            const char *tmpl, const char *quant_name, int group)
+{
+    json_t *tensors = json_array();
+    for (int i = 0; i < n; i++) {
+        const ConvertItem *it = &items[i];
+        json_t *shape = json_array();
+        for (int d = 0; d < it->spec->ndim; d++)
+            json_array_append_new(shape, json_integer(it->spec->shape[d]));
+        json_array_append_new(tensors, json_pack("{s:s,s:s,s:o,s:i,s:I,s:I,s:I}", "name",
+                                                 it->spec->name, "type",
+                                                 convert_type_name(it->type), "shape", shape,
+                                                 "group", it->group, "offset",
+                                                 (json_int_t)it->offset, "nbytes",
+                                                 (json_int_t)it->nbytes, "crc32",
+                                                 (json_int_t)it->crc));
+    }
+    json_t *m = json_pack("{s:s,s:i,s:s,s:s,s:i,s:O,s:o}", "format", "vlq-model", "version",
+                          MODEL_VERSION, "converter", "vlq convert", "quant", quant_name,
+                          "group", group, "config", config, "tensors", tensors);
+    json_object_set(m, "generation_config", gen ? gen : json_null());
+    json_object_set_new(m, "chat_template", tmpl ? json_string(tmpl) : json_null());
+    return m;
+}
+
+static int convert_finish(ConvertOut *o, json_t *meta, char *err)
+{
+    char *text = json_dumps(meta, JSON_COMPACT);
+    size_t len = strlen(text);
+    uint64_t meta_off = o->pos;
+    int rc = convert_write(o, text, len, err);
+    uint32_t crc = (uint32_t)crc32(0L, (const Bytef *)text, (uInt)len);
+    free(text);
+    if (rc)
+        return rc;
+    unsigned char h[MODEL_HEADER_SIZE] = {0};
+    uint32_t version = MODEL_VERSION, hsize = MODEL_HEADER_SIZE;
+    uint64_t fsize = o->pos, msize = len;
+    memcpy(h, MODEL_MAGIC, 8);
+    memcpy(h + 8, &version, 4);
+    memcpy(h + 12, &hsize, 4);
+    memcpy(h + 16, &fsize, 8);
+    memcpy(h + 24, &meta_off, 8);
+    memcpy(h + 32, &msize, 8);
+    memcpy(h + 40, &crc, 4);
+    if (fseek(o->f, 0, SEEK_SET) || fwrite(h, 1, sizeof h, o->f) != sizeof h ||
+        fflush(o->f) || fsync(fileno(o->f)))
+        return err_set(err, VLQ_EIO, "%s: write: %s", o->path, strerror(errno));
+    return 0;
+}
+
+static const char *convert_quant_name(ConvertQuant q)
+{
+    static const char *names[] = {"q4", "q8", "f16", "none"};
+    return names[q];
+}
+
+/* Write the header placeholder, the tokenizer and every tensor into o, filling each
+ * item's offset and CRC; *tok_off is where the tokenizer starts. */
+static int convert_body(ConvertOut *o, ConvertItem *items, int n, const char *tok, size_t tok_len,
+                        uint64_t *tok_off, const ConvertOptions *opt, char *err)
+{
+    unsigned char zero[MODEL_HEADER_SIZE] = {0};
+    int rc = convert_write(o, zero, sizeof zero, err);
+    if (rc)
+        return rc;
+    *tok_off = o->pos;
+    if ((rc = convert_write(o, tok, tok_len, err)))
+        return rc;
+    uint64_t total = 0, done = 0;
+    for (int i = 0; i < n; i++)
+        total += items[i].src->nbytes;
+    for (int i = 0; i < n; i++) {
+        ConvertItem *it = &items[i];
+        if ((rc = convert_align(o, err)))
+            return rc;
+        const void *direct;
+        unsigned char *buf = convert_tensor(it, &direct, err);
+        if (!buf && !direct)
+            return VLQ_ENOMEM;
+        const unsigned char *bytes = buf ? buf : direct;
+        it->offset = o->pos;
+        uLong crc = crc32(0L, Z_NULL, 0);
+        for (size_t off = 0; off < it->nbytes; off += 1u << 30) {
+            size_t c = it->nbytes - off < (1u << 30) ? it->nbytes - off : (1u << 30);
+            crc = crc32(crc, bytes + off, (uInt)c);
+        }
+        it->crc = (uint32_t)crc;
+        rc = convert_write(o, bytes, it->nbytes, err);
+        free(buf);
+        if (rc)
+            return rc;
+        done += it->src->nbytes;
+        if (opt->progress)
+            opt->progress(opt->progress_ctx, i + 1, n, done, total);
+    }
+    return 0;
+}
+
+int convert_run(const char *hf_dir, const char *out_path, const ConvertOptions *opt, char *err)
+{
+    int rc = 0, n = 0;
+    char *p_cfg = xasprintf("%s/config.json", hf_dir);
+    char *p_gen = xasprintf("%s/generation_config.json", hf_dir);
+    char *p_tok = opt->tokenizer_path ? xstrdup(opt->tokenizer_path)
+                                      : xasprintf("%s/tokenizer.json", hf_dir);
+    char *tmp = xasprintf("%s.tmp%d", out_path, (int)getpid());
+    json_t *config = NULL, *gen = NULL, *meta = NULL;
+    char *cfg_text = NULL, *gen_text = NULL, *tok = NULL, *tmpl = NULL;
+    SafeSet *st = NULL;
+    ModelTensorSpec *specs = NULL;
+    ConvertItem *items = NULL;
+    ConvertOut o = {.path = tmp};
+    size_t len, tok_len = 0;
+    uint64_t tok_off = 0;
+    ModelConfig cfg;
+    const int group = opt->group ? opt->group : QUANT_DEFAULT_GROUP;
+    if ((rc = util_read_file(p_cfg, 1 << 20, &cfg_text, &len, err)))
+        goto out;
+    if (!(config = convert_load_json(p_cfg, 1, err, &rc)))
+        goto out;
+    gen = convert_load_json(p_gen, 0, err, &rc);
+    if (rc)
+        goto out;
+    gen_text = gen ? json_dumps(gen, JSON_COMPACT) : NULL;
+    if ((rc = model_config_parse(cfg_text, gen_text, &cfg, err))) {
+        err_prefix(err, "%s", hf_dir);
+        goto out;
+    }
+    if ((rc = util_read_file(p_tok, 0, &tok, &tok_len, err))) {
+        err_prefix(err, "tokenizer (pass --tokenizer FILE)");
+        goto out;
+    }
+    if ((rc = safetensors_open_dir(hf_dir, &st, err)))
+        goto out;
+    specs = model_tensor_specs(&cfg, &n);
+    items = xcalloc((size_t)n, sizeof *items);
+    if ((rc = convert_plan(st, &cfg, specs, n, opt, items, err)))
+        goto out;
+    tmpl = convert_chat_template(hf_dir);
+    if (!(o.f = fopen(tmp, "wb"))) {
+        rc = err_set(err, VLQ_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if ((rc = convert_body(&o, items, n, tok, tok_len, &tok_off, opt, err)))
+        goto out;
+    meta = convert_meta(items, n, config, gen, tmpl, convert_quant_name(opt->quant), group);
+    json_object_set_new(meta, "blobs",
+                        json_pack("{s:{s:I,s:I,s:I}}", "tokenizer.json", "offset",
+                                  (json_int_t)tok_off, "size", (json_int_t)tok_len, "crc32",
+                                  (json_int_t)crc32(0L, (const Bytef *)tok, (uInt)tok_len)));
+    if ((rc = convert_finish(&o, meta, err)))
+        goto out;
+    int closed = fclose(o.f);
+    o.f = NULL;
+    if (closed || rename(tmp, out_path))
+        rc = err_set(err, VLQ_EIO, "%s: %s", out_path, strerror(errno));
+out:
+    if (o.f)
+        fclose(o.f);
+    if (rc)
+        unlink(tmp);
+    json_decref(meta);
+    json_decref(config);
+    json_decref(gen);
+    safetensors_close(st);
+    free(items);
+    free(specs);
+    free(tmpl);
+    free(tok);
+    free(gen_text);
+    free(cfg_text);
+    free(tmp);
+    free(p_tok);
+    free(p_gen);
+    free(p_cfg);
+    return rc;
+}
+
+/* ---- export ---- */
+
+typedef struct {
+    const Model *m;
+} ConvertExport;
+
+static int convert_export_fill(void *ctx, int i, void *dst, char *err)
+{
+    const ConvertExport *x = ctx;
+    const ModelTensor *t = model_tensor_at(x->m, i);
+    int64_t cols = 1;
+    for (int d = 1; d < t->ndim; d++)
+        cols *= t->shape[d];
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < t->shape[0]; r++)
+        convert_dequantize_row(t, r, (float *)dst + r * cols);
+    return 0;
+}
+
+static int convert_write_text(const char *dir, const char *name, const char *text, size_t len,
+                              char *err)
+{
+    char *p = xasprintf("%s/%s", dir, name);
+    int rc = util_write_file(p, text, len, err);
+    free(p);
+    return rc;
+}
+
+int convert_export(const char *model_path, const char *out_dir, char *err)
+{
+    Model *m = NULL;
+    int rc = model_open(model_path, &m, err);
+    if (rc)
+        return rc;
+    if (mkdir(out_dir, 0755) && errno != EEXIST) {
+        rc = err_set(err, VLQ_EIO, "%s: %s", out_dir, strerror(errno));
+        model_close(m);
+        return rc;
+    }
+    const ModelConfig *c = model_config(m);
+    int n = model_tensor_count(m);
+    SafeWriteTensor *w = xcalloc((size_t)(n ? n : 1), sizeof *w);
+    for (int i = 0; i < n; i++) {
+        const ModelTensor *t = model_tensor_at(m, i);
+        w[i] = (SafeWriteTensor){.name = t->name, .dtype = QUANT_F32, .ndim = t->ndim};
+        for (int d = 0; d < t->ndim; d++)
+            w[i].shape[d] = t->shape[d];
+        if (!strcmp(t->name, CONVERT_PATCH_NAME)) {
+            /* back to the Conv3d weight HF expects */
+            const int64_t s5[5] = {c->v_hidden_size, c->v_in_channels, c->v_temporal_patch_size,
+                                   c->v_patch_size, c->v_patch_size};
+            w[i].ndim = 5;
+            memcpy(w[i].shape, s5, sizeof s5);
+        }
+    }
+    ConvertExport x = {.m = m};
+    char *p = xasprintf("%s/model.safetensors", out_dir);
+    rc = safetensors_write(p, w, n, convert_export_fill, &x, err);
+    free(p);
+    free(w);
+    /* config.json says f32 now: the weights are */
+    json_t *cfg = json_loads(model_config_json(m), 0, NULL);
+    json_object_set_new(cfg, "dtype", json_string("float32"));
+    json_object_set_new(json_object_get(cfg, "text_config"), "dtype", json_string("float32"));
+    char *cfg_text = json_dumps(cfg, JSON_INDENT(2));
+    json_decref(cfg);
+    if (!rc)
+        rc = convert_write_text(out_dir, "config.json", cfg_text, strlen(cfg_text), err);
+    free(cfg_text);
+    const char *gen = model_generation_json(m);
+    if (!rc && gen)
+        rc = convert_write_text(out_dir, "generation_config.json", gen, strlen(gen), err);
+    size_t tok_len;
+    const char *tok = model_tokenizer_json(m, &tok_len);
+    if (!rc && tok)
+        rc = convert_write_text(out_dir, "tokenizer.json", tok, tok_len, err);
+    if (!rc && model_chat_template(m)) {
+        json_t *j = json_pack("{s:s}", "chat_template", model_chat_template(m));
+        char *text = json_dumps(j, JSON_INDENT(2));
+        rc = convert_write_text(out_dir, "chat_template.json", text, strlen(text), err);
+        free(text);
+        json_decref(j);
+    }
+    model_close(m);
+    return rc;
+}

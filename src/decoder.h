@@ -1,0 +1,71 @@
+/* decoder: the Qwen3-VL text decoder (Qwen3VLTextModel + the tied lm_head) over a KV
+ * cache of fixed slots, and the 3-D MRoPE positions of a prompt (get_rope_index).
+ *
+ * Batch-first: one decoder_forward call runs the new tokens of several sequences (each
+ * in its own KV slot, each with its own past length: a prefill of one beside decode steps
+ * of others), which is what the engine's continuous batching feeds it. Visual features
+ * arrive as host rows (from vision.h or the feature cache) with their row indices; the
+ * decoder scatters them into the embeddings and adds the DeepStack features after the
+ * first layers. The run state (KV slots, activations, logits) is allocated once by
+ * decoder_new; decoder_forward allocates nothing. It never samples (sample.h) and never
+ * tokenises (tok.h). */
+#ifndef VLQ_DECODER_H
+#define VLQ_DECODER_H
+
+#include "backend.h"
+#include "model.h"
+
+#include <stdint.h>
+
+typedef struct Decoder Decoder;
+
+typedef struct {
+    int n_slots;     /* KV slots (sequences that can be in flight at once) */
+    int max_ctx;     /* tokens per slot (prompt + generated) */
+    int max_tok;     /* new tokens per decoder_forward call, all sequences together */
+    int max_seq;     /* sequences per decoder_forward call */
+    int all_logits;  /* 1: room for logits of every row (tests); 0: the last row of each */
+} DecoderOptions;
+
+/* The new tokens of one sequence in a forward call. */
+typedef struct {
+    int slot;                 /* KV slot, 0 <= slot < n_slots */
+    int n_past;               /* tokens of this sequence already in the slot */
+    int n_tok;                /* new tokens */
+    const int32_t *ids;       /* [n_tok] token ids */
+    const int32_t *pos;       /* [3][n_tok] MRoPE positions (t row, h row, w row) */
+    int n_visual;             /* rows of the new tokens that carry visual features */
+    const int32_t *visual_rows; /* [n_visual] indices in 0..n_tok-1, ascending */
+    const float *visual;      /* [n_visual, hidden] merger output in sequence order */
+    const float *deepstack;   /* [n_deep][n_visual, hidden], or NULL (no DeepStack adds) */
+} DecoderSeq;
+
+/* Bind the text weights on b and allocate the run state. Returns 0 and *out, or
+ * VLQ_EMODEL (a weight missing or misshaped, an unsupported config) or VLQ_ENOMEM. */
+int decoder_new(const Model *m, Backend *b, const DecoderOptions *opt, Decoder **out,
+                char *err);
+/* Release the run state. NULL-safe. The model must outlive the Decoder. */
+void decoder_free(Decoder *d);
+
+/* Run the new tokens of n_seq sequences through the decoder, storing their keys and
+ * values in their slots. logits (host, may be NULL): [n_seq, vocab], the last row of
+ * each sequence; with all_logits set, [total new tokens, vocab] in batch order. Returns
+ * 0, or VLQ_EINPUT (too many tokens or sequences, a slot or context overflow, a bad id). */
+int decoder_forward(Decoder *d, const DecoderSeq *seqs, int n_seq, float *logits, int all_rows,
+                    char *err);
+
+/* Call tap with "embed" (after the visual scatter), "layer" i (after layer i and its
+ * DeepStack add) and "norm" (final norm, the rows whose logits are computed) in later
+ * forwards; NULL turns it off. */
+void decoder_set_tap(Decoder *d, BackendTap tap, void *user);
+
+/* The MRoPE positions of a prompt, as Qwen3VLModel.get_rope_index: ids[n]; image_grid
+ * [n_img][3] and video_grid [n_vid][3] (t, h, w in patches) in prompt order; each video
+ * is split into t groups of (1, h, w), one per <vision_start><video_pad...> block. Writes
+ * pos[3][n] and *rope_delta (decode position p uses p + rope_delta on all axes).
+ * Returns 0, or VLQ_EINPUT when the placeholders and grids disagree. */
+int decoder_rope_index(const ModelConfig *c, const int32_t *ids, int n, const int32_t *image_grid,
+                       int n_img, const int32_t *video_grid, int n_vid, int32_t *pos,
+                       int *rope_delta, char *err);
+
+#endif

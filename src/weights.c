@@ -1,0 +1,24 @@
+/* weights: name -> backend Tensor with shape checks (see weights.h). */
+#include "weights.h"
+#include "err.h"
+
+int weights_get(Backend *b, const Model *m, const char *name, int64_t rows, int64_t cols,
+                Tensor *t, char *err)
+{
+    const ModelTensor *mt = model_tensor(m, name);
+    if (!mt)
+        return err_set(err, VLQ_EMODEL, "%s: missing from the model file", name);
+    int64_t n = 1;
+    for (int i = 0; i < mt->ndim; i++)
+        n *= mt->shape[i];
+    int64_t inner = mt->ndim > 1 ? n / mt->shape[0] : n;
+    int64_t outer = mt->ndim > 1 ? mt->shape[0] : 1;
+    if (n != rows * cols || (rows > 1 && (outer != rows || inner != cols)))
+        return err_set(err, VLQ_EMODEL, "%s: shape [%lld, %lld] where [%lld, %lld] is needed",
+                       name, (long long)outer, (long long)inner, (long long)rows,
+                       (long long)cols);
+    int rc = b->weight(b, t, mt->type, rows, cols, mt->group, mt->data, err);
+    if (rc)
+        err_prefix(err, "%s", name);
+    return rc;
+}
