@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (tok_load_json((const char *)data, size, "fuzz", &t, err) != 0)
         return 0;
     TokIds ids = {0};
-    tok_encode(t, "Hello <x> world's 123 \xe4\xbd\xa0", 28, &ids, NULL);
+    static const char text[] = "Hello <x> world's 123 \xe4\xbd\xa0";
+    tok_encode(t, text, sizeof text - 1, &ids, NULL);
     free(tok_decode(t, ids.ids, ids.n, 0, NULL));
     tok_ids_clear(&ids);
     tok_free(t);
