@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -418,6 +419,17 @@ static const char *convert_quant_name(ConvertQuant q)
     return names[q];
 }
 
+/* Drop a source tensor's pages from this process once written: the checkpoint is read
+ * once, and without this the whole of it (8.9 GB for the 4B) stays mapped in our RSS. */
+static void convert_drop_pages(const SafeTensor *s)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)s->data + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)s->data + s->nbytes) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Write the header placeholder, the tokenizer and every tensor into o, filling each
  * item's offset and CRC; *tok_off is where the tokenizer starts. */
 static int convert_body(ConvertOut *o, ConvertItem *items, int n, const char *tok, size_t tok_len,
@@ -453,6 +465,7 @@ static int convert_body(ConvertOut *o, ConvertItem *items, int n, const char *to
         free(buf);
         if (rc)
             return rc;
+        convert_drop_pages(it->src);
         done += it->src->nbytes;
         if (opt->progress)
             opt->progress(opt->progress_ctx, i + 1, n, done, total);
