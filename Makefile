@@ -105,6 +105,14 @@ install: vlq
 	install -D -m 755 vlq $(DESTDIR)/usr/local/bin/vlq
 	install -D -m 644 config/vlq.conf $(DESTDIR)/etc/vlq/vlq.conf.example
 
+# the golden fixtures (tests/golden/README.md): needs the packages of
+# tests/golden/requirements.txt, e.g. make fixtures PYTHON=/opt/ref/venv/bin/python
+fixtures: $(BUILD)/vlq
+	$(PYTHON) tests/golden/gen.py
+	$(BUILD)/vlq convert tests/golden/tiny -o $(BUILD)/tiny-q4.vlq --quant q4
+	rm -rf $(BUILD)/tiny-q4 && $(BUILD)/vlq export $(BUILD)/tiny-q4.vlq -o $(BUILD)/tiny-q4
+	$(PYTHON) tests/golden/gen.py --quantized $(BUILD)/tiny-q4 --tag q4
+
 clean:
 	rm -rf build build-san build-fuzz vlq
 

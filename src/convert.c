@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -31,6 +32,31 @@
 #define CONVERT_PATCH_NAME "model.visual.patch_embed.proj.weight"
 
 /* ---- the quantiser ---- */
+
+/* Round to nearest even for |v| < 2^22 with two additions, so the loops below
+ * vectorise with plain SSE2 (rintf does not); the compiler may not fold it without
+ * -ffast-math, which this project never uses. */
+#define CONVERT_RINT_MAGIC 12582912.0f /* 1.5 * 2^23 */
+
+/* q = clamp(rint(v), lo, hi) */
+static inline float convert_qclamp(float v, float lo, float hi)
+{
+    float q = (v + CONVERT_RINT_MAGIC) - CONVERT_RINT_MAGIC;
+    q = q < lo ? lo : q;
+    return q > hi ? hi : q;
+}
+
+/* Squared error of the group x[g] quantised with scale d (id = 1/d) to [-8, 7]. */
+static float convert_q4_sse(const float *x, int g, float d, float id)
+{
+    float e = 0;
+#pragma omp simd reduction(+ : e)
+    for (int j = 0; j < g; j++) {
+        float diff = x[j] - d * convert_qclamp(x[j] * id, -8.0f, 7.0f);
+        e += diff * diff;
+    }
+    return e;
+}
 
 static void convert_q4_group(const float *x, int g, uint8_t *qs, uint16_t *scale)
 {
@@ -40,30 +66,26 @@ static void convert_q4_group(const float *x, int g, uint8_t *qs, uint16_t *scale
             amax = fabsf(x[j]);
             maxv = x[j];
         }
+    /* candidates around Q4_0's max/-8 (the extreme lands on -8 exactly) and quant.h's
+     * amax/7; least squared error wins (on N(0,1) groups of 32: relative RMS error
+     * 8.4% against 9.7% for amax/7 alone) */
     static const float cands[] = {-8.0f, -7.75f, -7.5f, -7.25f, -7.0f, 7.0f, 7.25f, 7.5f};
     float best_d = 0, best_err = INFINITY;
     for (size_t c = 0; amax > 0 && c < sizeof cands / sizeof cands[0]; c++) {
         float d = half_f16_to_f32(half_f32_to_f16(maxv / cands[c]));
-        if (d == 0 || !isfinite(d))
+        if (d == 0 || !isfinite(d) || !isfinite(1.0f / d))
             continue;
-        float e = 0;
-        for (int j = 0; j < g; j++) {
-            float q = fminf(fmaxf(rintf(x[j] / d), -8.0f), 7.0f);
-            float diff = x[j] - d * q;
-            e += diff * diff;
-        }
+        float e = convert_q4_sse(x, g, d, 1.0f / d);
         if (e < best_err) {
             best_err = e;
             best_d = d;
         }
     }
     *scale = half_f32_to_f16(best_d);
+    float id = best_d != 0 ? 1.0f / best_d : 0.0f;
     for (int j = 0; j < g / 2; j++) {
-        int lo = 8, hi = 8;
-        if (best_d != 0) {
-            lo = (int)fminf(fmaxf(rintf(x[j] / best_d), -8.0f), 7.0f) + 8;
-            hi = (int)fminf(fmaxf(rintf(x[j + g / 2] / best_d), -8.0f), 7.0f) + 8;
-        }
+        int lo = (int)convert_qclamp(x[j] * id, -8.0f, 7.0f) + 8;
+        int hi = (int)convert_qclamp(x[j + g / 2] * id, -8.0f, 7.0f) + 8;
         qs[j] = (uint8_t)(lo | hi << 4);
     }
 }
@@ -75,8 +97,9 @@ static void convert_q8_group(const float *x, int g, int8_t *qs, uint16_t *scale)
         amax = fmaxf(amax, fabsf(x[j]));
     float d = half_f16_to_f32(half_f32_to_f16(amax / 127.0f));
     *scale = half_f32_to_f16(d);
+    float id = d != 0 && isfinite(1.0f / d) ? 1.0f / d : 0.0f;
     for (int j = 0; j < g; j++)
-        qs[j] = d == 0 ? 0 : (int8_t)fminf(fmaxf(rintf(x[j] / d), -127.0f), 127.0f);
+        qs[j] = (int8_t)convert_qclamp(x[j] * id, -127.0f, 127.0f);
 }
 
 /* Row r of a quantised [rows, cols] matrix: x[cols] -> its bytes inside out. */
@@ -396,6 +419,17 @@ static const char *convert_quant_name(ConvertQuant q)
     return names[q];
 }
 
+/* Drop a source tensor's pages from this process once written: the checkpoint is read
+ * once, and without this the whole of it (8.9 GB for the 4B) stays mapped in our RSS. */
+static void convert_drop_pages(const SafeTensor *s)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)s->data + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)s->data + s->nbytes) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Write the header placeholder, the tokenizer and every tensor into o, filling each
  * item's offset and CRC; *tok_off is where the tokenizer starts. */
 static int convert_body(ConvertOut *o, ConvertItem *items, int n, const char *tok, size_t tok_len,
@@ -431,6 +465,7 @@ static int convert_body(ConvertOut *o, ConvertItem *items, int n, const char *to
         free(buf);
         if (rc)
             return rc;
+        convert_drop_pages(it->src);
         done += it->src->nbytes;
         if (opt->progress)
             opt->progress(opt->progress_ctx, i + 1, n, done, total);

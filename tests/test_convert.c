@@ -313,6 +313,17 @@ static void test_missing_shard(void)
     tc_expect("ck", "model-00002-of-00003.safetensors", "missing");
 }
 
+static void test_truncated_shard(void)
+{
+    tc_copy("tiny-bf16", "ck");
+    CHECK_EQ(test_sh("truncate -s 300000 ck/model-00003-of-00003.safetensors"), 0);
+    tc_expect("ck", "model-00003-of-00003.safetensors: tensor", "outside the file");
+    CHECK_EQ(test_sh("truncate -s 4 ck/model-00003-of-00003.safetensors"), 0);
+    tc_expect("ck", "model-00003-of-00003.safetensors", "truncated");
+    CHECK_EQ(test_sh("printf 'garbage!garbage!' > ck/model-00003-of-00003.safetensors"), 0);
+    tc_expect("ck", "model-00003-of-00003.safetensors", "not safetensors");
+}
+
 static void test_wrong_dtype(void)
 {
     tc_copy("tiny", "ck");
@@ -452,7 +463,8 @@ static void test_config_4b(void)
 TEST_GROUP(convert, {"roundtrip_none", test_roundtrip_none},
            {"roundtrip_bf16_shards", test_roundtrip_bf16_shards}, {"q4", test_q4}, {"q8", test_q8},
            {"quantizer_layout", test_quantizer_layout}, {"export", test_export},
-           {"missing_shard", test_missing_shard}, {"wrong_dtype", test_wrong_dtype},
+           {"missing_shard", test_missing_shard}, {"truncated_shard", test_truncated_shard},
+           {"wrong_dtype", test_wrong_dtype},
            {"wrong_shape", test_wrong_shape}, {"missing_tensor", test_missing_tensor},
            {"unknown_architecture", test_unknown_architecture}, {"bad_group", test_bad_group},
            {"config_4b", test_config_4b})

@@ -60,6 +60,15 @@ static void fx_check_prompt(const char *file, int has_image, int has_video)
         const FixtureArray *a = fixture_find(f, name);
         CHECK(a && a->shape[0] == (int64_t)L && a->shape[1] == FX_HIDDEN);
     }
+    /* generate's first step is the full forward's last position (KV cache or not) */
+    const int32_t *gen = fixture_i32(f, "gen_tokens", NULL);
+    const int32_t *am = fixture_i32(f, "argmax_all", NULL);
+    const float *gl = fixture_f32(f, "gen_logits", NULL), *ll = fixture_f32(f, "logits_last", NULL);
+    CHECK(gen && am && gl && ll);
+    if (gen && am && gl && ll) {
+        CHECK_EQ(gen[0], am[L - 1]);
+        CHECK_TENSOR(gl, ll + 3 * FX_VOCAB, FX_VOCAB, 1e-4f, 1e-4f);
+    }
     int *rows = xmalloc(L * sizeof *rows);
     int nvis = fx_visual_rows(ids, L, rows);
     CHECK_EQ(nvis > 0, has_image || has_video);

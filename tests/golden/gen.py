@@ -254,13 +254,17 @@ def t2n(t):
 
 # ---- reference runs --------------------------------------------------------------------
 
-def vision_dumps(model, pix, grid, prefix):
+def vision_dumps(model, pix, grid, prefix, fine_taps):
     """Vision tower on one kind of input (images or videos), stage by stage."""
     vis = model.model.visual
     arrays = []
     blocks = []
     hooks = [b.register_forward_hook(lambda m, a, o: blocks.append(o.detach().clone()))
              for b in vis.blocks]
+    b0 = {}
+    for part in ("norm1", "attn", "norm2", "mlp"):
+        hooks.append(getattr(vis.blocks[0], part).register_forward_hook(
+            lambda m, a, o, part=part: b0.__setitem__(part, o.detach().clone())))
     with torch.no_grad():
         arrays.append((prefix + "patch_embed", t2n(vis.patch_embed(pix))))
         arrays.append((prefix + "pos_embed", t2n(vis.fast_pos_embed_interpolate(grid))))
@@ -270,13 +274,15 @@ def vision_dumps(model, pix, grid, prefix):
         h.remove()
     for i, b in enumerate(blocks):
         arrays.append((prefix + "block.%d" % i, t2n(b)))
+    for part in ("norm1", "attn", "norm2", "mlp") if fine_taps else ():
+        arrays.append((prefix + "block0." + part, t2n(b0[part])))
     arrays.append((prefix + "merger", t2n(merged)))
     for j, d in enumerate(deep):
         arrays.append((prefix + "deepstack.%d" % j, t2n(d)))
     return arrays
 
 
-def text_dumps(model, inp):
+def text_dumps(model, inp, fine_taps):
     """Full forward with hooks on the decoder; returns (arrays, full logits [L, V])."""
     lm = model.model.language_model
     n = len(lm.layers)
@@ -298,6 +304,20 @@ def text_dumps(model, inp):
     normed = {}
     hooks.append(lm.norm.register_forward_hook(
         lambda m, a, o: normed.__setitem__(0, o.detach().clone())))
+    # finer taps for debugging one layer: rotary cos/sin, q/k after the per-head norm
+    # (before RoPE), attention and MLP outputs (before their residual adds)
+    fine = {}
+
+    def keep(key):
+        return lambda m, a, o: fine.__setitem__(key, (o[0] if isinstance(o, tuple) else o)
+                                                .detach().clone())
+    hooks.append(lm.rotary_emb.register_forward_hook(
+        lambda m, a, o: fine.update(cos=o[0].detach().clone(), sin=o[1].detach().clone())))
+    for i, layer in enumerate(lm.layers):
+        hooks.append(layer.self_attn.q_norm.register_forward_hook(keep("q_norm.%d" % i)))
+        hooks.append(layer.self_attn.k_norm.register_forward_hook(keep("k_norm.%d" % i)))
+        hooks.append(layer.self_attn.register_forward_hook(keep("attn.%d" % i)))
+        hooks.append(layer.mlp.register_forward_hook(keep("mlp.%d" % i)))
     with torch.no_grad():
         out = model(**inp, use_cache=False)
     for h in hooks:
@@ -307,6 +327,13 @@ def text_dumps(model, inp):
         arrays.append(("text.layer_out.%d" % i, t2n(raw[i][0])))
         arrays.append(("text.layer.%d" % i, t2n(post[i][0])))
     arrays.append(("text.norm", t2n(normed[0][0])))
+    L = emb[0].shape[1]
+    if fine_taps:
+        arrays += [("text.rope_cos", t2n(fine["cos"][0])),
+                   ("text.rope_sin", t2n(fine["sin"][0]))]
+    for i in range(n if fine_taps else 0):
+        for k in ("q_norm", "k_norm", "attn", "mlp"):
+            arrays.append(("text.%s.%d" % (k, i), t2n(fine["%s.%d" % (k, i)][0].reshape(L, -1))))
     logits = out.logits[0].float()
     return arrays, logits
 
@@ -328,6 +355,8 @@ def greedy(model, inp):
 
 
 def run_prompt(model, name, text, real_ids, inp, versions, weights):
+    """All dumps of one prompt; the finer per-op taps only for the f32 reference."""
+    fine_taps = weights == "f32"
     arrays = [("input_ids", t2n(inp["input_ids"][0])), ("input_ids_real", t2n(real_ids))]
     ig, vg = inp.get("image_grid_thw"), inp.get("video_grid_thw")
     with torch.no_grad():
@@ -335,12 +364,13 @@ def run_prompt(model, name, text, real_ids, inp, versions, weights):
     arrays += [("position_ids", t2n(pos[:, 0, :])), ("rope_deltas", t2n(deltas[0]))]
     if ig is not None:
         arrays += [("pixel_values", t2n(inp["pixel_values"])), ("image_grid_thw", t2n(ig))]
-        arrays += vision_dumps(model, inp["pixel_values"], ig, "vision.image.")
+        arrays += vision_dumps(model, inp["pixel_values"], ig, "vision.image.", fine_taps)
     if vg is not None:
         arrays += [("pixel_values_videos", t2n(inp["pixel_values_videos"])),
                    ("video_grid_thw", t2n(vg))]
-        arrays += vision_dumps(model, inp["pixel_values_videos"], vg, "vision.video.")
-    ta, logits = text_dumps(model, inp)
+        arrays += vision_dumps(model, inp["pixel_values_videos"], vg, "vision.video.",
+                               fine_taps)
+    ta, logits = text_dumps(model, inp, fine_taps)
     arrays += ta
     L = logits.shape[0]
     arrays.append(("logits_last", t2n(logits[L - N_LAST:])))
