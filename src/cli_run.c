@@ -340,13 +340,10 @@ int cli_run(int argc, char **argv, const CliCommon *common)
     RunMedia *rm = xcalloc(1, sizeof *rm);
     TokPrompt pr = {0};
     TokPart parts[RUN_MAX_IMAGES + 2];
-    size_t n_parts = 0, tj_len = 0;
+    size_t n_parts = 0;
     rc = model_open(a.model_path, &m, err);
-    const char *tj = rc ? NULL : model_tokenizer_json(m, &tj_len);
-    if (!rc && !tj)
-        rc = err_set(err, VLQ_EMODEL, "%s: carries no tokenizer", a.model_path);
     if (!rc)
-        rc = tok_load_json(tj, tj_len, a.model_path, &tok, err);
+        rc = model_load_tok(m, &tok, err);
     if (!rc && tok_n_vocab(tok) > model_config(m)->vocab_size)
         rc = err_set(err, VLQ_EMODEL, "%s: the tokenizer has %d ids, the model only %d (a test "
                      "model with remapped ids?)", a.model_path, (int)tok_n_vocab(tok),

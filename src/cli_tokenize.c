@@ -3,9 +3,11 @@
  * Reads UTF-8 text on stdin and prints its ids separated by spaces (one line), or with
  * --decode reads ids (whitespace-separated) and prints the text. --json prints
  * {"ids": [...]} or {"text": "..."}. The tokenizer is a tokenizer.json given by
- * --tokenizer; there is no default, so a missing flag is a usage error that says so. */
+ * --tokenizer, or the one a converted model file carries (--model); there is no
+ * default, so naming neither is a usage error that says so. */
 #include "cli.h"
 #include "err.h"
+#include "model.h"
 #include "tok.h"
 #include "util.h"
 
@@ -18,11 +20,13 @@
 static void tokenize_usage(FILE *out)
 {
     fprintf(out,
-            "usage: vlq tokenize --tokenizer FILE [--decode] [--skip-special] [--json]\n\n"
+            "usage: vlq tokenize (--tokenizer FILE | --model FILE) [--decode] [--skip-special]\n"
+            "                    [--json]\n\n"
             "Encode UTF-8 text from stdin to token ids (one line, space-separated), or\n"
             "with --decode read ids from stdin and print the text.\n\n"
-            "  --tokenizer FILE  a Hugging Face tokenizer.json of Qwen2/Qwen3 form (required:\n"
-            "                    there is no default tokenizer)\n"
+            "  --tokenizer FILE  a Hugging Face tokenizer.json of Qwen2/Qwen3 form\n"
+            "  --model FILE      the tokenizer carried by a converted model file (.vlq)\n"
+            "                    (one of the two is required: there is no default)\n"
             "  --decode          ids -> text\n"
             "  --skip-special    with --decode: leave out special tokens\n"
             "  --json            print {\"ids\": [...]} or {\"text\": \"...\"}\n\n"
@@ -90,18 +94,34 @@ static int tokenize_decode(const Tok *t, char *in, int skip_special, int json)
     return CLI_EXIT_OK;
 }
 
+/* The tokenizer from a tokenizer.json, or from a model file: only its tokenizer bytes are
+ * needed, so the weights are neither checksummed nor paged in. */
+static int tokenize_load(const char *path, const char *model_path, Tok **out, char *err)
+{
+    if (path)
+        return tok_load_file(path, out, err);
+    Model *m;
+    int rc = model_open_ex(model_path, MODEL_OPEN_NO_VERIFY | MODEL_OPEN_NO_POPULATE, &m, err);
+    if (rc == 0)
+        rc = model_load_tok(m, out, err);
+    model_close(m);
+    return rc;
+}
+
 int cli_tokenize(int argc, char **argv, const CliCommon *common)
 {
     static const struct option opts[] = {
-        {"tokenizer", required_argument, NULL, 't'}, {"decode", no_argument, NULL, 'd'},
+        {"tokenizer", required_argument, NULL, 't'}, {"model", required_argument, NULL, 'm'},
+        {"decode", no_argument, NULL, 'd'},
         {"skip-special", no_argument, NULL, 's'},    {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
-    const char *path = NULL;
+    const char *path = NULL, *model_path = NULL;
     int decode = 0, skip = 0, json = common->json, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 't': path = optarg; break;
+        case 'm': model_path = optarg; break;
         case 'd': decode = 1; break;
         case 's': skip = 1; break;
         case 'j': json = 1; break;
@@ -113,13 +133,13 @@ int cli_tokenize(int argc, char **argv, const CliCommon *common)
         cli_error("tokenize: unexpected argument '%s'", argv[optind]);
         return CLI_EXIT_USAGE;
     }
-    if (!path) {
-        cli_error("tokenize: --tokenizer FILE is required (there is no default)");
+    if (!path == !model_path) {
+        cli_error("tokenize: give one of --tokenizer FILE or --model FILE (there is no default)");
         return CLI_EXIT_USAGE;
     }
     char err[VLQ_ERRLEN];
-    Tok *t;
-    if (tok_load_file(path, &t, err)) {
+    Tok *t = NULL;
+    if (tokenize_load(path, model_path, &t, err)) {
         cli_error("%s", err);
         return CLI_EXIT_FAIL;
     }

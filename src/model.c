@@ -13,6 +13,7 @@
 #include "model.h"
 
 #include "err.h"
+#include "tok.h"
 #include "util.h"
 
 #include <errno.h>
@@ -673,6 +674,15 @@ const char *model_tokenizer_json(const Model *m, size_t *len)
 }
 
 const char *model_chat_template(const Model *m) { return m->chat_template; }
+
+int model_load_tok(const Model *m, Tok **out, char *err)
+{
+    size_t len = 0;
+    const char *json = model_tokenizer_json(m, &len);
+    if (!json)
+        return err_set(err, VLQ_EMODEL, "%s: carries no tokenizer", m->path);
+    return tok_load_json(json, len, m->path, out, err);
+}
 const char *model_residency(const Model *m) { return m->residency; }
 const char *model_generation_json(const Model *m) { return m->generation_text; }
 const char *model_config_json(const Model *m) { return m->config_text; }

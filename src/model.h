@@ -105,6 +105,10 @@ const ModelTensor *model_tensor_at(const Model *m, int i);
  * not NUL-terminated for the tokenizer: use *len); NULL when absent. */
 const char *model_tokenizer_json(const Model *m, size_t *len);
 const char *model_chat_template(const Model *m);
+/* Load the tokenizer the file carries into *out (free with tok_free). Returns 0, or
+ * VLQ_EMODEL "path: carries no tokenizer", or tok_load_json's errors. */
+typedef struct Tok Tok;
+int model_load_tok(const Model *m, Tok **out, char *err);
 /* How the weights are held in memory ("mmap+populate", "mmap", ...) for `vlq doctor`. */
 const char *model_residency(const Model *m);
 /* The generation_config.json and config.json texts the file carries (borrowed, NUL-

@@ -24,11 +24,22 @@ back=$(echo "$ids" | "$VLQ_BIN" tokenize --tokenizer "$TOK" --decode)
 err=$(printf 'ab\377' | "$VLQ_BIN" tokenize --tokenizer "$TOK" 2>&1 >/dev/null); rc=$?
 [ $rc = 1 ] && [ "$err" = "vlq: stdin: byte 2: invalid UTF-8" ] || fail "utf8: $rc '$err'"
 err=$(echo x | "$VLQ_BIN" tokenize 2>&1); rc=$?
-[ $rc = 2 ] && echo "$err" | grep -q -- '--tokenizer FILE is required' || fail "no flag: $rc '$err'"
+[ $rc = 2 ] && echo "$err" | grep -q -- 'give one of --tokenizer FILE or --model FILE' || fail "no flag: $rc '$err'"
 echo '{"model":' > "$TEST_TMPDIR/bad.json"
 err=$(echo x | "$VLQ_BIN" tokenize --tokenizer "$TEST_TMPDIR/bad.json" 2>&1); rc=$?
 [ $rc = 1 ] && echo "$err" | grep -q 'bad.json: line' || fail "bad json: $rc '$err'"
 err=$(echo 12x | "$VLQ_BIN" tokenize --tokenizer "$TOK" --decode 2>&1); rc=$?
 [ $rc = 1 ] && echo "$err" | grep -q "'12x' is not a token id" || fail "bad id: $rc '$err'"
 "$VLQ_BIN" tokenize --help | grep -q 'no default' || fail "help"
+
+# --model: the tokenizer a converted model file carries gives the same ids
+"$VLQ_BIN" convert "$VLQ_ROOT/tests/golden/tiny" -o m.vlq --quant q8 --tokenizer "$TOK" 2>log ||
+    fail "convert: $(cat log)"
+want=$(printf 'Grüße, 世界!<|im_end|>' | "$VLQ_BIN" tokenize --tokenizer "$TOK")
+got=$(printf 'Grüße, 世界!<|im_end|>' | "$VLQ_BIN" tokenize --model m.vlq) || fail "--model exit $?"
+[ "$got" = "$want" ] || fail "--model: '$got' != '$want'"
+err=$(echo x | "$VLQ_BIN" tokenize --model "$TOK" 2>&1); rc=$?
+[ $rc = 1 ] && echo "$err" | grep -q 'tokenizer.json' || fail "--model on a non-model: $rc '$err'"
+err=$(echo x | "$VLQ_BIN" tokenize --model m.vlq --tokenizer "$TOK" 2>&1); rc=$?
+[ $rc = 2 ] || fail "both flags: $rc '$err'"
 exit 0
