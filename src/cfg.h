@@ -1,0 +1,47 @@
+/* cfg: the effective configuration: built-in defaults, then vlq.conf (INI, read with
+ * inih), then environment variables and command-line flags; every value remembers where
+ * it came from, for `vlq config`.
+ *
+ * Keys are named "section.key" ("worker.lease_seconds"). The table of keys (name, type,
+ * default, bounds, one-line doc) lives in cfg.c; config/vlq.conf documents every key in
+ * place. A malformed line or a bad value is VLQ_EINPUT naming file, line and key; an
+ * unknown key or section is a warning (logged), never an error. Asking for a key that is
+ * not in the table is a bug (VLQ_ASSERT). The Cfg is immutable after loading and the
+ * flags, so it may be read from several threads. */
+#ifndef VLQ_CFG_H
+#define VLQ_CFG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct Cfg Cfg;
+
+/* Load the configuration. path: the --config flag, or NULL to search $VLQ_CONFIG,
+ * ./vlq.conf, /etc/vlq/vlq.conf in that order (none found: built-in defaults). A path
+ * given by flag or $VLQ_CONFIG must exist. Returns 0 and *out (free with cfg_free), or
+ * VLQ_EINPUT/VLQ_EIO with "file:line: key: reason" in err. */
+int cfg_load(const char *path, Cfg **out, char *err);
+void cfg_free(Cfg *c);
+
+/* Override a key from a command-line flag or the environment; source says which, e.g.
+ * "flag --lease-seconds" or "env VLQ_DB". Returns 0 or VLQ_EINPUT ("key: reason"). */
+int cfg_set(Cfg *c, const char *key, const char *value, const char *source, char *err);
+
+/* Typed reads of a key of the table (asserts the key exists and has that type). */
+const char *cfg_str(const Cfg *c, const char *key); /* "" when unset */
+int64_t cfg_int(const Cfg *c, const char *key);
+double cfg_double(const Cfg *c, const char *key);
+/* Where the value of key came from: "default", "/etc/vlq/vlq.conf:12", "env VLQ_DB", ... */
+const char *cfg_source(const Cfg *c, const char *key);
+/* The config file that was read, or NULL when built-in defaults only. */
+const char *cfg_file(const Cfg *c);
+
+/* The queue database path: flag (--db) if not NULL, else $VLQ_DB, else [queue] db. The
+ * returned string is owned by c. */
+const char *cfg_db_path(Cfg *c, const char *flag);
+
+/* Print every key with its value and source (`vlq config`): aligned text, or JSON
+ * {"file": ..., "keys": [{"key", "value", "source"}...]}. */
+void cfg_print(const Cfg *c, FILE *out, int json);
+
+#endif
