@@ -1,0 +1,214 @@
+/* queue: the durable job queue: jobs, their inputs, attempts, results, and the webhook
+ * outbox. One interface; SQLite (src/queue_sqlite.c) is its first backend, PostgreSQL
+ * (FOR UPDATE SKIP LOCKED) will be the second behind the same functions.
+ *
+ * States: queued -> running -> succeeded | failed | cancelled | dead.
+ *   - A worker claims the best runnable job (priority desc, run_after, id) of the kinds
+ *     it can run in one statement, under a lease (lease_expires_at) with a fresh claim
+ *     token. Every renew, result write, finish and fail carries the token: a worker whose
+ *     lease was taken over gets VLQ_EBUSY ("lease lost") and can no longer write (fencing).
+ *   - A job whose lease expired is claimed again by the next worker; the lost run counts
+ *     as an attempt (attempts is incremented at claim time).
+ *   - queue_fail with a transient code while attempts < max_attempts: state failed with
+ *     run_after = now + backoff (attempt^4 s +-10% jitter); failed jobs are claimable
+ *     again once run_after passes. Out of attempts, or a deterministic code: dead at once
+ *     with its reason (code + message) and the job.failed event. Dead jobs are kept,
+ *     listed, and can be retried by hand.
+ *   - Results and the final state are written in one transaction (exactly-once results),
+ *     together with the outbox event when the job has a webhook.
+ * Concurrency: WAL, busy_timeout, short BEGIN IMMEDIATE transactions; SQLITE_BUSY is
+ * retried inside and reported as VLQ_EBUSY only after the deadline; no transaction is
+ * held across media or model work. A database written by a newer vlq is refused. */
+#ifndef VLQ_QUEUE_H
+#define VLQ_QUEUE_H
+
+#include "err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Queue Queue;
+
+typedef enum {
+    JOB_QUEUED = 0,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    JOB_FAILED,
+    JOB_DEAD,
+    JOB_CANCELLED,
+} JobState;
+
+/* "queued", "running", ...; and back (-1 if unknown). */
+const char *queue_state_name(JobState s);
+int queue_state_parse(const char *name);
+
+/* One input file of a job, as recorded at submit. */
+typedef struct {
+    char *path;         /* absolute */
+    int64_t size_bytes;
+    int64_t mtime_s;
+    char sha256[65];    /* hex */
+} JobInput;
+
+/* A job as read from the queue; free with queue_job_free. */
+typedef struct {
+    int64_t id;
+    char *kind;            /* "ocr", "summarize", test kinds */
+    JobState state;
+    int priority;          /* higher first */
+    int attempts;          /* runs started so far (claims) */
+    int max_attempts;
+    int64_t created_ms, run_after_ms, started_ms, finished_ms, lease_expires_ms;
+    char *idem_key;        /* idempotency key or NULL */
+    char *prompt;          /* user prompt override or NULL */
+    char *webhook_url;     /* or NULL */
+    char *webhook_secret;  /* per-job secret or NULL (config's is used) */
+    char *params_json;     /* kind-specific parameters as a JSON object text, or NULL */
+    char *error_code;      /* last error: "EINPUT", ... or NULL */
+    char *error;           /* last error message or NULL */
+    int cancel_requested;  /* a running job was asked to stop */
+    char *claim_token;     /* set for the claiming worker's copy, else NULL */
+    JobInput *inputs;
+    int n_inputs;
+} Job;
+
+void queue_job_free(Job *j);
+
+/* What a submit asks for. */
+typedef struct {
+    const char *kind;
+    const JobInput *inputs;
+    int n_inputs;
+    int priority;             /* default 0 */
+    int max_attempts;         /* 0: the queue's default (config worker.max_attempts) */
+    int64_t run_after_ms;     /* 0: now */
+    const char *idem_key;     /* NULL: none */
+    const char *prompt;       /* NULL: the kind's default */
+    const char *webhook_url;  /* NULL: no webhook */
+    const char *webhook_secret;
+    const char *params_json;  /* NULL: {} */
+} JobSpec;
+
+typedef struct {
+    int busy_timeout_ms;       /* how long one statement waits for a lock (default 5000) */
+    int default_max_attempts;  /* default 3 */
+    int64_t (*now_ms)(void);   /* clock, swappable by tests; NULL: util_now_ms */
+} QueueOptions;
+
+/* ---- open, migrate ---- */
+
+/* Open (creating if create) the database at path and apply the migrations in schema/.
+ * Returns 0 and *out, or VLQ_EINPUT (newer schema, not a vlq database, cannot create),
+ * VLQ_EIO, VLQ_EBUSY with "path: reason". */
+int queue_open(const char *path, const QueueOptions *opt, int create, Queue **out, char *err);
+void queue_close(Queue *q);
+
+/* ---- submit ---- */
+
+/* Enqueue a job. With an idempotency key already used, enqueues nothing and returns the
+ * first job's id in *id with *existed = 1. */
+int queue_submit(Queue *q, const JobSpec *spec, int64_t *id, int *existed, char *err);
+
+/* ---- the worker side (every call after claim carries the job's claim token) ---- */
+
+/* Claim the best runnable job whose kind is in kinds[0..n_kinds), with a lease of
+ * lease_ms. Returns 0 and *out (NULL when nothing is runnable), or an error. */
+int queue_claim(Queue *q, const char *const *kinds, int n_kinds, int64_t lease_ms,
+                const char *worker_id, Job **out, char *err);
+/* Extend the lease (call on real progress: a page, a frame chunk). Also reports whether
+ * a cancel was requested (*cancel). VLQ_EBUSY "lease lost" when the token is stale. */
+int queue_renew(Queue *q, const Job *j, int64_t lease_ms, int *cancel, char *err);
+/* Finish successfully: store the result (format e.g. "text", "json", "markdown") and
+ * mark succeeded, with the job.succeeded outbox event, in one transaction. */
+int queue_succeed(Queue *q, const Job *j, const char *format, const char *result,
+                  size_t result_len, const char *summary, char *err);
+/* Record a failed attempt with its VLQ_E* code and message: failed with a backoff
+ * (transient, attempts left), else dead with the reason and the job.failed event.
+ * *new_state (may be NULL) tells which. */
+int queue_fail(Queue *q, const Job *j, int code, const char *message, JobState *new_state,
+               char *err);
+/* The worker saw the cancel request: mark cancelled, job.cancelled event. */
+int queue_ack_cancel(Queue *q, const Job *j, char *err);
+/* Give a claimed job back untouched (graceful stop): queued, the attempt not counted. */
+int queue_release(Queue *q, const Job *j, char *err);
+
+/* The backoff before retry after `attempt` failed runs: attempt^4 s, +-10% jitter. */
+int64_t queue_backoff_ms(int attempt, uint64_t *rng);
+
+/* ---- admin ---- */
+
+typedef struct {
+    int state;          /* -1: any */
+    const char *kind;   /* NULL: any */
+    int limit;          /* 0: no limit */
+} JobFilter;
+
+/* Jobs matching f, newest first, into *jobs (free each with queue_job_free, then the
+ * array with free). */
+int queue_list(Queue *q, const JobFilter *f, Job ***jobs, int *n, char *err);
+/* One job by id; VLQ_EINPUT "job N: no such job". */
+int queue_get(Queue *q, int64_t id, Job **out, char *err);
+/* The stored result of a succeeded job (caller frees *result and *format). */
+int queue_result(Queue *q, int64_t id, char **format, char **result, size_t *len, char *err);
+/* Cancel: a queued job becomes cancelled at once (event written); a running one gets
+ * cancel_requested and stops at its next checkpoint. Finished jobs: VLQ_EINPUT. */
+int queue_cancel(Queue *q, int64_t id, JobState *new_state, char *err);
+/* Retry by hand a dead, failed or cancelled job: queued now, attempts reset to 0. */
+int queue_retry(Queue *q, int64_t id, char *err);
+/* Delete finished jobs (succeeded, dead, cancelled) older than older_than_ms, with their
+ * results, attempts and delivered outbox events. *n_deleted jobs. */
+int queue_purge(Queue *q, int64_t older_than_ms, int *n_deleted, char *err);
+
+/* One run of a job (a claim), for `vlq show`. */
+typedef struct {
+    int attempt;          /* 1-based */
+    char *worker_id;
+    int64_t started_ms, finished_ms; /* finished 0: still running or lost */
+    char *outcome;        /* "succeeded", "failed", "lease_expired", "cancelled", "released", or NULL */
+    char *error;          /* or NULL */
+} JobAttempt;
+
+/* The attempts of a job, oldest first (free with queue_attempts_free). */
+int queue_attempts(Queue *q, int64_t id, JobAttempt **out, int *n, char *err);
+void queue_attempts_free(JobAttempt *a, int n);
+
+/* ---- webhook outbox ---- */
+
+typedef enum {
+    EVENT_PENDING = 0,
+    EVENT_DELIVERED,
+    EVENT_FAILED,   /* the retry schedule is spent, or the endpoint is gone (410) */
+} EventState;
+
+typedef struct {
+    int64_t id;             /* row id */
+    char *event_id;         /* webhook-id, "msg_..." */
+    int64_t job_id;
+    char *type;             /* "job.succeeded", ... */
+    char *url;
+    char *secret;           /* the per-job secret or NULL (use config's) */
+    char *body;             /* the exact JSON bytes to sign and send */
+    EventState state;
+    int attempts;
+    int64_t next_attempt_ms;
+    char *last_error;       /* or NULL */
+    int last_status;        /* last HTTP status, 0 none */
+} OutboxEvent;
+
+void queue_event_free(OutboxEvent *e);
+
+/* Events due now (pending, next_attempt_ms <= now, endpoint not disabled), oldest first,
+ * at most max; the caller delivers them, then records each attempt. */
+int queue_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err);
+/* Record one delivery attempt (logged in the attempt table): state and next attempt time
+ * as the caller decided from the outcome and the schedule; gone = 1 disables the
+ * endpoint (URL) for later events. */
+int queue_event_attempt(Queue *q, const OutboxEvent *e, EventState new_state,
+                        int64_t next_attempt_ms, int http_status, const char *error,
+                        double duration_s, int gone, char *err);
+/* Events of one job (job_id > 0) or all, newest first. */
+int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err);
+/* Make a failed or delivered event pending again, due now. */
+int queue_event_redeliver(Queue *q, const char *event_id, char *err);
+
+#endif
