@@ -44,4 +44,11 @@ const char *cfg_db_path(Cfg *c, const char *flag);
  * {"file": ..., "keys": [{"key", "value", "source"}...]}. */
 void cfg_print(const Cfg *c, FILE *out, int json);
 
+/* The table of keys, for documentation checks: count, then name/default/doc of key i
+ * (NULL when i is out of range). */
+int cfg_key_count(void);
+const char *cfg_key_name(int i);
+const char *cfg_key_default(int i);
+const char *cfg_key_doc(int i);
+
 #endif

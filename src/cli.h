@@ -36,6 +36,8 @@ int cli_wants_help(int argc, char **argv);
 
 /* vlq tokenize (src/cli_tokenize.c). */
 int cli_tokenize(int argc, char **argv, const CliCommon *common);
+/* vlq config (src/cli_config.c). */
+int cli_config(int argc, char **argv, const CliCommon *common);
 /* vlq plan (src/cli_plan.c). */
 int cli_plan(int argc, char **argv, const CliCommon *common);
 

@@ -22,6 +22,7 @@ int cli_convert(int argc, char **argv, const CliCommon *common);
 int cli_export(int argc, char **argv, const CliCommon *common);
 
 static const MainCommand main_commands[] = {
+    {"config", cli_config, "the effective configuration and where each value came from"},
     {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
     {"convert", cli_convert, "convert a Hugging Face Qwen3-VL checkpoint into a .vlq model"},
     {"run", cli_run, "generate a reply to a prompt with images or a video (one-off)"},

@@ -1,0 +1,343 @@
+/* cfg: the effective configuration (see cfg.h).
+ *
+ * One table, cfg_keys[], lists every key with its type, default, bounds and a one-line
+ * doc; config/vlq.conf documents the same keys in place and a test keeps the two equal.
+ * The file is read with inih through ini_parse_stream and a reader that counts lines, so
+ * every message names file:line (Debian's inih is built without INI_HANDLER_LINENO).
+ * Values are kept as text and parsed once into their typed field when set. */
+#include "cfg.h"
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+#include "webhook.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { CFG_INT, CFG_DOUBLE, CFG_STR, CFG_BOOL } CfgType;
+
+typedef struct {
+    const char *key;  /* "section.key" */
+    CfgType type;
+    const char *def;  /* default, as text */
+    double min, max;  /* bounds for numbers */
+    const char *doc;  /* one line */
+} CfgKey;
+
+#define CFG_ANY -1e300, 1e300
+
+static const CfgKey cfg_keys[] = {
+    {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue database (SQLite file)"},
+    {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
+    {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
+    {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, ref (the scalar oracle) or cuda"},
+    {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
+    {"model.device", CFG_INT, "0", 0, 64, "GPU index for the cuda backend"},
+    {"budgets.ocr", CFG_INT, "8192", 256, 1048576, "context tokens of one image or page"},
+    {"budgets.video", CFG_INT, "16384", 256, 1048576, "context tokens of one video segment"},
+    {"budgets.document", CFG_INT, "32768", 256, 1048576, "context tokens of a long document"},
+    {"budgets.max_new_tokens", CFG_INT, "2048", 1, 1048576, "answer tokens of an OCR unit"},
+    {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 1048576,
+     "answer tokens of a summary segment"},
+    {"sampling.temperature", CFG_DOUBLE, "0", 0, 100, "0 = greedy"},
+    {"sampling.top_p", CFG_DOUBLE, "0.8", 0, 1, "nucleus sampling mass"},
+    {"sampling.top_k", CFG_INT, "20", 0, 1000000, "0 = no top-k"},
+    {"sampling.repetition_penalty", CFG_DOUBLE, "1.0", 0.01, 100, "1 = none"},
+    {"sampling.seed", CFG_INT, "0", 0, 9.2e18, "random seed of sampling"},
+    {"worker.lease_seconds", CFG_INT, "300", 1, 86400, "lease of a claimed job, renewed on progress"},
+    {"worker.max_attempts", CFG_INT, "3", 1, 1000, "runs of a job before it is dead"},
+    {"worker.poll_ms", CFG_INT, "1000", 10, 3600000, "idle wait between looks at the queue"},
+    {"worker.backoff_base_s", CFG_DOUBLE, "1", 0, 86400, "retry backoff = attempt^4 * base"},
+    {"webhooks.secret", CFG_STR, "", CFG_ANY, "whsec_<base64> signing secret"},
+    {"webhooks.timeout_ms", CFG_INT, "15000", 100, 600000, "total time of one delivery"},
+    {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 600000, "connect time of one delivery"},
+    {"webhooks.max_attempts", CFG_INT, "10", 1, 100, "deliveries of an event before it fails"},
+    {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_ANY,
+     "retry delays in seconds"},
+    {"webhooks.allow_hosts", CFG_STR, "", CFG_ANY, "comma-separated hosts; empty = any"},
+    {"media.fps", CFG_DOUBLE, "2", 0.01, 120, "video frames sampled per second"},
+    {"media.min_frames", CFG_INT, "4", 2, 100000, "fewest frames sampled from a video"},
+    {"media.max_frames", CFG_INT, "768", 2, 100000, "most frames sampled from a video"},
+    {"media.max_image_pixels", CFG_INT, "178956970", 1, 4e9, "larger images are refused"},
+    {"media.pdf_dpi", CFG_INT, "144", 18, 1200, "PDF rendering resolution"},
+    {"media.threads", CFG_INT, "0", 0, 256, "decoding threads, 0 = FFmpeg's choice"},
+    {"plan.min_group_tokens", CFG_INT, "64", 4, 1048576, "smallest frame pair before splitting"},
+    {"offload.folder", CFG_STR, "", CFG_ANY, "where offloaded layers are kept"},
+    {"offload.layers", CFG_INT, "0", 0, 4096, "decoder layers kept in host memory"},
+};
+#define CFG_NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
+
+typedef struct {
+    char *text;    /* the value as given */
+    char *source;  /* "default", "file:line", "env X", "flag --x" */
+    int64_t i;     /* CFG_INT, CFG_BOOL */
+    double d;      /* CFG_DOUBLE */
+} CfgVal;
+
+struct Cfg {
+    char *file;               /* the file read, or NULL */
+    CfgVal vals[CFG_NKEYS];
+    char *db_path;            /* resolved by cfg_db_path */
+};
+
+static int cfg_find(const char *key)
+{
+    for (int i = 0; i < CFG_NKEYS; i++)
+        if (!strcmp(cfg_keys[i].key, key))
+            return i;
+    return -1;
+}
+
+/* Parse text as key k's type into v (text and source untouched). */
+static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
+{
+    const CfgKey *ck = &cfg_keys[k];
+    double d = 0;
+    int64_t i;
+    switch (ck->type) {
+    case CFG_STR:
+        if (!strcmp(ck->key, "webhooks.secret") && text[0])
+            return webhook_check_secret(text, err);
+        if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref") &&
+            strcmp(text, "cuda"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not cpu, ref or cuda", text);
+        return 0;
+    case CFG_BOOL:
+        if (!strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcmp(text, "1"))
+            v->i = 1;
+        else if (!strcasecmp(text, "false") || !strcasecmp(text, "no") || !strcmp(text, "0"))
+            v->i = 0;
+        else
+            return err_set(err, VLQ_EINPUT, "'%s' is not true or false", text);
+        return 0;
+    case CFG_INT:
+        if (util_parse_i64(text, &i))
+            return err_set(err, VLQ_EINPUT, "'%s' is not an integer", text);
+        d = (double)i;
+        v->i = i;
+        break;
+    case CFG_DOUBLE:
+        if (util_parse_double(text, &d) || !isfinite(d))
+            return err_set(err, VLQ_EINPUT, "'%s' is not a number", text);
+        v->d = d;
+        break;
+    }
+    if (d < ck->min || d > ck->max)
+        return err_set(err, VLQ_EINPUT, "%s is out of range [%g, %g]", text, ck->min, ck->max);
+    return 0;
+}
+
+/* Set key k to text from source; on error the old value stays. */
+static int cfg_assign(Cfg *c, int k, const char *text, const char *source, char *err)
+{
+    CfgVal v = c->vals[k];
+    int rc = cfg_parse_value(k, text, &v, err);
+    if (rc)
+        return rc;
+    free(c->vals[k].text);
+    free(c->vals[k].source);
+    v.text = xstrdup(text);
+    v.source = xstrdup(source);
+    c->vals[k] = v;
+    return 0;
+}
+
+/* ---- reading the file ---- */
+
+typedef struct {
+    Cfg *cfg;
+    FILE *f;
+    const char *path;
+    int line;         /* lines read so far: the line of the current handler call */
+    int rc;           /* first error */
+    char *err;
+    char seen[CFG_NKEYS];
+} CfgReader;
+
+static char *cfg_read_line(char *str, int num, void *stream)
+{
+    CfgReader *r = stream;
+    char *s = fgets(str, num, r->f);
+    if (s)
+        r->line++;
+    return s;
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+    CfgReader *r = user;
+    if (r->rc)
+        return 0;
+    char key[256], where[4200];
+    snprintf(key, sizeof key, "%s.%s", section, name);
+    snprintf(where, sizeof where, "%s:%d", r->path, r->line);
+    int k = cfg_find(key);
+    if (k < 0) {
+        log_warn("%s: unknown key %s (ignored)", where, key);
+        return 1;
+    }
+    if (r->seen[k])
+        log_warn("%s: %s set again; the later value wins", where, key);
+    r->seen[k] = 1;
+    char why[VLQ_ERRLEN];
+    if (cfg_assign(r->cfg, k, value, where, why)) {
+        r->rc = err_set(r->err, VLQ_EINPUT, "%s: %s: %s", where, key, why);
+        return 0;
+    }
+    return 1;
+}
+
+static int cfg_read_file(Cfg *c, const char *path, char *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
+    CfgReader r = {.cfg = c, .path = path, .err = err};
+    r.f = fopen(path, "r");
+    if (!r.f)
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    int line = ini_parse_stream(cfg_read_line, &r, cfg_handler, &r);
+    fclose(r.f);
+    if (r.rc)
+        return r.rc;
+    if (line > 0)
+        return err_set(err, VLQ_EINPUT, "%s:%d: malformed line (expected [section] or key = value)",
+                       path, line);
+    if (line < 0)
+        return err_set(err, VLQ_EIO, "%s: cannot read", path);
+    c->file = xstrdup(path);
+    return 0;
+}
+
+/* ---- the interface ---- */
+
+int cfg_load(const char *path, Cfg **out, char *err)
+{
+    *out = NULL;
+    Cfg *c = xcalloc(1, sizeof *c);
+    for (int k = 0; k < CFG_NKEYS; k++)
+        VLQ_ASSERT(cfg_assign(c, k, cfg_keys[k].def, "default", NULL) == 0);
+    const char *env = getenv("VLQ_CONFIG");
+    const char *file = path ? path : env && *env ? env : NULL;
+    if (!file) {
+        static const char *const search[] = {"./vlq.conf", "/etc/vlq/vlq.conf"};
+        for (size_t i = 0; i < sizeof search / sizeof search[0] && !file; i++)
+            if (access(search[i], F_OK) == 0)
+                file = search[i];
+    }
+    int rc = file ? cfg_read_file(c, file, err) : 0;
+    if (rc) {
+        cfg_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void cfg_free(Cfg *c)
+{
+    if (!c)
+        return;
+    for (int k = 0; k < CFG_NKEYS; k++) {
+        free(c->vals[k].text);
+        free(c->vals[k].source);
+    }
+    free(c->file);
+    free(c->db_path);
+    free(c);
+}
+
+int cfg_set(Cfg *c, const char *key, const char *value, const char *source, char *err)
+{
+    int k = cfg_find(key);
+    if (k < 0)
+        return err_set(err, VLQ_EINPUT, "%s: unknown configuration key", key);
+    char why[VLQ_ERRLEN];
+    if (cfg_assign(c, k, value, source, why))
+        return err_set(err, VLQ_EINPUT, "%s: %s: %s", source, key, why);
+    return 0;
+}
+
+static const CfgVal *cfg_val(const Cfg *c, const char *key, CfgType type)
+{
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0 && cfg_keys[k].type == type);
+    return &c->vals[k];
+}
+
+const char *cfg_str(const Cfg *c, const char *key) { return cfg_val(c, key, CFG_STR)->text; }
+
+int64_t cfg_int(const Cfg *c, const char *key)
+{
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0 && (cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_BOOL));
+    return c->vals[k].i;
+}
+
+double cfg_double(const Cfg *c, const char *key) { return cfg_val(c, key, CFG_DOUBLE)->d; }
+
+const char *cfg_source(const Cfg *c, const char *key)
+{
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0);
+    return c->vals[k].source;
+}
+
+const char *cfg_file(const Cfg *c) { return c->file; }
+
+const char *cfg_db_path(Cfg *c, const char *flag)
+{
+    const char *env = getenv("VLQ_DB");
+    const char *p = flag ? flag : env && *env ? env : cfg_str(c, "queue.db");
+    free(c->db_path);
+    c->db_path = xstrdup(p);
+    return c->db_path;
+}
+
+static const char *cfg_type_name(CfgType t)
+{
+    return t == CFG_INT ? "int" : t == CFG_DOUBLE ? "number" : t == CFG_BOOL ? "bool" : "string";
+}
+
+void cfg_print(const Cfg *c, FILE *out, int json)
+{
+    if (!json) {
+        fprintf(out, "# config file: %s\n", c->file ? c->file : "(none: built-in defaults)");
+        for (int k = 0; k < CFG_NKEYS; k++)
+            fprintf(out, "%-34s = %-24s ; %s\n", cfg_keys[k].key, c->vals[k].text,
+                    c->vals[k].source);
+        return;
+    }
+    Buf b = {0};
+    buf_puts(&b, "{\"file\": ");
+    util_json_str(&b, c->file);
+    buf_puts(&b, ", \"keys\": [");
+    for (int k = 0; k < CFG_NKEYS; k++) {
+        buf_puts(&b, k ? ", {\"key\": " : "{\"key\": ");
+        util_json_str(&b, cfg_keys[k].key);
+        buf_printf(&b, ", \"type\": \"%s\", \"value\": ", cfg_type_name(cfg_keys[k].type));
+        util_json_str(&b, c->vals[k].text);
+        buf_puts(&b, ", \"source\": ");
+        util_json_str(&b, c->vals[k].source);
+        buf_puts(&b, ", \"doc\": ");
+        util_json_str(&b, cfg_keys[k].doc);
+        buf_puts(&b, "}");
+    }
+    buf_puts(&b, "]}\n");
+    fputs(b.data, out);
+    buf_clear(&b);
+}
+
+int cfg_key_count(void) { return CFG_NKEYS; }
+const char *cfg_key_name(int i) { return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].key : NULL; }
+const char *cfg_key_default(int i) { return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].def : NULL; }
+const char *cfg_key_doc(int i) { return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].doc : NULL; }
