@@ -44,4 +44,7 @@ int cli_plan(int argc, char **argv, const CliCommon *common);
 /* vlq run (src/cli_run.c). */
 int cli_run(int argc, char **argv, const CliCommon *common);
 
+/* vlq webhooks list|send|redeliver (src/cli_webhooks.c). */
+int cli_webhooks(int argc, char **argv, const CliCommon *common);
+
 #endif

@@ -28,6 +28,7 @@ static const MainCommand main_commands[] = {
     {"run", cli_run, "generate a reply to a prompt with images or a video (one-off)"},
     {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
+    {"webhooks", cli_webhooks, "webhook events: list, send what is due, redeliver"},
     {NULL, NULL, NULL},
 };
 
