@@ -22,6 +22,15 @@ int cli_convert(int argc, char **argv, const CliCommon *common);
 int cli_export(int argc, char **argv, const CliCommon *common);
 
 static const MainCommand main_commands[] = {
+    {"init", cli_init, "create the queue database"},
+    {"submit", cli_submit, "queue OCR or summary jobs for files"},
+    {"worker", cli_worker, "run queued jobs (--drain for cron) and deliver webhooks"},
+    {"list", cli_list, "list jobs"},
+    {"show", cli_show, "one job: inputs, attempts, events"},
+    {"result", cli_result, "print or save a job's result"},
+    {"cancel", cli_cancel, "cancel a queued or running job"},
+    {"retry", cli_retry, "queue a dead, failed or cancelled job again"},
+    {"purge", cli_purge, "delete old finished jobs"},
     {"config", cli_config, "the effective configuration and where each value came from"},
     {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
     {"convert", cli_convert, "convert a Hugging Face Qwen3-VL checkpoint into a .vlq model"},
