@@ -147,9 +147,9 @@ static const char *outbox_event_state_name(EventState st)
     return st == EVENT_DELIVERED ? "delivered" : st == EVENT_PENDING ? "retry" : "failed";
 }
 
-/* POST one event and record the attempt. 0 or the queue's error. */
+/* POST one event and record the attempt (*gone: it got 410). 0 or the queue's error. */
 static int outbox_deliver_one(Queue *q, const OutboxSettings *s, const OutboxEvent *e,
-                              OutboxStats *st, uint64_t *rng, char *err)
+                              OutboxStats *st, uint64_t *rng, int *gone, char *err)
 {
     const char *secret = e->secret && *e->secret ? e->secret : s->secret;
     int64_t now_ms = util_now_ms();
@@ -187,12 +187,22 @@ static int outbox_deliver_one(Queue *q, const OutboxSettings *s, const OutboxEve
                                  next.gone, err);
     if (rc != 0)
         return rc;
+    *gone = next.gone;
     if (next.state == EVENT_DELIVERED)
         st->delivered++;
     else if (next.state == EVENT_PENDING)
         st->retrying++;
     else
         st->failed++;
+    return 0;
+}
+
+/* 1 if an event before i in this batch got 410 from the same URL. */
+static int outbox_url_gone(OutboxEvent *const *ev, const int *gone, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (gone[j] && !strcmp(ev[j]->url, ev[i]->url))
+            return 1;
     return 0;
 }
 
@@ -211,12 +221,24 @@ static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *s
     int rc = queue_events_due(q, max, &ev, &n, err);
     if (rc != 0)
         return rc;
+    int *gone = xcalloc((size_t)n + 1, sizeof *gone);
     for (int i = 0; i < n && rc == 0; i++) {
         if (stop && atomic_load(stop))
             break;
         st->due++;
-        rc = outbox_deliver_one(q, s, ev[i], st, &rng, err);
+        if (outbox_url_gone(ev, gone, i)) {
+            /* an earlier event of this batch got 410: the endpoint is disabled now */
+            log_info("webhook event=%s job=%lld type=%s outcome=gone next=failed "
+                     "error=\"endpoint disabled (410), not sent\"",
+                     ev[i]->event_id, (long long)ev[i]->job_id, ev[i]->type);
+            rc = queue_event_attempt(q, ev[i], EVENT_FAILED, 0, 0,
+                                     "endpoint disabled (410), not sent", 0.0, 1, err);
+            st->failed++;
+            continue;
+        }
+        rc = outbox_deliver_one(q, s, ev[i], st, &rng, &gone[i], err);
     }
+    free(gone);
     for (int i = 0; i < n; i++)
         queue_event_free(ev[i]);
     free(ev);
