@@ -280,7 +280,8 @@ static void test_job_secret(void)
     finish_job(q, r.url, JOB_SECRET, 0);
     OutboxStats st = send_due(q, &s);
     CHECK_EQ(st.delivered, 1);
-    CHECK_EQ(count_in_file("events.jsonl", "job.failed"), 1);
+    CHECK_EQ(count_lines("events.jsonl"), 1); /* one verified event: the job's own secret */
+    CHECK(count_in_file("events.jsonl", "job.failed") >= 1);
     queue_close(q);
     receiver_stop(&r);
 }
