@@ -37,12 +37,10 @@ static const CfgKey cfg_keys[] = {
     {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue database (SQLite file)"},
     {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
     {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
-    {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, ref (the scalar oracle) or cuda"},
+    {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, or ref (the scalar oracle, slow)"},
     {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
-    {"model.device", CFG_INT, "0", 0, 64, "GPU index for the cuda backend"},
     {"budgets.ocr", CFG_INT, "8192", 256, 1048576, "context tokens of one image or page"},
     {"budgets.video", CFG_INT, "16384", 256, 1048576, "context tokens of one video segment"},
-    {"budgets.document", CFG_INT, "32768", 256, 1048576, "context tokens of a long document"},
     {"budgets.max_new_tokens", CFG_INT, "2048", 1, 1048576, "answer tokens of an OCR unit"},
     {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 1048576,
      "answer tokens of a summary segment"},
@@ -54,7 +52,6 @@ static const CfgKey cfg_keys[] = {
     {"worker.lease_seconds", CFG_INT, "300", 1, 86400, "lease of a claimed job, renewed on progress"},
     {"worker.max_attempts", CFG_INT, "3", 1, 1000, "runs of a job before it is dead"},
     {"worker.poll_ms", CFG_INT, "1000", 10, 3600000, "idle wait between looks at the queue"},
-    {"worker.backoff_base_s", CFG_DOUBLE, "1", 0, 86400, "retry backoff = attempt^4 * base"},
     {"webhooks.secret", CFG_STR, "", CFG_ANY, "whsec_<base64> signing secret"},
     {"webhooks.timeout_ms", CFG_INT, "15000", 100, 600000, "total time of one delivery"},
     {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 600000, "connect time of one delivery"},
@@ -69,8 +66,6 @@ static const CfgKey cfg_keys[] = {
     {"media.pdf_dpi", CFG_INT, "144", 18, 1200, "PDF rendering resolution"},
     {"media.threads", CFG_INT, "0", 0, 256, "decoding threads, 0 = FFmpeg's choice"},
     {"plan.min_group_tokens", CFG_INT, "64", 4, 1048576, "smallest frame pair before splitting"},
-    {"offload.folder", CFG_STR, "", CFG_ANY, "where offloaded layers are kept"},
-    {"offload.layers", CFG_INT, "0", 0, 4096, "decoder layers kept in host memory"},
 };
 #define CFG_NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
 
@@ -105,9 +100,8 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
     case CFG_STR:
         if (!strcmp(ck->key, "webhooks.secret") && text[0])
             return webhook_check_secret(text, err);
-        if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref") &&
-            strcmp(text, "cuda"))
-            return err_set(err, VLQ_EINPUT, "'%s' is not cpu, ref or cuda", text);
+        if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
         return 0;
     case CFG_BOOL:
         if (!strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcmp(text, "1"))
