@@ -58,7 +58,7 @@ else
 Q := @
 endif
 
-.PHONY: all deps test bench fuzz fixtures install clean help headers cuda
+.PHONY: all deps test bench bench-queue fuzz fixtures install clean help headers cuda
 all: vlq
 
 vlq: $(BUILD)/vlq
@@ -108,6 +108,10 @@ TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(if $(wildcard tests/vlq_testkinds.
 test: $(TEST_BINS)
 	$(Q)VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_TESTKINDS_BIN=$(abspath $(BUILD)/vlq-testkinds) \
 	  VLQ_ROOT=$(CURDIR) $(BUILD)/vlq-test $(T)
+
+bench-queue: $(BUILD)/vlq-testkinds
+	$(Q)tests/bench/bench_queue.sh $(abspath $(BUILD)/vlq-testkinds) 2000
+bench: bench-queue
 
 headers:
 	@for h in src/*.h; do echo '#include "'$$(basename $$h)'"' | \
