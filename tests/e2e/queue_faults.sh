@@ -39,6 +39,20 @@ wait_state "$id" running
 wait_state "$id" cancelled
 kill -TERM $w3; wait $w3
 
+# SIGTERM mid-job: the job is handed back untouched (queued, no attempt spent)
+id=$("$T" submit test.sleep a.txt --prompt "200 50")
+"$T" worker 2> w6.log & w6=$!
+wait_state "$id" running
+kill -TERM $w6; wait $w6; rc=$?
+[ $rc = 0 ] || fail "SIGTERM: worker exit $rc"
+"$T" --json show "$id" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["status"] == "queued" and j["attempts"] == 0, j
+assert j["attempt_log"][-1]["outcome"] == "released", j["attempt_log"]
+' || fail "SIGTERM: the job was not handed back"
+"$T" cancel "$id" 2>/dev/null
+
 # drain: 0 when every job succeeded, 3 when one died; retry by hand
 "$T" submit test.echo a.txt > /dev/null
 "$T" worker --drain 2>/dev/null; rc=$?
