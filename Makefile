@@ -98,15 +98,21 @@ $(BUILD)/vlq-testkinds: $(BUILD)/tests/vlq_testkinds.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# make-tiny: a tiny random checkpoint with the real vocabulary, for end-to-end runs.
+$(BUILD)/make-tiny: $(BUILD)/tests/tools/make_tiny.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/vlq-test: $(TEST_OBJ) $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(if $(wildcard tests/vlq_testkinds.c),$(BUILD)/vlq-testkinds)
+TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny
 
 # make test [T=prefix]: every C test and every tests/e2e/*.sh, each in its own process.
 test: $(TEST_BINS)
 	$(Q)VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_TESTKINDS_BIN=$(abspath $(BUILD)/vlq-testkinds) \
+	  VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) \
 	  VLQ_ROOT=$(CURDIR) $(BUILD)/vlq-test $(T)
 
 bench-queue: $(BUILD)/vlq-testkinds
