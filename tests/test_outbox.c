@@ -6,6 +6,7 @@
 #include "err.h"
 #include "outbox.h"
 #include "queue.h"
+#include "receiver.h"
 #include "test.h"
 #include "util.h"
 #include "webhook.h"
@@ -18,68 +19,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Every receiver of these tests records accepted events and every request. */
+#define OUTBOX_RECEIVER_ARGS "--out events.jsonl --log requests.jsonl "
+
 #define SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 #define JOB_SECRET "whsec_dGhpcyBpcyBhIGpvYiBzZWNyZXQgb2YgMzIgYnl0ZXMh"
 
 /* ---- receiver (examples/webhook_receiver.py) ---- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char url[64];
-} Receiver;
-
-static int receiver_start(Receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Start the receiver with extra args ("--port N" after them picks a fixed port). */
-static int receiver_start(Receiver *r, const char *fmt, ...)
-{
-    const char *vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-                          "all_proxy", "ALL_PROXY", NULL};
-    for (int i = 0; vars[i]; i++)
-        unsetenv(vars[i]);
-    char args[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *cmd = xasprintf("exec python3 %s/examples/webhook_receiver.py --port 0 "
-                          "--port-file port.txt --out events.jsonl --log requests.jsonl %s",
-                          test_root(), args);
-    unlink("port.txt");
-    fflush(NULL);
-    r->pid = fork();
-    if (r->pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    free(cmd);
-    for (int i = 0; i < 500; i++) {
-        char *data = NULL;
-        size_t len;
-        if (util_read_file("port.txt", 64, &data, &len, NULL) == 0 && len > 0) {
-            r->port = atoi(data);
-            free(data);
-            snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d/hook", r->port);
-            return 0;
-        }
-        free(data);
-        if (waitpid(r->pid, NULL, WNOHANG) == r->pid)
-            break;
-        util_sleep_ms(10);
-    }
-    test_fail(__FILE__, __LINE__, "webhook_receiver.py did not start (%s)", args);
-    return -1;
-}
-
-static void receiver_stop(Receiver *r)
-{
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        waitpid(r->pid, NULL, 0);
-        r->pid = 0;
-    }
-}
 
 /* A loopback port nobody listens on (bound, then closed). */
 static int free_port(void)
@@ -238,7 +184,7 @@ static void test_schedule_parse(void)
 static void test_delivered_once(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1,1", 3000);
@@ -273,7 +219,7 @@ static void test_delivered_once(void)
 static void test_job_secret(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s", JOB_SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s", JOB_SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0", 3000);
@@ -304,7 +250,7 @@ static void test_down_then_up(void)
           ev[0]->last_error != NULL);
     events_free(ev, n);
     Receiver r;
-    if (receiver_start(&r, "--secret %s --port %d", SECRET, port))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --port %d", SECRET, port))
         return;
     util_sleep_ms(1200); /* the second delay: 1 s +- 10% */
     st = send_due(q, &s);
@@ -318,7 +264,7 @@ static void test_down_then_up(void)
 static void test_retry_same_id(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --fail-first 1", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --fail-first 1", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1,1", 3000);
@@ -346,7 +292,7 @@ static void test_retry_same_id(void)
 static void test_hang_times_out(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --hang --fail-first 1", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --hang --fail-first 1", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1", 500);
@@ -368,7 +314,7 @@ static void test_hang_times_out(void)
 static void test_retry_after(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --status 429 --retry-after 30", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --status 429 --retry-after 30", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1,1", 3000);
@@ -391,7 +337,7 @@ static void test_retry_after(void)
 static void test_gone_disables(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --status 410", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --status 410", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1,1", 3000);
@@ -421,7 +367,7 @@ static void test_gone_disables(void)
 static void test_spent_then_redeliver(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --fail-first 2", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --fail-first 2", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1", 3000);
@@ -454,7 +400,7 @@ static void test_spent_then_redeliver(void)
 static void test_nothing_lost(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --fail-first 5", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --fail-first 5", SECRET))
         return;
     Queue *q = open_queue();
     OutboxSettings s = settings("0,1,1,1", 3000);
@@ -485,7 +431,7 @@ static void test_nothing_lost(void)
 static void test_thread(void)
 {
     Receiver r;
-    if (receiver_start(&r, "--secret %s --hang --fail-first 1", SECRET))
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --hang --fail-first 1", SECRET))
         return;
     char err[VLQ_ERRLEN];
     const char *conf = "[webhooks]\nsecret = " SECRET "\ntimeout_ms = 1000\nschedule = 0,1\n";
