@@ -25,8 +25,9 @@ CREATE TABLE jobs (
     error            TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX jobs_claim ON jobs (state, priority DESC, run_after_ms, id);
-CREATE INDEX jobs_lease ON jobs (state, lease_expires_ms);
+-- partial indexes in claim order: a claim walks them and stops at the first wanted kind
+CREATE INDEX jobs_claim ON jobs (priority DESC, run_after_ms, id) WHERE state IN ('queued','failed');
+CREATE INDEX jobs_lease ON jobs (lease_expires_ms) WHERE state = 'running';
 CREATE INDEX jobs_finished ON jobs (finished_ms);
 
 CREATE TABLE job_inputs (

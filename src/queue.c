@@ -643,22 +643,30 @@ static int queue_reap_tx(Queue *q, int64_t now, char *err)
     return 0;
 }
 
-static int queue_claim_tx(Queue *q, void *arg, char *err)
+/* The claim: one UPDATE ... RETURNING whose subquery takes the best of two candidates,
+ * the best job whose worker was lost (lease expired) and the best runnable queued or
+ * failed job; each candidate query names its partial index's condition, so SQLite walks
+ * that index in claim order and stops at the first job of a wanted kind. Sets a->id (0:
+ * none) and *attempt. */
+static int queue_claim_one(Queue *q, ClaimArg *a, int64_t now, int *attempt, char *err)
 {
-    ClaimArg *a = arg;
-    a->id = 0;
-    int64_t now = queue_now(q);
-    int rc = queue_reap_tx(q, now, err);
-    if (rc)
-        return rc;
-    Buf sql = {0};
-    buf_puts(&sql, "UPDATE jobs SET state='running', claim_token=?1, lease_expires_ms=?2+?3, "
-                   "attempts=attempts+1, started_ms=coalesce(started_ms, ?2), worker_id=?4 "
-                   "WHERE id=(SELECT id FROM jobs WHERE ((state IN ('queued','failed') AND "
-                   "run_after_ms<=?2) OR (state='running' AND lease_expires_ms<?2)) AND kind IN (");
+    Buf kinds = {0}, sql = {0};
     for (int i = 0; i < a->n_kinds; i++)
-        buf_printf(&sql, "%s?%d", i ? "," : "", 5 + i);
-    buf_puts(&sql, ") ORDER BY priority DESC, run_after_ms, id LIMIT 1) RETURNING id, attempts");
+        buf_printf(&kinds, "%s?%d", i ? "," : "", 5 + i);
+    buf_printf(&sql,
+               "UPDATE jobs SET state='running', claim_token=?1, lease_expires_ms=?2+?3, "
+               "attempts=attempts+1, started_ms=coalesce(started_ms, ?2), worker_id=?4 "
+               "WHERE id=(SELECT id FROM ("
+               "SELECT * FROM (SELECT id, priority, run_after_ms FROM jobs WHERE "
+               "state='running' AND lease_expires_ms<?2 AND kind IN (%s) "
+               "ORDER BY priority DESC, run_after_ms, id LIMIT 1) UNION ALL "
+               "SELECT * FROM (SELECT id, priority, run_after_ms FROM jobs WHERE "
+               "state IN ('queued','failed') AND run_after_ms<=?2 AND kind IN (%s) "
+               "ORDER BY priority DESC, run_after_ms, id LIMIT 1)) "
+               "ORDER BY priority DESC, run_after_ms, id LIMIT 1) RETURNING id, attempts",
+               kinds.data, kinds.data);
+    buf_clear(&kinds);
+    int rc;
     sqlite3_stmt *st = queue_prep(q, sql.data, &rc);
     buf_clear(&sql);
     if (!st)
@@ -670,15 +678,27 @@ static int queue_claim_tx(Queue *q, void *arg, char *err)
     for (int i = 0; i < a->n_kinds; i++)
         bind_text(st, 5 + i, a->kinds[i]);
     rc = sqlite3_step(st);
-    int attempt = 0;
     if (rc == SQLITE_ROW) {
         a->id = sqlite3_column_int64(st, 0);
-        attempt = sqlite3_column_int(st, 1);
+        *attempt = sqlite3_column_int(st, 1);
         rc = sqlite3_step(st);
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "claim", err);
+    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "claim", err);
+}
+
+static int queue_claim_tx(Queue *q, void *arg, char *err)
+{
+    ClaimArg *a = arg;
+    a->id = 0;
+    int64_t now = queue_now(q);
+    int attempt = 0;
+    int rc = queue_reap_tx(q, now, err);
+    if (rc == 0)
+        rc = queue_claim_one(q, a, now, &attempt, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st;
     if (!a->id)
         return 0;
     st = queue_prep(q,
