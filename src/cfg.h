@@ -44,4 +44,10 @@ const char *cfg_db_path(Cfg *c, const char *flag);
  * {"file": ..., "keys": [{"key", "value", "source"}...]}. */
 void cfg_print(const Cfg *c, FILE *out, int json);
 
+/* How many warnings (unknown keys, duplicates) reading the file gave. */
+int cfg_warnings(const Cfg *c);
+/* The i-th key of the table ("section.key"), or NULL past the end; its default. */
+const char *cfg_key_at(int i);
+const char *cfg_default(const char *key);
+
 #endif

@@ -42,4 +42,7 @@ int cli_plan(int argc, char **argv, const CliCommon *common);
 /* vlq run (src/cli_run.c). */
 int cli_run(int argc, char **argv, const CliCommon *common);
 
+/* vlq config (src/cli_config.c). */
+int cli_config(int argc, char **argv, const CliCommon *common);
+
 #endif

@@ -27,6 +27,7 @@ static const MainCommand main_commands[] = {
     {"run", cli_run, "generate a reply to a prompt with images or a video (one-off)"},
     {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
+    {"config", cli_config, "print the effective configuration and where each value came from"},
     {NULL, NULL, NULL},
 };
 
