@@ -272,7 +272,9 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         for (int j = 0; j < CFG_NKEYS; j++)
             if (!strncmp(cfg_keys[j].name, section, sl) && cfg_keys[j].name[sl] == '.')
                 known_section = 1;
-        if (known_section)
+        if (!*section)
+            log_warn("%s:%d: key '%s' outside any [section] (ignored)", r->path, r->line, name);
+        else if (known_section)
             log_warn("%s:%d: unknown key '%s' (ignored)", r->path, r->line, key);
         else
             log_warn("%s:%d: unknown section [%s] (ignored)", r->path, r->line, section);
