@@ -219,6 +219,8 @@ typedef struct {
     const char *path;
     int line;      /* the line inih is handling */
     int at_start;  /* the last read ended a line */
+    int long_line; /* a line longer than inih's buffer (its number), 0 if none */
+    int max_line;  /* inih's line buffer size */
     int err_line;  /* the first handler error's line, 0 if none */
     int err_code;
     char err[VLQ_ERRLEN];
@@ -235,6 +237,12 @@ static char *cfg_read_line(char *str, int num, void *stream)
     if (s) {
         size_t n = strlen(s);
         r->at_start = n > 0 && s[n - 1] == '\n';
+        /* inih would read the rest of a long line as another line: stop instead. */
+        if (!r->at_start && (int)n == num - 1 && !feof(r->f)) {
+            r->long_line = r->line;
+            r->max_line = num;
+            return NULL;
+        }
     }
     return s;
 }
@@ -332,6 +340,9 @@ static int cfg_read_file(Cfg *c, const char *path, char *err)
         return err_set(err, VLQ_EIO, "%s: read error", path);
     if (ret < 0)
         return err_set(err, VLQ_EIO, "%s: cannot read", path);
+    if (r.long_line && (!r.err_line || r.long_line < r.err_line))
+        return err_set(err, VLQ_EINPUT, "%s:%d: line longer than %d bytes", path, r.long_line,
+                       r.max_line - 2);
     /* ret is the first failing line, a handler error or a malformed line. */
     if (ret > 0 && (!r.err_line || ret < r.err_line))
         return err_set(err, VLQ_EINPUT, "%s:%d: malformed line (want key = value or [section])",

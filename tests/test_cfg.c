@@ -148,6 +148,14 @@ static void t_errors(void)
     /* the first error wins: a bad value before a malformed line */
     expect_error("[worker]\npoll_ms = 1\nnonsense\n",
                  "t.conf:2: worker.poll_ms: 1 is out of bounds 10..60000");
+    /* a line longer than inih's buffer is an error, not two lines */
+    char text[1024] = "[webhooks]\nallow_hosts = ";
+    for (int i = 0; i < 40; i++)
+        strcat(text, "host.example.com,");
+    strcat(text, "\n[worker]\npoll_ms = 100\n");
+    char want[VLQ_ERRLEN];
+    snprintf(want, sizeof want, "t.conf:2: line longer than %d bytes", 200 - 2);
+    expect_error(text, want);
     /* the secret is checked by webhook_check_secret */
     char err[VLQ_ERRLEN] = "";
     Cfg *c;
