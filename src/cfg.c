@@ -467,6 +467,15 @@ const char *cfg_default(const char *key)
     return cfg_keys[i].def;
 }
 
+int cfg_bounds(const char *key, double *min, double *max)
+{
+    int i = cfg_find(key);
+    VLQ_ASSERT(i >= 0);
+    *min = cfg_keys[i].min;
+    *max = cfg_keys[i].max;
+    return cfg_keys[i].max > cfg_keys[i].min;
+}
+
 const char *cfg_db_path(Cfg *c, const char *flag)
 {
     const char *env = getenv("VLQ_DB");

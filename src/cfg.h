@@ -49,5 +49,7 @@ int cfg_warnings(const Cfg *c);
 /* The i-th key of the table ("section.key"), or NULL past the end; its default. */
 const char *cfg_key_at(int i);
 const char *cfg_default(const char *key);
+/* 1 and the bounds of an int or double key (of each element of an int list), else 0. */
+int cfg_bounds(const char *key, double *min, double *max);
 
 #endif

@@ -220,12 +220,24 @@ static void t_shipped_conf(void)
         const char *k = cfg_key_at(i);
         if (strncmp(cfg_source(c, k), "on.conf:", 8))
             test_fail(__FILE__, __LINE__, "%s is not in config/vlq.conf", k);
-        /* each key documents its default in the comment above it */
-        CHECK_EQ(test_sh("awk '/^;%s =/{ if (doc !~ /Default/) exit 1; found=1 } "
-                         "/^#/{ doc = doc $0; next } { if ($0 !~ /^;/) doc = \"\" } "
-                         "END { exit !found }' '%s'",
-                         strchr(k, '.') + 1, path),
-                 0);
+        /* each key documents its default and bounds in the comment above it */
+        char want[512];
+        double lo, hi;
+        int n = snprintf(want, sizeof want, "Default %s", cfg_default(k));
+        if (!*cfg_default(k))
+            snprintf(want, sizeof want, "Default \"\"");
+        else if (cfg_bounds(k, &lo, &hi))
+            snprintf(want + n, sizeof want - n, "%%bounds %.15g..%.15g", lo, hi);
+        const char *dot = strchr(k, '.');
+        if (test_sh("awk -v want='%s' 'BEGIN { n = split(want, w, \"%%\") } "
+                    "/^\\[/ { sec = $0 } "
+                    "sec == \"[%.*s]\" && /^;%s =/ { "
+                    "for (i = 1; i <= n; i++) if (index(doc, w[i]) == 0) exit 1; found = 1 } "
+                    "/^#/ { doc = doc \" \" substr($0, 3); next } { doc = \"\" } "
+                    "END { exit !found }' '%s'",
+                    want, (int)(dot - k), k, dot + 1, path))
+            test_fail(__FILE__, __LINE__, "config/vlq.conf: %s: the comment lacks '%s'", k,
+                      want);
     }
     /* the values equal the table's defaults */
     CHECK_STR(cfg_str(c, "webhooks.schedule"), cfg_default("webhooks.schedule"));
@@ -258,6 +270,21 @@ static void t_print(void)
     CHECK_EQ(test_sh("grep -Eq '^worker.poll_ms +=  *50 +; t.conf:2$' out.txt"), 0);
 }
 
+/* The README's key table lists every key of the table with its default. */
+static void t_readme(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/README.md", test_root());
+    for (int i = 0; cfg_key_at(i); i++) {
+        const char *k = cfg_key_at(i), *d = cfg_default(k);
+        char want[512];
+        snprintf(want, sizeof want, "| `%s` | `%s` |", k, *d ? d : "\"\"");
+        if (test_sh("grep -qF '%s' '%s'", want, path))
+            test_fail(__FILE__, __LINE__, "README.md has no row '%s'", want);
+    }
+}
+
 TEST_GROUP(cfg, {"defaults", t_defaults}, {"file_values", t_file_values},
            {"override_order", t_override_order}, {"errors", t_errors}, {"warnings", t_warnings},
-           {"shipped_conf", t_shipped_conf}, {"print", t_print})
+           {"shipped_conf", t_shipped_conf}, {"print", t_print},
+           {"readme", t_readme})
