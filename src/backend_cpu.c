@@ -60,7 +60,7 @@ static inline __attribute__((always_inline)) float cpu_half(uint16_t h)
     memcpy(&f, &h, 2);
     return (float)f;
 #else
-    return bk_half_to_float(h);
+    return half_f16_to_f32(h);
 #endif
 }
 
@@ -81,7 +81,7 @@ static inline __attribute__((always_inline)) void cpu_deq(const Tensor *w, int64
             *(CpuV8 *)(buf + j) = __builtin_convertvector(*(const CpuH8 *)(p + j), CpuV8);
 #endif
         for (; j < n; j++)
-            buf[j] = bk_half_to_float(p[j]);
+            buf[j] = half_f16_to_f32(p[j]);
         break;
     }
     case QUANT_BF16: {
@@ -96,7 +96,7 @@ static inline __attribute__((always_inline)) void cpu_deq(const Tensor *w, int64
         const int8_t *q = (const int8_t *)w->data + base;
         const uint16_t *sc = (const uint16_t *)w->scale + base / w->group;
         for (int64_t g = 0; g < n / w->group; g++) {
-            float s = bk_half_to_float(sc[g]);
+            float s = half_f16_to_f32(sc[g]);
             for (int j = 0; j < w->group; j++)
                 buf[g * w->group + j] = s * (float)q[g * w->group + j];
         }

@@ -1,4 +1,10 @@
-/* cfg: the key table, the INI reader (inih) and the typed reads. See cfg.h. */
+/* cfg: the effective configuration (see cfg.h).
+ *
+ * One table, cfg_keys[], lists every key with its type, default, bounds and a one-line
+ * doc; config/vlq.conf documents the same keys in place and a test keeps the two equal.
+ * The file is read with inih through ini_parse_stream and a reader that counts lines, so
+ * every message names file:line (Debian's inih is built without INI_HANDLER_LINENO).
+ * Values are kept as text and parsed once into their typed field when set. */
 #include "cfg.h"
 
 #include "err.h"
@@ -6,392 +12,226 @@
 #include "util.h"
 #include "webhook.h"
 
-#include <ini.h>
-
-#include <ctype.h>
 #include <errno.h>
+#include <ini.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-typedef enum { CFG_INT, CFG_DOUBLE, CFG_STRING, CFG_BOOL, CFG_LIST } CfgType;
+typedef enum { CFG_INT, CFG_DOUBLE, CFG_STR, CFG_BOOL } CfgType;
 
 typedef struct {
-    const char *name;    /* "section.key" */
+    const char *key;  /* "section.key" */
     CfgType type;
-    const char *def;     /* the default, as it is written in vlq.conf */
-    double min, max;     /* bounds of an int or double (of each element of an int list) */
-    const char *allowed; /* a string's allowed values, "a|b|c", or NULL for any */
-    const char *doc;     /* one line */
+    const char *def;  /* default, as text */
+    double min, max;  /* bounds for numbers */
+    const char *doc;  /* one line */
 } CfgKey;
 
-#define NOB 0, 0
+#define CFG_ANY -1e300, 1e300
+
 static const CfgKey cfg_keys[] = {
-    {"queue.db", CFG_STRING, "./vlq.db", NOB, NULL, "the SQLite queue database"},
-    {"queue.busy_timeout_ms", CFG_INT, "5000", 0, 600000, NULL, "wait on a locked database, ms"},
-    {"model.path", CFG_STRING, "", NOB, NULL, "the .vlq model file"},
-    {"model.backend", CFG_STRING, "cpu", NOB, "cpu|ref|cuda", "inference backend"},
-    {"model.threads", CFG_INT, "0", 0, 1024, NULL, "CPU threads, 0 = all cores"},
-    {"model.device", CFG_INT, "0", 0, 64, NULL, "accelerator index"},
-    {"budgets.ocr", CFG_INT, "8192", 256, 262144, NULL, "token budget of an OCR input"},
-    {"budgets.video", CFG_INT, "16384", 256, 262144, NULL, "token budget of a video input"},
-    {"budgets.document", CFG_INT, "32768", 256, 262144, NULL, "token budget of a document"},
-    {"budgets.max_new_tokens", CFG_INT, "2048", 1, 32768, NULL, "generated tokens per input"},
-    {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 32768, NULL,
-     "generated tokens of a summary"},
-    {"sampling.temperature", CFG_DOUBLE, "0", 0, 2, NULL, "0 = greedy (OCR)"},
-    {"sampling.top_p", CFG_DOUBLE, "0.8", 0, 1, NULL, "nucleus sampling mass"},
-    {"sampling.top_k", CFG_INT, "20", 0, 1000, NULL, "top-k sampling, 0 = off"},
-    {"sampling.repetition_penalty", CFG_DOUBLE, "1.0", 1, 2, NULL, "1.0 = off"},
-    {"sampling.seed", CFG_INT, "0", 0, 4294967295.0, NULL, "sampling seed"},
-    {"worker.lease_seconds", CFG_INT, "300", 10, 86400, NULL, "job lease, s"},
-    {"worker.max_attempts", CFG_INT, "3", 1, 100, NULL, "runs of a job before it fails"},
-    {"worker.poll_ms", CFG_INT, "1000", 10, 60000, NULL, "idle poll interval, ms"},
-    {"worker.backoff_base_s", CFG_INT, "1", 0, 3600, NULL,
-     "retry backoff = attempt^4 * base, s"},
-    {"webhooks.secret", CFG_STRING, "", NOB, NULL, "signing secret, whsec_<base64>"},
-    {"webhooks.timeout_ms", CFG_INT, "15000", 100, 300000, NULL, "request timeout, ms"},
-    {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 300000, NULL,
-     "connect timeout, ms"},
-    {"webhooks.max_attempts", CFG_INT, "10", 1, 100, NULL, "deliveries of an event"},
-    {"webhooks.schedule", CFG_LIST, "0,5,300,1800,7200,18000,36000,50400,72000,86400", 0,
-     2592000, NULL, "delay before each attempt, s"},
-    {"webhooks.allow_hosts", CFG_LIST, "", NOB, NULL, "hosts webhooks may reach"},
-    {"media.fps", CFG_DOUBLE, "2", 0.01, 60, NULL, "video frames sampled per second"},
-    {"media.min_frames", CFG_INT, "4", 1, 100000, NULL, "fewest frames of a video"},
-    {"media.max_frames", CFG_INT, "768", 1, 100000, NULL, "most frames of a video"},
-    {"media.max_image_pixels", CFG_INT, "178956970", 1, 4294967295.0, NULL,
-     "largest image accepted, pixels"},
-    {"media.pdf_dpi", CFG_INT, "144", 36, 1200, NULL, "PDF render resolution, dpi"},
-    {"media.threads", CFG_INT, "0", 0, 1024, NULL, "decoder threads, 0 = auto"},
-    {"plan.min_group_tokens", CFG_INT, "64", 1, 262144, NULL, "smallest input group, tokens"},
-    {"offload.folder", CFG_STRING, "", NOB, NULL, "folder for offloaded layers"},
-    {"offload.layers", CFG_INT, "0", 0, 1024, NULL, "decoder layers kept off the device"},
+    {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue database (SQLite file)"},
+    {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
+    {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
+    {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, or ref (the scalar oracle, slow)"},
+    {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
+    {"budgets.ocr", CFG_INT, "8192", 256, 1048576, "context tokens of one image or page"},
+    {"budgets.video", CFG_INT, "16384", 256, 1048576, "context tokens of one video segment"},
+    {"budgets.max_new_tokens", CFG_INT, "2048", 1, 1048576, "answer tokens of an OCR unit"},
+    {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 1048576,
+     "answer tokens of a summary segment"},
+    {"sampling.temperature", CFG_DOUBLE, "0", 0, 100, "0 = greedy"},
+    {"sampling.top_p", CFG_DOUBLE, "0.8", 0, 1, "nucleus sampling mass"},
+    {"sampling.top_k", CFG_INT, "20", 0, 1000000, "0 = no top-k"},
+    {"sampling.repetition_penalty", CFG_DOUBLE, "1.0", 0.01, 100, "1 = none"},
+    {"sampling.seed", CFG_INT, "0", 0, 9.2e18, "random seed of sampling"},
+    {"worker.lease_seconds", CFG_INT, "300", 1, 86400, "lease of a claimed job, renewed on progress"},
+    {"worker.max_attempts", CFG_INT, "3", 1, 1000, "runs of a job before it is dead"},
+    {"worker.poll_ms", CFG_INT, "1000", 10, 3600000, "idle wait between looks at the queue"},
+    {"webhooks.secret", CFG_STR, "", CFG_ANY, "whsec_<base64> signing secret"},
+    {"webhooks.timeout_ms", CFG_INT, "15000", 100, 600000, "total time of one delivery"},
+    {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 600000, "connect time of one delivery"},
+    {"webhooks.max_attempts", CFG_INT, "10", 1, 100, "deliveries of an event before it fails"},
+    {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_ANY,
+     "retry delays in seconds"},
+    {"webhooks.allow_hosts", CFG_STR, "", CFG_ANY, "comma-separated hosts; empty = any"},
+    {"media.fps", CFG_DOUBLE, "2", 0.01, 120, "video frames sampled per second"},
+    {"media.min_frames", CFG_INT, "4", 2, 100000, "fewest frames sampled from a video"},
+    {"media.max_frames", CFG_INT, "768", 2, 100000, "most frames sampled from a video"},
+    {"media.max_image_pixels", CFG_INT, "178956970", 1, 4e9, "larger images are refused"},
+    {"media.pdf_dpi", CFG_INT, "144", 18, 1200, "PDF rendering resolution"},
+    {"media.threads", CFG_INT, "0", 0, 256, "decoding threads, 0 = FFmpeg's choice"},
+    {"plan.min_group_tokens", CFG_INT, "64", 4, 1048576, "smallest frame pair before splitting"},
 };
 #define CFG_NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
 
 typedef struct {
-    char *text;       /* the value as written (normalised for numbers: as given) */
-    int64_t i;        /* CFG_INT, CFG_BOOL */
-    double d;         /* CFG_DOUBLE */
-    char source[300]; /* "default", "file:line", "env VLQ_DB", "flag --db" */
-} CfgValue;
+    char *text;    /* the value as given */
+    char *source;  /* "default", "file:line", "env X", "flag --x" */
+    int64_t i;     /* CFG_INT, CFG_BOOL */
+    double d;      /* CFG_DOUBLE */
+} CfgVal;
 
 struct Cfg {
-    char *file; /* the config file read, or NULL */
-    int warnings;
-    CfgValue v[CFG_NKEYS];
+    char *file;               /* the file read, or NULL */
+    CfgVal vals[CFG_NKEYS];
+    char *db_path;            /* resolved by cfg_db_path */
 };
 
 static int cfg_find(const char *key)
 {
     for (int i = 0; i < CFG_NKEYS; i++)
-        if (!strcmp(cfg_keys[i].name, key))
+        if (!strcmp(cfg_keys[i].key, key))
             return i;
     return -1;
 }
 
-static int cfg_lookup(const char *key, CfgType type)
+/* Parse text as key k's type into v (text and source untouched). */
+static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
 {
-    int i = cfg_find(key);
-    VLQ_ASSERT(i >= 0);
-    VLQ_ASSERT(cfg_keys[i].type == type || (type == CFG_STRING && cfg_keys[i].type == CFG_LIST));
-    return i;
-}
-
-static int cfg_parse_int(const char *s, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int cfg_parse_bool(const char *s, int64_t *out)
-{
-    static const char *yes[] = {"true", "yes", "1", "on"}, *no[] = {"false", "no", "0", "off"};
-    for (int i = 0; i < 4; i++) {
-        if (!strcasecmp(s, yes[i]))
-            return *out = 1, 0;
-        if (!strcasecmp(s, no[i]))
-            return *out = 0, 0;
-    }
-    return -1;
-}
-
-static int cfg_in_allowed(const char *allowed, const char *s)
-{
-    size_t n = strlen(s);
-    for (const char *p = allowed; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && !strncmp(p, s, n))
-            return 1;
-        p += len + (bar ? 1 : 0);
-    }
-    return 0;
-}
-
-/* Each comma-separated element of an int list: an int within bounds. */
-static int cfg_check_int_list(const CfgKey *k, const char *s, char *err)
-{
-    if (!*s)
+    const CfgKey *ck = &cfg_keys[k];
+    double d = 0;
+    int64_t i;
+    switch (ck->type) {
+    case CFG_STR:
+        if (!strcmp(ck->key, "webhooks.secret") && text[0])
+            return webhook_check_secret(text, err);
+        if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
         return 0;
-    char *copy = xstrdup(s);
-    int rc = 0;
-    for (char *tok = strtok(copy, ","); tok && !rc; tok = strtok(NULL, ",")) {
-        while (isspace((unsigned char)*tok))
-            tok++;
-        char *e = tok + strlen(tok);
-        while (e > tok && isspace((unsigned char)e[-1]))
-            *--e = '\0';
-        int64_t v;
-        if (cfg_parse_int(tok, &v))
-            rc = err_set(err, VLQ_EINPUT, "'%s' is not an integer", tok);
-        else if (v < k->min || v > k->max)
-            rc = err_set(err, VLQ_EINPUT, "%lld is out of bounds %.15g..%.15g", (long long)v,
-                         k->min, k->max);
-    }
-    free(copy);
-    return rc;
-}
-
-/* Parse s as key i's type and bounds into val (not changed on error). err: "reason". */
-static int cfg_parse_value(int i, const char *s, CfgValue *val, char *err)
-{
-    const CfgKey *k = &cfg_keys[i];
-    int64_t iv = 0;
-    double dv = 0;
-    switch (k->type) {
-    case CFG_INT:
-        if (cfg_parse_int(s, &iv))
-            return err_set(err, VLQ_EINPUT, "'%s' is not an integer", s);
-        if (iv < k->min || iv > k->max)
-            return err_set(err, VLQ_EINPUT, "%s is out of bounds %.15g..%.15g", s, k->min,
-                           k->max);
-        break;
-    case CFG_DOUBLE: {
-        char *end;
-        errno = 0;
-        dv = strtod(s, &end);
-        if (!*s || *end || errno || dv != dv)
-            return err_set(err, VLQ_EINPUT, "'%s' is not a number", s);
-        if (dv < k->min || dv > k->max)
-            return err_set(err, VLQ_EINPUT, "%s is out of bounds %.15g..%.15g", s, k->min,
-                           k->max);
-        break;
-    }
     case CFG_BOOL:
-        if (cfg_parse_bool(s, &iv))
-            return err_set(err, VLQ_EINPUT, "'%s' is not a boolean (true/false/yes/no/1/0)",
-                           s);
+        if (!strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcmp(text, "1"))
+            v->i = 1;
+        else if (!strcasecmp(text, "false") || !strcasecmp(text, "no") || !strcmp(text, "0"))
+            v->i = 0;
+        else
+            return err_set(err, VLQ_EINPUT, "'%s' is not true or false", text);
+        return 0;
+    case CFG_INT:
+        if (util_parse_i64(text, &i))
+            return err_set(err, VLQ_EINPUT, "'%s' is not an integer", text);
+        d = (double)i;
+        v->i = i;
         break;
-    case CFG_STRING:
-        if (k->allowed && !cfg_in_allowed(k->allowed, s))
-            return err_set(err, VLQ_EINPUT, "'%s' is not one of %s", s, k->allowed);
-        if (!strcmp(k->name, "webhooks.secret") && *s && webhook_check_secret(s, err))
-            return VLQ_EINPUT;
-        break;
-    case CFG_LIST:
-        if (k->max > 0 && cfg_check_int_list(k, s, err))
-            return VLQ_EINPUT;
+    case CFG_DOUBLE:
+        if (util_parse_double(text, &d) || !isfinite(d))
+            return err_set(err, VLQ_EINPUT, "'%s' is not a number", text);
+        v->d = d;
         break;
     }
-    free(val->text);
-    val->text = xstrdup(s);
-    val->i = iv;
-    val->d = dv;
+    if (d < ck->min || d > ck->max)
+        return err_set(err, VLQ_EINPUT, "%s is out of range [%g, %g]", text, ck->min, ck->max);
     return 0;
 }
 
-static void cfg_set_source(CfgValue *val, const char *source)
+/* Set key k to text from source; on error the old value stays. */
+static int cfg_assign(Cfg *c, int k, const char *text, const char *source, char *err)
 {
-    snprintf(val->source, sizeof val->source, "%s", source);
+    CfgVal v = c->vals[k];
+    int rc = cfg_parse_value(k, text, &v, err);
+    if (rc)
+        return rc;
+    free(c->vals[k].text);
+    free(c->vals[k].source);
+    v.text = xstrdup(text);
+    v.source = xstrdup(source);
+    c->vals[k] = v;
+    return 0;
 }
 
-/* Reading a file: inih calls the reader once per line, so the reader counts lines. */
+/* ---- reading the file ---- */
+
 typedef struct {
-    Cfg *c;
+    Cfg *cfg;
     FILE *f;
     const char *path;
-    int line;      /* the line inih is handling */
-    int at_start;  /* the last read ended a line */
-    int long_line; /* a line longer than inih's buffer (its number), 0 if none */
-    int max_line;  /* inih's line buffer size */
-    int err_line;  /* the first handler error's line, 0 if none */
-    int err_code;
-    char err[VLQ_ERRLEN];
-    char seen[CFG_NKEYS]; /* keys set by this file */
-    char last_section[128];
+    int line;         /* lines read so far: the line of the current handler call */
+    int rc;           /* first error */
+    char *err;
+    char seen[CFG_NKEYS];
 } CfgReader;
 
 static char *cfg_read_line(char *str, int num, void *stream)
 {
     CfgReader *r = stream;
-    if (r->at_start)
-        r->line++;
     char *s = fgets(str, num, r->f);
-    if (s) {
-        size_t n = strlen(s);
-        r->at_start = n > 0 && s[n - 1] == '\n';
-        /* inih would read the rest of a long line as another line: stop instead. */
-        if (!r->at_start && (int)n == num - 1 && !feof(r->f)) {
-            r->long_line = r->line;
-            r->max_line = num;
-            return NULL;
-        }
-    }
-    return s;
-}
-
-/* The value without a " #" comment (inih strips " ;" ones), trimmed and unquoted. */
-static char *cfg_clean_value(const char *value)
-{
-    char *s = xstrdup(value);
-    for (char *p = s; *p; p++)
-        if (*p == '#' && p > s && isspace((unsigned char)p[-1])) {
-            *p = '\0';
-            break;
-        }
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    if (n >= 2 && ((s[0] == '"' && s[n - 1] == '"') || (s[0] == '\'' && s[n - 1] == '\''))) {
-        memmove(s, s + 1, n - 2);
-        s[n - 2] = '\0';
-    }
+    if (s)
+        r->line++;
     return s;
 }
 
 static int cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
     CfgReader *r = user;
-    if (!name) /* a section header: inih calls with name NULL only if INI_CALL_HANDLER_ON_NEW_SECTION */
-        return 1;
-    char key[256];
+    if (r->rc)
+        return 0;
+    char key[256], where[4200];
     snprintf(key, sizeof key, "%s.%s", section, name);
-    int i = cfg_find(key);
-    if (i < 0) {
-        int known_section = 0;
-        size_t sl = strlen(section);
-        for (int j = 0; j < CFG_NKEYS; j++)
-            if (!strncmp(cfg_keys[j].name, section, sl) && cfg_keys[j].name[sl] == '.')
-                known_section = 1;
-        if (!*section)
-            log_warn("%s:%d: key '%s' outside any [section] (ignored)", r->path, r->line, name);
-        else if (known_section)
-            log_warn("%s:%d: unknown key '%s' (ignored)", r->path, r->line, key);
-        else
-            log_warn("%s:%d: unknown section [%s] (ignored)", r->path, r->line, section);
-        r->c->warnings++;
+    snprintf(where, sizeof where, "%s:%d", r->path, r->line);
+    int k = cfg_find(key);
+    if (k < 0) {
+        log_warn("%s: unknown key %s (ignored)", where, key);
         return 1;
     }
-    if (!value) {
-        if (!r->err_line) {
-            r->err_line = r->line;
-            r->err_code = err_set(r->err, VLQ_EINPUT, "%s:%d: %s: no value", r->path,
-                                  r->line, key);
-        }
+    if (r->seen[k])
+        log_warn("%s: %s set again; the later value wins", where, key);
+    r->seen[k] = 1;
+    char why[VLQ_ERRLEN];
+    if (cfg_assign(r->cfg, k, value, where, why)) {
+        r->rc = err_set(r->err, VLQ_EINPUT, "%s: %s: %s", where, key, why);
         return 0;
     }
-    char *clean = cfg_clean_value(value);
-    char reason[VLQ_ERRLEN];
-    int rc = cfg_parse_value(i, clean, &r->c->v[i], reason);
-    free(clean);
-    if (rc) {
-        if (!r->err_line) {
-            r->err_line = r->line;
-            r->err_code = err_set(r->err, rc, "%s:%d: %s: %s", r->path, r->line, key, reason);
-        }
-        return 0;
-    }
-    if (r->seen[i]) {
-        log_warn("%s:%d: %s set again; this value replaces the one at %s", r->path, r->line,
-                 key, r->c->v[i].source);
-        r->c->warnings++;
-    }
-    r->seen[i] = 1;
-    char src[300];
-    snprintf(src, sizeof src, "%s:%d", r->path, r->line);
-    cfg_set_source(&r->c->v[i], src);
     return 1;
 }
 
 static int cfg_read_file(Cfg *c, const char *path, char *err)
 {
     struct stat st;
-    if (stat(path, &st))
-        return err_set(err, errno == ENOENT ? VLQ_EINPUT : VLQ_EIO, "%s: %s", path,
-                       strerror(errno));
+    if (stat(path, &st) != 0)
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
     if (!S_ISREG(st.st_mode))
         return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
-    CfgReader r = {.c = c, .path = path, .at_start = 1};
+    CfgReader r = {.cfg = c, .path = path, .err = err};
     r.f = fopen(path, "r");
     if (!r.f)
-        return err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-    c->file = xstrdup(path);
-    int ret = ini_parse_stream(cfg_read_line, &r, cfg_handler, &r);
-    int read_error = ferror(r.f);
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    int line = ini_parse_stream(cfg_read_line, &r, cfg_handler, &r);
     fclose(r.f);
-    if (read_error)
-        return err_set(err, VLQ_EIO, "%s: read error", path);
-    if (ret < 0)
+    if (r.rc)
+        return r.rc;
+    if (line > 0)
+        return err_set(err, VLQ_EINPUT, "%s:%d: malformed line (expected [section] or key = value)",
+                       path, line);
+    if (line < 0)
         return err_set(err, VLQ_EIO, "%s: cannot read", path);
-    if (r.long_line && (!r.err_line || r.long_line < r.err_line))
-        return err_set(err, VLQ_EINPUT, "%s:%d: line longer than %d bytes", path, r.long_line,
-                       r.max_line - 2);
-    /* ret is the first failing line, a handler error or a malformed line. */
-    if (ret > 0 && (!r.err_line || ret < r.err_line))
-        return err_set(err, VLQ_EINPUT, "%s:%d: malformed line (want key = value or [section])",
-                       path, ret);
-    if (r.err_line) {
-        if (err)
-            snprintf(err, VLQ_ERRLEN, "%s", r.err);
-        return r.err_code;
-    }
+    c->file = xstrdup(path);
     return 0;
 }
 
-static int cfg_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
+/* ---- the interface ---- */
 
 int cfg_load(const char *path, Cfg **out, char *err)
 {
     *out = NULL;
     Cfg *c = xcalloc(1, sizeof *c);
-    for (int i = 0; i < CFG_NKEYS; i++) {
-        int rc = cfg_parse_value(i, cfg_keys[i].def, &c->v[i], err);
-        VLQ_ASSERT(rc == 0); /* the table's defaults are within its bounds */
-        cfg_set_source(&c->v[i], "default");
-    }
+    for (int k = 0; k < CFG_NKEYS; k++)
+        VLQ_ASSERT(cfg_assign(c, k, cfg_keys[k].def, "default", NULL) == 0);
     const char *env = getenv("VLQ_CONFIG");
-    const char *file = path;
-    const char *given_by = "--config";
-    if (!file && env && *env) {
-        file = env;
-        given_by = "$VLQ_CONFIG";
+    const char *file = path ? path : env && *env ? env : NULL;
+    if (!file) {
+        static const char *const search[] = {"./vlq.conf", "/etc/vlq/vlq.conf"};
+        for (size_t i = 0; i < sizeof search / sizeof search[0] && !file; i++)
+            if (access(search[i], F_OK) == 0)
+                file = search[i];
     }
-    if (file && !cfg_exists(file)) {
-        err_set(err, VLQ_EINPUT, "%s: no such config file (given by %s)", file, given_by);
+    int rc = file ? cfg_read_file(c, file, err) : 0;
+    if (rc) {
         cfg_free(c);
-        return VLQ_EINPUT;
-    }
-    if (!file)
-        file = cfg_exists("vlq.conf") ? "vlq.conf"
-               : cfg_exists("/etc/vlq/vlq.conf") ? "/etc/vlq/vlq.conf"
-                                                  : NULL;
-    if (file) {
-        int rc = cfg_read_file(c, file, err);
-        if (rc) {
-            cfg_free(c);
-            return rc;
-        }
+        return rc;
     }
     *out = c;
     return 0;
@@ -401,134 +241,97 @@ void cfg_free(Cfg *c)
 {
     if (!c)
         return;
-    for (int i = 0; i < CFG_NKEYS; i++)
-        free(c->v[i].text);
+    for (int k = 0; k < CFG_NKEYS; k++) {
+        free(c->vals[k].text);
+        free(c->vals[k].source);
+    }
     free(c->file);
+    free(c->db_path);
     free(c);
 }
 
 int cfg_set(Cfg *c, const char *key, const char *value, const char *source, char *err)
 {
-    int i = cfg_find(key);
-    if (i < 0)
-        return err_set(err, VLQ_EINPUT, "%s: no such key", key);
-    int rc = cfg_parse_value(i, value, &c->v[i], err);
-    if (rc) {
-        err_prefix(err, "%s: %s", source, key);
-        return rc;
-    }
-    cfg_set_source(&c->v[i], source);
+    int k = cfg_find(key);
+    if (k < 0)
+        return err_set(err, VLQ_EINPUT, "%s: unknown configuration key", key);
+    char why[VLQ_ERRLEN];
+    if (cfg_assign(c, k, value, source, why))
+        return err_set(err, VLQ_EINPUT, "%s: %s: %s", source, key, why);
     return 0;
 }
 
-const char *cfg_str(const Cfg *c, const char *key)
+static const CfgVal *cfg_val(const Cfg *c, const char *key, CfgType type)
 {
-    return c->v[cfg_lookup(key, CFG_STRING)].text;
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0 && cfg_keys[k].type == type);
+    return &c->vals[k];
 }
+
+const char *cfg_str(const Cfg *c, const char *key) { return cfg_val(c, key, CFG_STR)->text; }
 
 int64_t cfg_int(const Cfg *c, const char *key)
 {
-    int i = cfg_find(key);
-    VLQ_ASSERT(i >= 0 && (cfg_keys[i].type == CFG_INT || cfg_keys[i].type == CFG_BOOL));
-    return c->v[i].i;
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0 && (cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_BOOL));
+    return c->vals[k].i;
 }
 
-double cfg_double(const Cfg *c, const char *key)
-{
-    return c->v[cfg_lookup(key, CFG_DOUBLE)].d;
-}
+double cfg_double(const Cfg *c, const char *key) { return cfg_val(c, key, CFG_DOUBLE)->d; }
 
 const char *cfg_source(const Cfg *c, const char *key)
 {
-    int i = cfg_find(key);
-    VLQ_ASSERT(i >= 0);
-    return c->v[i].source;
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0);
+    return c->vals[k].source;
 }
 
-const char *cfg_file(const Cfg *c)
-{
-    return c->file;
-}
-
-int cfg_warnings(const Cfg *c)
-{
-    return c->warnings;
-}
-
-const char *cfg_key_at(int i)
-{
-    return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].name : NULL;
-}
-
-const char *cfg_default(const char *key)
-{
-    int i = cfg_find(key);
-    VLQ_ASSERT(i >= 0);
-    return cfg_keys[i].def;
-}
-
-int cfg_bounds(const char *key, double *min, double *max)
-{
-    int i = cfg_find(key);
-    VLQ_ASSERT(i >= 0);
-    *min = cfg_keys[i].min;
-    *max = cfg_keys[i].max;
-    return cfg_keys[i].max > cfg_keys[i].min;
-}
+const char *cfg_file(const Cfg *c) { return c->file; }
 
 const char *cfg_db_path(Cfg *c, const char *flag)
 {
     const char *env = getenv("VLQ_DB");
-    const char *value = flag ? flag : env && *env ? env : NULL;
-    int i = cfg_find("queue.db");
-    if (value) {
-        free(c->v[i].text);
-        c->v[i].text = xstrdup(value);
-        cfg_set_source(&c->v[i], flag ? "flag --db" : "env VLQ_DB");
-    }
-    return c->v[i].text;
+    const char *p = flag ? flag : env && *env ? env : cfg_str(c, "queue.db");
+    free(c->db_path);
+    c->db_path = xstrdup(p);
+    return c->db_path;
 }
 
-static void cfg_json_string(FILE *out, const char *s)
+static const char *cfg_type_name(CfgType t)
 {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
-    }
-    fputc('"', out);
+    return t == CFG_INT ? "int" : t == CFG_DOUBLE ? "number" : t == CFG_BOOL ? "bool" : "string";
 }
 
 void cfg_print(const Cfg *c, FILE *out, int json)
 {
-    if (json) {
-        fprintf(out, "{\"file\": ");
-        if (c->file)
-            cfg_json_string(out, c->file);
-        else
-            fprintf(out, "null");
-        fprintf(out, ", \"keys\": [");
-        for (int i = 0; i < CFG_NKEYS; i++) {
-            fprintf(out, "%s{\"key\": ", i ? ", " : "");
-            cfg_json_string(out, cfg_keys[i].name);
-            fprintf(out, ", \"value\": ");
-            cfg_json_string(out, c->v[i].text);
-            fprintf(out, ", \"source\": ");
-            cfg_json_string(out, c->v[i].source);
-            fprintf(out, "}");
-        }
-        fprintf(out, "]}\n");
+    if (!json) {
+        fprintf(out, "# config file: %s\n", c->file ? c->file : "(none: built-in defaults)");
+        for (int k = 0; k < CFG_NKEYS; k++)
+            fprintf(out, "%-34s = %-24s ; %s\n", cfg_keys[k].key, c->vals[k].text,
+                    c->vals[k].source);
         return;
     }
-    fprintf(out, "# config file: %s\n", c->file ? c->file : "(none: built-in defaults)");
-    for (int i = 0; i < CFG_NKEYS; i++)
-        fprintf(out, "%-34s = %-24s ; %s\n", cfg_keys[i].name,
-                cfg_keys[i].type == CFG_STRING || cfg_keys[i].type == CFG_LIST
-                    ? (c->v[i].text[0] ? c->v[i].text : "\"\"")
-                    : c->v[i].text,
-                c->v[i].source);
+    Buf b = {0};
+    buf_puts(&b, "{\"file\": ");
+    util_json_str(&b, c->file);
+    buf_puts(&b, ", \"keys\": [");
+    for (int k = 0; k < CFG_NKEYS; k++) {
+        buf_puts(&b, k ? ", {\"key\": " : "{\"key\": ");
+        util_json_str(&b, cfg_keys[k].key);
+        buf_printf(&b, ", \"type\": \"%s\", \"value\": ", cfg_type_name(cfg_keys[k].type));
+        util_json_str(&b, c->vals[k].text);
+        buf_puts(&b, ", \"source\": ");
+        util_json_str(&b, c->vals[k].source);
+        buf_puts(&b, ", \"doc\": ");
+        util_json_str(&b, cfg_keys[k].doc);
+        buf_puts(&b, "}");
+    }
+    buf_puts(&b, "]}\n");
+    fputs(b.data, out);
+    buf_clear(&b);
 }
+
+int cfg_key_count(void) { return CFG_NKEYS; }
+const char *cfg_key_name(int i) { return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].key : NULL; }
+const char *cfg_key_default(int i) { return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].def : NULL; }
+const char *cfg_key_doc(int i) { return i >= 0 && i < CFG_NKEYS ? cfg_keys[i].doc : NULL; }

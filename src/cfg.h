@@ -44,12 +44,11 @@ const char *cfg_db_path(Cfg *c, const char *flag);
  * {"file": ..., "keys": [{"key", "value", "source"}...]}. */
 void cfg_print(const Cfg *c, FILE *out, int json);
 
-/* How many warnings (unknown keys, duplicates) reading the file gave. */
-int cfg_warnings(const Cfg *c);
-/* The i-th key of the table ("section.key"), or NULL past the end; its default. */
-const char *cfg_key_at(int i);
-const char *cfg_default(const char *key);
-/* 1 and the bounds of an int or double key (of each element of an int list), else 0. */
-int cfg_bounds(const char *key, double *min, double *max);
+/* The table of keys, for documentation checks: count, then name/default/doc of key i
+ * (NULL when i is out of range). */
+int cfg_key_count(void);
+const char *cfg_key_name(int i);
+const char *cfg_key_default(int i);
+const char *cfg_key_doc(int i);
 
 #endif

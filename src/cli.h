@@ -36,13 +36,26 @@ int cli_wants_help(int argc, char **argv);
 
 /* vlq tokenize (src/cli_tokenize.c). */
 int cli_tokenize(int argc, char **argv, const CliCommon *common);
+/* vlq init, submit, list, show, result, cancel, retry, purge (src/cli_jobs.c). */
+int cli_init(int argc, char **argv, const CliCommon *common);
+int cli_submit(int argc, char **argv, const CliCommon *common);
+int cli_list(int argc, char **argv, const CliCommon *common);
+int cli_show(int argc, char **argv, const CliCommon *common);
+int cli_result(int argc, char **argv, const CliCommon *common);
+int cli_cancel(int argc, char **argv, const CliCommon *common);
+int cli_retry(int argc, char **argv, const CliCommon *common);
+int cli_purge(int argc, char **argv, const CliCommon *common);
+/* vlq worker (src/cli_worker.c). */
+int cli_worker(int argc, char **argv, const CliCommon *common);
+/* vlq config (src/cli_config.c). */
+int cli_config(int argc, char **argv, const CliCommon *common);
 /* vlq plan (src/cli_plan.c). */
 int cli_plan(int argc, char **argv, const CliCommon *common);
 
 /* vlq run (src/cli_run.c). */
 int cli_run(int argc, char **argv, const CliCommon *common);
 
-/* vlq config (src/cli_config.c). */
-int cli_config(int argc, char **argv, const CliCommon *common);
+/* vlq webhooks list|send|redeliver (src/cli_webhooks.c). */
+int cli_webhooks(int argc, char **argv, const CliCommon *common);
 
 #endif

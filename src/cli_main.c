@@ -22,12 +22,22 @@ int cli_convert(int argc, char **argv, const CliCommon *common);
 int cli_export(int argc, char **argv, const CliCommon *common);
 
 static const MainCommand main_commands[] = {
+    {"init", cli_init, "create the queue database"},
+    {"submit", cli_submit, "queue OCR or summary jobs for files"},
+    {"worker", cli_worker, "run queued jobs (--drain for cron) and deliver webhooks"},
+    {"list", cli_list, "list jobs"},
+    {"show", cli_show, "one job: inputs, attempts, events"},
+    {"result", cli_result, "print or save a job's result"},
+    {"cancel", cli_cancel, "cancel a queued or running job"},
+    {"retry", cli_retry, "queue a dead, failed or cancelled job again"},
+    {"purge", cli_purge, "delete old finished jobs"},
+    {"config", cli_config, "the effective configuration and where each value came from"},
     {"tokenize", cli_tokenize, "text to token ids and back (tokenizer.json)"},
     {"convert", cli_convert, "convert a Hugging Face Qwen3-VL checkpoint into a .vlq model"},
     {"run", cli_run, "generate a reply to a prompt with images or a video (one-off)"},
     {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
-    {"config", cli_config, "print the effective configuration and where each value came from"},
+    {"webhooks", cli_webhooks, "webhook events: list, send what is due, redeliver"},
     {NULL, NULL, NULL},
 };
 

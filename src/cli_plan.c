@@ -6,6 +6,7 @@
  * (jobs/prompts.h) rendered by tok's chat template with one vision placeholder block,
  * and the timestamp texts of video groups are counted by tok exactly; without it,
  * --prompt-tokens gives the count and timestamps are bounded by their byte length. */
+#include "cfg.h"
 #include "cli.h"
 #include "err.h"
 #include "plan.h"
@@ -19,13 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Provisional per-kind defaults until [budgets] lands in cfg: architecture.md's
- * budgets (page 8192, video 16384) and answer reservations. */
-#define CLI_PLAN_OCR_BUDGET 8192
-#define CLI_PLAN_OCR_MAX_NEW 2048
-#define CLI_PLAN_VIDEO_BUDGET 16384
-#define CLI_PLAN_VIDEO_MAX_NEW 1024
-
 static void cli_plan_usage(FILE *out)
 {
     fprintf(out,
@@ -35,20 +29,20 @@ static void cli_plan_usage(FILE *out)
             "segment, with its resized size, grid and tokens against the context budget.\n"
             "\n"
             "  --kind K            ocr (pages) or summarize (videos); sets the defaults\n"
-            "  --budget N          context budget in tokens (ocr %d, summarize %d)\n"
-            "  --max-new-tokens N  tokens reserved for the answer (ocr %d, summarize %d)\n"
+            "  --budget N          context budget in tokens (default [budgets] ocr or video)\n"
+            "  --max-new-tokens N  tokens reserved for the answer (default [budgets]\n"
+            "                      max_new_tokens or summarize_max_new_tokens)\n"
             "  --tokenizer FILE    tokenizer.json: count the kind's default prompt exactly\n"
             "  --prompt-tokens N   or give the count of the chat prompt with one vision\n"
             "                      placeholder block (one of the two is required)\n"
-            "  --fps F             video sampling rate (default 2)\n"
+            "  --fps F             video sampling rate (default [media] fps)\n"
             "  --from S, --to S    video range in seconds\n"
-            "  --max-frames N      most frames per segment (default 768)\n"
+            "  --max-frames N      most frames per segment (default [media] max_frames)\n"
             "  --pages A-B         page range (PDF, TIFF)\n"
-            "  --dpi N             PDF render resolution (default %d)\n"
-            "  --max-pixels N      refuse images larger than N pixels (default %lld)\n"
-            "  --json              {\"units\": [...]} on stdout\n",
-            CLI_PLAN_OCR_BUDGET, CLI_PLAN_VIDEO_BUDGET, CLI_PLAN_OCR_MAX_NEW,
-            CLI_PLAN_VIDEO_MAX_NEW, MEDIA_DEFAULT_PDF_DPI, (long long)MEDIA_DEFAULT_MAX_IMAGE_PIXELS);
+            "  --dpi N             PDF render resolution (default [media] pdf_dpi)\n"
+            "  --max-pixels N      refuse larger images (default [media] max_image_pixels)\n"
+            "  --json              {\"units\": [...]} on stdout\n"
+            "\nDefaults come from the configuration (`vlq config` shows them).\n");
 }
 
 static int cli_plan_num(const char *opt, const char *s, double lo, double *out)
@@ -134,6 +128,24 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
     const char *kind = NULL, *tok_path = NULL;
     double budget = 0, max_new = -1, prompt = -1, v;
     PlanOptions o = {0};
+    char cerr[VLQ_ERRLEN];
+    Cfg *cfg = NULL;
+    if (cfg_load(common->config_path, &cfg, cerr)) {
+        cli_error("%s", cerr);
+        return CLI_EXIT_FAIL;
+    }
+    /* the config gives the defaults; flags override them */
+    o.media.fps = cfg_double(cfg, "media.fps");
+    o.media.min_frames = (int)cfg_int(cfg, "media.min_frames");
+    o.media.max_frames = (int)cfg_int(cfg, "media.max_frames");
+    o.media.max_image_pixels = cfg_int(cfg, "media.max_image_pixels");
+    o.media.pdf_dpi = (int)cfg_int(cfg, "media.pdf_dpi");
+    o.media.threads = (int)cfg_int(cfg, "media.threads");
+    o.min_group_tok = (int)cfg_int(cfg, "plan.min_group_tokens");
+    int64_t cfg_budget[2] = {cfg_int(cfg, "budgets.ocr"), cfg_int(cfg, "budgets.video")};
+    int64_t cfg_max_new[2] = {cfg_int(cfg, "budgets.max_new_tokens"),
+                              cfg_int(cfg, "budgets.summarize_max_new_tokens")};
+    cfg_free(cfg);
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -200,9 +212,8 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
         o.count_ctx = tok;
     }
     int ocr = !strcmp(kind, "ocr");
-    o.budget_tok = budget > 0 ? (int64_t)budget : ocr ? CLI_PLAN_OCR_BUDGET : CLI_PLAN_VIDEO_BUDGET;
-    o.max_new_tok = max_new >= 0 ? (int64_t)max_new : ocr ? CLI_PLAN_OCR_MAX_NEW
-                                                          : CLI_PLAN_VIDEO_MAX_NEW;
+    o.budget_tok = budget > 0 ? (int64_t)budget : cfg_budget[!ocr];
+    o.max_new_tok = max_new >= 0 ? (int64_t)max_new : cfg_max_new[!ocr];
     json_t *units = json_array();
     int status = CLI_EXIT_OK;
     for (int i = optind; i < argc; i++) {

@@ -7,6 +7,7 @@
  * decode steps allocates nothing. Each visual item is encoded on its own, so the vision
  * run state fits the largest item, not their sum. Inputs are planned and loaded by
  * plan.h (the reference's resolution, frames and timestamps). Timing goes to stderr. */
+#include "cfg.h"
 #include "cli.h"
 #include "decoder.h"
 #include "err.h"
@@ -20,6 +21,7 @@
 #include "vision.h"
 
 #include <getopt.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +95,8 @@ typedef struct {
     const char *images[RUN_MAX_IMAGES];
     int n_images, max_new;
     SampleParams sp;
-    int set_temp, set_k, set_p, set_rep;
+    int set_temp, set_k, set_p, set_rep, set_seed;
+    char *model_path_cfg, *backend_cfg; /* owned copies when they came from the config */
 } RunArgs;
 
 /* Encode every visual item and lay out the decoder's visual rows, features and
@@ -261,7 +264,6 @@ static int run_parse(int argc, char **argv, RunArgs *a)
         {NULL, 0, NULL, 0},
     };
     a->max_new = 256;
-    a->backend = "cpu";
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -283,7 +285,7 @@ static int run_parse(int argc, char **argv, RunArgs *a)
         case 'V': a->video = optarg; break;
         case 'b': a->backend = optarg; break;
         case 'n': a->max_new = (int)iv; break;
-        case 's': a->sp.seed = (uint64_t)iv; break;
+        case 's': a->sp.seed = (uint64_t)iv; a->set_seed = 1; break;
         case 't': a->sp.temperature = (float)dv; a->set_temp = 1; break;
         case 'k': a->sp.top_k = (int)iv; a->set_k = 1; break;
         case 'p': a->sp.top_p = (float)dv; a->set_p = 1; break;
@@ -299,12 +301,8 @@ static int run_parse(int argc, char **argv, RunArgs *a)
         default: run_usage(stderr); return CLI_EXIT_USAGE;
         }
     }
-    if (!a->model_path || optind != argc - 1) {
-        cli_error("run: %s", !a->model_path ? "--model is required" : "one PROMPT is required");
-        return CLI_EXIT_USAGE;
-    }
-    if (!backend_get(a->backend)) {
-        cli_error("run: unknown backend '%s' (%s)", a->backend, backend_names());
+    if (optind != argc - 1) {
+        cli_error("run: one PROMPT is required");
         return CLI_EXIT_USAGE;
     }
     if (a->max_new < 1) {
@@ -328,12 +326,63 @@ static void run_defaults(RunArgs *a, const ModelConfig *c)
         a->sp.repetition_penalty = c->repetition_penalty;
 }
 
+/* What the flags left open comes from the configuration: [model] path, backend and
+ * threads, and the [sampling] keys a config file sets (else the model's own defaults). */
+static int run_config(RunArgs *a, const CliCommon *common)
+{
+    char err[VLQ_ERRLEN];
+    Cfg *cfg;
+    if (cfg_load(common->config_path, &cfg, err)) {
+        cli_error("%s", err);
+        return CLI_EXIT_FAIL;
+    }
+    int rc = 0;
+    if (!a->model_path && cfg_str(cfg, "model.path")[0])
+        a->model_path = a->model_path_cfg = xstrdup(cfg_str(cfg, "model.path"));
+    if (!a->backend)
+        a->backend = a->backend_cfg = xstrdup(cfg_str(cfg, "model.backend"));
+    if (cfg_int(cfg, "model.threads") > 0)
+        omp_set_num_threads((int)cfg_int(cfg, "model.threads"));
+    if (!a->set_temp && strcmp(cfg_source(cfg, "sampling.temperature"), "default")) {
+        a->sp.temperature = (float)cfg_double(cfg, "sampling.temperature");
+        a->set_temp = 1;
+    }
+    if (!a->set_k && strcmp(cfg_source(cfg, "sampling.top_k"), "default")) {
+        a->sp.top_k = (int)cfg_int(cfg, "sampling.top_k");
+        a->set_k = 1;
+    }
+    if (!a->set_p && strcmp(cfg_source(cfg, "sampling.top_p"), "default")) {
+        a->sp.top_p = (float)cfg_double(cfg, "sampling.top_p");
+        a->set_p = 1;
+    }
+    if (!a->set_rep && strcmp(cfg_source(cfg, "sampling.repetition_penalty"), "default")) {
+        a->sp.repetition_penalty = (float)cfg_double(cfg, "sampling.repetition_penalty");
+        a->set_rep = 1;
+    }
+    if (!a->set_seed && strcmp(cfg_source(cfg, "sampling.seed"), "default"))
+        a->sp.seed = (uint64_t)cfg_int(cfg, "sampling.seed");
+    if (!a->model_path) {
+        cli_error("run: --model is required (or [model] path in the configuration)");
+        rc = CLI_EXIT_USAGE;
+    } else if (!backend_get(a->backend)) {
+        cli_error("run: unknown backend '%s' (%s)", a->backend, backend_names());
+        rc = CLI_EXIT_USAGE;
+    }
+    cfg_free(cfg);
+    return rc;
+}
+
 int cli_run(int argc, char **argv, const CliCommon *common)
 {
     RunArgs a = {0};
     int rc = run_parse(argc, argv, &a);
-    if (rc)
+    if (rc == 0)
+        rc = run_config(&a, common);
+    if (rc) {
+        free(a.model_path_cfg);
+        free(a.backend_cfg);
         return rc < 0 ? CLI_EXIT_OK : rc;
+    }
     char err[VLQ_ERRLEN] = "";
     Model *m = NULL;
     Tok *tok = NULL;
@@ -373,6 +422,8 @@ int cli_run(int argc, char **argv, const CliCommon *common)
     free(rm->times_s);
     free(rm);
     tok_free(tok);
+    free(a.model_path_cfg);
+    free(a.backend_cfg);
     model_close(m);
     return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

@@ -1,6 +1,6 @@
 /* half: IEEE half (f16) and bfloat16 conversions to and from f32, bit-exact with
- * PyTorch's (round to nearest even; NaN stays NaN). Header-only: used by convert,
- * export and the tests. */
+ * PyTorch's (round to nearest even; NaN stays NaN). Header-only: the one conversion
+ * used by convert, export, the backends and the tests. */
 #ifndef VLQ_HALF_H
 #define VLQ_HALF_H
 

@@ -713,7 +713,7 @@ static int tok_load_added(TokLoad *L, json_t *root, Tok *t)
             a->content = xstrdup(json_string_value(c));
         if (!a->content)
             return err_set(L->err, VLQ_EINPUT, "%s: added_tokens[%zu]: bad content", L->name, i);
-        if (a->single_word) /* word boundaries as the reference draws them: not implemented */
+        if (a->single_word) /* Qwen files have none: refused rather than guessed */
             return err_set(L->err, VLQ_ENOTSUP, "%s: added_tokens[%zu]: single_word is not "
                            "supported", L->name, i);
         if (a->normalized)

@@ -102,6 +102,28 @@ void buf_printf(Buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void util_json_str(Buf *b, const char *s)
+{
+    if (!s) {
+        buf_puts(b, "null");
+        return;
+    }
+    buf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            buf_puts(b, "\\n");
+        else if (*p == '\t')
+            buf_puts(b, "\\t");
+        else if (*p < 0x20)
+            buf_printf(b, "\\u%04x", *p);
+        else
+            buf_append(b, p, 1);
+    }
+    buf_puts(b, "\"");
+}
+
 void buf_clear(Buf *b)
 {
     if (!b)

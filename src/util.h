@@ -32,6 +32,8 @@ typedef struct {
 void buf_append(Buf *b, const void *data, size_t n);
 void buf_puts(Buf *b, const char *s);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append s as a JSON string literal (quoted, escaped); NULL appends null. */
+void util_json_str(Buf *b, const char *s);
 /* Release the contents and reset to empty. NULL-safe. */
 void buf_clear(Buf *b);
 /* Hand the contents (never NULL) to the caller, who frees them; b is reset. */

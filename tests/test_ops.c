@@ -48,7 +48,7 @@ static void *ops_weight(Tensor *t, QuantType type, int64_t rows, int64_t cols, i
         else if (type == QUANT_F16)
             ((uint16_t *)bytes)[i] = ops_float_to_half(v);
         else if (type == QUANT_BF16)
-            ((uint16_t *)bytes)[i] = bk_float_to_bf16(v);
+            ((uint16_t *)bytes)[i] = half_f32_to_bf16(v);
     }
     if (type == QUANT_Q4 || type == QUANT_Q8) {
         uint16_t *scale = (uint16_t *)(bytes + quant_scale_offset(type, rows, cols));
@@ -154,22 +154,22 @@ static void test_q4_layout(void)
 
 static void test_bf16_round(void)
 {
-    CHECK_EQ(bk_float_to_bf16(1.0f), 0x3f80);
-    CHECK_EQ(bk_float_to_bf16(1.0f + 1.0f / 256.0f), 0x3f80);        /* tie to even: down */
-    CHECK_EQ(bk_float_to_bf16(1.0f + 3.0f / 256.0f), 0x3f82);        /* tie to even: up */
-    CHECK_EQ(bk_float_to_bf16(-2.0f), 0xc000);
-    CHECK(bk_half_to_float(0x3c00) == 1.0f);
-    CHECK(bk_half_to_float(0x0001) == ldexpf(1.0f, -24));
-    CHECK(bk_half_to_float(0xc000) == -2.0f);
+    CHECK_EQ(half_f32_to_bf16(1.0f), 0x3f80);
+    CHECK_EQ(half_f32_to_bf16(1.0f + 1.0f / 256.0f), 0x3f80);        /* tie to even: down */
+    CHECK_EQ(half_f32_to_bf16(1.0f + 3.0f / 256.0f), 0x3f82);        /* tie to even: up */
+    CHECK_EQ(half_f32_to_bf16(-2.0f), 0xc000);
+    CHECK(half_f16_to_f32(0x3c00) == 1.0f);
+    CHECK(half_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    CHECK(half_f16_to_f32(0xc000) == -2.0f);
     /* float -> half: ties to even, subnormals, overflow; round trips of every half */
-    CHECK_EQ(bk_float_to_half(1.0f + 1.0f / 2048.0f), 0x3c00);
-    CHECK_EQ(bk_float_to_half(1.0f + 3.0f / 2048.0f), 0x3c02);
-    CHECK_EQ(bk_float_to_half(ldexpf(1.0f, -24)), 0x0001);
-    CHECK_EQ(bk_float_to_half(70000.0f), 0x7c00);
-    CHECK_EQ(bk_float_to_half(-65504.0f), 0xfbff);
+    CHECK_EQ(half_f32_to_f16(1.0f + 1.0f / 2048.0f), 0x3c00);
+    CHECK_EQ(half_f32_to_f16(1.0f + 3.0f / 2048.0f), 0x3c02);
+    CHECK_EQ(half_f32_to_f16(ldexpf(1.0f, -24)), 0x0001);
+    CHECK_EQ(half_f32_to_f16(70000.0f), 0x7c00);
+    CHECK_EQ(half_f32_to_f16(-65504.0f), 0xfbff);
     int bad = 0;
     for (uint32_t h = 0; h < 0x7c00; h++)
-        bad += bk_float_to_half(bk_half_to_float((uint16_t)h)) != h;
+        bad += half_f32_to_f16(half_f16_to_f32((uint16_t)h)) != h;
     CHECK_EQ(bad, 0);
 }
 

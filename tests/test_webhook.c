@@ -3,6 +3,7 @@
  * examples/webhook_receiver.py started on 127.0.0.1 (a free port it picks itself), which
  * verifies every signature independently. */
 #include "err.h"
+#include "receiver.h"
 #include "test.h"
 #include "util.h"
 #include "webhook.h"
@@ -26,70 +27,6 @@
 #define SPEC_SIG "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 /* ---- receiver ---- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char url[64]; /* http://127.0.0.1:<port>/hook */
-} Receiver;
-
-/* Keep libcurl away from any proxy of the environment: the receivers are local. */
-static void no_proxy(void)
-{
-    const char *vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-                          "all_proxy",  "ALL_PROXY",  NULL};
-    for (int i = 0; vars[i]; i++)
-        unsetenv(vars[i]);
-}
-
-/* Start examples/webhook_receiver.py with extra shell-quoted args; waits until it
- * listens. Returns 0, or -1 (after a failed check) when it did not come up. */
-static int receiver_start(Receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static int receiver_start(Receiver *r, const char *fmt, ...)
-{
-    no_proxy();
-    char args[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *cmd = xasprintf("exec python3 %s/examples/webhook_receiver.py --port 0 "
-                          "--port-file port.txt %s",
-                          test_root(), args);
-    unlink("port.txt");
-    fflush(NULL);
-    r->pid = fork();
-    if (r->pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    free(cmd);
-    for (int i = 0; i < 500; i++) { /* up to 5 s */
-        char *data = NULL;
-        size_t len;
-        if (util_read_file("port.txt", 64, &data, &len, NULL) == 0) {
-            r->port = atoi(data);
-            free(data);
-            snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d/hook", r->port);
-            return 0;
-        }
-        if (waitpid(r->pid, NULL, WNOHANG) == r->pid)
-            break;
-        util_sleep_ms(10);
-    }
-    test_fail(__FILE__, __LINE__, "webhook_receiver.py did not start (%s)", args);
-    return -1;
-}
-
-static void receiver_stop(Receiver *r)
-{
-    if (r->pid > 0) {
-        kill(r->pid, SIGTERM);
-        waitpid(r->pid, NULL, 0);
-        r->pid = 0;
-    }
-}
 
 /* The number of lines in path (0 if it does not exist). */
 static int count_lines(const char *path)
@@ -576,7 +513,8 @@ static void test_deliver_hang_times_out(void)
 
 static void test_deliver_connection_refused(void)
 {
-    no_proxy();
+    receiver_no_proxy();
+
     /* A port nobody listens on: bind one, note it, close it. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -737,7 +675,7 @@ static void test_deliver_url_redacted(void)
     WebhookRequest req = request("http://user:pw@127.0.0.1:1/hook?token=s3cret#frag", "{}", NULL);
     WebhookOptions opt = {.connect_timeout_ms = 500, .timeout_ms = 500};
     WebhookResult res;
-    no_proxy();
+    receiver_no_proxy();
     webhook_deliver(&req, &opt, &res);
     CHECK_EQ(res.outcome, WEBHOOK_RETRY);
     CHECK(strstr(res.error, "s3cret") == NULL);

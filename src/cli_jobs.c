@@ -1,0 +1,610 @@
+/* cli_jobs: `vlq init`, `vlq submit`, `vlq list`, `vlq show`, `vlq result`, `vlq cancel`,
+ * `vlq retry`, `vlq purge`: the queue from the shell.
+ *
+ * Every command loads the config, opens the queue at cfg_db_path, does one thing and
+ * prints data on stdout (text, or JSON with --json), errors on stderr. Submit checks
+ * every input before it enqueues anything, so a bad path leaves the queue untouched. */
+#define _GNU_SOURCE /* strptime, timegm */
+#include "cfg.h"
+#include "cli.h"
+#include "err.h"
+#include "queue.h"
+#include "util.h"
+#include "webhook.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- shared ---- */
+
+/* Load the config and open the queue (creating the file when create). Prints the error
+ * and returns NULL on failure. */
+static Queue *jobs_open(const CliCommon *common, int create, Cfg **cfg_out)
+{
+    char err[VLQ_ERRLEN];
+    Cfg *cfg = NULL;
+    if (cfg_load(common->config_path, &cfg, err)) {
+        cli_error("%s", err);
+        return NULL;
+    }
+    const char *db = cfg_db_path(cfg, common->db_path);
+    QueueOptions o = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
+                      .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+    Queue *q = NULL;
+    if (!create && access(db, F_OK) != 0) {
+        cli_error("%s: no queue database here (run `vlq init`, or pass --db PATH)", db);
+    } else if (queue_open(db, &o, create, &q, err)) {
+        cli_error("%s", err);
+    }
+    if (q && cfg_out)
+        *cfg_out = cfg;
+    else
+        cfg_free(cfg);
+    return q;
+}
+
+static int jobs_parse_id(const char *cmd, const char *s, int64_t *id)
+{
+    if (!s || util_parse_i64(s, id) || *id <= 0) {
+        cli_error("%s: '%s' is not a job id", cmd, s ? s : "");
+        return -1;
+    }
+    return 0;
+}
+
+static void jobs_time(char *buf, size_t n, int64_t ms)
+{
+    if (!ms) {
+        snprintf(buf, n, "-");
+        return;
+    }
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *jobs_json(const Job *j)
+{
+    char t[4][40];
+    jobs_time(t[0], sizeof t[0], j->created_ms);
+    jobs_time(t[1], sizeof t[1], j->started_ms);
+    jobs_time(t[2], sizeof t[2], j->finished_ms);
+    jobs_time(t[3], sizeof t[3], j->run_after_ms);
+    json_t *inputs = json_array();
+    for (int i = 0; i < j->n_inputs; i++)
+        json_array_append_new(inputs, json_pack("{s:s, s:I, s:s}", "path", j->inputs[i].path,
+                                                "size", (json_int_t)j->inputs[i].size_bytes,
+                                                "sha256", j->inputs[i].sha256));
+    return json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, "
+                     "s:o}",
+                     "id", (json_int_t)j->id, "kind", j->kind, "status",
+                     queue_state_name(j->state), "priority", j->priority, "attempts",
+                     j->attempts, "max_attempts", j->max_attempts, "created_at", t[0],
+                     "started_at", t[1], "finished_at", t[2], "run_after", t[3], "error_code",
+                     j->error_code, "error", j->error, "webhook", j->webhook_url, "inputs",
+                     inputs);
+}
+
+static void jobs_print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    puts(s);
+    free(s);
+    json_decref(v);
+}
+
+/* ---- vlq init ---- */
+
+int cli_init(int argc, char **argv, const CliCommon *common)
+{
+    if (cli_wants_help(argc, argv)) {
+        printf("usage: vlq init\n\nCreate the queue database (or bring an older one up to "
+               "this vlq's schema).\nThe path is --db, else $VLQ_DB, else [queue] db.\n");
+        return CLI_EXIT_OK;
+    }
+    if (argc > 1) {
+        cli_error("init: unexpected argument '%s'", argv[1]);
+        return CLI_EXIT_USAGE;
+    }
+    Cfg *cfg = NULL;
+    Queue *q = jobs_open(common, 1, &cfg);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    if (common->verbosity >= 0)
+        fprintf(stderr, "vlq: queue ready at %s\n", cfg_db_path(cfg, common->db_path));
+    queue_close(q);
+    cfg_free(cfg);
+    return CLI_EXIT_OK;
+}
+
+/* ---- vlq submit ---- */
+
+static void submit_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vlq submit KIND FILE... [options]\n\n"
+            "Queue one job per FILE (KIND is ocr or summarize) and print one job id per line.\n"
+            "Every input is checked first (exists, regular file, readable); a bad one is an\n"
+            "error naming it and nothing is queued. The absolute path, size, mtime and SHA-256\n"
+            "of each input are recorded, so a file changed before its run is reported.\n\n"
+            "  --webhook URL        POST a signed event when the job ends (http or https)\n"
+            "  --secret whsec_...   this job's signing secret (else [webhooks] secret)\n"
+            "  --priority N         higher runs first (default 0)\n"
+            "  --key KEY            idempotency key: a second submit with the same key\n"
+            "                       returns the first job's id and queues nothing\n"
+            "                       (with several files, KEY:N names the N-th, from 1)\n"
+            "  --run-after TIME     not before TIME: ISO-8601 UTC (2026-11-25T03:00:00Z) or\n"
+            "                       +N[s|m|h|d] from now\n"
+            "  --max-attempts N     runs before the job is dead (default [worker] "
+            "max_attempts)\n"
+            "  --prompt TEXT        replace the kind's default prompt\n"
+            "  --recursive          a directory stands for every file below it\n"
+            "  --json               print [{\"id\": N, \"file\": PATH, \"existed\": BOOL}]\n");
+}
+
+/* Parse --run-after into ms since the epoch; -1 when malformed. */
+static int64_t submit_parse_time(const char *s)
+{
+    if (s[0] == '+') {
+        char *end;
+        double v = strtod(s + 1, &end);
+        double unit = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
+                      : !strcmp(end, "h")             ? 3600
+                      : !strcmp(end, "d")             ? 86400
+                                                      : -1;
+        if (end == s + 1 || unit < 0 || v < 0)
+            return -1;
+        return util_now_ms() + (int64_t)(v * unit * 1000);
+    }
+    struct tm tm = {0};
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+    if (!end || (*end && strcmp(end, "Z")))
+        return -1;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+typedef struct {
+    JobInput *v;
+    int n, cap;
+} InputList;
+
+static int submit_add_file(InputList *l, const char *path, int recursive, char *err);
+
+static int submit_add_dir(InputList *l, const char *path, char *err)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    char **names = NULL;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.')
+            continue;
+        names = xrealloc(names, (size_t)(n + 1) * sizeof *names);
+        names[n++] = xasprintf("%s/%s", path, e->d_name);
+    }
+    closedir(d);
+    int rc = 0;
+    for (int i = 0; i < n; i++) { /* sorted, so the order of jobs is the order of names */
+        for (int k = i + 1; k < n; k++)
+            if (strcmp(names[k], names[i]) < 0) {
+                char *t = names[i];
+                names[i] = names[k];
+                names[k] = t;
+            }
+        if (rc == 0)
+            rc = submit_add_file(l, names[i], 1, err);
+        free(names[i]);
+    }
+    free(names);
+    return rc;
+}
+
+static int submit_add_file(InputList *l, const char *path, int recursive, char *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) {
+        if (!recursive)
+            return err_set(err, VLQ_EINPUT, "%s: is a directory (use --recursive)", path);
+        return submit_add_dir(l, path, err);
+    }
+    if (!S_ISREG(st.st_mode))
+        return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
+    if (access(path, R_OK) != 0)
+        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    JobInput in = {.size_bytes = st.st_size, .mtime_s = st.st_mtime};
+    int rc = util_sha256_file(path, in.sha256, err);
+    if (rc)
+        return rc;
+    if (!(in.path = util_abspath(path, err)))
+        return VLQ_EINPUT;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = in;
+    return 0;
+}
+
+int cli_submit(int argc, char **argv, const CliCommon *common)
+{
+    static const struct option opts[] = {
+        {"webhook", required_argument, NULL, 'w'},  {"secret", required_argument, NULL, 's'},
+        {"priority", required_argument, NULL, 'p'}, {"key", required_argument, NULL, 'k'},
+        {"run-after", required_argument, NULL, 'r'}, {"max-attempts", required_argument, NULL, 'm'},
+        {"prompt", required_argument, NULL, 'P'},   {"recursive", no_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    JobSpec spec = {0};
+    int recursive = 0, c;
+    int64_t v;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hR", opts, NULL)) != -1) {
+        switch (c) {
+        case 'w': spec.webhook_url = optarg; break;
+        case 's': spec.webhook_secret = optarg; break;
+        case 'k': spec.idem_key = optarg; break;
+        case 'P': spec.prompt = optarg; break;
+        case 'R': recursive = 1; break;
+        case 'p':
+            if (util_parse_i64(optarg, &v) || v < -1000000 || v > 1000000) {
+                cli_error("submit: --priority '%s' is not an integer", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            spec.priority = (int)v;
+            break;
+        case 'm':
+            if (util_parse_i64(optarg, &v) || v < 1 || v > 1000) {
+                cli_error("submit: --max-attempts '%s' is not in 1..1000", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            spec.max_attempts = (int)v;
+            break;
+        case 'r':
+            if ((spec.run_after_ms = submit_parse_time(optarg)) < 0) {
+                cli_error("submit: --run-after '%s': use 2026-11-25T03:00:00Z or +30m", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'h': submit_usage(stdout); return CLI_EXIT_OK;
+        default: submit_usage(stderr); return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind < 2) {
+        cli_error("submit: need a kind and at least one file");
+        submit_usage(stderr);
+        return CLI_EXIT_USAGE;
+    }
+    spec.kind = argv[optind++];
+    char err[VLQ_ERRLEN];
+    if (spec.webhook_url && webhook_check_url(spec.webhook_url, NULL, err)) {
+        cli_error("submit: --webhook: %s", err);
+        return CLI_EXIT_FAIL;
+    }
+    if (spec.webhook_secret && webhook_check_secret(spec.webhook_secret, err)) {
+        cli_error("submit: --secret: %s", err);
+        return CLI_EXIT_FAIL;
+    }
+    InputList inputs = {0};
+    int rc = 0;
+    for (int i = optind; i < argc && rc == 0; i++)
+        rc = submit_add_file(&inputs, argv[i], recursive, err);
+    if (rc == 0 && inputs.n == 0)
+        rc = err_set(err, VLQ_EINPUT, "no files to submit");
+    Queue *q = NULL;
+    if (rc) {
+        cli_error("%s", err);
+    } else if (!(q = jobs_open(common, 1, NULL))) {
+        rc = VLQ_EIO;
+    }
+    json_t *out = json_array();
+    for (int i = 0; q && i < inputs.n && rc == 0; i++) {
+        JobSpec one = spec;
+        one.inputs = &inputs.v[i];
+        one.n_inputs = 1;
+        char key[512];
+        if (spec.idem_key && inputs.n > 1) {
+            snprintf(key, sizeof key, "%s:%d", spec.idem_key, i + 1);
+            one.idem_key = key;
+        }
+        int64_t id;
+        int existed = 0;
+        if ((rc = queue_submit(q, &one, &id, &existed, err)) != 0) {
+            cli_error("%s", err);
+            break;
+        }
+        if (common->json)
+            json_array_append_new(out, json_pack("{s:I, s:s, s:b}", "id", (json_int_t)id,
+                                                 "file", inputs.v[i].path, "existed", existed));
+        else
+            printf("%lld\n", (long long)id);
+    }
+    if (rc == 0 && common->json)
+        jobs_print_json(out);
+    else
+        json_decref(out);
+    for (int i = 0; i < inputs.n; i++)
+        free(inputs.v[i].path);
+    free(inputs.v);
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+/* ---- vlq list / show / result ---- */
+
+int cli_list(int argc, char **argv, const CliCommon *common)
+{
+    static const struct option opts[] = {{"status", required_argument, NULL, 's'},
+                                         {"kind", required_argument, NULL, 'k'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    JobFilter f = {.state = -1, .limit = 100};
+    int64_t v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if ((f.state = queue_state_parse(optarg)) < 0) {
+                cli_error("list: --status '%s': one of queued, running, succeeded, failed, "
+                          "dead, cancelled", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'k': f.kind = optarg; break;
+        case 'l':
+            if (util_parse_i64(optarg, &v) || v < 0) {
+                cli_error("list: --limit '%s' is not a count", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            f.limit = (int)v;
+            break;
+        case 'h':
+            printf("usage: vlq list [--status S] [--kind K] [--limit N (default 100, 0 = all)] "
+                   "[--json]\n\nJobs, newest first: id, status, kind, attempts, inputs, and "
+                   "the error of failed and dead jobs.\n");
+            return CLI_EXIT_OK;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    Queue *q = jobs_open(common, 0, NULL);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    char err[VLQ_ERRLEN];
+    Job **jobs;
+    int n, rc = queue_list(q, &f, &jobs, &n, err);
+    if (rc) {
+        cli_error("%s", err);
+    } else if (common->json) {
+        json_t *arr = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(arr, jobs_json(jobs[i]));
+        jobs_print_json(arr);
+    } else {
+        for (int i = 0; i < n; i++) {
+            const Job *j = jobs[i];
+            printf("%-6lld %-9s %-10s %d/%d  %s%s%s%s\n", (long long)j->id,
+                   queue_state_name(j->state), j->kind, j->attempts, j->max_attempts,
+                   j->n_inputs ? j->inputs[0].path : "", j->n_inputs > 1 ? " ..." : "",
+                   j->error_code ? "  " : "", j->error_code ? j->error : "");
+        }
+    }
+    for (int i = 0; !rc && i < n; i++)
+        queue_job_free(jobs[i]);
+    if (!rc)
+        free(jobs);
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+int cli_show(int argc, char **argv, const CliCommon *common)
+{
+    if (cli_wants_help(argc, argv) || argc != 2) {
+        printf("usage: vlq show ID [--json]\n\nOne job: its inputs, state, attempts (worker, "
+               "times, outcome, error) and webhook events.\n");
+        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+    int64_t id;
+    if (jobs_parse_id("show", argv[1], &id))
+        return CLI_EXIT_USAGE;
+    Queue *q = jobs_open(common, 0, NULL);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    char err[VLQ_ERRLEN];
+    Job *j = NULL;
+    JobAttempt *at = NULL;
+    OutboxEvent **ev = NULL;
+    int n_at = 0, n_ev = 0;
+    int rc = queue_get(q, id, &j, err);
+    if (!rc)
+        rc = queue_attempts(q, id, &at, &n_at, err);
+    if (!rc)
+        rc = queue_events_list(q, id, &ev, &n_ev, err);
+    if (rc) {
+        cli_error("%s", err);
+    } else {
+        json_t *o = jobs_json(j), *atts = json_array(), *evs = json_array();
+        for (int i = 0; i < n_at; i++) {
+            char s[40], f[40];
+            jobs_time(s, sizeof s, at[i].started_ms);
+            jobs_time(f, sizeof f, at[i].finished_ms);
+            json_array_append_new(atts, json_pack("{s:i, s:s?, s:s, s:s, s:s?, s:s?}",
+                                                  "attempt", at[i].attempt, "worker",
+                                                  at[i].worker_id, "started_at", s,
+                                                  "finished_at", f, "outcome", at[i].outcome,
+                                                  "error", at[i].error));
+        }
+        static const char *const es[] = {"pending", "delivered", "failed"};
+        for (int i = 0; i < n_ev; i++)
+            json_array_append_new(evs, json_pack("{s:s, s:s, s:s, s:i, s:i, s:s?}", "event_id",
+                                                 ev[i]->event_id, "type", ev[i]->type, "state",
+                                                 es[ev[i]->state], "attempts", ev[i]->attempts,
+                                                 "last_status", ev[i]->last_status,
+                                                 "last_error", ev[i]->last_error));
+        json_object_set_new(o, "attempt_log", atts);
+        json_object_set_new(o, "events", evs);
+        if (common->json) {
+            jobs_print_json(o);
+        } else {
+            char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            puts(s); /* the same data; JSON reads well enough for one job */
+            free(s);
+            json_decref(o);
+        }
+    }
+    queue_job_free(j);
+    queue_attempts_free(at, n_at);
+    for (int i = 0; i < n_ev; i++)
+        queue_event_free(ev[i]);
+    free(ev);
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+int cli_result(int argc, char **argv, const CliCommon *common)
+{
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *format = NULL, *out_path = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:f:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': format = optarg; break;
+        case 'o': out_path = optarg; break;
+        case 'h':
+            printf("usage: vlq result ID [--format F] [-o FILE]\n\nThe stored result of a "
+                   "succeeded job, to stdout or FILE. --format checks the\nresult has that "
+                   "format (the kinds store text, markdown or json).\n");
+            return CLI_EXIT_OK;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    int64_t id;
+    if (optind + 1 != argc || jobs_parse_id("result", argv[optind], &id))
+        return CLI_EXIT_USAGE;
+    Queue *q = jobs_open(common, 0, NULL);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    char err[VLQ_ERRLEN], *fmt = NULL, *res = NULL;
+    size_t len = 0;
+    int rc = queue_result(q, id, &fmt, &res, &len, err);
+    if (!rc && format && strcmp(format, fmt))
+        rc = err_set(err, VLQ_EINPUT, "job %lld: the result is %s, not %s", (long long)id, fmt,
+                     format);
+    if (!rc && out_path)
+        rc = util_write_file(out_path, res, len, err);
+    else if (!rc)
+        fwrite(res, 1, len, stdout);
+    if (rc)
+        cli_error("%s", err);
+    free(fmt);
+    free(res);
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+/* ---- vlq cancel / retry / purge ---- */
+
+int cli_cancel(int argc, char **argv, const CliCommon *common)
+{
+    if (cli_wants_help(argc, argv) || argc != 2) {
+        printf("usage: vlq cancel ID\n\nA queued job is cancelled at once; a running one stops "
+               "at its next checkpoint\n(a page or a chunk of frames).\n");
+        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+    int64_t id;
+    if (jobs_parse_id("cancel", argv[1], &id))
+        return CLI_EXIT_USAGE;
+    Queue *q = jobs_open(common, 0, NULL);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    char err[VLQ_ERRLEN];
+    JobState st;
+    int rc = queue_cancel(q, id, &st, err);
+    if (rc)
+        cli_error("%s", err);
+    else if (common->verbosity >= 0)
+        fprintf(stderr, "vlq: job %lld: %s\n", (long long)id,
+                st == JOB_CANCELLED ? "cancelled" : "cancel requested (it stops at its next "
+                                                    "checkpoint)");
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+int cli_retry(int argc, char **argv, const CliCommon *common)
+{
+    if (cli_wants_help(argc, argv) || argc != 2) {
+        printf("usage: vlq retry ID\n\nQueue a dead, failed or cancelled job again now, with "
+               "its attempts reset.\n");
+        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+    }
+    int64_t id;
+    if (jobs_parse_id("retry", argv[1], &id))
+        return CLI_EXIT_USAGE;
+    Queue *q = jobs_open(common, 0, NULL);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    char err[VLQ_ERRLEN];
+    int rc = queue_retry(q, id, err);
+    if (rc)
+        cli_error("%s", err);
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+int cli_purge(int argc, char **argv, const CliCommon *common)
+{
+    static const struct option opts[] = {{"older-than", required_argument, NULL, 'o'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    double days = -1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            if (util_parse_double(optarg, &days) || days < 0) {
+                cli_error("purge: --older-than '%s' is not a number of days", optarg);
+                return CLI_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            printf("usage: vlq purge --older-than DAYS\n\nDelete succeeded, dead and cancelled "
+                   "jobs that finished more than DAYS ago,\nwith their results and attempts "
+                   "(jobs with undelivered webhook events are kept).\n");
+            return CLI_EXIT_OK;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    if (days < 0 || optind != argc) {
+        cli_error("purge: --older-than DAYS is required");
+        return CLI_EXIT_USAGE;
+    }
+    Queue *q = jobs_open(common, 0, NULL);
+    if (!q)
+        return CLI_EXIT_FAIL;
+    char err[VLQ_ERRLEN];
+    int n = 0, rc = queue_purge(q, (int64_t)(days * 86400000.0), &n, err);
+    if (rc)
+        cli_error("%s", err);
+    else
+        printf("%d\n", n);
+    queue_close(q);
+    return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}

@@ -1,0 +1,428 @@
+/* Tests of the queue: every state transition, fencing, lease takeover, retries with
+ * backoff, idempotency, cancel, retry by hand, purge, results and the outbox, migrations
+ * and concurrent claimers. Time is a fake clock (QueueOptions.now_ms): no sleeps. */
+#include "err.h"
+#include "queue.h"
+#include "test.h"
+#include "util.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int64_t fake_now = 1700000000000;
+static int64_t fake_clock(void) { return fake_now; }
+
+static Queue *open_q(const char *path)
+{
+    char err[VLQ_ERRLEN];
+    Queue *q = NULL;
+    QueueOptions o = {.now_ms = fake_clock, .default_max_attempts = 3};
+    int rc = queue_open(path, &o, 1, &q, err);
+    if (rc)
+        test_fail(__FILE__, __LINE__, "queue_open: %s", err);
+    return q;
+}
+
+static int64_t submit(Queue *q, const char *kind, const char *key, const char *hook, int prio)
+{
+    JobInput in = {.path = "/tmp/in.png", .size_bytes = 3, .mtime_s = 1};
+    snprintf(in.sha256, sizeof in.sha256, "%064d", 0);
+    JobSpec s = {.kind = kind, .inputs = &in, .n_inputs = 1, .idem_key = key,
+                 .webhook_url = hook, .priority = prio};
+    int64_t id = 0;
+    int existed = 0;
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(queue_submit(q, &s, &id, &existed, err), 0);
+    return id;
+}
+
+static Job *claim(Queue *q, const char *kind)
+{
+    const char *kinds[] = {kind};
+    Job *j = NULL;
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(queue_claim(q, kinds, 1, 60000, "w1", &j, err), 0);
+    return j;
+}
+
+static JobState state_of(Queue *q, int64_t id)
+{
+    Job *j;
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(queue_get(q, id, &j, err), 0);
+    JobState s = j ? j->state : (JobState)-1;
+    queue_job_free(j);
+    return s;
+}
+
+static void test_succeed_once(void)
+{
+    Queue *q = open_q("q.db");
+    int64_t id = submit(q, "k", NULL, "http://127.0.0.1:9/h", 0);
+    CHECK_EQ(state_of(q, id), JOB_QUEUED);
+    Job *j = claim(q, "other");
+    CHECK(j == NULL); /* kinds the worker lacks stay queued, no attempt spent */
+    j = claim(q, "k");
+    CHECK(j && j->id == id && j->attempts == 1 && j->claim_token && j->n_inputs == 1);
+    CHECK(claim(q, "k") == NULL);
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(queue_succeed(q, j, "text", "hello", 5, NULL, err), 0);
+    CHECK_EQ(queue_succeed(q, j, "text", "again", 5, NULL, err), VLQ_EBUSY); /* fenced */
+    CHECK_EQ(state_of(q, id), JOB_SUCCEEDED);
+    char *fmt, *res;
+    size_t len;
+    CHECK_EQ(queue_result(q, id, &fmt, &res, &len, err), 0);
+    CHECK_STR(res, "hello");
+    CHECK_STR(fmt, "text");
+    free(fmt);
+    free(res);
+    OutboxEvent **ev;
+    int n;
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK_STR(ev[0]->type, "job.succeeded");
+        CHECK(strstr(ev[0]->body, "\"status\":\"succeeded\"") != NULL);
+        CHECK(strstr(ev[0]->body, "\"fetch\":\"vlq result 1\"") != NULL);
+        CHECK(!strncmp(ev[0]->event_id, "msg_", 4));
+        queue_event_free(ev[0]);
+    }
+    free(ev);
+    queue_job_free(j);
+    queue_close(q);
+}
+
+static void test_retry_backoff_dead(void)
+{
+    Queue *q = open_q("q.db");
+    int64_t id = submit(q, "k", NULL, "http://127.0.0.1:9/h", 0);
+    char err[VLQ_ERRLEN];
+    JobState st;
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        Job *j = claim(q, "k");
+        CHECK(j && j->attempts == attempt);
+        if (!j)
+            break;
+        CHECK_EQ(queue_fail(q, j, VLQ_EIO, "disk hiccup", &st, err), 0);
+        Job *g;
+        queue_get(q, id, &g, err);
+        if (attempt < 3) {
+            CHECK_EQ(st, JOB_FAILED);
+            int64_t wait = g->run_after_ms - fake_now;
+            int64_t base = (int64_t)attempt * attempt * attempt * attempt * 1000;
+            CHECK(wait >= base * 9 / 10 && wait <= base * 11 / 10);
+            CHECK(claim(q, "k") == NULL); /* not before the backoff */
+            fake_now += wait;
+        } else {
+            CHECK_EQ(st, JOB_DEAD);
+            CHECK_STR(g->error_code, "EIO");
+            CHECK_STR(g->error, "disk hiccup");
+        }
+        queue_job_free(g);
+        queue_job_free(j);
+    }
+    CHECK(claim(q, "k") == NULL);
+    OutboxEvent **ev;
+    int n;
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(n, 1); /* job.failed only once, at the end */
+    for (int i = 0; i < n; i++) {
+        CHECK_STR(ev[i]->type, "job.failed");
+        queue_event_free(ev[i]);
+    }
+    free(ev);
+    CHECK_EQ(queue_retry(q, id, err), 0);
+    Job *j = claim(q, "k");
+    CHECK(j && j->attempts == 1);
+    queue_job_free(j);
+    queue_close(q);
+}
+
+static void test_deterministic_dead(void)
+{
+    Queue *q = open_q("q.db");
+    int64_t id = submit(q, "k", NULL, NULL, 0);
+    Job *j = claim(q, "k");
+    char err[VLQ_ERRLEN];
+    JobState st;
+    CHECK_EQ(queue_fail(q, j, VLQ_EINPUT, "not a PDF", &st, err), 0);
+    CHECK_EQ(st, JOB_DEAD);
+    CHECK_EQ(state_of(q, id), JOB_DEAD);
+    CHECK_EQ(queue_retry(q, id, err), 0);
+    CHECK_EQ(state_of(q, id), JOB_QUEUED);
+    CHECK_EQ(queue_retry(q, id, err), VLQ_EINPUT);
+    queue_job_free(j);
+    queue_close(q);
+}
+
+static void test_lease_takeover_fencing(void)
+{
+    Queue *q = open_q("q.db");
+    int64_t id = submit(q, "k", NULL, NULL, 0);
+    Job *a = claim(q, "k");
+    char err[VLQ_ERRLEN];
+    int cancel = 0;
+    CHECK_EQ(queue_renew(q, a, 60000, &cancel, err), 0);
+    fake_now += 59000;
+    CHECK(claim(q, "k") == NULL); /* renewed: still a's */
+    fake_now += 2000;
+    Job *b = claim(q, "k");
+    CHECK(b && b->id == id && b->attempts == 2);
+    CHECK_EQ(queue_renew(q, a, 60000, &cancel, err), VLQ_EBUSY);
+    CHECK(strstr(err, "lease lost") != NULL);
+    CHECK_EQ(queue_succeed(q, a, "text", "old", 3, NULL, err), VLQ_EBUSY);
+    CHECK_EQ(queue_succeed(q, b, "text", "new", 3, NULL, err), 0);
+    JobAttempt *at;
+    int n;
+    CHECK_EQ(queue_attempts(q, id, &at, &n, err), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK_STR(at[0].outcome, "lease_expired");
+        CHECK_STR(at[1].outcome, "succeeded");
+    }
+    queue_attempts_free(at, n);
+    /* a job lost on its last attempt goes dead instead of running again */
+    int64_t id2 = submit(q, "k2", NULL, NULL, 0);
+    for (int i = 0; i < 3; i++) {
+        Job *j = claim(q, "k2");
+        CHECK(j != NULL);
+        queue_job_free(j);
+        fake_now += 61000;
+    }
+    CHECK(claim(q, "k2") == NULL);
+    CHECK_EQ(state_of(q, id2), JOB_DEAD);
+    queue_job_free(a);
+    queue_job_free(b);
+    queue_close(q);
+}
+
+static void test_idempotency_priority(void)
+{
+    Queue *q = open_q("q.db");
+    int64_t a = submit(q, "k", "key-1", NULL, 0);
+    JobSpec s = {.kind = "k", .idem_key = "key-1"};
+    int64_t b;
+    int existed = 0;
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(queue_submit(q, &s, &b, &existed, err), 0);
+    CHECK_EQ(b, a);
+    CHECK_EQ(existed, 1);
+    int64_t low = submit(q, "k", NULL, NULL, -5), high = submit(q, "k", NULL, NULL, 10);
+    (void)low;
+    JobSpec later = {.kind = "k", .priority = 100, .run_after_ms = fake_now + 3600000};
+    int64_t sched;
+    CHECK_EQ(queue_submit(q, &later, &sched, NULL, err), 0);
+    Job *j = claim(q, "k");
+    CHECK(j && j->id == high); /* the scheduled job is not due yet */
+    queue_job_free(j);
+    j = claim(q, "k");
+    CHECK(j && j->id == a);
+    queue_job_free(j);
+    fake_now += 3600000;
+    j = claim(q, "k");
+    CHECK(j && j->id == sched);
+    queue_job_free(j);
+    queue_close(q);
+}
+
+static void test_cancel_release_purge(void)
+{
+    Queue *q = open_q("q.db");
+    char err[VLQ_ERRLEN];
+    JobState st;
+    int64_t queued = submit(q, "k", NULL, NULL, 0);
+    CHECK_EQ(queue_cancel(q, queued, &st, err), 0);
+    CHECK_EQ(st, JOB_CANCELLED);
+    CHECK_EQ(queue_cancel(q, queued, &st, err), VLQ_EINPUT); /* already finished */
+    int64_t running = submit(q, "k", NULL, NULL, 0);
+    Job *j = claim(q, "k");
+    CHECK_EQ(queue_cancel(q, running, &st, err), 0);
+    CHECK_EQ(st, JOB_RUNNING);
+    int cancel = 0;
+    CHECK_EQ(queue_renew(q, j, 60000, &cancel, err), 0);
+    CHECK_EQ(cancel, 1);
+    CHECK_EQ(queue_ack_cancel(q, j, err), 0);
+    CHECK_EQ(state_of(q, running), JOB_CANCELLED);
+    queue_job_free(j);
+    int64_t rel = submit(q, "k", NULL, NULL, 0);
+    j = claim(q, "k");
+    CHECK_EQ(queue_release(q, j, err), 0);
+    queue_job_free(j);
+    j = claim(q, "k");
+    CHECK(j && j->id == rel && j->attempts == 1); /* a release is not an attempt */
+    CHECK_EQ(queue_succeed(q, j, "text", "x", 1, NULL, err), 0);
+    queue_job_free(j);
+    CHECK_EQ(queue_cancel(q, 999, &st, err), VLQ_EINPUT);
+    fake_now += 10 * 86400000LL;
+    int64_t fresh = submit(q, "k", NULL, NULL, 0);
+    int n = 0;
+    CHECK_EQ(queue_purge(q, 86400000LL, &n, err), 0);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(state_of(q, fresh), JOB_QUEUED);
+    Job *gone;
+    CHECK_EQ(queue_get(q, rel, &gone, err), VLQ_EINPUT);
+    queue_close(q);
+}
+
+static void test_outbox(void)
+{
+    Queue *q = open_q("q.db");
+    char err[VLQ_ERRLEN];
+    submit(q, "k", NULL, "http://127.0.0.1:9/a", 0);
+    submit(q, "k", NULL, "http://127.0.0.1:9/b", 0);
+    for (int i = 0; i < 2; i++) {
+        Job *j = claim(q, "k");
+        queue_succeed(q, j, "text", "r", 1, NULL, err);
+        queue_job_free(j);
+    }
+    OutboxEvent **ev;
+    int n;
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK_EQ(queue_event_attempt(q, ev[0], EVENT_PENDING, fake_now + 5000, 500, "HTTP 500",
+                                     0.1, 0, err), 0);
+        CHECK_EQ(queue_event_attempt(q, ev[1], EVENT_FAILED, fake_now, 410, "gone", 0.1, 1, err),
+                 0);
+    }
+    char id0[64] = "", id1[64] = "";
+    if (n == 2) {
+        snprintf(id0, sizeof id0, "%s", ev[0]->event_id);
+        snprintf(id1, sizeof id1, "%s", ev[1]->event_id);
+    }
+    for (int i = 0; i < n; i++)
+        queue_event_free(ev[i]);
+    free(ev);
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(n, 0);
+    free(ev);
+    fake_now += 5000;
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK_STR(ev[0]->event_id, id0);
+        CHECK_EQ(ev[0]->attempts, 1);
+        CHECK_EQ(ev[0]->last_status, 500);
+        queue_event_free(ev[0]);
+    }
+    free(ev);
+    CHECK_EQ(queue_event_redeliver(q, id1, err), 0);
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(n, 2);
+    for (int i = 0; i < n; i++)
+        queue_event_free(ev[i]);
+    free(ev);
+    CHECK_EQ(queue_event_redeliver(q, "msg_nope", err), VLQ_EINPUT);
+    queue_close(q);
+}
+
+static void test_newer_db_refused(void)
+{
+    Queue *q = open_q("q.db");
+    queue_close(q);
+    sqlite3 *db;
+    sqlite3_open("q.db", &db);
+    sqlite3_exec(db, "PRAGMA user_version=999", NULL, NULL, NULL);
+    sqlite3_close(db);
+    char before[65], after[65], err[VLQ_ERRLEN];
+    util_sha256_file("q.db", before, err);
+    CHECK_EQ(queue_open("q.db", NULL, 1, &q, err), VLQ_EINPUT);
+    CHECK(strstr(err, "written by a newer vlq (schema 999") != NULL);
+    util_sha256_file("q.db", after, err);
+    CHECK_STR(after, before);
+    util_write_file("junk.db", "this is not a database at all, not even close........", 53,
+                    NULL);
+    CHECK(queue_open("junk.db", NULL, 1, &q, err) != 0);
+    CHECK(strstr(err, "junk.db") != NULL);
+    sqlite3_open("other.db", &db);
+    sqlite3_exec(db, "CREATE TABLE t (x)", NULL, NULL, NULL);
+    sqlite3_close(db);
+    CHECK_EQ(queue_open("other.db", NULL, 1, &q, err), VLQ_EINPUT);
+    CHECK(strstr(err, "not a vlq queue database") != NULL);
+    CHECK(queue_open("missing/dir/q.db", NULL, 1, &q, err) != 0);
+}
+
+/* 4 processes claim 200 jobs from one file: each job exactly once, no EBUSY escapes. */
+static void test_concurrent_claimers(void)
+{
+    char err[VLQ_ERRLEN];
+    Queue *q;
+    CHECK_EQ(queue_open("c.db", NULL, 1, &q, err), 0);
+    for (int i = 0; i < 200; i++) {
+        JobSpec s = {.kind = "k"};
+        int64_t id;
+        queue_submit(q, &s, &id, NULL, err);
+    }
+    queue_close(q);
+    pid_t kids[4];
+    for (int w = 0; w < 4; w++) {
+        if ((kids[w] = fork()) == 0) {
+            Queue *wq;
+            if (queue_open("c.db", NULL, 0, &wq, err))
+                _exit(2);
+            const char *kinds[] = {"k"};
+            for (;;) {
+                Job *j;
+                if (queue_claim(wq, kinds, 1, 60000, "w", &j, err)) {
+                    fprintf(stderr, "claim: %s\n", err);
+                    _exit(3);
+                }
+                if (!j)
+                    break;
+                char res[32];
+                snprintf(res, sizeof res, "%d", w);
+                if (queue_succeed(wq, j, "text", res, strlen(res), NULL, err)) {
+                    fprintf(stderr, "succeed: %s\n", err);
+                    _exit(4);
+                }
+                queue_job_free(j);
+            }
+            queue_close(wq);
+            _exit(0);
+        }
+    }
+    for (int w = 0; w < 4; w++) {
+        int st;
+        waitpid(kids[w], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_EQ(queue_open("c.db", NULL, 0, &q, err), 0);
+    Job **jobs;
+    int n;
+    JobFilter f = {.state = JOB_SUCCEEDED};
+    CHECK_EQ(queue_list(q, &f, &jobs, &n, err), 0);
+    CHECK_EQ(n, 200);
+    int once = 1;
+    for (int i = 0; i < n; i++) {
+        once &= jobs[i]->attempts == 1;
+        queue_job_free(jobs[i]);
+    }
+    free(jobs);
+    CHECK(once);
+    queue_close(q);
+}
+
+static void test_backoff(void)
+{
+    uint64_t rng = 42;
+    for (int a = 1; a <= 6; a++)
+        for (int k = 0; k < 100; k++) {
+            int64_t ms = queue_backoff_ms(a, &rng);
+            double base = (double)a * a * a * a * 1000;
+            CHECK(ms >= base * 0.9 - 1 && ms <= base * 1.1 + 1);
+        }
+    CHECK_EQ(queue_backoff_ms(2, NULL), 16000);
+    CHECK_STR(queue_state_name(JOB_DEAD), "dead");
+    CHECK_EQ(queue_state_parse("cancelled"), JOB_CANCELLED);
+    CHECK_EQ(queue_state_parse("nope"), -1);
+}
+
+TEST_GROUP(queue, {"succeed_once", test_succeed_once}, {"retry_backoff_dead", test_retry_backoff_dead},
+           {"deterministic_dead", test_deterministic_dead},
+           {"lease_takeover_fencing", test_lease_takeover_fencing},
+           {"idempotency_priority", test_idempotency_priority},
+           {"cancel_release_purge", test_cancel_release_purge}, {"outbox", test_outbox},
+           {"newer_db_refused", test_newer_db_refused},
+           {"concurrent_claimers", test_concurrent_claimers}, {"backoff", test_backoff})
