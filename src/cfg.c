@@ -161,6 +161,32 @@ static char *cfg_read_line(char *str, int num, void *stream)
     char *s = fgets(str, num, r->f);
     if (s)
         r->line++;
+    /* inih would take the rest of a long line for another line: stop with an error. */
+    if (s && !r->rc && !strchr(s, '\n') && (int)strlen(s) == num - 1 && !feof(r->f)) {
+        r->rc = err_set(r->err, VLQ_EINPUT, "%s:%d: line longer than %d bytes", r->path,
+                        r->line, num - 2);
+        return NULL;
+    }
+    return s;
+}
+
+/* The value without a " #" comment (inih strips " ;" ones), trimmed, and unquoted when
+ * in double or single quotes. Returns a new string. */
+static char *cfg_clean_value(const char *value)
+{
+    char *s = xstrdup(value);
+    for (char *p = s + 1; *p && p[-1]; p++)
+        if (*p == '#' && (p[-1] == ' ' || p[-1] == '\t')) {
+            *p = '\0';
+            break;
+        }
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    if (n >= 2 && (s[0] == '"' || s[0] == '\'') && s[n - 1] == s[0]) {
+        memmove(s, s + 1, n - 2);
+        s[n - 2] = '\0';
+    }
     return s;
 }
 
@@ -181,7 +207,10 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
         log_warn("%s: %s set again; the later value wins", where, key);
     r->seen[k] = 1;
     char why[VLQ_ERRLEN];
-    if (cfg_assign(r->cfg, k, value, where, why)) {
+    char *clean = cfg_clean_value(value);
+    int rc = cfg_assign(r->cfg, k, clean, where, why);
+    free(clean);
+    if (rc) {
         r->rc = err_set(r->err, VLQ_EINPUT, "%s: %s: %s", where, key, why);
         return 0;
     }

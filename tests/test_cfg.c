@@ -145,6 +145,36 @@ static void test_shipped_conf(void)
     cfg_free(c);
 }
 
-TEST_GROUP(cfg, {"defaults", test_defaults}, {"file_values", test_file_values},
+/* Quoted strings, " ;" and " #" comments after a value; a line longer than inih's buffer
+ * is an error naming its line, not two lines. */
+static void test_value_syntax(void)
+{
+    char err[VLQ_ERRLEN] = "";
+    int rc;
+    Cfg *c = load_text("[worker]\npoll_ms = 50 # fast\nlease_seconds = 60 ; a minute\n"
+                       "[model]\nbackend = \"ref\"\npath = 'a b.vlq'\n"
+                       "[webhooks]\nallow_hosts = \"\"\n", &rc, err);
+    CHECK_EQ(rc, 0);
+    CHECK_STR(err, "");
+    if (c) {
+        CHECK_EQ(cfg_int(c, "worker.poll_ms"), 50);
+        CHECK_EQ(cfg_int(c, "worker.lease_seconds"), 60);
+        CHECK_STR(cfg_str(c, "model.backend"), "ref");
+        CHECK_STR(cfg_source(c, "model.backend"), "t.conf:5");
+        CHECK_STR(cfg_str(c, "model.path"), "a b.vlq");
+        CHECK_STR(cfg_str(c, "webhooks.allow_hosts"), "");
+        cfg_free(c);
+    }
+    char text[1024] = "[webhooks]\nallow_hosts = ";
+    for (int i = 0; i < 40; i++)
+        strcat(text, "host.example.com,");
+    strcat(text, "\n[worker]\npoll_ms = 100\n");
+    c = load_text(text, &rc, err);
+    CHECK_EQ(rc, VLQ_EINPUT);
+    CHECK(c == NULL);
+    CHECK_STR(err, "t.conf:2: line longer than 198 bytes");
+}
+
+TEST_GROUP(cfg, {"defaults", test_defaults}, {"value_syntax", test_value_syntax}, {"file_values", test_file_values},
            {"errors", test_errors}, {"unknown_key_warns", test_unknown_key_warns},
            {"override_order", test_override_order}, {"shipped_conf", test_shipped_conf})
