@@ -558,10 +558,15 @@ static int queue_add_event(Queue *q, int64_t id, const char *type, const char *f
     }
     int64_t now = queue_now(q);
     char *body = queue_event_body(j, type, now, format, result_len, summary);
-    sqlite3_stmt *st = queue_prep(q,
-                                  "INSERT INTO events (event_id, job_id, type, url, secret, body, "
-                                  "next_attempt_ms, created_ms) VALUES (?,?,?,?,?,?,?,?)",
-                                  &rc);
+    /* an endpoint disabled by a 410 gets no more events: recorded failed, listed */
+    sqlite3_stmt *st = queue_prep(
+        q,
+        "INSERT INTO events (event_id, job_id, type, url, secret, body, next_attempt_ms, "
+        "created_ms, state, last_error) SELECT ?1,?2,?3,?4,?5,?6,?7,?8, "
+        "CASE WHEN d.url IS NULL THEN 'pending' ELSE 'failed' END, "
+        "CASE WHEN d.url IS NULL THEN NULL ELSE 'endpoint disabled (410 Gone), not sent' END "
+        "FROM (SELECT 1) LEFT JOIN disabled_endpoints d ON d.url=?4",
+        &rc);
     if (st) {
         bind_text(st, 1, event_id);
         sqlite3_bind_int64(st, 2, id);
@@ -1283,17 +1288,24 @@ static int queue_event_attempt_tx(Queue *q, void *arg, char *err)
         return queue_sqlerr(q, rc, "record a delivery", err);
     if (!a->gone)
         return 0;
-    st = queue_prep(q,
-                    "INSERT OR IGNORE INTO disabled_endpoints (url, since_ms, reason) VALUES "
-                    "(?,?,'410 Gone')",
-                    &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "disable an endpoint", err);
-    bind_text(st, 1, a->e->url);
-    sqlite3_bind_int64(st, 2, now);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "disable an endpoint", err);
+    /* disable the endpoint, and fail what was still pending for it */
+    static const char *const disable[] = {
+        "INSERT OR IGNORE INTO disabled_endpoints (url, since_ms, reason) VALUES "
+        "(?1,?2,'410 Gone')",
+        "UPDATE events SET state='failed', last_error='endpoint disabled (410 Gone), not sent' "
+        "WHERE url=?1 AND state='pending' AND ?2>=0",
+    };
+    for (int i = 0; i < 2; i++) {
+        if (!(st = queue_prep(q, disable[i], &rc)))
+            return queue_sqlerr(q, rc, "disable an endpoint", err);
+        bind_text(st, 1, a->e->url);
+        sqlite3_bind_int64(st, 2, now);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return queue_sqlerr(q, rc, "disable an endpoint", err);
+    }
+    return 0;
 }
 
 int queue_event_attempt(Queue *q, const OutboxEvent *e, EventState new_state,

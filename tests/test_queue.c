@@ -315,6 +315,29 @@ static void test_outbox(void)
         queue_event_free(ev[i]);
     free(ev);
     CHECK_EQ(queue_event_redeliver(q, "msg_nope", err), VLQ_EINPUT);
+    /* after a 410, a new event for that URL is recorded failed, never due */
+    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(ev[i]->url, "http://127.0.0.1:9/b"))
+            CHECK_EQ(queue_event_attempt(q, ev[i], EVENT_FAILED, fake_now, 410, "gone", 0.1, 1,
+                                         err), 0);
+        queue_event_free(ev[i]);
+    }
+    free(ev);
+    submit(q, "k", NULL, "http://127.0.0.1:9/b", 0);
+    Job *j = claim(q, "k");
+    queue_succeed(q, j, "text", "r", 1, NULL, err);
+    queue_job_free(j);
+    CHECK_EQ(queue_events_list(q, 0, &ev, &n, err), 0);
+    int failed_new = 0;
+    for (int i = 0; i < n; i++) {
+        if (i == 0) /* newest first: the event just written */
+            failed_new = ev[i]->state == EVENT_FAILED && ev[i]->last_error &&
+                         strstr(ev[i]->last_error, "endpoint disabled");
+        queue_event_free(ev[i]);
+    }
+    free(ev);
+    CHECK(failed_new);
     queue_close(q);
 }
 
