@@ -25,6 +25,16 @@ typedef struct {
 /* A command: argv[0] is the command's name. Returns the exit status. */
 typedef int (*CliCommandFn)(int argc, char **argv, const CliCommon *common);
 
+typedef struct Cfg Cfg;
+typedef struct Queue Queue;
+
+/* Load the configuration and open the queue at cfg_db_path (--db, $VLQ_DB, [queue] db)
+ * with the [queue]/[worker] options, creating the database file when create. On success
+ * returns the queue and, if cfg is not NULL, the config in *cfg (the caller frees both);
+ * on failure prints the error and returns NULL. A missing database without create is an
+ * error that says how to make one. */
+Queue *cli_open_queue(const CliCommon *common, int create, Cfg **cfg);
+
 /* The whole program: global options, command dispatch; returns the exit status. */
 int cli_main(int argc, char **argv);
 

@@ -25,32 +25,6 @@
 
 /* ---- shared ---- */
 
-/* Load the config and open the queue (creating the file when create). Prints the error
- * and returns NULL on failure. */
-static Queue *jobs_open(const CliCommon *common, int create, Cfg **cfg_out)
-{
-    char err[VLQ_ERRLEN];
-    Cfg *cfg = NULL;
-    if (cfg_load(common->config_path, &cfg, err)) {
-        cli_error("%s", err);
-        return NULL;
-    }
-    const char *db = cfg_db_path(cfg, common->db_path);
-    QueueOptions o = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                      .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
-    Queue *q = NULL;
-    if (!create && access(db, F_OK) != 0) {
-        cli_error("%s: no queue database here (run `vlq init`, or pass --db PATH)", db);
-    } else if (queue_open(db, &o, create, &q, err)) {
-        cli_error("%s", err);
-    }
-    if (q && cfg_out)
-        *cfg_out = cfg;
-    else
-        cfg_free(cfg);
-    return q;
-}
-
 static int jobs_parse_id(const char *cmd, const char *s, int64_t *id)
 {
     if (!s || util_parse_i64(s, id) || *id <= 0) {
@@ -116,7 +90,7 @@ int cli_init(int argc, char **argv, const CliCommon *common)
         return CLI_EXIT_USAGE;
     }
     Cfg *cfg = NULL;
-    Queue *q = jobs_open(common, 1, &cfg);
+    Queue *q = cli_open_queue(common, 1, &cfg);
     if (!q)
         return CLI_EXIT_FAIL;
     if (common->verbosity >= 0)
@@ -181,6 +155,11 @@ typedef struct {
 
 static int submit_add_file(InputList *l, const char *path, int recursive, char *err);
 
+static int submit_cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int submit_add_dir(InputList *l, const char *path, char *err)
 {
     DIR *d = opendir(path);
@@ -195,14 +174,9 @@ static int submit_add_dir(InputList *l, const char *path, char *err)
         names[n++] = xasprintf("%s/%s", path, e->d_name);
     }
     closedir(d);
+    qsort(names, (size_t)n, sizeof *names, submit_cmp_names); /* jobs in name order */
     int rc = 0;
-    for (int i = 0; i < n; i++) { /* sorted, so the order of jobs is the order of names */
-        for (int k = i + 1; k < n; k++)
-            if (strcmp(names[k], names[i]) < 0) {
-                char *t = names[i];
-                names[i] = names[k];
-                names[k] = t;
-            }
+    for (int i = 0; i < n; i++) {
         if (rc == 0)
             rc = submit_add_file(l, names[i], 1, err);
         free(names[i]);
@@ -306,7 +280,7 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     Queue *q = NULL;
     if (rc) {
         cli_error("%s", err);
-    } else if (!(q = jobs_open(common, 1, NULL))) {
+    } else if (!(q = cli_open_queue(common, 1, NULL))) {
         rc = VLQ_EIO;
     }
     json_t *out = json_array();
@@ -380,7 +354,7 @@ int cli_list(int argc, char **argv, const CliCommon *common)
         default: return CLI_EXIT_USAGE;
         }
     }
-    Queue *q = jobs_open(common, 0, NULL);
+    Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
     char err[VLQ_ERRLEN];
@@ -420,7 +394,7 @@ int cli_show(int argc, char **argv, const CliCommon *common)
     int64_t id;
     if (jobs_parse_id("show", argv[1], &id))
         return CLI_EXIT_USAGE;
-    Queue *q = jobs_open(common, 0, NULL);
+    Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
     char err[VLQ_ERRLEN];
@@ -447,11 +421,10 @@ int cli_show(int argc, char **argv, const CliCommon *common)
                                                   "finished_at", f, "outcome", at[i].outcome,
                                                   "error", at[i].error));
         }
-        static const char *const es[] = {"pending", "delivered", "failed"};
         for (int i = 0; i < n_ev; i++)
             json_array_append_new(evs, json_pack("{s:s, s:s, s:s, s:i, s:i, s:s?}", "event_id",
                                                  ev[i]->event_id, "type", ev[i]->type, "state",
-                                                 es[ev[i]->state], "attempts", ev[i]->attempts,
+                                                 queue_event_state_name(ev[i]->state), "attempts", ev[i]->attempts,
                                                  "last_status", ev[i]->last_status,
                                                  "last_error", ev[i]->last_error));
         json_object_set_new(o, "attempt_log", atts);
@@ -498,7 +471,7 @@ int cli_result(int argc, char **argv, const CliCommon *common)
     int64_t id;
     if (optind + 1 != argc || jobs_parse_id("result", argv[optind], &id))
         return CLI_EXIT_USAGE;
-    Queue *q = jobs_open(common, 0, NULL);
+    Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
     char err[VLQ_ERRLEN], *fmt = NULL, *res = NULL;
@@ -531,7 +504,7 @@ int cli_cancel(int argc, char **argv, const CliCommon *common)
     int64_t id;
     if (jobs_parse_id("cancel", argv[1], &id))
         return CLI_EXIT_USAGE;
-    Queue *q = jobs_open(common, 0, NULL);
+    Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
     char err[VLQ_ERRLEN];
@@ -557,7 +530,7 @@ int cli_retry(int argc, char **argv, const CliCommon *common)
     int64_t id;
     if (jobs_parse_id("retry", argv[1], &id))
         return CLI_EXIT_USAGE;
-    Queue *q = jobs_open(common, 0, NULL);
+    Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
     char err[VLQ_ERRLEN];
@@ -596,7 +569,7 @@ int cli_purge(int argc, char **argv, const CliCommon *common)
         cli_error("purge: --older-than DAYS is required");
         return CLI_EXIT_USAGE;
     }
-    Queue *q = jobs_open(common, 0, NULL);
+    Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
     char err[VLQ_ERRLEN];

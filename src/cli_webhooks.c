@@ -27,29 +27,6 @@ static void cli_webhooks_usage(FILE *out)
             "`vlq webhooks COMMAND --help` for a command; README \"Webhooks\" for details.\n");
 }
 
-static const char *cli_webhooks_state_name(EventState s)
-{
-    return s == EVENT_PENDING ? "pending" : s == EVENT_DELIVERED ? "delivered" : "failed";
-}
-
-/* Open config and queue as every command does. 0 or an exit status. */
-static int cli_webhooks_open(const CliCommon *common, Cfg **cfg, Queue **q)
-{
-    char err[VLQ_ERRLEN];
-    *q = NULL;
-    if (cfg_load(common->config_path, cfg, err) != 0) {
-        cli_error("%s", err);
-        return CLI_EXIT_FAIL;
-    }
-    QueueOptions qo = {0};
-    if (queue_open(cfg_db_path(*cfg, common->db_path), &qo, 0, q, err) != 0) {
-        cli_error("%s", err);
-        cfg_free(*cfg);
-        *cfg = NULL;
-        return CLI_EXIT_FAIL;
-    }
-    return 0;
-}
 
 static void cli_webhooks_time(int64_t ms, char *out, size_t n)
 {
@@ -70,7 +47,7 @@ static json_t *cli_webhooks_event_json(const OutboxEvent *e)
     json_object_set_new(o, "job", json_integer(e->job_id));
     json_object_set_new(o, "type", json_string(e->type));
     json_object_set_new(o, "url", json_string(e->url));
-    json_object_set_new(o, "state", json_string(cli_webhooks_state_name(e->state)));
+    json_object_set_new(o, "state", json_string(queue_event_state_name(e->state)));
     json_object_set_new(o, "attempts", json_integer(e->attempts));
     json_object_set_new(o, "next_attempt_ms", e->state == EVENT_PENDING
                                                   ? json_integer(e->next_attempt_ms)
@@ -109,9 +86,9 @@ static int cli_webhooks_list(int argc, char **argv, const CliCommon *common)
     }
     Cfg *cfg;
     Queue *q;
-    int rc = cli_webhooks_open(common, &cfg, &q);
-    if (rc != 0)
-        return rc;
+    if (!(q = cli_open_queue(common, 0, &cfg)))
+        return CLI_EXIT_FAIL;
+    int rc = 0;
     char err[VLQ_ERRLEN];
     OutboxEvent **ev = NULL;
     int n = 0;
@@ -137,7 +114,7 @@ static int cli_webhooks_list(int argc, char **argv, const CliCommon *common)
                               sizeof next);
             snprintf(status, sizeof status, "%d", e->last_status);
             printf("%-28s %6lld %-15s %-9s %8d %-20s %6s  %s\n", e->event_id,
-                   (long long)e->job_id, e->type, cli_webhooks_state_name(e->state),
+                   (long long)e->job_id, e->type, queue_event_state_name(e->state),
                    e->attempts, next, e->last_status ? status : "-",
                    e->last_error ? e->last_error : "");
         }
@@ -180,9 +157,9 @@ static int cli_webhooks_send(int argc, char **argv, const CliCommon *common)
     }
     Cfg *cfg;
     Queue *q;
-    int rc = cli_webhooks_open(common, &cfg, &q);
-    if (rc != 0)
-        return rc;
+    if (!(q = cli_open_queue(common, 0, &cfg)))
+        return CLI_EXIT_FAIL;
+    int rc = 0;
     char err[VLQ_ERRLEN];
     OutboxStats st;
     if (outbox_send_due(q, cfg, (int)max, &st, err) != 0) {
@@ -215,9 +192,9 @@ static int cli_webhooks_redeliver(int argc, char **argv, const CliCommon *common
     }
     Cfg *cfg;
     Queue *q;
-    int rc = cli_webhooks_open(common, &cfg, &q);
-    if (rc != 0)
-        return rc;
+    if (!(q = cli_open_queue(common, 0, &cfg)))
+        return CLI_EXIT_FAIL;
+    int rc = 0;
     char err[VLQ_ERRLEN];
     if (queue_event_redeliver(q, argv[1], err) != 0) {
         cli_error("%s", err);

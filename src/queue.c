@@ -1179,6 +1179,11 @@ static OutboxEvent *queue_row_event(sqlite3_stmt *st)
     return e;
 }
 
+const char *queue_event_state_name(EventState s)
+{
+    return s >= EVENT_PENDING && s <= EVENT_FAILED ? queue_event_states[s] : "unknown";
+}
+
 void queue_event_free(OutboxEvent *e)
 {
     if (!e)

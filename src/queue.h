@@ -196,6 +196,8 @@ typedef struct {
 } OutboxEvent;
 
 void queue_event_free(OutboxEvent *e);
+/* "pending", "delivered" or "failed". Cannot fail. */
+const char *queue_event_state_name(EventState s);
 
 /* Events due now (pending, next_attempt_ms <= now, endpoint not disabled), oldest first,
  * at most max; the caller delivers them, then records each attempt. */

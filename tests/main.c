@@ -70,6 +70,46 @@ const char *test_path(const char *name)
     return path;
 }
 
+/* Read a whole file into a new NUL-terminated buffer, or NULL. */
+static char *test_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0, r;
+    char *data = malloc(cap + 1);
+    while (data && (r = fread(data + n, 1, cap - n, f)) > 0)
+        if ((n += r) == cap)
+            data = realloc(data, (cap *= 2) + 1);
+    fclose(f);
+    if (data)
+        data[n] = '\0';
+    *len = n;
+    return data;
+}
+
+int test_count_lines(const char *path)
+{
+    size_t len;
+    char *data = test_slurp(path, &len);
+    int n = 0;
+    for (size_t i = 0; data && i < len; i++)
+        n += data[i] == '\n';
+    free(data);
+    return n;
+}
+
+int test_count_in_file(const char *path, const char *needle)
+{
+    size_t len;
+    char *data = test_slurp(path, &len);
+    int n = 0;
+    for (const char *p = data; p && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(data);
+    return n;
+}
+
 int test_sh(const char *fmt, ...)
 {
     char *cmd = NULL;

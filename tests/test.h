@@ -27,6 +27,11 @@ const char *test_root(void);
 const char *test_tmpdir(void);
 /* A path under the test's temp dir in a static buffer (valid until the next call). */
 const char *test_path(const char *name);
+/* The number of lines (newlines) in the file at path; 0 if it cannot be read. */
+int test_count_lines(const char *path);
+/* How many times needle occurs in the file at path (0 if it cannot be read); a nonzero
+ * result also answers "does the file contain needle". */
+int test_count_in_file(const char *path, const char *needle);
 /* Run a shell command (sh -c); returns its exit status, or -1 if it did not exit. */
 int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Compare float arrays: max |got-ref| <= atol + rtol*|ref| elementwise; prints the

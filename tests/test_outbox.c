@@ -42,32 +42,6 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static int count_lines(const char *path)
-{
-    char *data = NULL;
-    size_t len = 0;
-    if (util_read_file(path, 0, &data, &len, NULL) != 0)
-        return 0;
-    int n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += data[i] == '\n';
-    free(data);
-    return n;
-}
-
-static int count_in_file(const char *path, const char *needle)
-{
-    char *data = NULL;
-    size_t len = 0;
-    if (util_read_file(path, 0, &data, &len, NULL) != 0)
-        return 0;
-    int n = 0;
-    for (const char *p = data; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    free(data);
-    return n;
-}
-
 /* ---- queue fixtures ---- */
 
 static Queue *open_queue(void)
@@ -205,11 +179,11 @@ static void test_delivered_once(void)
         char hex[65], needle[100];
         util_sha256_hex(ev[0]->body, strlen(ev[0]->body), hex);
         snprintf(needle, sizeof needle, "\"body_sha256\": \"%s\"", hex);
-        CHECK_EQ(count_in_file("events.jsonl", needle), 1);
+        CHECK_EQ(test_count_in_file("events.jsonl", needle), 1);
         snprintf(needle, sizeof needle, "\"id\": \"%s\"", ev[0]->event_id);
-        CHECK_EQ(count_in_file("events.jsonl", needle), 1);
+        CHECK_EQ(test_count_in_file("events.jsonl", needle), 1);
     }
-    CHECK_EQ(count_lines("events.jsonl"), 1);
+    CHECK_EQ(test_count_lines("events.jsonl"), 1);
     events_free(ev, n);
     queue_close(q);
     receiver_stop(&r);
@@ -226,8 +200,8 @@ static void test_job_secret(void)
     finish_job(q, r.url, JOB_SECRET, 0);
     OutboxStats st = send_due(q, &s);
     CHECK_EQ(st.delivered, 1);
-    CHECK_EQ(count_lines("events.jsonl"), 1); /* one verified event: the job's own secret */
-    CHECK(count_in_file("events.jsonl", "job.failed") >= 1);
+    CHECK_EQ(test_count_lines("events.jsonl"), 1); /* one verified event: the job's own secret */
+    CHECK(test_count_in_file("events.jsonl", "job.failed") >= 1);
     queue_close(q);
     receiver_stop(&r);
 }
@@ -255,7 +229,7 @@ static void test_down_then_up(void)
     util_sleep_ms(1200); /* the second delay: 1 s +- 10% */
     st = send_due(q, &s);
     CHECK_EQ(st.delivered, 1);
-    CHECK_EQ(count_lines("events.jsonl"), 1);
+    CHECK_EQ(test_count_lines("events.jsonl"), 1);
     queue_close(q);
     receiver_stop(&r);
 }
@@ -278,11 +252,11 @@ static void test_retry_same_id(void)
     if (n == 1) {
         char needle[100];
         snprintf(needle, sizeof needle, "\"id\": \"%s\"", ev[0]->event_id);
-        CHECK_EQ(count_in_file("requests.jsonl", needle), 2);
+        CHECK_EQ(test_count_in_file("requests.jsonl", needle), 2);
         CHECK_EQ(ev[0]->attempts, 2);
         CHECK_EQ(ev[0]->state, EVENT_DELIVERED);
     }
-    CHECK_EQ(count_in_file("requests.jsonl", "\"status\": 500"), 1);
+    CHECK_EQ(test_count_in_file("requests.jsonl", "\"status\": 500"), 1);
     events_free(ev, n);
     queue_close(q);
     receiver_stop(&r);
@@ -347,7 +321,7 @@ static void test_gone_disables(void)
     CHECK_EQ(st.failed, 2);
     int64_t b = finish_job(q, r.url, NULL, 1);
     st = send_due(q, &s);
-    CHECK_EQ(count_lines("requests.jsonl"), 1);
+    CHECK_EQ(test_count_lines("requests.jsonl"), 1);
     int n;
     OutboxEvent **ev = job_events(q, a, &n);
     CHECK(n == 1 && ev[0]->state == EVENT_FAILED && ev[0]->last_status == 410);
@@ -391,7 +365,7 @@ static void test_spent_then_redeliver(void)
     CHECK_EQ(send_due(q, &s).delivered, 1);
     char needle[100];
     snprintf(needle, sizeof needle, "\"id\": \"%s\"", eid);
-    CHECK_EQ(count_in_file("events.jsonl", needle), 1);
+    CHECK_EQ(test_count_in_file("events.jsonl", needle), 1);
     queue_close(q);
     receiver_stop(&r);
 }
@@ -418,9 +392,9 @@ static void test_nothing_lost(void)
         char needle[100];
         snprintf(needle, sizeof needle, "\"id\": \"%s\"", ev[i]->event_id);
         CHECK_EQ(ev[i]->state, EVENT_DELIVERED);
-        CHECK_EQ(count_in_file("events.jsonl", needle), 1);
+        CHECK_EQ(test_count_in_file("events.jsonl", needle), 1);
     }
-    CHECK_EQ(count_lines("events.jsonl"), N);
+    CHECK_EQ(test_count_lines("events.jsonl"), N);
     events_free(ev, n);
     queue_close(q);
     receiver_stop(&r);
@@ -452,15 +426,15 @@ static void test_thread(void)
     double t0 = util_mono_s();
     outbox_stop(t);
     CHECK(util_mono_s() - t0 < 2.0);
-    CHECK_EQ(count_lines("events.jsonl"), 0);
+    CHECK_EQ(test_count_lines("events.jsonl"), 0);
     /* started again, it retries on its own after the 1 s schedule step */
     cfg_load("vlq.conf", &cfg, err);
     CHECK_EQ(outbox_start("q.db", cfg, &t, err), 0);
     cfg_free(cfg);
-    for (int i = 0; i < 60 && count_lines("events.jsonl") < 1; i++)
+    for (int i = 0; i < 60 && test_count_lines("events.jsonl") < 1; i++)
         util_sleep_ms(100);
     outbox_stop(t);
-    CHECK_EQ(count_lines("events.jsonl"), 1);
+    CHECK_EQ(test_count_lines("events.jsonl"), 1);
     queue_close(q);
     receiver_stop(&r);
 }

@@ -28,32 +28,6 @@
 
 /* ---- receiver ---- */
 
-/* The number of lines in path (0 if it does not exist). */
-static int count_lines(const char *path)
-{
-    char *data = NULL;
-    size_t len = 0;
-    if (util_read_file(path, 0, &data, &len, NULL) != 0)
-        return 0;
-    int n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += data[i] == '\n';
-    free(data);
-    return n;
-}
-
-/* 1 if the file at path contains needle. */
-static int file_has(const char *path, const char *needle)
-{
-    char *data = NULL;
-    size_t len;
-    if (util_read_file(path, 0, &data, &len, NULL) != 0)
-        return 0;
-    int found = strstr(data, needle) != NULL;
-    free(data);
-    return found;
-}
-
 static WebhookRequest request(const char *url, const char *body, const char *secret)
 {
     return (WebhookRequest){.url = url,
@@ -304,19 +278,19 @@ static void test_deliver_signed_200(void)
         CHECK_STR(res.error, "");
         CHECK_EQ(res.retry_after_s, -1);
         CHECK(res.duration_s > 0 && res.duration_s < 3);
-        CHECK_EQ(count_lines("events.jsonl"), i + 1);
+        CHECK_EQ(test_count_lines("events.jsonl"), i + 1);
         char hex[65], want[128];
         util_sha256_hex(bodies[i], strlen(bodies[i]), hex);
         snprintf(want, sizeof want, "\"id\": \"%s\"", id);
-        CHECK(file_has("events.jsonl", want));
+        CHECK(test_count_in_file("events.jsonl", want));
         snprintf(want, sizeof want, "\"body_sha256\": \"%s\"", hex);
-        CHECK(file_has("events.jsonl", want));
+        CHECK(test_count_in_file("events.jsonl", want));
     }
-    CHECK(file_has("events.jsonl", "\"user_agent\": \"vlq/"));
-    CHECK(file_has("events.jsonl", "\"content_type\": \"application/json\""));
-    CHECK(file_has("events.jsonl", "\"event\": {\"type\": \"job.succeeded\""));
-    CHECK(file_has("events.jsonl", "Zürich 日本語 🎉"));
-    CHECK_EQ(count_lines("requests.jsonl"), 3); /* each delivered exactly once */
+    CHECK(test_count_in_file("events.jsonl", "\"user_agent\": \"vlq/"));
+    CHECK(test_count_in_file("events.jsonl", "\"content_type\": \"application/json\""));
+    CHECK(test_count_in_file("events.jsonl", "\"event\": {\"type\": \"job.succeeded\""));
+    CHECK(test_count_in_file("events.jsonl", "Zürich 日本語 🎉"));
+    CHECK_EQ(test_count_lines("requests.jsonl"), 3); /* each delivered exactly once */
     receiver_stop(&r);
 }
 
@@ -337,7 +311,7 @@ static void test_deliver_large_body(void)
     char hex[65], want[128];
     util_sha256_hex(body, n, hex);
     snprintf(want, sizeof want, "\"body_sha256\": \"%s\"", hex);
-    CHECK(file_has("events.jsonl", want));
+    CHECK(test_count_in_file("events.jsonl", want));
     free(body);
     receiver_stop(&r);
 }
@@ -365,7 +339,7 @@ static void test_deliver_bad_signature_rejected(void)
     CHECK_EQ(res.outcome, WEBHOOK_RETRY);
     CHECK_EQ(res.http_status, 400);
     CHECK(strstr(res.error, "more than 300 s away") != NULL);
-    CHECK_EQ(count_lines("events.jsonl"), 0);
+    CHECK_EQ(test_count_lines("events.jsonl"), 0);
     receiver_stop(&r);
 }
 
@@ -403,8 +377,8 @@ static void test_deliver_fail_first_then_ok(void)
     req.timestamp_s++; /* a later attempt: same id, new timestamp */
     webhook_deliver(&req, &fast, &res);
     CHECK_EQ(res.outcome, WEBHOOK_DELIVERED);
-    CHECK_EQ(count_lines("events.jsonl"), 1);
-    CHECK(file_has("events.jsonl", "\"id\": \"msg_test0001\""));
+    CHECK_EQ(test_count_lines("events.jsonl"), 1);
+    CHECK(test_count_in_file("events.jsonl", "\"id\": \"msg_test0001\""));
     receiver_stop(&r);
 }
 
@@ -489,7 +463,7 @@ static void test_deliver_redirect_not_followed(void)
     CHECK(strstr(res.error, "HTTP 302 Found: redirects are not followed (Location: http://"
                             "127.0.0.1:") != NULL);
     CHECK(strstr(res.error, "/elsewhere)") != NULL);
-    CHECK_EQ(count_lines("requests.jsonl"), 1);
+    CHECK_EQ(test_count_lines("requests.jsonl"), 1);
     receiver_stop(&r);
 }
 
@@ -507,7 +481,7 @@ static void test_deliver_hang_times_out(void)
     CHECK(res.duration_s >= 0.45 && res.duration_s < 1.5);
     CHECK(strstr(res.error, "timed out") != NULL);
     CHECK(!strncmp(res.error, r.url, strlen(r.url)));
-    CHECK_EQ(count_lines("requests.jsonl"), 1); /* it did reach the receiver */
+    CHECK_EQ(test_count_lines("requests.jsonl"), 1); /* it did reach the receiver */
     receiver_stop(&r);
 }
 
@@ -569,7 +543,7 @@ static void test_deliver_refused_before_sending(void)
     req.event_id = "";
     webhook_deliver(&req, &fast, &res);
     CHECK_EQ(res.outcome, WEBHOOK_REFUSED);
-    CHECK_EQ(count_lines("requests.jsonl"), 1); /* only the allowed one went out */
+    CHECK_EQ(test_count_lines("requests.jsonl"), 1); /* only the allowed one went out */
     receiver_stop(&r);
 }
 
@@ -613,7 +587,7 @@ static void test_deliver_tls_verified(void)
     CHECK_EQ(res.outcome, WEBHOOK_RETRY);
     CHECK_EQ(res.http_status, 0);
     CHECK(strstr(res.error, "certificate") != NULL);
-    CHECK_EQ(count_lines("requests.jsonl"), 0);
+    CHECK_EQ(test_count_lines("requests.jsonl"), 0);
     receiver_stop(&r);
 }
 
@@ -656,8 +630,8 @@ static void test_deliver_threads(void)
         pthread_join(th[i], NULL);
         CHECK_EQ(args[i].delivered, 5);
     }
-    CHECK_EQ(count_lines("events.jsonl"), 20);
-    CHECK(file_has("events.jsonl", "\"id\": \"msg_t3_4\""));
+    CHECK_EQ(test_count_lines("events.jsonl"), 20);
+    CHECK(test_count_in_file("events.jsonl", "\"id\": \"msg_t3_4\""));
     receiver_stop(&r);
 }
 
