@@ -64,17 +64,26 @@ Tensor backend_reshape(const Tensor *t, int64_t rows, int64_t cols)
 
 int bk_host_alloc(Backend *b, Tensor *t, int64_t rows, int64_t cols, char *err)
 {
+    return bk_host_alloc_typed(b, t, QUANT_F32, rows, cols, err);
+}
+
+int bk_host_alloc_typed(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols,
+                        char *err)
+{
     memset(t, 0, sizeof *t);
+    if (type != QUANT_F32 && type != QUANT_F16 && type != QUANT_BF16)
+        return err_set(err, VLQ_EINPUT, "%s backend: cannot allocate a quantised tensor",
+                       b->name);
     size_t n = (size_t)rows * (size_t)cols;
     /* 64-byte alignment keeps rows of the common widths on cache lines for SIMD loads. */
-    size_t bytes = (n * 4 + 63) / 64 * 64;
+    size_t bytes = (bk_dense_bytes(type, (int64_t)n) + 63) / 64 * 64;
     void *p = bytes ? aligned_alloc(64, bytes) : NULL;
     if (bytes && !p)
         return err_set(err, VLQ_ENOMEM, "%s backend: out of memory for a [%lld, %lld] tensor",
                        b->name, (long long)rows, (long long)cols);
     if (p)
         memset(p, 0, bytes);
-    *t = (Tensor){.type = QUANT_F32, .rows = rows, .cols = cols, .data = p, .owned = 1};
+    *t = (Tensor){.type = type, .rows = rows, .cols = cols, .data = p, .owned = 1};
     return 0;
 }
 

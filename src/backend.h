@@ -58,7 +58,11 @@ struct Backend {
     /* ---- memory ---- */
     /* A new F32 tensor [rows, cols] in backend memory, zeroed. VLQ_ENOMEM with err set. */
     int (*alloc)(Backend *b, Tensor *t, int64_t rows, int64_t cols, char *err);
-    /* Release what alloc or weight gave t; t is zeroed. NULL data is fine. */
+    /* A new tensor [rows, cols] of a dense type (F32, F16 or BF16) in backend memory,
+     * zeroed: the KV cache is F16 by default. VLQ_ENOMEM or VLQ_EINPUT with err set. */
+    int (*alloc_typed)(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols,
+                       char *err);
+    /* Release what alloc, alloc_typed or weight gave t; t is zeroed. NULL data is fine. */
     void (*release)(Backend *b, Tensor *t);
     /* A weight tensor over host bytes laid out as quant.h says (a model mapping): ref and
      * cpu make a view (no copy), a device backend uploads. VLQ_ENOMEM with err set. */

@@ -475,6 +475,7 @@ static void cpu_argmax(Backend *b, const Tensor *x, int32_t *out)
 Backend backend_cpu = {
     .name = "cpu",
     .alloc = bk_host_alloc,
+    .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,
     .weight = bk_host_weight,
     .write = bk_host_write,

@@ -53,6 +53,8 @@ static inline size_t bk_dense_bytes(QuantType t, int64_t n)
 
 /* The shared generic parts of a table (memory, views); backend.c. */
 int bk_host_alloc(Backend *b, Tensor *t, int64_t rows, int64_t cols, char *err);
+int bk_host_alloc_typed(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols,
+                        char *err);
 void bk_host_release(Backend *b, Tensor *t);
 int bk_host_weight(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols, int group,
                    const void *bytes, char *err);

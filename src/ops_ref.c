@@ -312,6 +312,7 @@ static void ref_argmax(Backend *b, const Tensor *x, int32_t *out)
 Backend ops_ref_backend = {
     .name = "ref",
     .alloc = bk_host_alloc,
+    .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,
     .weight = bk_host_weight,
     .write = bk_host_write,
