@@ -116,3 +116,114 @@ int result_render(const char *kind, const char *stored_format, const char *data,
     json_decref(doc);
     return 0;
 }
+
+/* The unit's meta object (a new reference; an empty object when missing or bad). */
+static json_t *result_meta(const JobUnit *u)
+{
+    json_t *m = u->meta_json ? json_loads(u->meta_json, 0, NULL) : NULL;
+    if (!json_is_object(m)) {
+        json_decref(m);
+        m = json_object();
+    }
+    return m;
+}
+
+static char *result_dump(json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(doc);
+    VLQ_ASSERT(s);
+    return s;
+}
+
+char *result_ocr_doc(const char *input, int prompt_version, const JobUnit *units, int n,
+                     int *n_failed)
+{
+    json_t *pages = json_array();
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        const JobUnit *u = &units[i];
+        json_t *m = result_meta(u);
+        json_t *p = json_object();
+        json_t *page = json_object_get(m, "page");
+        json_object_set_new(p, "page", page ? json_incref(page) : json_integer(u->idx + 1));
+        json_object_set_new(p, "text", u->error_code ? json_null()
+                                                     : json_string(u->result ? u->result : ""));
+        json_object_set_new(p, "tok_in", json_integer(u->tok_in));
+        json_object_set_new(p, "tok_out", json_integer(u->tok_out));
+        json_object_set_new(p, "seconds", json_real(u->seconds));
+        if (u->error_code) {
+            failed++;
+            json_object_set_new(p, "error", json_pack("{s:s, s:s}", "code", u->error_code,
+                                                      "message", u->error ? u->error : ""));
+        } else {
+            json_object_set_new(p, "error", json_null());
+        }
+        json_array_append_new(pages, p);
+        json_decref(m);
+    }
+    *n_failed = failed;
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:o, s:i}", "kind", "ocr", "input", input,
+                            "prompt_version",
+                            prompt_version ? json_integer(prompt_version) : json_null(),
+                            "pages", pages, "pages_failed", failed);
+    return result_dump(doc);
+}
+
+char *result_summary_doc(const char *input, int prompt_version, double duration_s,
+                         double fps, const JobUnit *units, int n, const char *summary)
+{
+    json_t *segs = json_array();
+    for (int i = 0; i < n; i++) {
+        const JobUnit *u = &units[i];
+        json_t *m = result_meta(u);
+        json_array_append_new(
+            segs, json_pack("{s:f, s:f, s:I, s:s, s:I, s:I, s:f}", "start_s",
+                            json_number_value(json_object_get(m, "start_s")), "end_s",
+                            json_number_value(json_object_get(m, "end_s")), "frames",
+                            (json_int_t)json_integer_value(json_object_get(m, "frames")),
+                            "summary", u->result ? u->result : "", "tok_in",
+                            (json_int_t)u->tok_in, "tok_out", (json_int_t)u->tok_out,
+                            "seconds", u->seconds));
+        json_decref(m);
+    }
+    json_t *doc = json_pack("{s:s, s:s, s:o, s:f, s:f, s:o, s:s}", "kind", "summarize", "input",
+                            input, "prompt_version",
+                            prompt_version ? json_integer(prompt_version) : json_null(),
+                            "duration_s", duration_s, "fps", fps, "segments", segs, "summary",
+                            summary ? summary : "");
+    return result_dump(doc);
+}
+
+int result_reduce_groups(const int64_t *tok, int n, int64_t overhead_tok, int64_t limit_tok,
+                         int *group, char *err)
+{
+    int g = 0;
+    int64_t used = -1; /* -1: the current group is empty */
+    int in_group = 0;
+    for (int i = 0; i < n; i++) {
+        if (used >= 0 && used + tok[i] <= limit_tok) {
+            used += tok[i];
+            in_group++;
+        } else {
+            if (used >= 0 && in_group < 2 && i > 0)
+                return err_set(err, VLQ_EINPUT,
+                               "summaries %d and %d (%lld + %lld tokens, %lld of prompt) do "
+                               "not fit one reduce budget of %lld tokens",
+                               i, i + 1, (long long)tok[i - 1], (long long)tok[i],
+                               (long long)overhead_tok, (long long)limit_tok);
+            if (overhead_tok + tok[i] > limit_tok)
+                return err_set(err, VLQ_EINPUT,
+                               "summary %d (%lld tokens, %lld of prompt) does not fit one "
+                               "reduce budget of %lld tokens",
+                               i + 1, (long long)tok[i], (long long)overhead_tok,
+                               (long long)limit_tok);
+            if (used >= 0)
+                g++;
+            used = overhead_tok + tok[i];
+            in_group = 1;
+        }
+        group[i] = g;
+    }
+    return n ? g + 1 : 0;
+}

@@ -14,6 +14,7 @@
 #ifndef VLQ_RESULT_H
 #define VLQ_RESULT_H
 
+#include "queue.h"
 #include "util.h"
 
 #include <stddef.h>
@@ -27,7 +28,28 @@ int result_render(const char *kind, const char *stored_format, const char *data,
 /* The file name extension of a format ("md" for md and markdown, "txt" for txt and
  * text, "json"); the format itself otherwise. Cannot fail. */
 const char *result_extension(const char *format);
-/* "01:02:03.5" style time of s seconds into buf: hh:mm:ss (tenths dropped). */
+/* The hh:mm:ss time of s seconds into buf (fractions dropped). Cannot fail. */
 void result_hms(char *buf, size_t n, double s);
+
+/* ---- building the stored documents from the job's units ---- */
+
+/* The ocr document of input from its units (each with meta {"page": N}), in unit order.
+ * prompt_version 0 means the job's own prompt. *n_failed gets the failed pages. Returns
+ * the JSON text (caller frees). Cannot fail. */
+char *result_ocr_doc(const char *input, int prompt_version, const JobUnit *units, int n,
+                     int *n_failed);
+/* The summarize document: units[0..n) are the segments (meta {"start_s", "end_s",
+ * "frames"}), in order; summary the whole video's. Returns the JSON text (caller frees).
+ * Cannot fail. */
+char *result_summary_doc(const char *input, int prompt_version, double duration_s,
+                         double fps, const JobUnit *units, int n, const char *summary);
+
+/* Group n consecutive items of tok[i] tokens for one reduce round: each group's
+ * overhead_tok + sum of its items' tokens stays <= limit_tok; greedy in order, so every
+ * group but the last holds at least two items when any two fit together. group[i] gets
+ * item i's group. Returns the number of groups, or VLQ_EINPUT when two items (or one)
+ * cannot fit together (the rounds would not shrink: err says the numbers). */
+int result_reduce_groups(const int64_t *tok, int n, int64_t overhead_tok, int64_t limit_tok,
+                         int *group, char *err);
 
 #endif
