@@ -3,6 +3,7 @@
  * starts, read-only afterwards. */
 #include "jobs.h"
 
+#include "cfg.h"
 #include "log.h"
 #include "util.h"
 
@@ -90,6 +91,14 @@ int jobs_progress_start(JobCtx *ctx, const char *unit_name, int units_total, int
     return 0;
 }
 
+void jobs_progress_grow(JobCtx *ctx, int more)
+{
+    char err[VLQ_ERRLEN];
+    ctx->units_total += more;
+    if (queue_set_units_total(ctx->queue, ctx->job, ctx->units_total, err))
+        log_debug("progress: %s", err);
+}
+
 /* "1:02:03" or "2:03" from seconds. */
 static void jobs_hms(char *buf, size_t n, double s)
 {
@@ -123,4 +132,24 @@ void jobs_progress_unit(JobCtx *ctx, int unit_idx, int64_t tok_out, double secon
     else
         log_msg_kv(LOG_INFO, kv, "%s %d/%d done, %.1f tok/s, ETA %s", name, unit_idx + 1,
                    ctx->units_total, tok_s, eta_h);
+}
+
+void jobs_plan_options(const Cfg *cfg, const char *budget_key, const char *max_new_key,
+                       PlanOptions *po)
+{
+    memset(po, 0, sizeof *po);
+    if (!cfg) {
+        po->budget_tok = 8192;
+        po->max_new_tok = 2048;
+        return;
+    }
+    po->budget_tok = cfg_int(cfg, budget_key);
+    po->max_new_tok = cfg_int(cfg, max_new_key);
+    po->min_group_tok = (int)cfg_int(cfg, "plan.min_group_tokens");
+    po->media.fps = cfg_double(cfg, "media.fps");
+    po->media.min_frames = (int)cfg_int(cfg, "media.min_frames");
+    po->media.max_frames = (int)cfg_int(cfg, "media.max_frames");
+    po->media.max_image_pixels = cfg_int(cfg, "media.max_image_pixels");
+    po->media.pdf_dpi = (int)cfg_int(cfg, "media.pdf_dpi");
+    po->media.threads = (int)cfg_int(cfg, "media.threads");
 }

@@ -13,6 +13,7 @@
 #ifndef VLQ_JOBS_H
 #define VLQ_JOBS_H
 
+#include "plan.h"
 #include "queue.h"
 
 #include <stddef.h>
@@ -51,6 +52,10 @@ struct JobCtx {
     double t_start;        /* util_mono_s() when this attempt started its first unit */
 };
 
+/* The kinds built into vlq (jobs/ocr.c, jobs/summarize.c); they need the engine. */
+extern const JobKind ocr_kind;
+extern const JobKind summarize_kind;
+
 /* Add a kind (name must be unique). Call before cli_main; not thread-safe. */
 void jobs_register(const JobKind *kind);
 /* The kind called name, or NULL. */
@@ -67,11 +72,21 @@ void jobs_set_result(JobCtx *ctx, const char *format, const char *data, size_t l
 /* Free what jobs_set_result kept. */
 void jobs_ctx_clear(JobCtx *ctx);
 
+/* Planner options for a kind: budget and answer tokens from the config keys budget_key
+ * and max_new_key ("budgets.ocr", "budgets.max_new_tokens"), media sampling, page and
+ * pixel limits from [media], min_group_tokens from [plan]; built-in defaults when cfg is
+ * NULL. prompt_tok and count_text are the caller's to set. Cannot fail. */
+void jobs_plan_options(const Cfg *cfg, const char *budget_key, const char *max_new_key,
+                       PlanOptions *po);
+
 /* Progress: the job has units_total units of unit_name ("page"), of which `resumed`
  * were done by an earlier attempt; stores the total in the queue (fenced: VLQ_EBUSY on
  * a lost lease) and logs the plan. */
 int jobs_progress_start(JobCtx *ctx, const char *unit_name, int units_total, int resumed,
                         char *err);
+/* The job has `more` units than planned (a reduce round): the total grows and is stored
+ * (a failure to store it is logged: the progress is informative). Cannot fail. */
+void jobs_progress_grow(JobCtx *ctx, int more);
 /* One unit finished in this attempt with tok_out tokens: logs "page 3/12" with tokens/s
  * and the ETA (a human line on a terminal, logfmt fields otherwise). Cannot fail. */
 void jobs_progress_unit(JobCtx *ctx, int unit_idx, int64_t tok_out, double seconds,
