@@ -76,11 +76,16 @@ static void render_summary(const json_t *doc, int md, Buf *out)
         result_hms(a, sizeof a, json_num(s, "start_s"));
         result_hms(b, sizeof b, json_num(s, "end_s"));
         int frames = (int)json_integer_value(json_object_get(s, "frames"));
+        const json_t *e = json_object_get(s, "error");
+        char failed[VLQ_ERRLEN + 64] = "";
+        if (json_is_object(e))
+            snprintf(failed, sizeof failed, "[segment failed: %s: %s]", json_str(e, "code"),
+                     json_str(e, "message"));
+        const char *text = failed[0] ? failed : json_str(s, "summary");
         if (md)
-            buf_printf(out, "\n### %s - %s (%d frames)\n\n%s\n", a, b, frames,
-                       json_str(s, "summary"));
+            buf_printf(out, "\n### %s - %s (%d frames)\n\n%s\n", a, b, frames, text);
         else
-            buf_printf(out, "[%s - %s]\n%s\n\n", a, b, json_str(s, "summary"));
+            buf_printf(out, "[%s - %s]\n%s\n\n", a, b, text);
     }
 }
 
@@ -178,13 +183,16 @@ char *result_summary_doc(const char *input, int prompt_version, double duration_
         const JobUnit *u = &units[i];
         json_t *m = result_meta(u);
         json_array_append_new(
-            segs, json_pack("{s:f, s:f, s:I, s:s, s:I, s:I, s:f}", "start_s",
+            segs, json_pack("{s:f, s:f, s:I, s:s, s:I, s:I, s:f, s:o}", "start_s",
                             json_number_value(json_object_get(m, "start_s")), "end_s",
                             json_number_value(json_object_get(m, "end_s")), "frames",
                             (json_int_t)json_integer_value(json_object_get(m, "frames")),
                             "summary", u->result ? u->result : "", "tok_in",
                             (json_int_t)u->tok_in, "tok_out", (json_int_t)u->tok_out,
-                            "seconds", u->seconds));
+                            "seconds", u->seconds, "error",
+                            u->error_code ? json_pack("{s:s, s:s}", "code", u->error_code,
+                                                      "message", u->error ? u->error : "")
+                                          : json_null()));
         json_decref(m);
     }
     json_t *doc = json_pack("{s:s, s:s, s:o, s:f, s:f, s:o, s:s}", "kind", "summarize", "input",

@@ -58,26 +58,32 @@ static void test_ocr_doc_render(void)
 
 static void test_summary_doc_render(void)
 {
-    JobUnit u[2] = {
+    JobUnit u[3] = {
         {.idx = 0, .result = "A red square.",
          .meta_json = "{\"start_s\": 0, \"end_s\": 61.5, \"frames\": 124}"},
         {.idx = 1, .result = "A blue circle.",
          .meta_json = "{\"start_s\": 61.5, \"end_s\": 3725, \"frames\": 40}"},
+        {.idx = 2, .error_code = "EINPUT", .error = "bad frames",
+         .meta_json = "{\"start_s\": 3725, \"end_s\": 3800, \"frames\": 10}"},
     };
-    char *doc = result_summary_doc("/v/talk.mp4", 1, 3725, 2, u, 2, "Shapes.");
+    char *doc = result_summary_doc("/v/talk.mp4", 1, 3725, 2, u, 3, "Shapes.");
     json_t *j = json_loads(doc, 0, NULL);
     CHECK(j && json_number_value(json_object_get(j, "duration_s")) == 3725);
     CHECK(json_number_value(json_object_get(j, "fps")) == 2);
     json_t *s1 = json_array_get(json_object_get(j, "segments"), 1);
     CHECK(json_number_value(json_object_get(s1, "start_s")) == 61.5);
+    CHECK(json_is_null(json_object_get(s1, "error")));
+    CHECK(json_is_object(json_object_get(json_array_get(json_object_get(j, "segments"), 2),
+                                         "error")));
     CHECK_EQ(json_integer_value(json_object_get(s1, "frames")), 40);
     CHECK_STR(json_string_value(json_object_get(j, "summary")), "Shapes.");
     json_decref(j);
     char err[VLQ_ERRLEN];
     Buf b = {0};
     CHECK_EQ(result_render("summarize", "json", doc, strlen(doc), "md", &b, err), 0);
-    CHECK(b.data && strstr(b.data, "# Summary of talk.mp4\n\nDuration 01:02:05, 2 segment(s).\n\n"
+    CHECK(b.data && strstr(b.data, "# Summary of talk.mp4\n\nDuration 01:02:05, 3 segment(s).\n\n"
                                    "Shapes.\n"));
+    CHECK(b.data && strstr(b.data, "(10 frames)\n\n[segment failed: EINPUT: bad frames]\n"));
     CHECK(b.data && strstr(b.data, "### 00:01:01 - 01:02:05 (40 frames)\n\nA blue circle.\n"));
     buf_clear(&b);
     CHECK_EQ(result_render("summarize", "json", doc, strlen(doc), "txt", &b, err), 0);
