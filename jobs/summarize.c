@@ -313,7 +313,8 @@ static int sum_run(JobCtx *ctx, char *err)
         err_prefix(err, "prompt");
         return rc;
     }
-    s.po.prompt_tok = (int64_t)prompt_tok;
+    /* tok renders the one group's "<0.0 seconds>"; the planner adds every group's own */
+    s.po.prompt_tok = (int64_t)prompt_tok - sum_count((void *)s.tok, "<0.0 seconds>");
     MediaInfo info;
     PlanUnit *units = NULL;
     SumItem *items = NULL;
