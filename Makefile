@@ -107,7 +107,41 @@ $(BUILD)/vlq-test: $(TEST_OBJ) $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny
+# Backend plugins for the tests of backend_open's loader and of every op through a
+# plugin: the cpu backend as vlq-backend-cputest.so (its sources compiled again with
+# -fPIC, every symbol hidden but the entry), and three broken ones.
+PLUGIN_SRC := src/backend_cpu.c src/backend.c src/ops_ref.c src/cpucaps.c src/err.c \
+              tests/plugins/cputest.c
+PLUGIN_FLAGS := -fPIC -fvisibility=hidden
+TEST_PLUGINS := $(patsubst %,$(BUILD)/vlq-backend-%.so,cputest nosym badabi refuse)
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC)"
+	$(Q)$(CC) $(CFLAGS) $(PLUGIN_FLAGS) -c -o $@ $<
+
+$(BUILD)/vlq-backend-cputest.so: $(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^ -fopenmp -lm
+
+$(BUILD)/vlq-backend-nosym.so: $(BUILD)/pic/tests/plugins/nosym.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+$(BUILD)/vlq-backend-badabi.so: $(BUILD)/pic/tests/plugins/badabi.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+$(BUILD)/pic/tests/plugins/refuse.o: tests/plugins/badabi.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC, refuse)"
+	$(Q)$(CC) $(CFLAGS) $(PLUGIN_FLAGS) -DBADABI_REFUSE=1 -c -o $@ $<
+
+$(BUILD)/vlq-backend-refuse.so: $(BUILD)/pic/tests/plugins/refuse.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny $(TEST_PLUGINS)
 
 # make test [T=prefix]: every C test and every tests/e2e/*.sh, each in its own process.
 test: $(TEST_BINS)

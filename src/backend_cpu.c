@@ -12,9 +12,12 @@
  * OpenMP over rows. Nothing here allocates. */
 #include "backend.h"
 #include "backend_int.h"
+#include "cpucaps.h"
 
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
@@ -472,8 +475,31 @@ static void cpu_argmax(Backend *b, const Tensor *x, int32_t *out)
     ops_ref_backend.argmax(b, x, out); /* one pass over the logits: memory bound already */
 }
 
+/* One line for vlq doctor and -v: threads, CPU features and the kernel chosen for each
+ * hot op. The matmul's variant is the target_clones pick (the condition mirrors
+ * CPU_CLONES above). Kernels that choose at run time add their names to this line:
+ * cpu_qmm_kernel_name() (INT4 matmul) and cpu_dense_kernel_name() (F16/BF16 matmul)
+ * belong here when they exist. */
+static void cpu_describe(Backend *b, char *buf, size_t len)
+{
+    int caps = cpucaps_get();
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+    const char *mm = caps & CPUCAPS_AVX2 ? "x86-64-v3 clone (avx2 fma)" : "baseline clone";
+#else
+    const char *mm = "baseline (one path in this build)";
+#endif
+    snprintf(buf, len, "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: matmul %s",
+             b->name, omp_get_max_threads(), cpucaps_describe(caps), mm);
+}
+
 Backend backend_cpu = {
+    .abi_version = BACKEND_ABI_VERSION,
     .name = "cpu",
+    .open = bk_host_open,
+    .sync = bk_host_sync,
+    .meminfo = bk_host_meminfo,
+    .describe = cpu_describe,
     .alloc = bk_host_alloc,
     .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,
