@@ -12,6 +12,7 @@
  * OpenMP over rows. Nothing here allocates. */
 #include "backend.h"
 #include "backend_int.h"
+#include "cpu_qmm.h"
 #include "cpucaps.h"
 
 #include <assert.h>
@@ -233,6 +234,10 @@ CPU_CLONES static void cpu_matmul_tile(Tensor *y, const Tensor *x, const Tensor 
 static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
+    if (w->type == QUANT_Q4 || w->type == QUANT_Q8) { /* int8 activations: cpu_qmm.c */
+        cpu_qmm_matmul(y, x, w, bias);
+        return;
+    }
     assert(w->group <= CPU_CHUNK);
     int64_t n = x->rows, out = w->rows;
     const int64_t ob = 16;
