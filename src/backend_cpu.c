@@ -12,6 +12,7 @@
  * OpenMP over rows. Nothing here allocates. */
 #include "backend.h"
 #include "backend_int.h"
+#include "cpu_dense.h"
 
 #include <assert.h>
 #include <math.h>
@@ -230,6 +231,10 @@ CPU_CLONES static void cpu_matmul_tile(Tensor *y, const Tensor *x, const Tensor 
 static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
+    if (w->type == QUANT_F32 || w->type == QUANT_F16 || w->type == QUANT_BF16) {
+        cpu_dense_matmul(y, x, w, bias); /* packed GEMM / GEMV: cpu_dense.c */
+        return;
+    }
     assert(w->group <= CPU_CHUNK);
     int64_t n = x->rows, out = w->rows;
     const int64_t ob = 16;
