@@ -10,6 +10,7 @@
 #include "cpucaps.h"
 
 #include <assert.h>
+#include <omp.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -18,8 +19,8 @@
 #endif
 
 #define CPU_DENSE_KC 256  /* input columns per packed block: a B micro-panel is 32 KB (L1) */
-#define CPU_DENSE_NC 256  /* output features per work item: the packed block is 256 KB (L2) */
-#define CPU_DENSE_TB 1008 /* tokens per work item: a multiple of every MR (14, 6, 4) */
+#define CPU_DENSE_NC 256  /* output features per packed weight block: 256 KB (L2) */
+#define CPU_DENSE_TB 1008 /* tokens per work item at most: the packed token block is 1 MB (L2) */
 #define CPU_DENSE_MR_MAX 14
 #define CPU_DENSE_NR_MAX 32
 /* Multiply-adds below which a matmul runs on the calling thread (backend_cpu.c's rule). */
@@ -29,10 +30,11 @@
  * steady state allocates nothing and each OpenMP thread has its own. */
 typedef struct {
     float bp[CPU_DENSE_NC * CPU_DENSE_KC];       /* packed weights: NC/NR panels [KC][NR] */
-    float ap[CPU_DENSE_MR_MAX * CPU_DENSE_KC + 16]; /* packed tokens: [KC][MR], + slack */
+    float ap[CPU_DENSE_TB * CPU_DENSE_KC + 16]; /* packed tokens: TB/MR panels [KC][MR] + slack */
     float row[CPU_DENSE_KC];                     /* one weight row converted to f32 */
     float ct[CPU_DENSE_MR_MAX * CPU_DENSE_NR_MAX]; /* an edge tile */
-    float bias[CPU_DENSE_NC];                    /* the item's bias, f32 */
+    float bias[CPU_DENSE_NC];                    /* the output block's bias, f32 */
+    float zero[CPU_DENSE_NR_MAX];                /* zeros: an edge tile's "bias" */
 } CpuDenseScratch;
 
 static __thread CpuDenseScratch cpu_dense_scratch __attribute__((aligned(64)));
@@ -41,8 +43,10 @@ static __thread CpuDenseScratch cpu_dense_scratch __attribute__((aligned(64)));
 typedef struct {
     const char *name;
     int mr, nr; /* microkernel tile: tokens x output features */
-    /* c[mr][ldc] += ap[kc][mr] . bp[kc][nr] (all mr x nr elements of c) */
-    void (*kern)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc);
+    /* c[mr][ldc] += ap[kc][mr] . bp[kc][nr] (all mr x nr elements of c); with b0 (the first
+     * K block) c = b0[j] + the products instead: c is not read */
+    void (*kern)(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                 const float *b0);
     /* dst[0..n) = src[0..n) as f32, src of type t */
     void (*cvt)(QuantType t, const void *src, int64_t n, float *dst);
     /* ap[k][i] = x[t + i][pc + k] for k < kc, i < mr (zero for i >= m) */
@@ -103,7 +107,8 @@ static AI void dense_pack_b_gen(int nr, void (*cvt)(QuantType, const void *, int
 #define C_MR 4
 #define C_NR 16
 
-static void dense_kern_c(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc)
+static void dense_kern_c(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc,
+                         const float *b0)
 {
     float acc[C_MR][C_NR] = {{0}};
     for (int64_t k = 0; k < kc; k++, ap += C_MR, bp += C_NR)
@@ -112,7 +117,7 @@ static void dense_kern_c(int64_t kc, const float *ap, const float *bp, float *c,
                 acc[i][j] += ap[i] * bp[j];
     for (int i = 0; i < C_MR; i++)
         for (int j = 0; j < C_NR; j++)
-            c[i * ldc + j] += acc[i][j];
+            c[i * ldc + j] = (b0 ? b0[j] : c[i * ldc + j]) + acc[i][j];
 }
 
 static void dense_cvt_c(QuantType t, const void *src, int64_t n, float *dst)
@@ -182,23 +187,31 @@ static const CpuDenseKernel dense_c = {"c 4x16 f32",   C_MR,           C_NR,    
 #define A2_NR 16
 
 T256 static void dense_kern_avx2(int64_t kc, const float *ap, const float *bp, float *c,
-                                 int64_t ldc)
+                                 int64_t ldc, const float *b0)
 {
     /* 12 accumulators + 2 weight vectors + 1 broadcast = 15 of 16 ymm registers */
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const char *pf = (const char *)(c + A2_MR * ldc); /* the next C tile: see the AVX-512 kernel */
     for (int64_t k = 0; k < kc; k++, ap += A2_MR, bp += A2_NR) {
-        __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8), a;
+        if (!(k & 3) && k < 4 * 2 * A2_MR) {
+            int64_t line = k >> 2;
+            _mm_prefetch(pf + (line >> 1) * ldc * 4 + (line & 1) * 32, _MM_HINT_T0);
+        }
+        __m256 w0 = _mm256_load_ps(bp), w1 = _mm256_load_ps(bp + 8), a;
 #define A2_ROW(i)                                                                                \
     a = _mm256_broadcast_ss(ap + i);                                                             \
-    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                                                   \
-    c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);
+    c##i##0 = _mm256_fmadd_ps(a, w0, c##i##0);                                                   \
+    c##i##1 = _mm256_fmadd_ps(a, w1, c##i##1);
         A2_ROW(0) A2_ROW(1) A2_ROW(2) A2_ROW(3) A2_ROW(4) A2_ROW(5)
 #undef A2_ROW
     }
+    __m256 o0, o1;
 #define A2_OUT(i)                                                                                \
-    _mm256_storeu_ps(c + i * ldc, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc), c##i##0));         \
-    _mm256_storeu_ps(c + i * ldc + 8, _mm256_add_ps(_mm256_loadu_ps(c + i * ldc + 8), c##i##1));
+    o0 = b0 ? _mm256_loadu_ps(b0) : _mm256_loadu_ps(c + i * ldc);                                \
+    o1 = b0 ? _mm256_loadu_ps(b0 + 8) : _mm256_loadu_ps(c + i * ldc + 8);                        \
+    _mm256_storeu_ps(c + i * ldc, _mm256_add_ps(o0, c##i##0));                                   \
+    _mm256_storeu_ps(c + i * ldc + 8, _mm256_add_ps(o1, c##i##1));
     A2_OUT(0) A2_OUT(1) A2_OUT(2) A2_OUT(3) A2_OUT(4) A2_OUT(5)
 #undef A2_OUT
 }
@@ -326,7 +339,7 @@ static const CpuDenseKernel dense_avx2 = {
 #define A5_NR 32
 
 T512 static void dense_kern_avx512(int64_t kc, const float *ap, const float *bp, float *c,
-                                   int64_t ldc)
+                                   int64_t ldc, const float *b0)
 {
     /* 28 accumulators + 2 weight vectors + 1 broadcast = 31 of 32 zmm registers: per k,
      * 2 loads and 14 broadcasts feed 28 FMAs */
@@ -335,20 +348,32 @@ T512 static void dense_kern_avx512(int64_t kc, const float *ap, const float *bp,
            c41 = z, c50 = z, c51 = z, c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z,
            c90 = z, c91 = z, cA0 = z, cA1 = z, cB0 = z, cB1 = z, cC0 = z, cC1 = z, cD0 = z,
            cD1 = z;
+    /* The C tile (14 rows a y row apart, in L3 or memory) is read and written at the end:
+     * fetch the next one (the caller's next token micro-panel) one line every 4 k steps,
+     * so the misses overlap the FMAs without filling the line-fill buffers at once (a
+     * prefetch never faults: past the end of y it is dropped). */
+    const char *pf = (const char *)(c + A5_MR * ldc);
     for (int64_t k = 0; k < kc; k++, ap += A5_MR, bp += A5_NR) {
-        __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16), a;
+        if (!(k & 3) && k < 4 * 2 * A5_MR) {
+            int64_t line = k >> 2;
+            _mm_prefetch(pf + (line >> 1) * ldc * 4 + (line & 1) * 64, _MM_HINT_T0);
+        }
+        __m512 w0 = _mm512_load_ps(bp), w1 = _mm512_load_ps(bp + 16), a;
 #define A5_ROW(i, n)                                                                             \
     a = _mm512_set1_ps(ap[n]);                                                                   \
-    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                                                   \
-    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);
+    c##i##0 = _mm512_fmadd_ps(a, w0, c##i##0);                                                   \
+    c##i##1 = _mm512_fmadd_ps(a, w1, c##i##1);
         A5_ROW(0, 0) A5_ROW(1, 1) A5_ROW(2, 2) A5_ROW(3, 3) A5_ROW(4, 4) A5_ROW(5, 5)
         A5_ROW(6, 6) A5_ROW(7, 7) A5_ROW(8, 8) A5_ROW(9, 9) A5_ROW(A, 10) A5_ROW(B, 11)
         A5_ROW(C, 12) A5_ROW(D, 13)
 #undef A5_ROW
     }
+    __m512 o0, o1;
 #define A5_OUT(i, n)                                                                             \
-    _mm512_storeu_ps(c + n * ldc, _mm512_add_ps(_mm512_loadu_ps(c + n * ldc), c##i##0));         \
-    _mm512_storeu_ps(c + n * ldc + 16, _mm512_add_ps(_mm512_loadu_ps(c + n * ldc + 16), c##i##1));
+    o0 = b0 ? _mm512_loadu_ps(b0) : _mm512_loadu_ps(c + n * ldc);                                \
+    o1 = b0 ? _mm512_loadu_ps(b0 + 16) : _mm512_loadu_ps(c + n * ldc + 16);                      \
+    _mm512_storeu_ps(c + n * ldc, _mm512_add_ps(o0, c##i##0));                                   \
+    _mm512_storeu_ps(c + n * ldc + 16, _mm512_add_ps(o1, c##i##1));
     A5_OUT(0, 0) A5_OUT(1, 1) A5_OUT(2, 2) A5_OUT(3, 3) A5_OUT(4, 4) A5_OUT(5, 5) A5_OUT(6, 6)
     A5_OUT(7, 7) A5_OUT(8, 8) A5_OUT(9, 9) A5_OUT(A, 10) A5_OUT(B, 11) A5_OUT(C, 12)
     A5_OUT(D, 13)
@@ -570,40 +595,72 @@ static const CpuDenseKernel *cpu_dense_pick(int caps)
 
 /* ---- the blocked GEMM (shared by the variants) ---- */
 
-/* One work item: y rows [t0, t1) x features [o0, o1) (o1 - o0 <= NC). */
+/* One work item: y rows [t0, t1) x features [o0, o1) (t1 - t0 <= TB). Per block of KC
+ * columns the item's tokens are packed once (the A block stays in L2 while every output
+ * block passes), then per NC output features the weights are packed and the
+ * microkernel runs over token micro-panels (L1) x weight panels (L2). */
 static void cpu_dense_item(const CpuDenseKernel *kr, Tensor *y, const Tensor *x, const Tensor *w,
                            const Tensor *bias, int64_t o0, int64_t o1, int64_t t0, int64_t t1)
 {
     CpuDenseScratch *s = &cpu_dense_scratch;
     int mr = kr->mr, nr = kr->nr;
-    int64_t in = w->cols, ldc = y->cols, nc = o1 - o0, npan = (nc + nr - 1) / nr;
-    for (int64_t o = o0; o < o1; o++)
-        s->bias[o - o0] = bias ? bk_elem(bias, 0, o) : 0.0f;
-    for (int64_t t = t0; t < t1; t++)
-        memcpy((float *)y->data + t * ldc + o0, s->bias, (size_t)nc * 4);
+    int64_t in = w->cols, ldc = y->cols;
     for (int64_t pc = 0; pc < in; pc += CPU_DENSE_KC) {
         int64_t kc = in - pc < CPU_DENSE_KC ? in - pc : CPU_DENSE_KC;
-        for (int64_t p = 0; p < npan; p++)
-            kr->pack_b(s->bp + p * kc * nr, s->row, w, o0 + p * nr, o1, pc, kc);
         for (int64_t t = t0; t < t1; t += mr) {
             int m = t1 - t < mr ? (int)(t1 - t) : mr;
-            kr->pack_a(s->ap, x, t, m, pc, kc);
+            kr->pack_a(s->ap + (t - t0) * kc, x, t, m, pc, kc);
+        }
+        for (int64_t oc = o0; oc < o1; oc += CPU_DENSE_NC) {
+            int64_t oc1 = o1 - oc < CPU_DENSE_NC ? o1 : oc + CPU_DENSE_NC;
+            int64_t npan = (oc1 - oc + nr - 1) / nr;
+            if (pc == 0) /* the first K block writes y = bias + products: y is not read */
+                for (int64_t o = 0; o < CPU_DENSE_NC; o++)
+                    s->bias[o] = bias && oc + o < oc1 ? bk_elem(bias, 0, oc + o) : 0.0f;
+            const float *b0 = pc == 0 ? s->bias : NULL;
+            for (int64_t p = 0; p < npan; p++)
+                kr->pack_b(s->bp + p * kc * nr, s->row, w, oc + p * nr, oc1, pc, kc);
+            /* a weight micro-panel stays in L1 while the token micro-panels stream by */
             for (int64_t p = 0; p < npan; p++) {
-                int64_t o = o0 + p * nr;
-                int nw = o1 - o < nr ? (int)(o1 - o) : nr;
-                float *c = (float *)y->data + t * ldc + o;
-                if (m == mr && nw == nr) {
-                    kr->kern(kc, s->ap, s->bp + p * kc * nr, c, ldc);
-                    continue;
+                int64_t o = oc + p * nr;
+                int nw = oc1 - o < nr ? (int)(oc1 - o) : nr;
+                for (int64_t t = t0; t < t1; t += mr) {
+                    int m = t1 - t < mr ? (int)(t1 - t) : mr;
+                    const float *ap = s->ap + (t - t0) * kc;
+                    float *c = (float *)y->data + t * ldc + o;
+                    const float *bp = s->bp + p * kc * nr, *bb = b0 ? b0 + p * nr : NULL;
+                    if (m == mr && nw == nr) {
+                        kr->kern(kc, ap, bp, c, ldc, bb);
+                        continue;
+                    }
+                    kr->kern(kc, ap, bp, s->ct, nr, s->zero);
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < nw; j++)
+                            c[i * ldc + j] = (bb ? bb[j] : c[i * ldc + j]) + s->ct[i * nr + j];
                 }
-                memset(s->ct, 0, sizeof s->ct);
-                kr->kern(kc, s->ap, s->bp + p * kc * nr, s->ct, nr);
-                for (int i = 0; i < m; i++)
-                    for (int j = 0; j < nw; j++)
-                        c[i * ldc + j] += s->ct[i * nr + j];
             }
         }
     }
+}
+
+/* The work split: n_tb token blocks x n_ob output groups, at least one item per thread.
+ * Packing costs n*in per output group (tokens) plus out*in per token block (weights), so
+ * split the dimension whose repacking costs less: many tokens (vision) -> token blocks,
+ * few tokens -> output groups, each thread packing only its share of the weights. */
+static void cpu_dense_split(int64_t n, int64_t out, int mr, int nr, int threads, int64_t *tb,
+                            int64_t *ob)
+{
+    int64_t n_tb = (n + CPU_DENSE_TB - 1) / CPU_DENSE_TB, n_ob = 1;
+    if (n_tb % threads) {
+        int64_t more_tb = (n_tb + threads - 1) / threads * threads;
+        /* tokens repacked per output group vs weights repacked per token block */
+        if (n * (threads - 1) < out * (more_tb - n_tb) && out >= (int64_t)threads * nr)
+            n_ob = threads;
+        else
+            n_tb = more_tb;
+    }
+    *tb = ((n + n_tb - 1) / n_tb + mr - 1) / mr * mr;
+    *ob = ((out + n_ob - 1) / n_ob + nr - 1) / nr * nr;
 }
 
 void cpu_dense_matmul_caps(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias,
@@ -632,13 +689,14 @@ void cpu_dense_matmul_caps(Tensor *y, const Tensor *x, const Tensor *w, const Te
         }
         return;
     }
-    int64_t n_ob = (out + CPU_DENSE_NC - 1) / CPU_DENSE_NC;
-    int64_t n_tb = (n + CPU_DENSE_TB - 1) / CPU_DENSE_TB;
+    int64_t tb, ob;
+    cpu_dense_split(n, out, kr->mr, kr->nr, par ? omp_get_max_threads() : 1, &tb, &ob);
+    int64_t n_tb = (n + tb - 1) / tb, n_ob = (out + ob - 1) / ob;
 #pragma omp parallel for schedule(dynamic, 1) if (par)
     for (int64_t i = 0; i < n_ob * n_tb; i++) {
-        int64_t ob = i % n_ob, tb = i / n_ob;
-        int64_t o0 = ob * CPU_DENSE_NC, o1 = o0 + CPU_DENSE_NC < out ? o0 + CPU_DENSE_NC : out;
-        int64_t t0 = tb * CPU_DENSE_TB, t1 = t0 + CPU_DENSE_TB < n ? t0 + CPU_DENSE_TB : n;
+        int64_t io = i % n_ob, it = i / n_ob;
+        int64_t o0 = io * ob, o1 = o0 + ob < out ? o0 + ob : out;
+        int64_t t0 = it * tb, t1 = t0 + tb < n ? t0 + tb : n;
         cpu_dense_item(kr, y, x, w, bias, o0, o1, t0, t1);
     }
 }
