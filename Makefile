@@ -235,3 +235,14 @@ $(BENCH_MEDIA_VIDEO):
 $(BUILD)/vlq-bench-media: $(BUILD)/tests/bench/bench_media.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- dense GEMM benchmark (make bench-dense; part of make bench) ----
+# GFLOP/s of the BF16-weight GEMM at the vision MLP shapes against the f32 FMA peak.
+.PHONY: bench-dense
+bench: bench-dense
+bench-dense: $(BUILD)/vlq-bench-dense
+	$(Q)$(BUILD)/vlq-bench-dense 3
+
+$(BUILD)/vlq-bench-dense: $(BUILD)/tests/bench/bench_dense.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
