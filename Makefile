@@ -246,3 +246,13 @@ bench-dense: $(BUILD)/vlq-bench-dense
 $(BUILD)/vlq-bench-dense: $(BUILD)/tests/bench/bench_dense.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# make bench-qmm: the integer Q4 matmul against the machine's read bandwidth (GEMV GB/s,
+# GEMM GFLOP/s); tests/bench/bench_qmm.c. Part of make bench, not of make test.
+.PHONY: bench-qmm
+bench: bench-qmm
+bench-qmm: $(BUILD)/bench-qmm
+	$(Q)$(BUILD)/bench-qmm
+$(BUILD)/bench-qmm: $(BUILD)/tests/bench/bench_qmm.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -71,6 +71,8 @@ typedef struct {
     int8_t *q;             /* [n_tok][qst] quantised activations, slot order */
     int32_t *init;         /* [n_tok][lst] -off * sum of the lane's 4 q */
     float *dq;             /* [n_tok][lst] the lane's activation block scale */
+    float *amax;           /* [n_tok][n_units * 2] max |x| of each block of 32 columns */
+    int32_t *qcol;         /* [n_units * 4] the first column of each quarter */
     int32_t *grel;         /* [lst] the lane's weight group - its window's gbase */
     int32_t *gbase;        /* [windows] the first weight group of each window of 4 units */
 } QmmCtx;
@@ -94,8 +96,10 @@ static int64_t qmm_units(int64_t cols)
 size_t cpu_qmm_scratch_bytes(int64_t max_tok, int64_t max_cols)
 {
     int64_t nu = qmm_units(max_cols), nwin = (nu + 3) / 4;
-    /* per token: q, init, dq (64 bytes each per unit); shared: grel, gbase */
-    return (size_t)((3 * max_tok + 1) * nu * 64 + (nwin * 4 + 63) / 64 * 64);
+    /* per token: q, init, dq (64 bytes each per unit), amax (8); shared: grel (64 per
+     * unit), qcol (16), gbase (4 per window) */
+    return (size_t)(3 * max_tok * nu * 64 + (max_tok * nu * 8 + 63) / 64 * 64 + nu * 64 +
+                    (nu * 16 + 63) / 64 * 64 + (nwin * 4 + 63) / 64 * 64);
 }
 
 static void *qmm_scratch_get(size_t bytes, char *err)
@@ -127,74 +131,128 @@ void cpu_qmm_release(void)
 
 /* ---- activation quantisation (shared by every kernel) ---- */
 
-/* The first column of quarter qi (16 consecutive columns) of unit u, and its group. */
-static int64_t qmm_quarter_col(const QmmCtx *c, int64_t u, int qi, int64_t *grp)
+/* The quarter (16 slots) that holds the 16 columns from col of weight group g, nib 1
+ * for a Q4 high nibble: records its first column and (in grel, for now) its group. */
+static void qmm_put(QmmCtx *c, int64_t quarter, int64_t col, int64_t g)
 {
-    int64_t e;
-    if (c->q4) {
-        int full = u < c->n_full;
-        int64_t p = full ? 2 * u + (qi & 1) : 2 * u; /* 16-byte piece of the row */
-        int nib = full ? qi >> 1 : qi;
-        int64_t hg = c->group / 2, b = 16 * p, g = b / hg;
-        e = g * c->group + nib * hg + (b - g * hg);
-    } else {
-        e = 64 * u + 16 * qi;
-    }
-    *grp = e / c->group;
-    return e;
+    c->qcol[quarter] = (int32_t)col;
+    for (int l = 0; l < 4; l++)
+        c->grel[4 * quarter + l] = (int32_t)g;
 }
 
-/* The shared lane tables: each window's first group, each lane's group relative to it. */
+/* The shared tables: each quarter's first column, each window's first group, each
+ * lane's group relative to it. Walks the groups in order: no divisions. */
 static void qmm_tables(QmmCtx *c)
 {
-    for (int64_t u = 0; u < c->n_units; u++) {
-        int64_t g;
-        if (u % 4 == 0) {
-            qmm_quarter_col(c, u, 0, &g);
-            c->gbase[u / 4] = (int32_t)g;
+    const int64_t G = c->group, groups = c->cols / G;
+    memset(c->grel, 0xff, (size_t)c->lst * 4); /* -1: padding lanes of a half unit */
+    memset(c->qcol, 0, (size_t)c->n_units * 16);
+    for (int64_t g = 0; g < groups; g++) {
+        if (c->q4) { /* 16-byte pieces p: low nibbles cols g*G + 16k, high g*G + G/2 + 16k */
+            for (int64_t k = 0; k < G / 32; k++) {
+                int64_t p = g * (G / 32) + k, u = p >> 1;
+                for (int nib = 0; nib < 2; nib++) {
+                    int64_t col = g * G + nib * (G / 2) + 16 * k;
+                    int qi = u < c->n_full ? (int)(p & 1) + 2 * nib : nib;
+                    qmm_put(c, 4 * u + qi, col, g);
+                }
+            }
+        } else {
+            for (int64_t k = 0; k < G / 16; k++)
+                qmm_put(c, g * (G / 16) + k, g * G + 16 * k, g);
         }
-        int nq = u < c->n_full ? 4 : 2;
-        for (int qi = 0; qi < 4; qi++) {
-            g = c->gbase[u / 4];
-            if (qi < nq)
-                qmm_quarter_col(c, u, qi, &g);
-            for (int l = 0; l < 4; l++)
-                c->grel[16 * u + 4 * qi + l] = (int32_t)(g - c->gbase[u / 4]);
-        }
+    }
+    for (int64_t u = 0; u < c->n_units; u += 4)
+        c->gbase[u / 4] = c->grel[16 * u]; /* lane 0 of a window: its lowest column */
+    for (int64_t l = 0; l < c->lst; l++)
+        c->grel[l] = c->grel[l] < 0 ? 0 : c->grel[l] - c->gbase[l / 64];
+}
+
+#ifdef QMM_X86
+/* The two inner loops of qmm_quantize on AVX2; the same results (max is exact, and
+ * vcvtps2dq rounds to nearest even as the 1.5 * 2^23 trick does). */
+__attribute__((target("avx2,fma"))) static void qmm_amax_avx2(const float *x, int64_t n_blocks,
+                                                              float *amax)
+{
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const float *p = x + 32 * b;
+        __m256 m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs),
+                                 _mm256_and_ps(_mm256_loadu_ps(p + 8), abs));
+        m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p + 16), abs),
+                                           _mm256_and_ps(_mm256_loadu_ps(p + 24), abs)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        amax[b] = _mm_cvtss_f32(h);
     }
 }
 
-/* Token row t: x[cols] -> q, init, dq in slot order. */
+__attribute__((target("avx2,fma"))) static void qmm_q16_avx2(const float *x, float id,
+                                                             int8_t *qq)
+{
+    const __m256 s = _mm256_set1_ps(id);
+    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), s));
+    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), s));
+    __m256i w = _mm256_packs_epi32(a, b); /* 128-bit lanes: a0-3 b0-3 | a4-7 b4-7 */
+    __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+    __m128i ab = _mm_packs_epi16(_mm_unpacklo_epi64(lo, hi), _mm_unpackhi_epi64(lo, hi));
+    _mm_storeu_si128((__m128i *)qq, ab);
+}
+#endif
+
+/* Token row t: x[cols] -> q, init, dq in slot order. Rounding to nearest even by the
+ * 1.5 * 2^23 trick (|v| <= 127): no libm call. */
 static void qmm_quantize(QmmCtx *c, int64_t t, const float *x)
 {
     int8_t *q = c->q + t * c->qst;
     int32_t *init = c->init + t * c->lst;
-    float *dq = c->dq + t * c->lst;
-    for (int64_t u = 0; u < c->n_units; u++) {
-        int nq = u < c->n_full ? 4 : 2;
-        for (int qi = 0; qi < 4; qi++) {
-            int8_t *qq = q + 64 * u + 16 * qi;
-            int64_t l0 = 16 * u + 4 * qi, g;
-            if (qi >= nq) { /* padding of a trailing half unit: never summed */
-                memset(qq, 0, 16);
-                for (int l = 0; l < 4; l++) {
-                    init[l0 + l] = 0;
-                    dq[l0 + l] = 0.0f;
-                }
-                continue;
+    float *dq = c->dq + t * c->lst, *amax = c->amax + t * c->n_units * 2;
+#ifdef QMM_X86
+    const int avx2 = (cpucaps_get() & CPUCAPS_AVX2) != 0;
+#else
+    const int avx2 = 0;
+#endif
+    if (avx2) {
+#ifdef QMM_X86
+        qmm_amax_avx2(x, c->cols / 32, amax);
+#endif
+    } else {
+        for (int64_t b = 0; b < c->cols / 32; b++) {
+            float m = 0.0f;
+            for (int k = 0; k < 32; k++) {
+                float a = fabsf(x[32 * b + k]);
+                m = a > m ? a : m;
             }
-            int64_t e0 = qmm_quarter_col(c, u, qi, &g), b0 = e0 & ~(int64_t)31;
-            float amax = 0.0f;
-            for (int k = 0; k < 32; k++)
-                amax = fmaxf(amax, fabsf(x[b0 + k]));
-            float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-            for (int k = 0; k < 16; k++) {
-                float v = rintf(x[e0 + k] * id);
-                qq[k] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
+            amax[b] = m;
+        }
+    }
+    memset(q, 0, (size_t)c->qst);
+    memset(init, 0, (size_t)c->lst * 4);
+    memset(dq, 0, (size_t)c->lst * 4);
+    for (int64_t u = 0; u < c->n_units; u++) {
+        for (int qi = 0; qi < 4; qi++) {
+            int64_t quarter = 4 * u + qi;
+            if (u >= c->n_full && qi >= 2)
+                break; /* padding of a trailing half unit: zeros, never summed */
+            int64_t e0 = c->qcol[quarter];
+            float m = amax[e0 / 32], d = m / 127.0f, id = m > 0.0f ? 127.0f / m : 0.0f;
+            int8_t *qq = q + 16 * quarter;
+            if (avx2) {
+#ifdef QMM_X86
+                qmm_q16_avx2(x + e0, id, qq);
+#endif
+            } else {
+                for (int k = 0; k < 16; k++) {
+                    float v = x[e0 + k] * id;
+                    v = (v + 12582912.0f) - 12582912.0f;
+                    qq[k] = (int8_t)(int)v;
+                }
             }
             for (int l = 0; l < 4; l++) {
-                init[l0 + l] = -c->off * (qq[4 * l] + qq[4 * l + 1] + qq[4 * l + 2] + qq[4 * l + 3]);
-                dq[l0 + l] = d;
+                init[4 * quarter + l] =
+                    -c->off * (qq[4 * l] + qq[4 * l + 1] + qq[4 * l + 2] + qq[4 * l + 3]);
+                dq[4 * quarter + l] = d;
             }
         }
     }
@@ -208,8 +266,9 @@ static inline const uint16_t *qmm_scales8(const QmmCtx *c, int64_t r, int64_t ba
     int64_t i = r * c->row_groups + base, total = c->rows * c->row_groups;
     if (i + 8 <= total)
         return c->scale + i;
-    memset(tmp, 0, 16);
-    memcpy(tmp, c->scale + i, (size_t)(total - i) * 2);
+    /* an element loop, not memcpy: a call would make the tile spill its accumulators */
+    for (int k = 0; k < 8; k++)
+        tmp[k] = i + k < total ? c->scale[i + k] : 0;
     return tmp;
 }
 
@@ -309,14 +368,37 @@ static const QmmTab qmm_tab_c = {
 #define QMM_T512                                                                               \
     __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
+/* Where a tile reads: its rows' weights and its tokens' q, init and dq rows. */
+typedef struct {
+    const uint8_t *w[4];
+    const int8_t *q[8];
+    const int32_t *init[8];
+    const float *dq[8];
+} QmmPtrs;
+
+static inline __attribute__((always_inline)) void qmm_ptrs(const QmmCtx *c, int64_t r0, int t0,
+                                                           QmmPtrs *p, const int NR, const int NT)
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++)
+        p->w[i] = c->qs + (r0 + i) * c->row_bytes;
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        p->q[j] = c->q + (t0 + j) * c->qst;
+        p->init[j] = c->init + (t0 + j) * c->lst;
+        p->dq[j] = c->dq + (t0 + j) * c->lst;
+    }
+}
+
 /* One unit u of NR rows x NT tokens into accumulator set a. */
 static inline __attribute__((always_inline)) QMM_T512 void
-qmm512_unit(const QmmCtx *c, int64_t r0, int t0, int64_t u, const __m512 sw[4],
+qmm512_unit(const QmmCtx *c, const QmmPtrs *p, int64_t u, const __m512 sw[4],
             __m512 acc[4][8][4], int a, const int Q4, const int NR, const int NT)
 {
     const __m512i gi = _mm512_loadu_si512(c->grel + 16 * u);
+#pragma GCC unroll 8
     for (int i = 0; i < NR; i++) {
-        const uint8_t *wp = c->qs + (r0 + i) * c->row_bytes + u * (Q4 ? 32 : 64);
+        const uint8_t *wp = p->w[i] + u * (Q4 ? 32 : 64);
         _mm_prefetch((const char *)wp + QMM_PF, _MM_HINT_T0);
         __m512i wv;
         if (Q4) { /* [low nibbles | high nibbles] of 32 bytes */
@@ -327,11 +409,11 @@ qmm512_unit(const QmmCtx *c, int64_t r0, int t0, int64_t u, const __m512 sw[4],
             wv = _mm512_xor_si512(_mm512_loadu_si512(wp), _mm512_set1_epi8((char)0x80));
         }
         const __m512 se = _mm512_permutexvar_ps(gi, sw[i]); /* lane -> its group's scale */
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++) {
-            const int64_t lo = (t0 + j) * c->lst + 16 * u;
-            __m512i d = _mm512_load_si512(c->init + lo);
-            d = _mm512_dpbusd_epi32(d, wv, _mm512_load_si512(c->q + (t0 + j) * c->qst + 64 * u));
-            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_load_ps(c->dq + lo));
+            __m512i d = _mm512_load_si512(p->init[j] + 16 * u);
+            d = _mm512_dpbusd_epi32(d, wv, _mm512_load_si512(p->q[j] + 64 * u));
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_load_ps(p->dq[j] + 16 * u));
             acc[i][j][a] = _mm512_fmadd_ps(f, se, acc[i][j][a]);
         }
     }
@@ -342,32 +424,42 @@ qmm512_tile(const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1, float *
             const int Q4, const int NR, const int NT)
 {
     const int NA = QMM_NA(NR, NT);
+    QmmPtrs p;
+    qmm_ptrs(c, r0, t0, &p, NR, NT);
     __m512 acc[4][8][4];
+#pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++)
+#pragma GCC unroll 4
             for (int a = 0; a < NA; a++)
                 acc[i][j][a] = _mm512_setzero_ps();
     int64_t u = u0;
     while (u < u1) {
         int64_t w = u / 4, ue = (w + 1) * 4 < u1 ? (w + 1) * 4 : u1;
         __m512 sw[4];
+#pragma GCC unroll 4
         for (int i = 0; i < NR; i++) {
             uint16_t tmp[8];
             const uint16_t *s = qmm_scales8(c, r0 + i, c->gbase[w], tmp);
             sw[i] = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)));
         }
         if (u % 4 == 0 && ue == u + 4) {
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++)
-                qmm512_unit(c, r0, t0, u + k, sw, acc, k % NA, Q4, NR, NT);
+                qmm512_unit(c, &p, u + k, sw, acc, k % NA, Q4, NR, NT);
             u += 4;
         } else {
             for (; u < ue; u++)
-                qmm512_unit(c, r0, t0, u, sw, acc, 0, Q4, NR, NT);
+                qmm512_unit(c, &p, u, sw, acc, 0, Q4, NR, NT);
         }
     }
+#pragma GCC unroll 4
     for (int i = 0; i < NR; i++)
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++) {
             __m512 s = acc[i][j][0];
+#pragma GCC unroll 4
             for (int a = 1; a < NA; a++)
                 s = _mm512_add_ps(s, acc[i][j][a]);
             out[i * NT + j] = _mm512_reduce_add_ps(s);
@@ -411,13 +503,13 @@ qmm_ydot_avx2(__m256i init, __m256i wv, __m256i qa, const int Q4)
  * Q8 weights are offset by 128 (vpdpbusd takes them unsigned). */
 #define QMM_YMM_FAMILY(P, TGT, DOT, VNNI)                                                      \
     static inline __attribute__((always_inline)) TGT void                                      \
-    P##_unit(const QmmCtx *c, int64_t r0, int t0, int64_t u, const __m256 sw[4],               \
+    P##_unit(const QmmCtx *c, const QmmPtrs *p, int64_t u, const __m256 sw[4],                 \
              __m256 acc[4][8][4], int a, const int Q4, const int NR, const int NT)             \
     {                                                                                          \
         const __m256i g0 = _mm256_loadu_si256((const __m256i *)(c->grel + 16 * u));            \
         const __m256i g1 = _mm256_loadu_si256((const __m256i *)(c->grel + 16 * u + 8));        \
-        for (int i = 0; i < NR; i++) {                                                         \
-            const uint8_t *wp = c->qs + (r0 + i) * c->row_bytes + u * (Q4 ? 32 : 64);          \
+        _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) {                                 \
+            const uint8_t *wp = p->w[i] + u * (Q4 ? 32 : 64);                                  \
             _mm_prefetch((const char *)wp + QMM_PF, _MM_HINT_T0);                              \
             __m256i w0, w1;                                                                    \
             if (Q4) {                                                                          \
@@ -435,17 +527,14 @@ qmm_ydot_avx2(__m256i init, __m256i wv, __m256i qa, const int Q4)
             }                                                                                  \
             const __m256 s0 = _mm256_permutevar8x32_ps(sw[i], g0);                             \
             const __m256 s1 = _mm256_permutevar8x32_ps(sw[i], g1);                             \
-            for (int j = 0; j < NT; j++) {                                                     \
-                const int64_t lo = (t0 + j) * c->lst + 16 * u;                                 \
-                const __m256i *qa = (const __m256i *)(c->q + (t0 + j) * c->qst + 64 * u);     \
-                const __m256i *in = (const __m256i *)(c->init + lo);                           \
-                __m256i d0 = DOT(_mm256_load_si256(in), w0, _mm256_load_si256(qa), \
-                                             Q4);                                              \
-                __m256i d1 = DOT(_mm256_load_si256(in + 1), w1,                    \
-                                             _mm256_load_si256(qa + 1), Q4);                   \
-                __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(d0), _mm256_load_ps(c->dq + lo)); \
-                __m256 f1 =                                                                    \
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(d1), _mm256_load_ps(c->dq + lo + 8));     \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; j++) {                             \
+                const __m256i *qa = (const __m256i *)(p->q[j] + 64 * u);                       \
+                const __m256i *in = (const __m256i *)(p->init[j] + 16 * u);                    \
+                const float *dq = p->dq[j] + 16 * u;                                           \
+                __m256i d0 = DOT(_mm256_load_si256(in), w0, _mm256_load_si256(qa), Q4);        \
+                __m256i d1 = DOT(_mm256_load_si256(in + 1), w1, _mm256_load_si256(qa + 1), Q4); \
+                __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(d0), _mm256_load_ps(dq));         \
+                __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(d1), _mm256_load_ps(dq + 8));     \
                 acc[i][j][a] = _mm256_fmadd_ps(f0, s0, acc[i][j][a]);                          \
                 acc[i][j][a] = _mm256_fmadd_ps(f1, s1, acc[i][j][a]);                          \
             }                                                                                  \
@@ -456,34 +545,36 @@ qmm_ydot_avx2(__m256i init, __m256i wv, __m256i qa, const int Q4)
         const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1, float *out, const int Q4, \
         const int NR, const int NT)                                                            \
     {                                                                                          \
-        const int NA = QMM_NA(NR, NT);                         \
+        const int NA = QMM_NA(NR, NT);                                                         \
+        QmmPtrs p;                                                                             \
+        qmm_ptrs(c, r0, t0, &p, NR, NT);                                                       \
         __m256 acc[4][8][4];                                                                   \
-        for (int i = 0; i < NR; i++)                                                           \
-            for (int j = 0; j < NT; j++)                                                       \
-                for (int a = 0; a < NA; a++)                                                   \
+        _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++)                                   \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; j++)                               \
+                _Pragma("GCC unroll 4") for (int a = 0; a < NA; a++)                           \
                     acc[i][j][a] = _mm256_setzero_ps();                                        \
         int64_t u = u0;                                                                        \
         while (u < u1) {                                                                       \
             int64_t w = u / 4, ue = (w + 1) * 4 < u1 ? (w + 1) * 4 : u1;                       \
             __m256 sw[4];                                                                      \
-            for (int i = 0; i < NR; i++) {                                                     \
+            _Pragma("GCC unroll 4") for (int i = 0; i < NR; i++) {                             \
                 uint16_t tmp[8];                                                               \
                 const uint16_t *s = qmm_scales8(c, r0 + i, c->gbase[w], tmp);                  \
                 sw[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s));                  \
             }                                                                                  \
             if (u % 4 == 0 && ue == u + 4) {                                                   \
-                for (int k = 0; k < 4; k++)                                                    \
-                    P##_unit(c, r0, t0, u + k, sw, acc, k % NA, Q4, NR, NT);                   \
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                            \
+                    P##_unit(c, &p, u + k, sw, acc, k % NA, Q4, NR, NT);                       \
                 u += 4;                                                                        \
             } else {                                                                           \
                 for (; u < ue; u++)                                                            \
-                    P##_unit(c, r0, t0, u, sw, acc, 0, Q4, NR, NT);                            \
+                    P##_unit(c, &p, u, sw, acc, 0, Q4, NR, NT);                                \
             }                                                                                  \
         }                                                                                      \
-        for (int i = 0; i < NR; i++)                                                           \
-            for (int j = 0; j < NT; j++) {                                                     \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NR; i++)                                   \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; j++) {                             \
                 __m256 s = acc[i][j][0];                                                       \
-                for (int a = 1; a < NA; a++)                                                   \
+                _Pragma("GCC unroll 4") for (int a = 1; a < NA; a++)                           \
                     s = _mm256_add_ps(s, acc[i][j][a]);                                        \
                 __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)); \
                 h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                        \
@@ -582,16 +673,19 @@ static void qmm_rows(const QmmTab *tab, int tile_nr, int tile_nt, const QmmCtx *
     float *yd = y->data, out[4 * 8];
     const int64_t ldy = y->cols, half = c->n_units - c->n_full;
     if (n_tok <= QMM_GEMV_MAX) {
-        /* GEMV: each row streamed once, for all tokens at once */
-        QmmTileFn fn = (*tab)[c->q4][0][n_tok - 1];
-        for (int64_t r = r0; r < r1; r++) {
-            fn(c, r, 0, 0, c->n_full, out);
-            for (int t = 0; t < n_tok; t++) {
-                float v = out[t] + qmm_bias(bias, r);
-                if (half)
-                    v += qmm_c_unit(c, r, t, c->n_full);
-                yd[t * ldy + r] = v;
-            }
+        /* GEMV: the rows streamed once, front to back, for all tokens at once; two rows
+         * (adjacent in memory) per call up to 4 tokens, to halve the per-call work */
+        int nr = n_tok <= 4 ? 2 : 1;
+        for (int64_t r = r0; r < r1; r += nr) {
+            int m = r1 - r < nr ? (int)(r1 - r) : nr;
+            (*tab)[c->q4][m - 1][n_tok - 1](c, r, 0, 0, c->n_full, out);
+            for (int i = 0; i < m; i++)
+                for (int t = 0; t < n_tok; t++) {
+                    float v = out[i * n_tok + t] + qmm_bias(bias, r + i);
+                    if (half)
+                        v += qmm_c_unit(c, r + i, t, c->n_full);
+                    yd[t * ldy + r + i] = v;
+                }
         }
         return;
     }
@@ -659,11 +753,21 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
         fprintf(stderr, "fatal: %s\n", err);
         abort();
     }
+    /* carved as cpu_qmm_scratch_bytes counts it, each array 64-byte aligned */
     c.q = (int8_t *)s;
-    c.init = (int32_t *)(s + n * c.qst);
-    c.dq = (float *)(s + n * c.qst + n * c.lst * 4);
-    c.grel = (int32_t *)(s + n * c.qst + 2 * n * c.lst * 4);
-    c.gbase = c.grel + c.lst;
+    s += n * c.qst;
+    c.init = (int32_t *)s;
+    s += n * c.lst * 4;
+    c.dq = (float *)s;
+    s += n * c.lst * 4;
+    c.amax = (float *)s;
+    s += (n * c.n_units * 8 + 63) / 64 * 64;
+    c.grel = (int32_t *)s;
+    s += c.lst * 4;
+    c.qcol = (int32_t *)s;
+    s += (c.n_units * 16 + 63) / 64 * 64;
+    c.gbase = (int32_t *)s;
+    qmm_tables(&c);
     const QmmTab *tab = qmm_table(k);
     /* GEMM register tiles: 4 x 4 zmm accumulators of 32; ymm kernels have 16 registers */
     int tile_nr = k == CPU_QMM_AVX2 || k == CPU_QMM_AVXVNNI ? 2 : 4;
@@ -672,14 +776,10 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
     int64_t work = n * cols * w->rows;
 #pragma omp parallel if (work > QMM_PAR_MIN)
     {
-        /* quantise the token rows, and build the lane tables (item n), then share them */
+        /* quantise the token rows, then share them (the barrier ending the loop) */
 #pragma omp for schedule(static)
-        for (int64_t i = 0; i <= n; i++) {
-            if (i == n)
-                qmm_tables(&c);
-            else
-                qmm_quantize(&c, i, xd + i * cols);
-        }
+        for (int64_t i = 0; i < n; i++)
+            qmm_quantize(&c, i, xd + i * cols);
         /* equal shares of the rows: every row is the same number of bytes */
         int nth = omp_get_num_threads(), tid = omp_get_thread_num();
         int64_t r0 = w->rows * tid / nth, r1 = w->rows * (tid + 1) / nth;
