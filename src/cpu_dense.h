@@ -34,7 +34,8 @@ const char *cpu_dense_kernel_name_caps(int caps);
 /* Scratch bytes the matmul uses with n_threads threads (thread-local packing buffers,
  * reserved when each thread starts), for the engine's memory plan. */
 size_t cpu_dense_scratch_bytes(int n_threads);
-/* Rows below which the GEMV-shaped path runs (weights read once per 4 rows, unpacked). */
-#define CPU_DENSE_GEMV_MAX 8
+/* Rows below which the GEMV-shaped path runs (weights read once per 4 rows, unpacked):
+ * below ~20 rows reading the weights n/4 times costs less than packing them once. */
+#define CPU_DENSE_GEMV_MAX 16
 
 #endif

@@ -154,7 +154,7 @@ static void test_odd(void)
 {
     int vars[3], nv = dense_variants(vars);
     static const int64_t shapes[][2] = {{37, 45}, {300, 77}, {513, 259}};
-    static const int64_t ns[] = {1, 3, 7, CPU_DENSE_GEMV_MAX, 13, 17, 100};
+    static const int64_t ns[] = {1, 3, 7, 13, CPU_DENSE_GEMV_MAX - 1, CPU_DENSE_GEMV_MAX, 17, 100};
     dense_rng = 3;
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t s = 0; s < 3; s++)
