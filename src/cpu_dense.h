@@ -13,8 +13,9 @@
  * before it is written); the kernel prefetches the next output tile. Kernels: AVX-512
  * (14 x 32: 28 zmm accumulators), AVX2+FMA (6 x 16), plain C (4 x 16), chosen at run
  * time from cpucaps_get(); the packing transposes with 16x16 register transposes on
- * AVX-512. OpenMP over the items, one parallel region per matmul. Scratch is
- * thread-local storage of fixed size (cpu_dense_scratch_bytes): no allocation per call.
+ * AVX-512. OpenMP over the items, one parallel region per matmul. Scratch: one buffer
+ * of fixed size per thread (cpu_dense_scratch_bytes), made on the thread's first GEMM
+ * and freed when it exits: no allocation per call.
  *
  * GEMV (n < CPU_DENSE_GEMV_MAX rows): 4 weight rows x up to 4 tokens per step, weights
  * converted in registers (no packing), OpenMP over blocks of 16 output features.
@@ -44,8 +45,8 @@ void cpu_dense_matmul_caps(Tensor *y, const Tensor *x, const Tensor *w, const Te
 const char *cpu_dense_kernel_name(void);
 /* The kernel caps would select. */
 const char *cpu_dense_kernel_name_caps(int caps);
-/* Scratch bytes the matmul uses with n_threads threads (thread-local packing buffers,
- * reserved when each thread starts), for the engine's memory plan. */
+/* Scratch bytes the matmul uses with n_threads threads (per-thread packing buffers, made
+ * on each thread's first GEMM), for the engine's memory plan. */
 size_t cpu_dense_scratch_bytes(int n_threads);
 /* Rows below which the GEMV-shaped path runs (weights read once per 4 rows, unpacked):
  * below ~20 rows reading the weights n/4 times costs less than packing them once. */
