@@ -14,6 +14,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,38 @@ static void test_real_bf16(void)
     dense_real(QUANT_BF16);
 }
 
+typedef struct {
+    Tensor *y, *x, *w;
+} DenseThreadArg;
+
+static void *dense_thread(void *p)
+{
+    DenseThreadArg *a = p;
+    cpu_dense_matmul(a->y, a->x, a->w, NULL);
+    return NULL;
+}
+
+/* A thread that runs a GEMM and exits: its packing buffers are made and freed (the
+ * sanitizer build reports a leak or a double free), and the result is the same. */
+static void test_thread_exit(void)
+{
+    dense_rng = 9;
+    Tensor w = dense_tensor(QUANT_F16, 40, 300), x = dense_tensor(QUANT_F32, 30, 300);
+    Tensor y1 = dense_zeros(30, 40), y2 = dense_zeros(30, 40);
+    cpu_dense_matmul(&y1, &x, &w, NULL);
+    DenseThreadArg a = {&y2, &x, &w};
+    for (int i = 0; i < 2; i++) {
+        pthread_t th;
+        CHECK_EQ(pthread_create(&th, NULL, dense_thread, &a), 0);
+        CHECK_EQ(pthread_join(th, NULL), 0);
+        CHECK(!memcmp(y1.data, y2.data, 30 * 40 * 4));
+    }
+    free(w.data);
+    free(x.data);
+    bk_host_release(NULL, &y1);
+    bk_host_release(NULL, &y2);
+}
+
 /* The cpu backend sends dense weights here: its matmul equals cpu_dense_matmul bit for
  * bit, and the variants are the expected ones. */
 static void test_hook(void)
@@ -222,4 +255,4 @@ static void test_hook(void)
 /* the real shapes take seconds (minutes under the sanitizers): a longer timeout */
 TEST_GROUP(dense, {"odd", test_odd}, {"real_f32", test_real_f32, 600},
            {"real_f16", test_real_f16, 600}, {"real_bf16", test_real_bf16, 600},
-           {"hook", test_hook})
+           {"hook", test_hook}, {"thread_exit", test_thread_exit})
