@@ -718,6 +718,12 @@ void cpu_dense_matmul_caps(Tensor *y, const Tensor *x, const Tensor *w, const Te
         }
         return;
     }
+    if (in == 0) { /* no K block to write y: it is the bias */
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t o = 0; o < out; o++)
+                ((float *)y->data)[t * out + o] = bias ? bk_elem(bias, 0, o) : 0.0f;
+        return;
+    }
     int64_t tb, ob;
     cpu_dense_split(n, out, kr->mr, kr->nr, par ? omp_get_max_threads() : 1, &tb, &ob);
     int64_t n_tb = (n + tb - 1) / tb, n_ob = (out + ob - 1) / ob;

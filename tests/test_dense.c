@@ -162,6 +162,9 @@ static void test_odd(void)
             for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
                 dense_case(dense_types[ti], ns[i], shapes[s][0], shapes[s][1], (int)(i + s) % 2,
                            vars, nv);
+    /* no input columns: y is the bias (GEMM and GEMV paths) */
+    dense_case(QUANT_BF16, 20, 0, 33, 1, vars, nv);
+    dense_case(QUANT_F32, 2, 0, 5, 1, vars, nv);
 }
 
 /* The vision tower's shapes: MLP up (1024->4096) and down (4096->1024), the patch
