@@ -8,9 +8,13 @@
 #include "cpu_dense.h"
 #include "backend_int.h"
 #include "cpucaps.h"
+#include "util.h"
 
 #include <assert.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -26,18 +30,43 @@
 /* Multiply-adds below which a matmul runs on the calling thread (backend_cpu.c's rule). */
 #define CPU_DENSE_PAR_MIN (1 << 16)
 
-/* One thread's packing buffers, in thread-local storage: sized at compile time, so the
- * steady state allocates nothing and each OpenMP thread has its own. */
+/* One thread's packing buffers, made on the thread's first GEMM and kept for its life:
+ * the steady state allocates nothing and each OpenMP thread has its own. On the heap,
+ * not as a static __thread array: glibc carves static TLS out of every thread's stack
+ * (threads of other libraries with small stacks would fail to start). */
 typedef struct {
-    float bp[CPU_DENSE_NC * CPU_DENSE_KC];       /* packed weights: NC/NR panels [KC][NR] */
-    float ap[CPU_DENSE_TB * CPU_DENSE_KC + 16]; /* packed tokens: TB/MR panels [KC][MR] + slack */
-    float row[CPU_DENSE_KC];                     /* one weight row converted to f32 */
+    float bp[CPU_DENSE_NC * CPU_DENSE_KC];      /* packed weights: NC/NR panels [KC][NR] */
+    float ap[CPU_DENSE_TB * CPU_DENSE_KC + 16]; /* packed tokens: TB/MR panels [KC][MR], slack */
+    float row[CPU_DENSE_KC];                    /* one weight row converted to f32 */
     float ct[CPU_DENSE_MR_MAX * CPU_DENSE_NR_MAX]; /* an edge tile */
-    float bias[CPU_DENSE_NC];                    /* the output block's bias, f32 */
-    float zero[CPU_DENSE_NR_MAX];                /* zeros: an edge tile's "bias" */
+    float bias[CPU_DENSE_NC];                   /* the output block's bias, f32 */
+    float zero[CPU_DENSE_NR_MAX];               /* zeros: an edge tile's "bias" */
 } CpuDenseScratch;
 
-static __thread CpuDenseScratch cpu_dense_scratch __attribute__((aligned(64)));
+/* The process-wide key whose destructor frees a thread's buffers when it exits. */
+static pthread_key_t cpu_dense_key;
+static pthread_once_t cpu_dense_once = PTHREAD_ONCE_INIT;
+static __thread CpuDenseScratch *cpu_dense_tls;
+
+static void cpu_dense_key_init(void)
+{
+    VLQ_ASSERT(pthread_key_create(&cpu_dense_key, free) == 0);
+}
+
+/* This thread's buffers (64-byte aligned, zeroed once); aborts when out of memory, as
+ * every allocation here does (ops cannot fail). */
+static CpuDenseScratch *cpu_dense_scratch(void)
+{
+    if (!cpu_dense_tls) {
+        char *raw = xmalloc(sizeof(CpuDenseScratch) + 64);
+        CpuDenseScratch *s = (CpuDenseScratch *)(raw + (64 - (uintptr_t)raw % 64));
+        memset(s, 0, sizeof *s);
+        pthread_once(&cpu_dense_once, cpu_dense_key_init);
+        VLQ_ASSERT(pthread_setspecific(cpu_dense_key, raw) == 0);
+        cpu_dense_tls = s;
+    }
+    return cpu_dense_tls;
+}
 
 /* One ISA variant. */
 typedef struct {
@@ -602,7 +631,7 @@ static const CpuDenseKernel *cpu_dense_pick(int caps)
 static void cpu_dense_item(const CpuDenseKernel *kr, Tensor *y, const Tensor *x, const Tensor *w,
                            const Tensor *bias, int64_t o0, int64_t o1, int64_t t0, int64_t t1)
 {
-    CpuDenseScratch *s = &cpu_dense_scratch;
+    CpuDenseScratch *s = cpu_dense_scratch();
     int mr = kr->mr, nr = kr->nr;
     int64_t in = w->cols, ldc = y->cols;
     for (int64_t pc = 0; pc < in; pc += CPU_DENSE_KC) {
@@ -687,6 +716,12 @@ void cpu_dense_matmul_caps(Tensor *y, const Tensor *x, const Tensor *w, const Te
                 for (int64_t o = o0; o < o1; o++)
                     ((float *)y->data)[t * out + o] += bk_elem(bias, 0, o);
         }
+        return;
+    }
+    if (in == 0) { /* no K block to write y: it is the bias */
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t o = 0; o < out; o++)
+                ((float *)y->data)[t * out + o] = bias ? bk_elem(bias, 0, o) : 0.0f;
         return;
     }
     int64_t tb, ob;

@@ -14,6 +14,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,11 +72,11 @@ static int dense_windows(int64_t out, int64_t w0[3], int64_t wn[3])
         return 1;
     }
     int64_t mid = out / 2 / 256 * 256;
-    if (mid < 16)
-        mid = 16;
-    w0[0] = 0, wn[0] = 32;
-    w0[1] = mid - 16, wn[1] = 32;
-    w0[2] = out - 32, wn[2] = 32;
+    if (mid < 8)
+        mid = 8;
+    w0[0] = 0, wn[0] = 24;
+    w0[1] = mid - 8, wn[1] = 16;
+    w0[2] = out - 24, wn[2] = 24;
     return 3;
 }
 
@@ -154,13 +155,16 @@ static void test_odd(void)
 {
     int vars[3], nv = dense_variants(vars);
     static const int64_t shapes[][2] = {{37, 45}, {300, 77}, {513, 259}};
-    static const int64_t ns[] = {1, 3, 7, CPU_DENSE_GEMV_MAX, 13, 17, 100};
+    static const int64_t ns[] = {1, 3, 7, 13, CPU_DENSE_GEMV_MAX - 1, CPU_DENSE_GEMV_MAX, 17, 100};
     dense_rng = 3;
     for (size_t ti = 0; ti < 3; ti++)
         for (size_t s = 0; s < 3; s++)
             for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
                 dense_case(dense_types[ti], ns[i], shapes[s][0], shapes[s][1], (int)(i + s) % 2,
                            vars, nv);
+    /* no input columns: y is the bias (GEMM and GEMV paths) */
+    dense_case(QUANT_BF16, 20, 0, 33, 1, vars, nv);
+    dense_case(QUANT_F32, 2, 0, 5, 1, vars, nv);
 }
 
 /* The vision tower's shapes: MLP up (1024->4096) and down (4096->1024), the patch
@@ -196,6 +200,38 @@ static void test_real_bf16(void)
     dense_real(QUANT_BF16);
 }
 
+typedef struct {
+    Tensor *y, *x, *w;
+} DenseThreadArg;
+
+static void *dense_thread(void *p)
+{
+    DenseThreadArg *a = p;
+    cpu_dense_matmul(a->y, a->x, a->w, NULL);
+    return NULL;
+}
+
+/* A thread that runs a GEMM and exits: its packing buffers are made and freed (the
+ * sanitizer build reports a leak or a double free), and the result is the same. */
+static void test_thread_exit(void)
+{
+    dense_rng = 9;
+    Tensor w = dense_tensor(QUANT_F16, 40, 300), x = dense_tensor(QUANT_F32, 30, 300);
+    Tensor y1 = dense_zeros(30, 40), y2 = dense_zeros(30, 40);
+    cpu_dense_matmul(&y1, &x, &w, NULL);
+    DenseThreadArg a = {&y2, &x, &w};
+    for (int i = 0; i < 2; i++) {
+        pthread_t th;
+        CHECK_EQ(pthread_create(&th, NULL, dense_thread, &a), 0);
+        CHECK_EQ(pthread_join(th, NULL), 0);
+        CHECK(!memcmp(y1.data, y2.data, 30 * 40 * 4));
+    }
+    free(w.data);
+    free(x.data);
+    bk_host_release(NULL, &y1);
+    bk_host_release(NULL, &y2);
+}
+
 /* The cpu backend sends dense weights here: its matmul equals cpu_dense_matmul bit for
  * bit, and the variants are the expected ones. */
 static void test_hook(void)
@@ -219,5 +255,7 @@ static void test_hook(void)
     bk_host_release(NULL, &y2);
 }
 
-TEST_GROUP(dense, {"odd", test_odd}, {"real_f32", test_real_f32}, {"real_f16", test_real_f16},
-           {"real_bf16", test_real_bf16}, {"hook", test_hook})
+/* the real shapes take seconds (minutes under the sanitizers): a longer timeout */
+TEST_GROUP(dense, {"odd", test_odd}, {"real_f32", test_real_f32, 600},
+           {"real_f16", test_real_f16, 600}, {"real_bf16", test_real_bf16, 600},
+           {"hook", test_hook}, {"thread_exit", test_thread_exit})
