@@ -41,11 +41,8 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_ATTN_X86 1
-#if defined(__FLT16_MAX__)
+#include <immintrin.h>
 #define CPU_ATTN_F16C 1
-#else
-#define CPU_ATTN_F16C 0
-#endif
 
 #define CK_W 8
 #define CK_SFX avx2

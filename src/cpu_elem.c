@@ -34,11 +34,8 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_ELEM_X86 1
-#if defined(__FLT16_MAX__)
+#include <immintrin.h>
 #define CPU_ELEM_F16C 1
-#else
-#define CPU_ELEM_F16C 0
-#endif
 
 #define CK_W 8
 #define CK_SFX avx2

@@ -6,7 +6,8 @@
  *   CK_W       lanes per vector (4: baseline, 8: AVX2, 16: AVX-512),
  *   CK_SFX     the name suffix of that level (none, avx2, avx512),
  *   CK_TARGET  the __attribute__((target(...))) of that level, or nothing,
- *   CK_F16C    1 when the level converts half vectors in hardware (F16C / AVX-512),
+ *   CK_F16C    1 when the level converts half vectors in hardware (F16C / AVX-512;
+ *              through intrinsics: <immintrin.h> included before),
  * and every function gets the suffix (ck_exp_avx2 ...), so each copy is compiled for its
  * instruction set while the build flags stay the same. Every function is static inline:
  * a file only emits the ones it calls.
@@ -32,15 +33,11 @@
 
 #define CkV CK(CkV)
 #define CkVI CK(CkVI)
-#define CkH CK(CkH)
 #define CkU16 CK(CkU16)
 /* unaligned (aligned(4)) vector views of float / int / half memory */
 typedef float CkV __attribute__((vector_size(CK_W * 4), aligned(4), may_alias));
 typedef int32_t CkVI __attribute__((vector_size(CK_W * 4), aligned(4), may_alias));
 typedef uint16_t CkU16 __attribute__((vector_size(CK_W * 2), aligned(2), may_alias));
-#if CK_F16C
-typedef _Float16 CkH __attribute__((vector_size(CK_W * 2), aligned(2), may_alias));
-#endif
 
 /* ---- helpers ---- */
 
@@ -51,20 +48,37 @@ CK_FN void CK(ck_store)(float *p, CkV v) { *(CkV *)p = v; }
 CK_FN CkV CK(ck_sel)(CkVI m, CkV a, CkV b) { return (CkV)(((CkVI)a & m) | ((CkVI)b & ~m)); }
 CK_FN CkV CK(ck_max)(CkV a, CkV b) { return CK(ck_sel)(a > b, a, b); }
 
+/* The sum of the lanes of v, as a tree: fold the upper half onto the lower, log2 CK_W
+ * times (constant shuffles). */
+#if CK_W == 16
+#define CK_FOLDS(v, op)                                                                          \
+    v = op(v, __builtin_shuffle(v, (CkVI){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7})); \
+    v = op(v, __builtin_shuffle(v, (CkVI){4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3}));      \
+    v = op(v, __builtin_shuffle(v, (CkVI){2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1}));      \
+    v = op(v, __builtin_shuffle(v, (CkVI){1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0}))
+#elif CK_W == 8
+#define CK_FOLDS(v, op)                                                                          \
+    v = op(v, __builtin_shuffle(v, (CkVI){4, 5, 6, 7, 0, 1, 2, 3}));                             \
+    v = op(v, __builtin_shuffle(v, (CkVI){2, 3, 0, 1, 2, 3, 0, 1}));                             \
+    v = op(v, __builtin_shuffle(v, (CkVI){1, 0, 1, 0, 1, 0, 1, 0}))
+#else
+#define CK_FOLDS(v, op)                                                                          \
+    v = op(v, __builtin_shuffle(v, (CkVI){2, 3, 0, 1}));                                         \
+    v = op(v, __builtin_shuffle(v, (CkVI){1, 0, 1, 0}))
+#endif
+#define CK_ADD(a, b) ((a) + (b))
+
 CK_FN float CK(ck_hsum)(CkV v)
 {
-    float s = 0.0f;
-    for (int l = 0; l < CK_W; l++)
-        s += v[l];
-    return s;
+    CK_FOLDS(v, CK_ADD);
+    return v[0];
 }
 
+/* The largest lane of v (no NaN). */
 CK_FN float CK(ck_hmax)(CkV v)
 {
-    float m = v[0];
-    for (int l = 1; l < CK_W; l++)
-        m = v[l] > m ? v[l] : m;
-    return m;
+    CK_FOLDS(v, CK(ck_max));
+    return v[0];
 }
 
 /* dst[0..n) = src[0..n) of a dense type (F32, F16, BF16) as f32. */
@@ -77,9 +91,12 @@ CK_FN void CK(ck_to_f32)(float *restrict dst, const void *restrict src, QuantTyp
     }
     const uint16_t *h = src;
     if (type == QUANT_F16) {
-#if CK_F16C
+#if CK_F16C && CK_W == 16 /* intrinsics: GCC 12 converts _Float16 vectors per element */
         for (; i + CK_W <= n; i += CK_W)
-            *(CkV *)(dst + i) = __builtin_convertvector(*(const CkH *)(h + i), CkV);
+            *(CkV *)(dst + i) = (CkV)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(h + i)));
+#elif CK_F16C && CK_W == 8
+        for (; i + CK_W <= n; i += CK_W)
+            *(CkV *)(dst + i) = (CkV)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i)));
 #endif
         for (; i < n; i++)
             dst[i] = half_f16_to_f32(h[i]);
@@ -280,6 +297,26 @@ CK_FN void CK(ck_affine)(float *y, const float *x, float mean, float inv, const 
 
 /* ---- attention ---- */
 
+/* Rows j0 .. j0+nk of the task's K and V to f32 (row strides ldkf, ldvf), in two tight
+ * loops so many cache misses are in flight at once, and the next tile's rows prefetched:
+ * the cache rows of one KV head are strided (a head's slice of each row), which the
+ * hardware prefetchers follow poorly. */
+CK_FN void CK(ck_load_tile)(const CpuAttnTask *t, int64_t j0, int nk, int64_t j_end, float *kf,
+                            int64_t ldkf, float *vf, int64_t ldvf)
+{
+    int64_t row_bytes = (int64_t)t->hd * (t->kv_type == QUANT_F32 ? 4 : 2);
+    for (int j = 0; j < nk; j++)
+        CK(ck_to_f32)(kf + j * ldkf, cpu_attn_kv(t, t->k, j0 + j), t->kv_type, t->hd);
+    for (int j = 0; j < nk; j++)
+        CK(ck_to_f32)(vf + j * ldvf, cpu_attn_kv(t, t->v, j0 + j), t->kv_type, t->hd);
+    for (int64_t j = j0 + nk; j < j0 + 2 * nk && j < j_end; j++)
+        for (int64_t c = 0; c < row_bytes; c += 64) {
+            __builtin_prefetch((const char *)cpu_attn_kv(t, t->k, j) + c);
+            __builtin_prefetch((const char *)cpu_attn_kv(t, t->v, j) + c);
+        }
+}
+
+
 /* out[r][0..2W) (=, or += when acc) sum_k a[r*ars + k*aks] * b[k*ldb + 0..2W) for r < nr
  * (1 or 4, a constant after inlining): the one micro-kernel of the tiled attention.
  * Scores: r = key, k = dim, b = the transposed queries; P.V: r = dim, k = key, b = the
@@ -366,10 +403,7 @@ CK_FN void CK(ck_attn_tiled)(const CpuAttnTask *t, float *scratch)
     CkV l[2] = {{0}, {0}};
     for (int64_t j0 = 0; j0 < lim_max; j0 += kb) {
         int nk = lim_max - j0 < kb ? (int)(lim_max - j0) : kb;
-        for (int j = 0; j < nk; j++) {
-            CK(ck_to_f32)(kf + (size_t)j * hd, cpu_attn_kv(t, t->k, j0 + j), t->kv_type, hd);
-            CK(ck_to_f32)(vf + (size_t)j * hd, cpu_attn_kv(t, t->v, j0 + j), t->kv_type, hd);
-        }
+        CK(ck_load_tile)(t, j0, nk, lim_max, kf, hd, vf, hd);
         CK(ck_mk_rows)(nk, kf, hd, 1, qt, QB, hd, st, QB, 0);
         if (j0 + nk > lim_min) /* some row stops inside this tile: mask its later keys */
             for (int j = 0; j < nk; j++)
@@ -431,10 +465,9 @@ CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
     memset(vf, 0, (size_t)kb * hdp * 4); /* the pad columns stay zero */
     for (int64_t j0 = 0; j0 < lim_max; j0 += kb) {
         int nk = lim_max - j0 < kb ? (int)(lim_max - j0) : kb;
+        CK(ck_load_tile)(t, j0, nk, lim_max, kf, hd, vf, hdp);
         for (int j = 0; j < nk; j++) {
             const float *kj = kf + (size_t)j * hd;
-            CK(ck_to_f32)(kf + (size_t)j * hd, cpu_attn_kv(t, t->k, j0 + j), t->kv_type, hd);
-            CK(ck_to_f32)(vf + (size_t)j * hdp, cpu_attn_kv(t, t->v, j0 + j), t->kv_type, hd);
             for (int i = 0; i < n; i += 4) {
                 CkV a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
                 const float *q0 = qs + i * hd;
@@ -459,11 +492,16 @@ CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
         }
         for (int i = 0; i < n; i++) {
             float *s = st + i * kb, mx = m[i];
-            for (int j = 0; j < nk; j++)
+            int j = 0;
+            CkV mv = CK(ck_set1)(mx);
+            for (; j + CK_W <= nk; j += CK_W)
+                mv = CK(ck_max)(mv, CK(ck_load)(s + j));
+            mx = CK(ck_hmax)(mv);
+            for (; j < nk; j++)
                 mx = s[j] > mx ? s[j] : mx;
             float alpha = CK(ck_exp)(CK(ck_set1)(m[i] - mx))[0], sum = 0.0f;
-            int j = 0;
             CkV sv = {0};
+            j = 0;
             for (; j + CK_W <= nk; j += CK_W) {
                 CkV p = CK(ck_exp)(CK(ck_load)(s + j) - mx);
                 CK(ck_store)(s + j, p);
@@ -491,6 +529,7 @@ CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
 
 #undef CkV
 #undef CkVI
-#undef CkH
 #undef CkU16
 #undef CK_FN
+#undef CK_FOLDS
+#undef CK_ADD
