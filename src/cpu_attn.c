@@ -108,7 +108,7 @@ static void cpu_attn_block(const CpuAttnTask *t, int lanes, float *scratch)
 
 size_t cpu_attn_scratch_bytes(int hd)
 {
-    size_t kb = CPU_ATTN_KB(hd), qb = 32, hdp = ((size_t)hd + 31) / 32 * 32;
+    size_t kb = CPU_ATTN_KB(hd), qb = 64, hdp = ((size_t)hd + 63) / 64 * 64;
     size_t tiled = 2 * (size_t)hd * qb + kb * qb + 2 * kb * (size_t)hd;
     size_t dot = CPU_ATTN_QMAX * ((size_t)hd + hdp + kb) + kb * ((size_t)hd + hdp);
     return (tiled > dot ? tiled : dot) * 4;
@@ -142,7 +142,9 @@ static void cpu_attn_seq(const CpuAttnRun *r, int s, int64_t *row0, int *n_tok, 
 
 static void cpu_attn_run(const CpuAttnRun *r)
 {
-    int lanes = cpu_attn_lanes(), qb = 2 * lanes, rep = r->n_heads / r->n_kv_heads;
+    /* rows per block: the tiled kernel's, 4 vectors on AVX-512, else 2 (cpu_kern.h) */
+    int lanes = cpu_attn_lanes(), qb = lanes == 16 ? 64 : 2 * lanes;
+    int rep = r->n_heads / r->n_kv_heads;
     assert(r->hd <= CPU_ATTN_MAX_HD && r->n_heads % r->n_kv_heads == 0);
     assert(cpu_attn_scratch_bytes(r->hd) <= CPU_ATTN_SCRATCH_FLOATS * sizeof(float));
     int64_t items = 0, work = 0;

@@ -41,7 +41,14 @@ typedef uint16_t CkU16 __attribute__((vector_size(CK_W * 2), aligned(2), may_ali
 
 /* ---- helpers ---- */
 
-CK_FN CkV CK(ck_set1)(float s) { return (CkV){0} + s; }
+/* s in every lane (not {0} + s: adding 0 is no identity for -0, so that costs an add) */
+#if CK_W == 16
+CK_FN CkV CK(ck_set1)(float s) { return (CkV){s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
+#elif CK_W == 8
+CK_FN CkV CK(ck_set1)(float s) { return (CkV){s, s, s, s, s, s, s, s}; }
+#else
+CK_FN CkV CK(ck_set1)(float s) { return (CkV){s, s, s, s}; }
+#endif
 CK_FN CkV CK(ck_load)(const float *p) { return *(const CkV *)p; }
 CK_FN void CK(ck_store)(float *p, CkV v) { *(CkV *)p = v; }
 /* m ? a : b lane by lane (m from a vector comparison: all ones or zero) */
@@ -85,8 +92,12 @@ CK_FN float CK(ck_hmax)(CkV v)
 CK_FN void CK(ck_to_f32)(float *restrict dst, const void *restrict src, QuantType type, int n)
 {
     int i = 0;
-    if (type == QUANT_F32) {
-        memcpy(dst, src, (size_t)n * 4);
+    if (type == QUANT_F32) { /* inline: a libc call per row of 64 floats costs */
+        const float *f = src;
+        for (; i + CK_W <= n; i += CK_W)
+            CK(ck_store)(dst + i, CK(ck_load)(f + i));
+        for (; i < n; i++)
+            dst[i] = f[i];
         return;
     }
     const uint16_t *h = src;
@@ -298,18 +309,18 @@ CK_FN void CK(ck_affine)(float *y, const float *x, float mean, float inv, const 
 /* ---- attention ---- */
 
 /* Rows j0 .. j0+nk of the task's K and V to f32 (row strides ldkf, ldvf), in two tight
- * loops so many cache misses are in flight at once, and the next tile's rows prefetched:
- * the cache rows of one KV head are strided (a head's slice of each row), which the
- * hardware prefetchers follow poorly. */
+ * loops so many cache misses are in flight at once; with prefetch, the next tile's rows
+ * are prefetched too (decode streams the cache once: the rows of one KV head are
+ * strided, a head's slice of each row, which the hardware prefetchers follow poorly). */
 CK_FN void CK(ck_load_tile)(const CpuAttnTask *t, int64_t j0, int nk, int64_t j_end, float *kf,
-                            int64_t ldkf, float *vf, int64_t ldvf)
+                            int64_t ldkf, float *vf, int64_t ldvf, int prefetch)
 {
     int64_t row_bytes = (int64_t)t->hd * (t->kv_type == QUANT_F32 ? 4 : 2);
     for (int j = 0; j < nk; j++)
         CK(ck_to_f32)(kf + j * ldkf, cpu_attn_kv(t, t->k, j0 + j), t->kv_type, t->hd);
     for (int j = 0; j < nk; j++)
         CK(ck_to_f32)(vf + j * ldvf, cpu_attn_kv(t, t->v, j0 + j), t->kv_type, t->hd);
-    for (int64_t j = j0 + nk; j < j0 + 2 * nk && j < j_end; j++)
+    for (int64_t j = j0 + nk; prefetch && j < j0 + 2 * nk && j < j_end; j++)
         for (int64_t c = 0; c < row_bytes; c += 64) {
             __builtin_prefetch((const char *)cpu_attn_kv(t, t->k, j) + c);
             __builtin_prefetch((const char *)cpu_attn_kv(t, t->v, j) + c);
@@ -317,10 +328,63 @@ CK_FN void CK(ck_load_tile)(const CpuAttnTask *t, int64_t j0, int nk, int64_t j_
 }
 
 
-/* out[r][0..2W) (=, or += when acc) sum_k a[r*ars + k*aks] * b[k*ldb + 0..2W) for r < nr
- * (1 or 4, a constant after inlining): the one micro-kernel of the tiled attention.
+/* Vectors per micro-kernel row: 4 where there are 32 registers (AVX-512), else 2. */
+#if CK_W == 16
+#define CK_NV 4
+#else
+#define CK_NV 2
+#endif
+
+/* out[r][0..NV*W) (=, or += when acc) sum_k a[r*ars + k*aks] * b[k*ldb + 0..NV*W) for
+ * r < nr (1 or 4, a constant after inlining): the one micro-kernel of the attention.
  * Scores: r = key, k = dim, b = the transposed queries; P.V: r = dim, k = key, b = the
- * probabilities. Eight accumulators, two vector loads and nr broadcasts per step. */
+ * probabilities. 4 x NV accumulators, NV vector loads and nr broadcasts per step. */
+#if CK_NV == 4
+#define CK_MK_ROW(c0, c1, c2, c3, o)                                                             \
+    if (acc) {                                                                                   \
+        c0 = CK(ck_load)(o), c1 = CK(ck_load)(o + CK_W);                                         \
+        c2 = CK(ck_load)(o + 2 * CK_W), c3 = CK(ck_load)(o + 3 * CK_W);                          \
+    }
+#define CK_MK_FMA(c0, c1, c2, c3, s)                                                             \
+    av = CK(ck_set1)(s);                                                                         \
+    c0 += av * b0, c1 += av * b1, c2 += av * b2, c3 += av * b3
+#define CK_MK_ST(c0, c1, c2, c3, o)                                                              \
+    CK(ck_store)(o, c0), CK(ck_store)(o + CK_W, c1), CK(ck_store)(o + 2 * CK_W, c2),             \
+        CK(ck_store)(o + 3 * CK_W, c3)
+CK_TARGET static inline __attribute__((always_inline)) void
+CK(ck_mk)(int nr, const float *restrict a, int64_t ars, int64_t aks, const float *restrict b,
+          int64_t ldb, int nk, float *restrict out, int64_t ldo, int acc)
+{
+    CkV c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
+    CkV c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
+    CK_MK_ROW(c00, c01, c02, c03, out);
+    if (nr > 1) {
+        CK_MK_ROW(c10, c11, c12, c13, out + ldo);
+        CK_MK_ROW(c20, c21, c22, c23, out + 2 * ldo);
+        CK_MK_ROW(c30, c31, c32, c33, out + 3 * ldo);
+    }
+    for (int k = 0; k < nk; k++) {
+        const float *bk = b + k * ldb, *ak = a + k * aks;
+        CkV b0 = CK(ck_load)(bk), b1 = CK(ck_load)(bk + CK_W), av;
+        CkV b2 = CK(ck_load)(bk + 2 * CK_W), b3 = CK(ck_load)(bk + 3 * CK_W);
+        CK_MK_FMA(c00, c01, c02, c03, ak[0]);
+        if (nr > 1) {
+            CK_MK_FMA(c10, c11, c12, c13, ak[ars]);
+            CK_MK_FMA(c20, c21, c22, c23, ak[2 * ars]);
+            CK_MK_FMA(c30, c31, c32, c33, ak[3 * ars]);
+        }
+    }
+    CK_MK_ST(c00, c01, c02, c03, out);
+    if (nr > 1) {
+        CK_MK_ST(c10, c11, c12, c13, out + ldo);
+        CK_MK_ST(c20, c21, c22, c23, out + 2 * ldo);
+        CK_MK_ST(c30, c31, c32, c33, out + 3 * ldo);
+    }
+}
+#undef CK_MK_ROW
+#undef CK_MK_FMA
+#undef CK_MK_ST
+#else
 CK_TARGET static inline __attribute__((always_inline)) void
 CK(ck_mk)(int nr, const float *restrict a, int64_t ars, int64_t aks, const float *restrict b,
           int64_t ldb, int nk, float *restrict out, int64_t ldo, int acc)
@@ -359,6 +423,7 @@ CK(ck_mk)(int nr, const float *restrict a, int64_t ars, int64_t aks, const float
         CK(ck_store)(out + 3 * ldo, c30), CK(ck_store)(out + 3 * ldo + CK_W, c31);
     }
 }
+#endif
 
 /* ck_mk over n rows: fours, then ones. */
 CK_FN void CK(ck_mk_rows)(int n, const float *a, int64_t ars, int64_t aks, const float *b,
@@ -377,18 +442,18 @@ CK_FN int64_t CK(ck_lim)(const CpuAttnTask *t, int i)
     return t->causal ? t->lim0 + (t->p0 + i) / t->rep : t->lim0;
 }
 
-/* A block of up to CPU_ATTN_QB(CK_W) = 2*CK_W query rows by tiles of keys, queries in
+/* A block of up to CK_NV*CK_W query rows (64 for AVX-512) by tiles of keys, queries in
  * lanes: S^T[key][row] = K Q^T (Q transposed and scaled once per block), the running max
  * and sum per row as vectors (no horizontal reductions), O^T[dim][row] += V^T P^T, O
  * written back transposed at the end. K and V tiles are converted to f32 once per tile
  * (contiguous rows, whatever the cache's type and stride). */
 CK_FN void CK(ck_attn_tiled)(const CpuAttnTask *t, float *scratch)
 {
-    enum { QB = 2 * CK_W };
+    enum { QB = CK_NV * CK_W };
     const int hd = t->hd, n = t->n_rows, kb = CPU_ATTN_KB(hd);
     float *qt = scratch, *ot = qt + (size_t)hd * QB, *st = ot + (size_t)hd * QB;
     float *kf = st + (size_t)kb * QB, *vf = kf + (size_t)kb * hd;
-    CkVI lim[2];
+    CkVI lim[CK_NV];
     int64_t lim_min = CK(ck_lim)(t, 0), lim_max = CK(ck_lim)(t, n - 1);
     for (int i = 0; i < QB; i++) {
         /* rows past n: zero queries that see every key (finite, then dropped) */
@@ -399,20 +464,21 @@ CK_FN void CK(ck_attn_tiled)(const CpuAttnTask *t, float *scratch)
             qt[d * QB + i] = q ? q[d] * t->scale : 0.0f;
     }
     memset(ot, 0, (size_t)hd * QB * 4);
-    CkV m[2] = {CK(ck_set1)(-__builtin_inff()), CK(ck_set1)(-__builtin_inff())};
-    CkV l[2] = {{0}, {0}};
+    CkV m[CK_NV], l[CK_NV];
+    for (int v = 0; v < CK_NV; v++)
+        m[v] = CK(ck_set1)(-__builtin_inff()), l[v] = CK(ck_set1)(0.0f);
     for (int64_t j0 = 0; j0 < lim_max; j0 += kb) {
         int nk = lim_max - j0 < kb ? (int)(lim_max - j0) : kb;
-        CK(ck_load_tile)(t, j0, nk, lim_max, kf, hd, vf, hd);
+        CK(ck_load_tile)(t, j0, nk, lim_max, kf, hd, vf, hd, 0);
         CK(ck_mk_rows)(nk, kf, hd, 1, qt, QB, hd, st, QB, 0);
         if (j0 + nk > lim_min) /* some row stops inside this tile: mask its later keys */
             for (int j = 0; j < nk; j++)
-                for (int v = 0; v < 2; v++) {
+                for (int v = 0; v < CK_NV; v++) {
                     CkV *s = (CkV *)(st + j * QB + v * CK_W);
                     *s = CK(ck_sel)(lim[v] > (int32_t)(j0 + j), *s,
                                     CK(ck_set1)(-__builtin_inff()));
                 }
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < CK_NV; v++) {
             CkV mx = m[v];
             for (int j = 0; j < nk; j++)
                 mx = CK(ck_max)(mx, CK(ck_load)(st + j * QB + v * CK_W));
@@ -432,7 +498,9 @@ CK_FN void CK(ck_attn_tiled)(const CpuAttnTask *t, float *scratch)
         }
         CK(ck_mk_rows)(hd, vf, 1, hd, st, QB, nk, ot, QB, 1);
     }
-    CkV inv[2] = {1.0f / l[0], 1.0f / l[1]};
+    CkV inv[CK_NV];
+    for (int v = 0; v < CK_NV; v++)
+        inv[v] = 1.0f / l[v];
     for (int i = 0; i < n; i++) {
         float *o = cpu_attn_orow(t, i), s = inv[i / CK_W][i % CK_W];
         for (int d = 0; d < hd; d++)
@@ -446,7 +514,7 @@ CK_FN void CK(ck_attn_tiled)(const CpuAttnTask *t, float *scratch)
 CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
 {
     const int hd = t->hd, n = t->n_rows, kb = CPU_ATTN_KB(hd), hv = hd / CK_W * CK_W;
-    const int hdp = (hd + 2 * CK_W - 1) / (2 * CK_W) * (2 * CK_W); /* O rows, padded */
+    const int hdp = (hd + CK_NV * CK_W - 1) / (CK_NV * CK_W) * (CK_NV * CK_W); /* padded */
     float *qs = scratch, *os = qs + (size_t)CPU_ATTN_QMAX * hd;
     float *st = os + (size_t)CPU_ATTN_QMAX * hdp, *kf = st + (size_t)CPU_ATTN_QMAX * kb;
     float *vf = kf + (size_t)kb * hd;
@@ -465,7 +533,7 @@ CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
     memset(vf, 0, (size_t)kb * hdp * 4); /* the pad columns stay zero */
     for (int64_t j0 = 0; j0 < lim_max; j0 += kb) {
         int nk = lim_max - j0 < kb ? (int)(lim_max - j0) : kb;
-        CK(ck_load_tile)(t, j0, nk, lim_max, kf, hd, vf, hdp);
+        CK(ck_load_tile)(t, j0, nk, lim_max, kf, hd, vf, hdp, 1);
         for (int j = 0; j < nk; j++) {
             const float *kj = kf + (size_t)j * hd;
             for (int i = 0; i < n; i += 4) {
@@ -517,7 +585,7 @@ CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
             for (int d = 0; d < hd; d++)
                 os[i * hdp + d] *= alpha;
         }
-        for (int d = 0; d < hd; d += 2 * CK_W)
+        for (int d = 0; d < hd; d += CK_NV * CK_W)
             CK(ck_mk_rows)(n, st, kb, 1, vf + d, hdp, nk, os + d, hdp, 1);
     }
     for (int i = 0; i < n; i++) {
@@ -533,3 +601,4 @@ CK_FN void CK(ck_attn_dot)(const CpuAttnTask *t, float *scratch)
 #undef CK_FN
 #undef CK_FOLDS
 #undef CK_ADD
+#undef CK_NV
