@@ -278,7 +278,7 @@ static void test_elementwise(void)
     ops_ref_backend.add(NULL, &r, &a, &c);
     backend_cpu.add(NULL, &k, &a, &c);
     OPS_CMP(k, r, 0.0f, 0.0f);
-    /* the cpu backend's vector exp / erfc (cpu_kern.h) differ from libm by a few ulp:
+    /* the cpu backend's vector exp / erfc (cpu_kern.inc) differ from libm by a few ulp:
      * tests/test_attn.c bounds them over wide ranges */
     ops_ref_backend.swiglu(NULL, &r, &a, &c);
     backend_cpu.swiglu(NULL, &k, &a, &c);
