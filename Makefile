@@ -256,3 +256,15 @@ bench-qmm: $(BUILD)/bench-qmm
 $(BUILD)/bench-qmm: $(BUILD)/tests/bench/bench_qmm.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- attention benchmark (make bench-attn; part of make bench) ----
+# Vision attention (one 4,096-row segment, 16 heads of 64) and decode attention (8,192
+# cached rows, 32/8 heads of 128, f16 cache) on 1 and 2 threads, against the old kernel.
+.PHONY: bench-attn
+bench: bench-attn
+bench-attn: $(BUILD)/vlq-bench-attn
+	$(Q)$(BUILD)/vlq-bench-attn
+
+$(BUILD)/vlq-bench-attn: $(BUILD)/tests/bench/bench_attn.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -6,18 +6,18 @@
  * of the group: for decode (one new token) a block is exactly the rep query heads of a
  * KV head, and the cache is read once per KV head, not once per query head.
  *
- * Two kernels (cpu_kern.h), each compiled for AVX-512, AVX2 and plain vectors, chosen at
+ * Two kernels (cpu_kern.inc), each compiled for AVX-512, AVX2 and plain vectors, chosen at
  * run time by cpucaps_get() (VLQ_CPUCAPS caps it):
- * - tiled (prefill, vision): queries in vector lanes, 2 vectors per block; per tile of
- *   keys S^T = K Q^T, the running max and sum per row, O^T += V^T P^T; the score matrix
- *   is never bigger than one tile (keys x block rows).
+ * - tiled (prefill, vision): queries in vector lanes, blocks of 64 rows on AVX-512 (16
+ *   on AVX2, 8 plain); per tile of keys S^T = K Q^T, the running max and sum per row,
+ *   O^T += V^T P^T; the score matrix is never bigger than one tile (keys x block rows).
  * - dot (blocks of at most half a vector of rows: decode): dot products along head_dim.
  * Causal limits are per row (token), so a block mixes rows with different limits; keys
  * past every row's limit are never read. KV caches may be F32, F16 or BF16: each tile is
  * converted to f32 once per block.
  *
  * Numerics: fp32 everywhere, sums in a different order than ops_ref and a polynomial exp
- * (cpu_kern.h): tests/test_attn.c states the tolerance. No allocation: the scratch is a
+ * (cpu_kern.inc): tests/test_attn.c states the tolerance. No allocation: the scratch is a
  * fixed array on each thread's stack. */
 #include "cpu_attn.h"
 
@@ -33,7 +33,7 @@
 #define CK_SFX none
 #define CK_TARGET
 #define CK_F16C 0
-#include "cpu_kern.h"
+#include "cpu_kern.inc"
 #undef CK_W
 #undef CK_SFX
 #undef CK_TARGET
@@ -41,17 +41,14 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_ATTN_X86 1
-#if defined(__FLT16_MAX__)
+#include <immintrin.h>
 #define CPU_ATTN_F16C 1
-#else
-#define CPU_ATTN_F16C 0
-#endif
 
 #define CK_W 8
 #define CK_SFX avx2
 #define CK_TARGET __attribute__((target("avx2,fma,f16c")))
 #define CK_F16C CPU_ATTN_F16C
-#include "cpu_kern.h"
+#include "cpu_kern.inc"
 #undef CK_W
 #undef CK_SFX
 #undef CK_TARGET
@@ -61,7 +58,7 @@
 #define CK_SFX avx512
 #define CK_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define CK_F16C CPU_ATTN_F16C
-#include "cpu_kern.h"
+#include "cpu_kern.inc"
 #undef CK_W
 #undef CK_SFX
 #undef CK_TARGET
@@ -111,7 +108,7 @@ static void cpu_attn_block(const CpuAttnTask *t, int lanes, float *scratch)
 
 size_t cpu_attn_scratch_bytes(int hd)
 {
-    size_t kb = CPU_ATTN_KB(hd), qb = 32, hdp = ((size_t)hd + 31) / 32 * 32;
+    size_t kb = CPU_ATTN_KB(hd), qb = 64, hdp = ((size_t)hd + 63) / 64 * 64;
     size_t tiled = 2 * (size_t)hd * qb + kb * qb + 2 * kb * (size_t)hd;
     size_t dot = CPU_ATTN_QMAX * ((size_t)hd + hdp + kb) + kb * ((size_t)hd + hdp);
     return (tiled > dot ? tiled : dot) * 4;
@@ -145,7 +142,9 @@ static void cpu_attn_seq(const CpuAttnRun *r, int s, int64_t *row0, int *n_tok, 
 
 static void cpu_attn_run(const CpuAttnRun *r)
 {
-    int lanes = cpu_attn_lanes(), qb = 2 * lanes, rep = r->n_heads / r->n_kv_heads;
+    /* rows per block: the tiled kernel's, 4 vectors on AVX-512, else 2 (cpu_kern.inc) */
+    int lanes = cpu_attn_lanes(), qb = lanes == 16 ? 64 : 2 * lanes;
+    int rep = r->n_heads / r->n_kv_heads;
     assert(r->hd <= CPU_ATTN_MAX_HD && r->n_heads % r->n_kv_heads == 0);
     assert(cpu_attn_scratch_bytes(r->hd) <= CPU_ATTN_SCRATCH_FLOATS * sizeof(float));
     int64_t items = 0, work = 0;

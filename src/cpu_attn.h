@@ -14,8 +14,8 @@
 #define CPU_ATTN_MAX_HD 256 /* the largest head_dim the scratch is sized for */
 #define CPU_ATTN_QMAX 8     /* rows at most in the dot-product (decode) kernel */
 /* keys per tile: a K and a V tile of f32 are 32 KiB each at most (L1/L2-sized) */
-#define CPU_ATTN_KB(hd) ((hd) <= 64 ? 128 : (hd) <= 128 ? 64 : 32)
-#define CPU_ATTN_SCRATCH_FLOATS 36864 /* >= cpu_attn_scratch_bytes(hd)/4, hd <= 256 */
+#define CPU_ATTN_KB(hd) ((hd) <= 64 ? 128 : (hd) <= 128 ? 64 : 16)
+#define CPU_ATTN_SCRATCH_FLOATS 41984 /* >= cpu_attn_scratch_bytes(hd)/4, hd <= 256 */
 
 /* One work item: a block of (token, query head) pairs of one sequence that share one KV
  * head, token-major: pair p is token p / rep, head g*rep + p % rep. */

@@ -1,9 +1,9 @@
 /* cpu_elem: elementwise and per-row ops of the cpu backend, vectorised.
  *
- * SwiGLU, the two GELUs, add and the norms run the width-generic code of cpu_kern.h,
+ * SwiGLU, the two GELUs, add and the norms run the width-generic code of cpu_kern.inc,
  * compiled for AVX-512, AVX2 and plain vectors, chosen at run time by cpucaps_get()
  * (VLQ_CPUCAPS caps it); OpenMP over chunks of elements or over rows. SwiGLU and GELU
- * use the vector exp / erfc (error bounds in cpu_kern.h; tests/test_attn.c checks them
+ * use the vector exp / erfc (error bounds in cpu_kern.inc; tests/test_attn.c checks them
  * against libm over wide ranges and test_ops.c against ops_ref).
  *
  * The rotary ops keep the reference's arithmetic exactly (the same inv_freq, angle,
@@ -26,7 +26,7 @@
 #define CK_SFX none
 #define CK_TARGET
 #define CK_F16C 0
-#include "cpu_kern.h"
+#include "cpu_kern.inc"
 #undef CK_W
 #undef CK_SFX
 #undef CK_TARGET
@@ -34,17 +34,14 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_ELEM_X86 1
-#if defined(__FLT16_MAX__)
+#include <immintrin.h>
 #define CPU_ELEM_F16C 1
-#else
-#define CPU_ELEM_F16C 0
-#endif
 
 #define CK_W 8
 #define CK_SFX avx2
 #define CK_TARGET __attribute__((target("avx2,fma,f16c")))
 #define CK_F16C CPU_ELEM_F16C
-#include "cpu_kern.h"
+#include "cpu_kern.inc"
 #undef CK_W
 #undef CK_SFX
 #undef CK_TARGET
@@ -54,7 +51,7 @@
 #define CK_SFX avx512
 #define CK_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define CK_F16C CPU_ELEM_F16C
-#include "cpu_kern.h"
+#include "cpu_kern.inc"
 #undef CK_W
 #undef CK_SFX
 #undef CK_TARGET

@@ -1,6 +1,6 @@
 /* cpu_elem: the cpu backend's elementwise and per-row ops (private to backend_cpu.c,
  * cpu_elem.c and the tests): norms, add, SwiGLU and GELU with the vector exp / erfc of
- * cpu_kern.h (AVX-512 / AVX2 / plain vectors chosen at run time by cpucaps_get), and the
+ * cpu_kern.inc (AVX-512 / AVX2 / plain vectors chosen at run time by cpucaps_get), and the
  * rotary ops with sin/cos computed once per (row, frequency) for all heads. */
 #ifndef VLQ_CPU_ELEM_H
 #define VLQ_CPU_ELEM_H

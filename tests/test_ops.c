@@ -413,7 +413,7 @@ static void test_elementwise(void)
     ops_ref_backend.swiglu(NULL, &sw, &a, &c);
     ops_ref_backend.gelu_tanh(NULL, &gt);
     ops_ref_backend.gelu_erf(NULL, &ge);
-    /* the cpu backend's vector exp / erfc (cpu_kern.h) differ from libm by a few ulp:
+    /* the cpu backend's vector exp / erfc (cpu_kern.inc) differ from libm by a few ulp:
      * tests/test_attn.c bounds them over wide ranges */
     Backend *b;
     OPS_FOR_EACH(b) {
