@@ -109,9 +109,11 @@ $(BUILD)/vlq-test: $(TEST_OBJ) $(BUILD)/libvlq.a
 
 # Backend plugins for the tests of backend_open's loader and of every op through a
 # plugin: the cpu backend as vlq-backend-cputest.so (its sources compiled again with
-# -fPIC, every symbol hidden but the entry), and three broken ones.
-PLUGIN_SRC := src/backend_cpu.c $(wildcard src/cpu_*.c) src/backend.c src/ops_ref.c src/cpucaps.c src/err.c \
-              src/util.c tests/plugins/cputest.c
+# -fPIC, every symbol hidden but the entry), and three broken ones. The cpu kernels'
+# files (src/cpu_*.c) come by wildcard; --no-undefined makes a missing one a link error
+# here rather than a dlopen error in the tests.
+PLUGIN_SRC := src/backend_cpu.c src/backend.c src/ops_ref.c src/cpucaps.c src/err.c \
+              src/util.c $(wildcard src/cpu_*.c) tests/plugins/cputest.c
 PLUGIN_FLAGS := -fPIC -fvisibility=hidden
 TEST_PLUGINS := $(patsubst %,$(BUILD)/vlq-backend-%.so,cputest nosym badabi refuse)
 
@@ -122,7 +124,7 @@ $(BUILD)/pic/%.o: %.c
 
 $(BUILD)/vlq-backend-cputest.so: $(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^ -fopenmp -lm -lcrypto
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
 
 $(BUILD)/vlq-backend-nosym.so: $(BUILD)/pic/tests/plugins/nosym.o
 	@echo "  LD      $@"

@@ -191,6 +191,9 @@ struct Backend {
 int backend_open(const char *name, const BackendOpenOptions *o, Backend **out, char *err);
 /* Close an instance from backend_open (its open state, then its plugin). NULL-safe. */
 void backend_close(Backend *b);
+/* The plugin names found where backend_open looks, space-separated, each once, in a new
+ * string the caller frees ("" when none; NULL only when out of memory). */
+char *backend_plugin_list(void);
 #define BACKEND_PLUGIN_DIR "/usr/local/lib/vlq"
 
 /* The built-in backend named name ("ref", "cpu"): a static table, never freed, with no

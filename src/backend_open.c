@@ -13,7 +13,9 @@
 #include "backend.h"
 #include "backend_int.h"
 #include "err.h"
+#include "util.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
@@ -57,11 +59,9 @@ static int backend_exe_dir(char *dir, size_t len)
     return 0;
 }
 
-/* Find vlq-backend-<name>.so in the search order (backend.h) and write its path into
- * path[len]; 0, or VLQ_EINPUT naming every place looked at. */
-static int backend_find_plugin(const char *name, char *path, size_t len, char *err)
+/* The plugin directories in search order (backend.h) into dirs; returns how many. */
+static int backend_plugin_dirs(char dirs[2][PATH_MAX])
 {
-    char dirs[3][PATH_MAX];
     int nd = 0;
     const char *env = getenv("VLQ_BACKEND_DIR");
     if (env && *env) {
@@ -71,7 +71,17 @@ static int backend_find_plugin(const char *name, char *path, size_t len, char *e
             nd++;
         snprintf(dirs[nd++], PATH_MAX, "%s", BACKEND_PLUGIN_DIR);
     }
-    char tried[3 * PATH_MAX + 16] = "";
+    return nd;
+}
+
+/* Find vlq-backend-<name>.so in the search order (backend.h) and write its path into
+ * path[len]; 0, or VLQ_EINPUT naming every place looked at. */
+static int backend_find_plugin(const char *name, char *path, size_t len, char *err)
+{
+    char dirs[2][PATH_MAX];
+    int nd = backend_plugin_dirs(dirs);
+    const char *env = getenv("VLQ_BACKEND_DIR");
+    char tried[2 * PATH_MAX + 16] = "";
     for (int i = 0; i < nd; i++) {
         snprintf(path, len, "%s/vlq-backend-%s.so", dirs[i], name);
         struct stat sb;
@@ -175,4 +185,43 @@ void backend_close(Backend *b)
     if (in->dl)
         dlclose(in->dl);
     free(in);
+}
+
+/* The names of the plugins in the search directories (vlq-backend-<name>.so with a
+ * valid name), space-separated, each once (a name in an earlier directory shadows the
+ * later ones), in a new string the caller frees ("" when none). Whether each loads is
+ * backend_open's to say. Cannot fail. */
+char *backend_plugin_list(void)
+{
+    char dirs[2][PATH_MAX];
+    int nd = backend_plugin_dirs(dirs);
+    Buf list = {0}; /* " a b c " while building, so " name " finds whole names */
+    buf_puts(&list, " ");
+    for (int i = 0; i < nd; i++) {
+        DIR *d = opendir(dirs[i]);
+        if (!d)
+            continue;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            size_t n = strlen(de->d_name);
+            if (n <= 15 || n > 15 + 64 || strncmp(de->d_name, "vlq-backend-", 12) ||
+                strcmp(de->d_name + n - 3, ".so"))
+                continue;
+            char name[80];
+            snprintf(name, sizeof name, " %.*s ", (int)(n - 15), de->d_name + 12);
+            name[strlen(name) - 1] = 0; /* the name alone, after its leading space */
+            if (!backend_name_ok(name + 1) || backend_get(name + 1))
+                continue;
+            strcat(name, " ");
+            if (!strstr(list.data, name))
+                buf_puts(&list, name + 1);
+        }
+        closedir(d);
+    }
+    char *all = buf_take(&list);
+    size_t len = strlen(all);
+    if (len)
+        all[len - 1] = 0; /* the trailing space */
+    memmove(all, all + 1, len); /* the leading one */
+    return all;
 }

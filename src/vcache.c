@@ -394,6 +394,10 @@ VCacheKey vcache_key(const VCache *c, const float *pixels, int64_t n_floats,
  * memory. A stored entry of another size is a miss (the caller's layout changed). */
 int vcache_get(VCache *c, const VCacheKey *key, float *out, int64_t n_floats)
 {
+    if (n_floats < 0) {
+        c->st.misses++;
+        return 0;
+    }
     VCacheEntry *e = vcache_find(c, key);
     if (e && e->n_floats == n_floats) {
         memcpy(out, e->data, (size_t)n_floats * sizeof(float));

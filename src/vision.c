@@ -132,6 +132,8 @@ int vision_new(const Model *m, Backend *b, int max_patches, Vision **out, char *
     *out = NULL;
     const ModelConfig *c = model_config(m);
     int rc = vision_check_config(c, err);
+    if (!rc) /* the vision tower's pages and checksums: model_open left them for now */
+        rc = model_prepare_vision(m, err);
     if (rc)
         return rc;
     max_patches = (max_patches + 3) / 4 * 4;

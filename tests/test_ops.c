@@ -720,9 +720,25 @@ static void test_loader_errors(void)
              BACKEND_ABI_VERSION + 1, BACKEND_ABI_VERSION);
     CHECK(strstr(err, want) != NULL);
     CHECK(strstr(err, "/vlq-backend-badabi.so") != NULL);
+    /* the plugins beside this binary, each once, built-in names never */
+    char *list = backend_plugin_list();
+    CHECK(list != NULL);
+    const char *want_list[] = {"cputest", "nosym", "badabi", "refuse"};
+    char padded[512];
+    snprintf(padded, sizeof padded, " %s ", list ? list : "");
+    for (int i = 0; i < 4; i++) {
+        char w[32];
+        snprintf(w, sizeof w, " %s ", want_list[i]);
+        CHECK(strstr(padded, w) != NULL);
+    }
+    CHECK(strstr(padded, " cpu ") == NULL && padded[1] != ' ');
+    free(list);
     /* a file that is not a shared object */
-    CHECK_EQ(test_sh("echo junk > vlq-backend-junk.so"), 0);
+    CHECK_EQ(test_sh("echo junk > vlq-backend-junk.so && touch vlq-backend-.so vlq-backend-A.so"), 0);
     setenv("VLQ_BACKEND_DIR", test_tmpdir(), 1);
+    list = backend_plugin_list();
+    CHECK_STR(list, "junk");
+    free(list);
     CHECK_EQ(backend_open("junk", NULL, &b, err), VLQ_ENOTSUP);
     CHECK(strstr(err, "/vlq-backend-junk.so: cannot load") != NULL);
     /* $VLQ_BACKEND_DIR is the only place looked at when set */
