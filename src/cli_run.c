@@ -278,6 +278,7 @@ static int run_config(RunArgs *a, const CliCommon *common)
         a->backend = a->eo.backend;
     a->eo.model_path = a->model_path;
     a->eo.backend = a->backend;
+    a->eo.verify_model = 1; /* one run: check the weights' CRCs, as before the engine */
     if (!a->set_temp && strcmp(cfg_source(cfg, "sampling.temperature"), "default")) {
         a->sp.temperature = (float)cfg_double(cfg, "sampling.temperature");
         a->set_temp = 1;

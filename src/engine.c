@@ -130,20 +130,19 @@ int engine_plan(const EngineOptions *in, const Model *m, EnginePlan *p, char *er
         *(strncmp(t->name, "model.visual.", 13) ? &p->weights_text : &p->weights_vision) +=
             (int64_t)t->nbytes;
     }
-    int64_t slots = 0, rows = 0, max_ctx = 0, feat_tok = engine_feat_floats(c) * 4;
+    int64_t slots = 0, rows = 0, feat_tok = engine_feat_floats(c) * 4;
     for (int i = 0; i < o.n_classes; i++) {
         slots += o.classes[i].n_slots;
         rows += (int64_t)o.classes[i].n_slots * o.classes[i].ctx_tok;
-        max_ctx = o.classes[i].ctx_tok > max_ctx ? o.classes[i].ctx_tok : max_ctx;
     }
     p->kv_per_token = decoder_kv_bytes_per_tok(c, o.kv_f32 ? QUANT_F32 : QUANT_F16);
     p->kv = rows * p->kv_per_token;
     p->activations = engine_act_bytes(&o, c, slots);
-    /* the encoder, one chunk's DeepStack rows, and one item's features on its way to the
-     * cache (an item has at most the largest budget's tokens) */
+    /* the encoder and one chunk's DeepStack rows */
     p->vision_ws = vision_run_bytes(c, o.max_patches) +
-                   (int64_t)(o.max_patches / 4) * c->hidden_size * c->n_deepstack * 4 +
-                   max_ctx * feat_tok;
+                   (int64_t)(o.max_patches / 4 + 1) * c->hidden_size * c->n_deepstack * 4;
+    /* a running request holds its items' features until its prompt is prefilled: at most
+     * its budget's tokens (the feature cache reads into and stores from them) */
     p->features = rows * feat_tok;
     p->vcache = o.vcache_bytes;
     int64_t sum = p->weights_text + p->weights_vision + p->kv + p->activations + p->vision_ws +
@@ -182,7 +181,7 @@ static double engine_mib(int64_t b)
 
 /* ---- open and close ---- */
 
-/* The model's identity for the feature cache: path, size and modification time. */
+/* The step scratch: the batch's sequences, positions, visual rows and logits. */
 static int engine_alloc_scratch(Engine *e, char *err)
 {
     const ModelConfig *c = e->cfg;

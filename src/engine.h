@@ -93,7 +93,7 @@ typedef struct {
     int64_t kv;              /* every configured slot */
     int64_t kv_per_token;    /* one token of KV over all layers */
     int64_t activations;     /* decoder workspace for max_batch_tok rows + logits */
-    int64_t vision_ws;       /* vision workspace for max_patches patches + one item's features */
+    int64_t vision_ws;       /* vision workspace for max_patches patches */
     int64_t features;        /* visual features of running requests until prefilled */
     int64_t vcache;          /* feature cache limit */
     int64_t margin;          /* safety margin */

@@ -121,8 +121,11 @@ static int engine_vision(Engine *e, EngineReq *q, char *err)
             if (!e->vision_deep)
                 rc = err_set(err, VLQ_ENOMEM, "vision: out of memory for the DeepStack rows");
         }
-        if (rc)
+        if (rc) {
+            vision_free(e->vision);
+            e->vision = NULL;
             return rc;
+        }
     }
     double t0 = util_mono_s();
     q->feat = xcalloc((size_t)q->r.n_visual, sizeof *q->feat);
