@@ -151,6 +151,15 @@ static int run_generate(RunArgs *a, const TokChat *chat, RunMedia *rm, char *err
     int rc = run_count(a, chat, &n_tok, err);
     if (!rc)
         rc = run_pick_class(a, (int)n_tok, err);
+    /* the vision workspace fits the largest item (or one frame group of it, past the
+     * default), not more: a small picture does not pay for a large one */
+    int64_t most = 0, group = 0;
+    for (int i = 0; i < rm->n_vis; i++) {
+        int64_t g = (int64_t)rm->vis[i].grid_h * rm->vis[i].grid_w;
+        most = g * rm->vis[i].grid_t > most ? g * rm->vis[i].grid_t : most;
+        group = g > group ? g : group;
+    }
+    a->eo.max_patches = (int)(most <= 16384 ? most : group > 16384 ? group : 16384);
     Engine *e = NULL;
     if (!rc)
         rc = engine_open(&a->eo, &e, err);
