@@ -18,6 +18,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,6 +404,9 @@ int engine_step(Engine *e, char *err)
 static void *engine_driver(void *arg)
 {
     Engine *e = arg;
+    /* OpenMP's thread count is per thread: this one starts at the process default */
+    if (e->opt.threads > 0)
+        omp_set_num_threads(e->opt.threads);
     for (;;) {
         pthread_mutex_lock(&e->mu);
         while (!e->stop && e->n_waiting + e->n_running == 0)
