@@ -250,9 +250,9 @@ static void engine_chunk_visual(Engine *e, EngineReq *q, int r0, int n, int *off
         const PrepVisual *v = q->r.visual[run->item];
         int64_t nm = (int64_t)v->grid_t * v->grid_h * v->grid_w / 4;
         const float *f = q->feat[run->item];
-        for (int64_t r = run->row; r < run->row + run->n; r++) {
-            if (r < r0 || r >= r0 + n)
-                continue;
+        int64_t a = run->row > r0 ? run->row : r0;
+        int64_t b = run->row + run->n < r0 + n ? run->row + run->n : r0 + n;
+        for (int64_t r = a; r < b; r++) {
             int64_t ir = run->item_row + (r - run->row);
             rows[k] = (int32_t)(r - r0);
             memcpy(vis + k * h, f + ir * h, (size_t)h * sizeof(float));
