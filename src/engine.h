@@ -167,7 +167,8 @@ void engine_cancel(EngineReq *q);
 int engine_req_poll(EngineReq *q, EngineResult *res);
 /* Block until the end (needs a driver: engine_start, or another thread stepping). */
 void engine_req_wait(EngineReq *q, EngineResult *res);
-/* Release an ended request (NULL-safe). Freeing a running request cancels it first. */
+/* Release an ended request (NULL-safe). Freeing a waiting or running request cancels it
+ * (the engine frees it at its end); none of its callbacks runs after this returns. */
 void engine_req_free(EngineReq *q);
 
 /* One scheduler step (see above). Returns the number of requests still waiting or
@@ -180,9 +181,10 @@ int engine_start(Engine *e, char *err);
 /* Counters for -v and tests. */
 typedef struct {
     int64_t steps, rows_decode, rows_prefill; /* batch occupancy = rows per step */
-    int64_t vision_calls;                     /* vision encoder runs */
+    int64_t vision_calls;                     /* visual items encoded (not cache hits) */
     int64_t vcache_hits, vcache_misses, vcache_bytes;
-    int64_t requests_done, requests_refused;
+    int64_t requests_done;                    /* ended: eos, length, cancelled, error */
+    int64_t requests_refused;                 /* refused by engine_submit */
 } EngineStats;
 void engine_stats(const Engine *e, EngineStats *s);
 
