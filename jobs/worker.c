@@ -13,6 +13,7 @@
 #include "worker.h"
 
 #include "cfg.h"
+#include "engine.h"
 #include "err.h"
 #include "jobs.h"
 #include "log.h"
@@ -39,6 +40,7 @@ typedef struct {
     const char *out_dir;      /* [output] dir, or "" */
     const char *out_format;   /* [output] format */
     OutboxThread *outbox;
+    Engine *engine;           /* o->engine, or the one opened here */
     char worker_id[96];
     pthread_mutex_t mu;       /* guards the fields below */
     int64_t started, done, failed;
@@ -140,7 +142,7 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     log_set_job(j->id);
     const JobKind *kind = jobs_find(j->kind);
     JobCtx ctx = {.queue = q, .job = j, .lease_ms = w->lease_ms, .stop = w->o->stop,
-                  .cfg = w->o->cfg, .engine = w->o->engine};
+                  .cfg = w->o->cfg, .engine = w->engine};
     double t0 = util_mono_s();
     log_info("start kind=%s attempt=%d/%d", j->kind, j->attempts, j->max_attempts);
     int rc = worker_check_inputs(j, err);
@@ -247,6 +249,23 @@ static void *worker_thread(void *arg)
     return NULL;
 }
 
+/* Open the model for the kinds that need it ([model] path, [budgets], [engine]) and start
+ * its driver thread. 0 and *out, or engine_open's code with err. */
+static int worker_open_engine(const Cfg *cfg, Engine **out, char *err)
+{
+    EngineOptions eo;
+    engine_options_from_cfg(cfg, &eo);
+    double t0 = util_mono_s();
+    int rc = engine_open(&eo, out, err);
+    if (rc == 0 && (rc = engine_start(*out, err)) != 0) {
+        engine_close(*out);
+        *out = NULL;
+    }
+    if (rc == 0)
+        log_info("model %s ready in %.1f s", eo.model_path, util_mono_s() - t0);
+    return rc;
+}
+
 int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
 {
     const Cfg *cfg = o->cfg;
@@ -261,12 +280,26 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     char host[64] = "host";
     gethostname(host, sizeof host - 1);
     snprintf(w.worker_id, sizeof w.worker_id, "%s:%ld", host, (long)getpid());
+    /* the model, when a kind needs it and the config names one */
+    int n_all = jobs_count(), n_skipped = 0, need_engine = 0;
+    for (int i = 0; i < n_all; i++)
+        need_engine |= jobs_at(i)->needs_engine;
+    Engine *own_engine = NULL;
+    w.engine = o->engine;
+    if (!w.engine && need_engine && cfg_str(cfg, "model.path")[0]) {
+        int erc = worker_open_engine(cfg, &own_engine, err);
+        if (erc) {
+            err_prefix(err, "model");
+            pthread_mutex_destroy(&w.mu);
+            return erc;
+        }
+        w.engine = own_engine;
+    }
     /* the kinds this worker can run: those needing the model only with an engine */
-    int n_all = jobs_count(), n_skipped = 0;
     const char **kinds = xcalloc((size_t)n_all + 1, sizeof *kinds);
     for (int i = 0; i < n_all; i++) {
         const JobKind *k = jobs_at(i);
-        if (k->needs_engine && !o->engine)
+        if (k->needs_engine && !w.engine)
             n_skipped++;
         else
             kinds[w.n_kinds++] = k->name;
@@ -314,6 +347,19 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     queue_close(q0);
     stats->done = w.done;
     stats->failed = w.failed;
+    if (w.engine) {
+        /* batch occupancy: rows per decoder step over the worker's life */
+        EngineStats es;
+        engine_stats(w.engine, &es);
+        char kv[160];
+        snprintf(kv, sizeof kv, "steps=%lld rows_decode=%lld rows_prefill=%lld requests=%lld",
+                 (long long)es.steps, (long long)es.rows_decode, (long long)es.rows_prefill,
+                 (long long)es.requests_done);
+        log_msg_kv(LOG_INFO, kv, "engine: %lld requests, %lld steps, %.2f decode rows per step",
+                   (long long)es.requests_done, (long long)es.steps,
+                   es.steps ? (double)es.rows_decode / es.steps : 0);
+    }
+    engine_close(own_engine);
     free(kinds);
     pthread_mutex_destroy(&w.mu);
     return rc;
