@@ -79,9 +79,3 @@ void log_msg_kv(int level, const char *kv, const char *fmt, ...)
     va_end(ap);
 }
 
-int log_is_logfmt(void)
-{
-    if (log_logfmt < 0)
-        log_logfmt = !isatty(2);
-    return log_logfmt;
-}
