@@ -113,7 +113,7 @@ $(BUILD)/vlq-test: $(TEST_OBJ) $(BUILD)/libvlq.a
 # files (src/cpu_*.c) come by wildcard; --no-undefined makes a missing one a link error
 # here rather than a dlopen error in the tests.
 PLUGIN_SRC := src/backend_cpu.c src/backend.c src/ops_ref.c src/cpucaps.c src/err.c \
-              $(wildcard src/cpu_*.c) tests/plugins/cputest.c
+              src/util.c $(wildcard src/cpu_*.c) tests/plugins/cputest.c
 PLUGIN_FLAGS := -fPIC -fvisibility=hidden
 TEST_PLUGINS := $(patsubst %,$(BUILD)/vlq-backend-%.so,cputest nosym badabi refuse)
 
@@ -124,7 +124,7 @@ $(BUILD)/pic/%.o: %.c
 
 $(BUILD)/vlq-backend-cputest.so: $(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
 
 $(BUILD)/vlq-backend-nosym.so: $(BUILD)/pic/tests/plugins/nosym.o
 	@echo "  LD      $@"
@@ -235,5 +235,38 @@ $(BENCH_MEDIA_VIDEO):
 	  -c:v libx264 -preset veryfast -pix_fmt yuv420p $@.tmp.mp4 && mv $@.tmp.mp4 $@
 
 $(BUILD)/vlq-bench-media: $(BUILD)/tests/bench/bench_media.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- dense GEMM benchmark (make bench-dense; part of make bench) ----
+# GFLOP/s of the BF16-weight GEMM at the vision MLP shapes against the f32 FMA peak.
+.PHONY: bench-dense
+bench: bench-dense
+bench-dense: $(BUILD)/vlq-bench-dense
+	$(Q)$(BUILD)/vlq-bench-dense 3
+
+$(BUILD)/vlq-bench-dense: $(BUILD)/tests/bench/bench_dense.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# make bench-qmm: the integer Q4 matmul against the machine's read bandwidth (GEMV GB/s,
+# GEMM GFLOP/s); tests/bench/bench_qmm.c. Part of make bench, not of make test.
+.PHONY: bench-qmm
+bench: bench-qmm
+bench-qmm: $(BUILD)/bench-qmm
+	$(Q)$(BUILD)/bench-qmm
+$(BUILD)/bench-qmm: $(BUILD)/tests/bench/bench_qmm.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- attention benchmark (make bench-attn; part of make bench) ----
+# Vision attention (one 4,096-row segment, 16 heads of 64) and decode attention (8,192
+# cached rows, 32/8 heads of 128, f16 cache) on 1 and 2 threads, against the old kernel.
+.PHONY: bench-attn
+bench: bench-attn
+bench-attn: $(BUILD)/vlq-bench-attn
+	$(Q)$(BUILD)/vlq-bench-attn
+
+$(BUILD)/vlq-bench-attn: $(BUILD)/tests/bench/bench_attn.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

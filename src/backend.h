@@ -123,7 +123,8 @@ struct Backend {
      * dtype (the caller rounds w to it too). */
     void (*embed_mix4)(Backend *b, Tensor *y, const Tensor *table, const int32_t *idx,
                        const float *w, int n);
-    /* dst[rows[i], :] = src[i, :] for i < n (rows on the host): KV store, visual scatter. */
+    /* dst[rows[i], :] = src[i, :] for i < n (rows on the host): KV store, visual scatter.
+     * src F32; dst F32, or F16 / BF16 (a KV cache): each value rounded to nearest even. */
     void (*set_rows)(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n);
     /* dst[rows[i], :] += src[i, :] for i < n: DeepStack injection at visual rows. */
     void (*add_rows)(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n);
@@ -161,7 +162,8 @@ struct Backend {
     /* Causal GQA attention over a KV cache: for each sequence s and each new row t of it,
      * o[row0+t] = softmax(q k^T * scale) v over the cache rows kv_row0 .. kv_row0+n_past+t.
      * q, o [n, n_heads*head_dim]; kc, vc [cache rows, n_kv_heads*head_dim]; query head h
-     * reads kv head h / (n_heads/n_kv_heads). */
+     * reads kv head h / (n_heads/n_kv_heads). kc and vc are F32, F16 or BF16 (one type for
+     * both; the KV cache is F16 by default), their values widened to f32 exactly. */
     void (*attention)(Backend *b, Tensor *o, const Tensor *q, const Tensor *kc, const Tensor *vc,
                       const BackendSeq *seqs, int n_seq, int n_heads, int n_kv_heads,
                       float scale);
