@@ -58,7 +58,7 @@ else
 Q := @
 endif
 
-.PHONY: all deps test bench bench-queue fuzz fixtures install clean help headers cuda
+.PHONY: all deps test bench bench-queue fuzz fixtures install clean help headers cuda demo
 all: vlq
 
 vlq: $(BUILD)/vlq
@@ -151,9 +151,22 @@ test: $(TEST_BINS)
 	  VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) \
 	  VLQ_ROOT=$(CURDIR) $(BUILD)/vlq-test $(T)
 
+# make demo: the whole pipeline on a tiny random model (examples/demo.sh), in build/demo.
+demo: $(BUILD)/vlq $(BUILD)/make-tiny
+	$(Q)VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) examples/demo.sh
+
 bench-queue: $(BUILD)/vlq-testkinds
 	$(Q)tests/bench/bench_queue.sh $(abspath $(BUILD)/vlq-testkinds) 2000
 bench: bench-queue
+
+# make bench-jobs [MODEL=file.vlq]: OCR pages per minute of a 10-page PDF with 1 and 4 jobs
+# in flight, and the engine's batch occupancy (the tiny random model unless MODEL is given).
+.PHONY: bench-jobs
+bench: bench-jobs
+bench-jobs: $(BUILD)/vlq $(BUILD)/make-tiny
+	$(Q)if [ -z "$(MODEL)" ]; then VLQ_ROOT=$(CURDIR) $(BUILD)/make-tiny $(BUILD)/bench-tiny 7 > /dev/null && \
+	  $(BUILD)/vlq -q convert $(BUILD)/bench-tiny -o $(BUILD)/bench-tiny.vlq --quant q4; fi
+	$(Q)tests/bench/bench_jobs.sh $(abspath $(BUILD)/vlq) $(or $(MODEL),$(abspath $(BUILD)/bench-tiny.vlq))
 
 headers:
 	@for h in src/*.h; do echo '#include "'$$(basename $$h)'"' | \
@@ -182,6 +195,7 @@ help:
 	@echo "make            build ./vlq"
 	@echo "make deps       apt-get install the Debian packages the build and tests need"
 	@echo "make test       build and run every test (T=prefix filters); SAN=1 under ASan+UBSan"
+	@echo "make demo       the whole pipeline on a tiny random model (under two minutes)"
 	@echo "make bench      benchmarks (not timed tests)"
 	@echo "make fuzz       build the libFuzzer targets (clang)"
 	@echo "make fixtures   regenerate golden fixtures (needs PyPI: tests/golden/requirements.txt)"

@@ -62,6 +62,13 @@ static const CfgKey cfg_keys[] = {
     {"worker.lease_seconds", CFG_INT, "300", 1, 86400, "lease of a claimed job, renewed on progress"},
     {"worker.max_attempts", CFG_INT, "3", 1, 1000, "runs of a job before it is dead"},
     {"worker.poll_ms", CFG_INT, "1000", 10, 3600000, "idle wait between looks at the queue"},
+    {"worker.concurrency", CFG_INT, "1", 1, 256, "jobs in flight at once (their requests share the engine's batches)"},
+    {"summarize.temperature", CFG_DOUBLE, "0.7", 0, 100, "sampling of summaries; 0 = greedy"},
+    {"summarize.top_p", CFG_DOUBLE, "0.9", 0, 1, "nucleus sampling mass of summaries"},
+    {"summarize.top_k", CFG_INT, "0", 0, 1000000, "top-k of summaries; 0 = off"},
+    {"summarize.repetition_penalty", CFG_DOUBLE, "1.1", 0.01, 100, "repetition penalty of summaries; 1 = none"},
+    {"output.dir", CFG_STR, "", CFG_ANY, "also write each finished job's result here; empty = no"},
+    {"output.format", CFG_STR, "md", CFG_ANY, "txt, md or json: the rendering written there"},
     {"webhooks.secret", CFG_STR, "", CFG_ANY, "whsec_<base64> signing secret"},
     {"webhooks.timeout_ms", CFG_INT, "15000", 100, 600000, "total time of one delivery"},
     {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 600000, "connect time of one delivery"},
@@ -112,6 +119,9 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
             return webhook_check_secret(text, err);
         if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
             return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
+        if (!strcmp(ck->key, "output.format") && strcmp(text, "txt") && strcmp(text, "md") &&
+            strcmp(text, "json"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not txt, md or json", text);
         if (!strcmp(ck->key, "engine.kv_type") && strcmp(text, "f16") && strcmp(text, "f32"))
             return err_set(err, VLQ_EINPUT, "'%s' is not f16 or f32", text);
         return 0;
