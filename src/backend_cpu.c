@@ -228,22 +228,20 @@ static void cpu_argmax(Backend *b, const Tensor *x, int32_t *out)
     ops_ref_backend.argmax(b, x, out); /* one pass over the logits: memory bound already */
 }
 
-/* One line for vlq doctor and -v: threads, CPU features and the kernel chosen for each
- * hot op. The matmul's variant is the target_clones pick (the condition mirrors
- * CPU_CLONES above). Kernels that choose at run time add their names to this line:
- * cpu_qmm_kernel_name() (INT4 matmul) and cpu_dense_kernel_name() (F16/BF16 matmul)
- * belong here when they exist. */
+/* One line for vlq doctor and -v: threads, CPU features and the kernel each hot op
+ * family chose at run time: the INT4/INT8 matmul (cpu_qmm), the dense matmul
+ * (cpu_dense), and attention and the elementwise ops (cpu_attn, cpu_elem: the same
+ * AVX-512 / AVX2 / plain choice on cpucaps, mirrored here). A new kernel family with a
+ * run-time choice adds its name to this line. */
 static void cpu_describe(Backend *b, char *buf, size_t len)
 {
     int caps = cpucaps_get();
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-    const char *mm = caps & CPUCAPS_AVX2 ? "x86-64-v3 clone (avx2 fma)" : "baseline clone";
-#else
-    const char *mm = "baseline (one path in this build)";
-#endif
-    snprintf(buf, len, "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: matmul %s",
-             b->name, omp_get_max_threads(), cpucaps_describe(caps), mm);
+    const char *vec = caps & CPUCAPS_AVX512 ? "avx512" : caps & CPUCAPS_AVX2 ? "avx2" : "plain";
+    snprintf(buf, len,
+             "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: quantised matmul "
+             "(%s), dense matmul (%s), attention and elementwise (%s)",
+             b->name, omp_get_max_threads(), cpucaps_describe(caps), cpu_qmm_kernel_name(),
+             cpu_dense_kernel_name(), vec);
 }
 
 Backend backend_cpu = {

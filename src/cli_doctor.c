@@ -11,12 +11,14 @@
 #include "cfg.h"
 #include "cli.h"
 #include "cpucaps.h"
+#include "engine.h"
 #include "err.h"
 #include "model.h"
 #include "util.h"
 #include "version.h"
 
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,153 @@ static int doctor_backends(int threads, DoctorBackend *out, int max)
     return n;
 }
 
+/* The memory plan for the configured engine and what to change when it does not fit. */
+typedef struct {
+    int rc;                 /* engine_plan's result */
+    char err[VLQ_ERRLEN];   /* its error */
+    EngineOptions o;        /* the options planned for (from the configuration) */
+    EnginePlan p;
+    char advice[6][200];    /* when it does not fit: one change per line */
+    int n_advice;
+} DoctorPlan;
+
+static void doctor_advise(DoctorPlan *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void doctor_advise(DoctorPlan *d, const char *fmt, ...)
+{
+    if (d->n_advice >= 6)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->advice[d->n_advice++], sizeof d->advice[0], fmt, ap);
+    va_end(ap);
+}
+
+static void doctor_plan(const Cfg *cfg, const char *model_path, const Model *m, DoctorPlan *d)
+{
+    memset(d, 0, sizeof *d);
+    engine_options_from_cfg(cfg, &d->o);
+    d->o.model_path = model_path;
+    d->rc = engine_plan(&d->o, m, &d->p, d->err);
+    if (d->rc || d->p.fits)
+        return;
+    const EnginePlan *p = &d->p;
+    for (int i = 0; i < d->o.n_classes; i++) {
+        const EngineClass *c = &d->o.classes[i];
+        if (c->n_slots > 0)
+            doctor_advise(d, "lower [engine] %s_slots (now %d; each holds %.0f MiB of KV for %d "
+                          "tokens; %d fit with no other budget)", c->name, c->n_slots,
+                          doctor_mib((int64_t)c->ctx_tok * p->kv_per_token), c->ctx_tok,
+                          p->slots_fit[i]);
+    }
+    if (d->o.kv_f32)
+        doctor_advise(d, "set [engine] kv_type = f16 (halves the %.0f MiB KV cache)",
+                      doctor_mib(p->kv));
+    if (p->vcache > 0)
+        doctor_advise(d, "set [engine] vcache_mb = 0 (saves %.0f MiB)", doctor_mib(p->vcache));
+    if (d->o.mem_limit > 0)
+        doctor_advise(d, "raise [engine] mem_limit_mb (now %lld; the plan needs %.0f MiB)",
+                      (long long)(d->o.mem_limit >> 20), doctor_mib(p->total));
+    else
+        doctor_advise(d, "free memory, or use a smaller model (vlq convert --quant q4): the plan "
+                      "is %.0f MiB over MemAvailable", doctor_mib(p->total - p->available));
+}
+
+static void doctor_plan_text(Buf *o, const DoctorPlan *d)
+{
+    if (d->rc) {
+        buf_printf(o, "memory plan: %s\n", d->err);
+        return;
+    }
+    const EnginePlan *p = &d->p;
+    buf_printf(o, "memory plan (backend %s; %.0f MiB available, from %s):\n",
+               d->o.backend && *d->o.backend ? d->o.backend : "cpu", doctor_mib(p->available),
+               d->o.mem_limit ? "[engine] mem_limit_mb" : "MemAvailable");
+    Buf classes = {0};
+    for (int i = 0; i < d->o.n_classes; i++)
+        if (d->o.classes[i].n_slots > 0)
+            buf_printf(&classes, "%s%s %d x %d", classes.len ? ", " : "", d->o.classes[i].name,
+                       d->o.classes[i].n_slots, d->o.classes[i].ctx_tok);
+    const struct {
+        const char *what;
+        int64_t bytes;
+        char note[160];
+    } items[] = {
+        {"text weights", p->weights_text, "mapped, populated at open"},
+        {"vision weights", p->weights_vision, "mapped, populated once an image arrives"},
+        {"KV cache", p->kv, ""},
+        {"decoder activations", p->activations, ""},
+        {"vision workspace", p->vision_ws, ""},
+        {"visual features", p->features, "of running requests, until prefilled"},
+        {"feature cache", p->vcache, "[engine] vcache_mb"},
+        {"margin", p->margin, ""},
+    };
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+        char note[256] = "";
+        if (i == 2)
+            snprintf(note, sizeof note, "  (%s, %.1f KiB per token; tokens: %s)",
+                     d->o.kv_f32 ? "f32" : "f16", (double)p->kv_per_token / 1024.0,
+                     classes.data ? classes.data : "none");
+        else if (i == 4)
+            snprintf(note, sizeof note, "  (%d patches)", d->o.max_patches ? d->o.max_patches : 16384);
+        else if (items[i].note[0])
+            snprintf(note, sizeof note, "  (%s)", items[i].note);
+        buf_printf(o, "  %-20s %8.0f MiB%s\n", items[i].what, doctor_mib(items[i].bytes), note);
+    }
+    buf_clear(&classes);
+    if (p->fits)
+        buf_printf(o, "  %-20s %8.0f MiB: fits, %.0f MiB to spare\n", "total",
+                   doctor_mib(p->total), doctor_mib(p->available - p->total));
+    else
+        buf_printf(o, "  %-20s %8.0f MiB: DOES NOT FIT, %.0f MiB over\n", "total",
+                   doctor_mib(p->total), doctor_mib(p->total - p->available));
+    buf_puts(o, "slots that fit, each budget alone:");
+    for (int i = 0; i < d->o.n_classes; i++)
+        buf_printf(o, "%s %s (%d tokens) %d", i ? "," : "", d->o.classes[i].name,
+                   d->o.classes[i].ctx_tok, p->slots_fit[i]);
+    buf_puts(o, "\n");
+    if (d->n_advice) {
+        buf_puts(o, "to fit, change:\n");
+        for (int i = 0; i < d->n_advice; i++)
+            buf_printf(o, "  %s\n", d->advice[i]);
+    }
+}
+
+static void doctor_plan_json(Buf *o, const DoctorPlan *d)
+{
+    if (d->rc) {
+        buf_puts(o, "{\"error\": ");
+        util_json_str(o, d->err);
+        buf_puts(o, "}");
+        return;
+    }
+    const EnginePlan *p = &d->p;
+    buf_puts(o, "{\"backend\": ");
+    util_json_str(o, d->o.backend && *d->o.backend ? d->o.backend : "cpu");
+    buf_printf(o, ", \"available_bytes\": %lld, \"items\": {\"weights_text\": %lld, "
+               "\"weights_vision\": %lld, \"kv\": %lld, \"activations\": %lld, "
+               "\"vision_ws\": %lld, \"features\": %lld, \"vcache\": %lld, \"margin\": %lld}, "
+               "\"kv_per_token_bytes\": %lld, \"kv_type\": \"%s\", \"total_bytes\": %lld, "
+               "\"fits\": %s, \"classes\": [",
+               (long long)p->available, (long long)p->weights_text, (long long)p->weights_vision,
+               (long long)p->kv, (long long)p->activations, (long long)p->vision_ws,
+               (long long)p->features, (long long)p->vcache, (long long)p->margin,
+               (long long)p->kv_per_token, d->o.kv_f32 ? "f32" : "f16", (long long)p->total,
+               p->fits ? "true" : "false");
+    for (int i = 0; i < d->o.n_classes; i++) {
+        buf_puts(o, i ? ", {\"name\": " : "{\"name\": ");
+        util_json_str(o, d->o.classes[i].name);
+        buf_printf(o, ", \"ctx_tok\": %d, \"n_slots\": %d, \"slots_fit\": %d}",
+                   d->o.classes[i].ctx_tok, d->o.classes[i].n_slots, p->slots_fit[i]);
+    }
+    buf_puts(o, "], \"advice\": [");
+    for (int i = 0; i < d->n_advice; i++) {
+        if (i)
+            buf_puts(o, ", ");
+        util_json_str(o, d->advice[i]);
+    }
+    buf_puts(o, "]}");
+}
+
 /* Tensor bytes of the vision tower and of the rest. */
 static void doctor_model_bytes(const Model *m, int64_t *text, int64_t *vision)
 {
@@ -136,7 +285,12 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
 
     Model *m = NULL;
     int model_rc = model_path ? model_open(model_path, &m, err) : 0;
-    int exit_rc = model_rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+    DoctorPlan *plan = NULL;
+    if (m) {
+        plan = xcalloc(1, sizeof *plan);
+        doctor_plan(cfg, model_path, m, plan);
+    }
+    int exit_rc = model_rc || (plan && (plan->rc || !plan->p.fits)) ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 
     Buf o = {0};
     if (json) {
@@ -180,7 +334,11 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
             }
             buf_puts(&o, "}");
         }
-        buf_puts(&o, ", \"plan\": null");
+        buf_puts(&o, ", \"plan\": ");
+        if (plan)
+            doctor_plan_json(&o, plan);
+        else
+            buf_puts(&o, "null");
         buf_puts(&o, "}\n");
     } else {
         buf_printf(&o, "vlq %s\n", VLQ_VERSION);
@@ -212,6 +370,7 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
                        mc->n_layers, mc->hidden_size, doctor_mib(tb), mc->v_depth,
                        mc->v_hidden_size, doctor_mib(vb));
             buf_printf(&o, "  residency: %s\n", model_residency(m));
+            doctor_plan_text(&o, plan);
         }
     }
     fputs(o.data, stdout);
@@ -219,6 +378,7 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
     if (model_rc)
         cli_error("doctor: %s", err);
     model_close(m);
+    free(plan);
     free(be);
     cfg_free(cfg);
     return exit_rc;

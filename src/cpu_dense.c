@@ -3,8 +3,9 @@
  *
  * Each ISA variant is a set of functions compiled with __attribute__((target)) so the
  * build flags stay baseline x86-64; the variant is picked per call from the caps (a
- * table lookup, no global state). The plain C variant is the reference the tests hold
- * the vector ones to, beside ops_ref. */
+ * table lookup). The only process-wide state is the pthread key that frees each
+ * thread's packing buffers. The plain C variant is the readable version of the same
+ * blocking (and the fallback); test_dense.c holds every variant to ops_ref. */
 #include "cpu_dense.h"
 #include "backend_int.h"
 #include "cpucaps.h"

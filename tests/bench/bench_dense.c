@@ -2,7 +2,7 @@
  * `make bench-dense`.
  *
  * usage: bench-dense [REPS]
- *        bench-dense vision [PATCHES [BLOCKS]]
+ *        bench-dense vision [PATCHES [BLOCKS [noattn]]]
  * The first prints the FMA peak (a register-only loop of independent FMAs on the widest
  * vectors the machine has) with 1 and 2 threads, then GFLOP/s (best of REPS) and the
  * fraction of that peak for the vision tower's MLP shapes, 4096 x 1024 -> 4096 and
@@ -14,7 +14,8 @@
  * patch embedding, BLOCKS of the 24 blocks, the merger and the 3 DeepStack mergers) on
  * the cpu backend with random BF16 weights built in memory, PATCHES patches (4096: one
  * 1024x1024 image) in one segment, and prints the seconds per op kind; with BLOCKS < 24
- * the full tower is extrapolated from the blocks run. Threads: OMP_NUM_THREADS. */
+ * the full tower is extrapolated from the blocks run; "noattn" skips the attention (its
+ * cost is quadratic in PATCHES and belongs to another kernel). Threads: OMP_NUM_THREADS. */
 #include "backend.h"
 #include "backend_int.h"
 #include "cpu_dense.h"
@@ -253,7 +254,7 @@ static void bv_merger(BenchVision *bv, Tensor *h, Tensor *n, Tensor *big, Tensor
     bv_matmul(bv, out, big, &w2, &b2);
 }
 
-static int bench_vision(int np, int blocks)
+static int bench_vision(int np, int blocks, int attn)
 {
     const int64_t d = 1024, inter = 4096, out_d = 2560, patch_dim = 1536;
     const int heads = 16, depth = 24;
@@ -303,7 +304,8 @@ static int bench_vision(int np, int blocks)
         b->rope2d(b, &k, pos, heads, 10000.0f);
         bv_tick(&bv, BV_OTHER, t0);
         t0 = bv_start(&bv);
-        b->attention_seg(b, &att, &q, &k, &v, cu, 1, heads, 0.125f);
+        if (attn)
+            b->attention_seg(b, &att, &q, &k, &v, cu, 1, heads, 0.125f);
         bv_tick(&bv, BV_ATTN, t0);
         bv_matmul(&bv, &tmp, &att, &proj, &proj_b);
         t0 = bv_start(&bv);
@@ -334,19 +336,19 @@ static int bench_vision(int np, int blocks)
     }
     double scale = blocks > 0 ? (double)depth / blocks : 0.0;
     double gemm = t_patch + tb[BV_GEMM] * scale + tm[BV_GEMM];
-    double attn = tb[BV_ATTN] * scale, other = tb[BV_OTHER] * scale + tm[BV_OTHER];
+    double t_attn = tb[BV_ATTN] * scale, other = tb[BV_OTHER] * scale + tm[BV_OTHER];
     double flop = 2.0 * np * ((double)patch_dim * d + depth * (4.0 * d * d + 2.0 * d * inter)) +
                   2.0 * (np / 4) * 4 * (16.0 * d * d + 4.0 * d * out_d);
-    printf("patches=%d blocks_run=%d threads=%d kernel=%s\n", np, blocks, omp_get_max_threads(),
-           cpu_dense_kernel_name());
+    printf("patches=%d blocks_run=%d threads=%d kernel=%s%s\n", np, blocks,
+           omp_get_max_threads(), cpu_dense_kernel_name(), attn ? "" : " (attention skipped)");
     printf("measured_s=%.2f (patch embed, %d blocks, 4 mergers)\n", measured, blocks);
     printf("block_s=%.3f (gemm %.3f, attention %.3f, other %.3f)\n",
            blocks ? (tb[BV_GEMM] + tb[BV_ATTN] + tb[BV_OTHER]) / blocks : 0.0,
            blocks ? tb[BV_GEMM] / blocks : 0.0, blocks ? tb[BV_ATTN] / blocks : 0.0,
            blocks ? tb[BV_OTHER] / blocks : 0.0);
     printf("tower_s=%.2f%s: gemm %.2f (%.0f GFLOP, %.1f GFLOP/s), attention %.2f, other %.2f\n",
-           gemm + attn + other, blocks < depth ? " (extrapolated to 24 blocks)" : "", gemm,
-           flop / 1e9, flop / gemm / 1e9, attn, other);
+           gemm + t_attn + other, blocks < depth ? " (extrapolated to 24 blocks)" : "", gemm,
+           flop / 1e9, flop / gemm / 1e9, t_attn, other);
     /* the same from CPU seconds: what the tower costs on cores it does not share */
     /* the blocks' CPU seconds: the total, less what came before them and the mergers */
     double gc = bv.cpu[BV_GEMM] - tb0c[BV_GEMM] - tmc[BV_GEMM];
@@ -368,7 +370,8 @@ static int bench_vision(int np, int blocks)
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "vision"))
-        return bench_vision(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 24);
+        return bench_vision(argc > 2 ? atoi(argv[2]) : 4096, argc > 3 ? atoi(argv[3]) : 24,
+                            !(argc > 4 && !strcmp(argv[4], "noattn")));
     int reps = argc > 1 ? atoi(argv[1]) : 3;
     if (reps < 1)
         reps = 1;
@@ -390,6 +393,18 @@ int main(int argc, char **argv)
                    peak[nt] > 0 ? 100.0 * g / peak[nt] : 0.0, gc,
                    pc[1] > 0 ? 100.0 * gc / pc[1] : 0.0);
         }
+    /* one work item's worth (~15 ms), best of many: on a busy machine some repetitions
+     * run without another process taking the core or its caches */
+    for (int s = 0; s < 2; s++) {
+        int64_t n = 1008, in = s ? 4096 : 1024, out = s ? 1024 : 4096;
+        double cs, dt = bench_gemm(n, in, out, QUANT_BF16, 1, reps * 10, &cs);
+        double f = 2.0 * (double)n * (double)in * (double)out;
+        printf("gemm_bf16_%lldx%lld_to_%lld_1t_best_of_%d: %.1f GFLOP/s (%.0f%% of peak); "
+               "%.1f GFLOP per cpu-s (%.0f%% of the per-cpu peak)\n",
+               (long long)n, (long long)in, (long long)out, reps * 10, f / dt / 1e9,
+               peak[1] > 0 ? 100.0 * f / dt / 1e9 / peak[1] : 0.0, f / cs / 1e9,
+               pc[1] > 0 ? 100.0 * f / cs / 1e9 / pc[1] : 0.0);
+    }
     for (int nt = 1; nt <= 2; nt++) {
         double cs, dt = bench_gemm(1, 4096, 4096, QUANT_BF16, nt, reps * 10, &cs);
         printf("gemv_bf16_1x4096_to_4096_%dt: %.3f ms, %.1f GB/s of weights\n", nt, dt * 1e3,

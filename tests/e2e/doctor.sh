@@ -1,6 +1,7 @@
 #!/bin/bash
 # vlq doctor: the CPU, every backend (built in and the plugins found, broken ones with
-# their reason), the model and its residency, text and --json; exit statuses.
+# their reason), the model and its residency, the memory plan (fits: exit 0; does not:
+# exit 1 with what to change), text and --json.
 set -u
 V="$VLQ_BIN"
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -38,6 +39,26 @@ echo "$out" | grep -Eq "^  text: 2 layers, hidden 64, [0-9]+ MiB; vision: 2 bloc
     fail "shapes: $out"
 echo "$out" | grep -Eq "^  residency: mmap, text populated \([0-9]+ MiB, [A-Z_a-z ]+\), vision lazy" ||
     fail "residency: $out"
+# the memory plan: every item, the total, the slots of each budget
+echo "$out" | grep -q "^memory plan (backend cpu; [0-9]* MiB available, from MemAvailable):$" ||
+    fail "plan header: $out"
+for item in "text weights" "vision weights" "KV cache" "decoder activations" \
+    "vision workspace" "visual features" "feature cache" "margin"; do
+    echo "$out" | grep -Eq "^  $item +[0-9]+ MiB" || fail "plan item $item: $out"
+done
+echo "$out" | grep -Eq "^  total +[0-9]+ MiB: fits, [0-9]+ MiB to spare$" || fail "total: $out"
+echo "$out" | grep -Eq "^slots that fit, each budget alone: ocr \(8192 tokens\) [1-9][0-9]*, video" ||
+    fail "slots: $out"
+# a plan that does not fit: exit 1, what to change
+printf '[engine]\nmem_limit_mb = 1\n' > small.conf
+"$V" --config small.conf doctor --model tiny.vlq > small.txt; [ $? = 1 ] || fail "small: exit"
+grep -Eq "^  total +[0-9]+ MiB: DOES NOT FIT, [0-9]+ MiB over$" small.txt || fail "small: $(cat small.txt)"
+grep -q "^memory plan (backend cpu; 1 MiB available, from \[engine\] mem_limit_mb):$" small.txt ||
+    fail "small: header: $(cat small.txt)"
+grep -q "^to fit, change:$" small.txt || fail "small: advice: $(cat small.txt)"
+grep -q "^  lower \[engine\] ocr_slots (now 1; each holds" small.txt || fail "small: slots advice"
+grep -q "^  raise \[engine\] mem_limit_mb (now 1; " small.txt || fail "small: limit advice"
+
 # the configured model, --json
 printf '[model]\npath = tiny.vlq\n' > vlq.conf
 "$V" doctor --json > d.json || fail "json: exit $?"
@@ -52,8 +73,16 @@ m = d["model"]
 assert m["path"] == "tiny.vlq" and m["layers"] == 2 and m["vision_depth"] == 2, m
 assert m["residency"].startswith("mmap, text populated"), m
 assert m["vision_bytes"] > 0 and m["text_bytes"] > 0
+p = d["plan"]
+assert p["fits"] is True and p["backend"] == "cpu", p
+assert p["total_bytes"] == sum(p["items"].values()) <= p["available_bytes"], p
+assert p["items"]["weights_vision"] == m["vision_bytes"], p
+assert [c["name"] for c in p["classes"]] == ["ocr", "video", "document"], p
+assert all(c["slots_fit"] >= c["n_slots"] for c in p["classes"]), p
+assert p["advice"] == []
 PY
-# the global --json too (free memory and huge pages move between runs: compare the rest)
+# the global --json too (free memory, hence the plan's room, and huge pages move between
+# runs: compare the rest)
 "$V" --json doctor > g.json || fail "global --json: exit $?"
 python3 -c '
 import json, sys
@@ -62,6 +91,7 @@ for d in (a, b):
     for x in d["backends"]:
         x.pop("mem_free_bytes", None)
     d["model"].pop("residency")
+    assert d.pop("plan")["fits"] is True
 assert a == b
 ' d.json g.json || fail "global --json differs"
 exit 0
