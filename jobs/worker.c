@@ -17,6 +17,7 @@
 #include "err.h"
 #include "jobs.h"
 #include "log.h"
+#include "model.h"
 #include "outbox.h"
 #include "queue.h"
 #include "result.h"
@@ -249,12 +250,66 @@ static void *worker_thread(void *arg)
     return NULL;
 }
 
-/* Open the model for the kinds that need it ([model] path, [budgets], [engine]) and start
- * its driver thread. 0 and *out, or engine_open's code with err. */
-static int worker_open_engine(const Cfg *cfg, Engine **out, char *err)
+/* Size the ocr and video classes for `conc` jobs in flight: a class whose slot key the
+ * config leaves at its default gets one slot per job (with the default of 1, four jobs
+ * would queue their pages behind one another), then shrinks to what the memory plan
+ * allows: first each class to its slots_fit, then, while the whole plan still does not
+ * fit, the larger-budget sized class loses a slot (never below 1, so engine_open's own
+ * refusal with the numbers still comes when even that is too much). Explicit slot keys
+ * are kept as they are. 0, or the code of opening the model / making the plan. */
+static int worker_size_engine(const Cfg *cfg, int conc, EngineOptions *eo, char *err)
+{
+    static const char *const names[] = {"ocr", "video"};
+    static const char *const keys[] = {"engine.ocr_slots", "engine.video_slots"};
+    int sized[ENGINE_MAX_CLASSES] = {0}, any = 0;
+    for (int i = 0; i < eo->n_classes; i++)
+        for (int k = 0; k < 2; k++)
+            if (!strcmp(eo->classes[i].name, names[k]) &&
+                !strcmp(cfg_source(cfg, keys[k]), "default") && conc > eo->classes[i].n_slots) {
+                eo->classes[i].n_slots = conc;
+                sized[i] = any = 1;
+            }
+    if (!any || !eo->model_path)
+        return 0;
+    Model *m = NULL;
+    int rc = model_open_ex(eo->model_path, MODEL_OPEN_NO_VERIFY | MODEL_OPEN_NO_POPULATE, &m,
+                           err);
+    EnginePlan plan;
+    if (!rc)
+        rc = engine_plan(eo, m, &plan, err);
+    for (int i = 0; !rc && i < eo->n_classes; i++)
+        if (sized[i] && eo->classes[i].n_slots > plan.slots_fit[i])
+            eo->classes[i].n_slots = plan.slots_fit[i] > 1 ? plan.slots_fit[i] : 1;
+    while (!rc && !(rc = engine_plan(eo, m, &plan, err)) && !plan.fits) {
+        int big = -1;
+        for (int i = 0; i < eo->n_classes; i++)
+            if (sized[i] && eo->classes[i].n_slots > 1 &&
+                (big < 0 || eo->classes[i].ctx_tok > eo->classes[big].ctx_tok))
+                big = i;
+        if (big < 0)
+            break;
+        eo->classes[big].n_slots--;
+    }
+    model_close(m);
+    for (int i = 0; !rc && i < eo->n_classes; i++)
+        if (sized[i] && eo->classes[i].n_slots < conc)
+            log_warn("engine: %d %s slot(s) of %d tokens, not %d (concurrency): that is what "
+                     "the memory plan allows (%.0f MiB available); the other jobs' requests "
+                     "wait for a slot", eo->classes[i].n_slots, eo->classes[i].name,
+                     eo->classes[i].ctx_tok, conc, (double)plan.available / (1 << 20));
+    return rc;
+}
+
+/* Open the model for the kinds that need it ([model] path, [budgets], [engine]), its
+ * slots sized for `conc` jobs in flight, and start its driver thread. 0 and *out, or
+ * engine_open's code with err. */
+static int worker_open_engine(const Cfg *cfg, int conc, Engine **out, char *err)
 {
     EngineOptions eo;
     engine_options_from_cfg(cfg, &eo);
+    int rc0 = worker_size_engine(cfg, conc, &eo, err);
+    if (rc0)
+        return rc0;
     double t0 = util_mono_s();
     int rc = engine_open(&eo, out, err);
     if (rc == 0 && (rc = engine_start(*out, err)) != 0) {
@@ -262,7 +317,9 @@ static int worker_open_engine(const Cfg *cfg, Engine **out, char *err)
         *out = NULL;
     }
     if (rc == 0)
-        log_info("model %s ready in %.1f s", eo.model_path, util_mono_s() - t0);
+        log_info("model %s ready in %.1f s (slots: ocr %d, video %d, document %d)",
+                 eo.model_path, util_mono_s() - t0, eo.classes[0].n_slots,
+                 eo.classes[1].n_slots, eo.classes[2].n_slots);
     return rc;
 }
 
@@ -287,7 +344,7 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     Engine *own_engine = NULL;
     w.engine = o->engine;
     if (!w.engine && need_engine && cfg_str(cfg, "model.path")[0]) {
-        int erc = worker_open_engine(cfg, &own_engine, err);
+        int erc = worker_open_engine(cfg, n_threads, &own_engine, err);
         if (erc) {
             err_prefix(err, "model");
             pthread_mutex_destroy(&w.mu);

@@ -8,7 +8,10 @@
  * so each in-flight job has its own lease renewals, fencing and cancel checks, done by
  * the thread that runs it. Jobs that need the model share one Engine, opened once per
  * worker; its driver thread batches the requests of every job in flight (engine.h), and
- * each job thread blocks on its own requests, renewing its lease while it waits. Threads
+ * each job thread blocks on its own requests, renewing its lease while it waits. The
+ * engine is sized for the concurrency: the ocr and video classes get one slot per job in
+ * flight unless [engine] ocr_slots / video_slots are set explicitly, shrunk (with a
+ * warning) to what the memory plan allows. Threads
  * per job (not one step-driven loop) because a kind is then straight-line code (decode a
  * page, ask the engine, store the page), and one job's FFmpeg decoding and preprocessing
  * overlap the engine's steps for the others without a hand-written state machine.
