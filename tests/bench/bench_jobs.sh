@@ -3,8 +3,12 @@
 # in flight (one worker, [worker] concurrency, [engine] ocr_slots to match), and the
 # engine's batch occupancy (decode rows per step) from the worker's last line.
 # usage: bench_jobs.sh VLQ MODEL.vlq [MAX_NEW_TOKENS] [PDF_DPI]
+# (`make bench-jobs` passes the tiny random model, or VLQ_BENCH_MODEL=file.vlq: e.g. the
+# random 4B-shaped build/bench-cache/model-q4.vlq that `make bench-engine` makes.)
 set -eu
 V=$1 MODEL=$2 MAX_NEW=${3:-32} DPI=${4:-72}
+[ -r "$MODEL" ] || { echo "bench_jobs: no model file $MODEL" >&2; exit 1; }
+echo "model: $MODEL ($(du -h "$MODEL" | cut -f1))"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 D=$(mktemp -d)
 trap 'rm -rf "$D"' EXIT
