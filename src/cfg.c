@@ -50,7 +50,7 @@ static const CfgKey cfg_keys[] = {
     {"engine.document_slots", CFG_INT, "0", 0, 4096,
      "requests of the document budget running at once"},
     {"engine.max_batch_tok", CFG_INT, "512", 1, 65536, "tokens per decoder step, all requests"},
-    {"engine.kv_type", CFG_STR, "f32", CFG_ANY, "KV cache type: f16 or f32"},
+    {"engine.kv_type", CFG_STR, "f16", CFG_ANY, "KV cache type: f16 or f32"},
     {"engine.mem_limit_mb", CFG_INT, "0", 0, 1e9, "memory the plan may use, 0 = MemAvailable"},
     {"engine.vcache_mb", CFG_INT, "256", 0, 1e7, "visual feature cache in memory, 0 = off"},
     {"engine.vcache_dir", CFG_STR, "", CFG_ANY, "visual feature cache on disk; empty = none"},

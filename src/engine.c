@@ -13,7 +13,6 @@
 #include "log.h"
 #include "util.h"
 
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,19 +86,15 @@ void engine_options_from_cfg(const Cfg *cfg, EngineOptions *o)
 
 /* ---- the memory plan ---- */
 
-/* MemAvailable from /proc/meminfo in bytes, or -1. */
+/* The host memory free for the plan: MemAvailable, within the cgroup's limit (the host
+ * backends' meminfo), or -1. */
 static int64_t engine_mem_available(void)
 {
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f)
+    Backend *host = backend_get("cpu");
+    int64_t free_bytes = 0, total_bytes = 0;
+    if (host->meminfo(host, &free_bytes, &total_bytes, NULL))
         return -1;
-    char line[256];
-    long long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
+    return free_bytes;
 }
 
 /* Floats of one merged visual row with its DeepStack rows. */
@@ -151,8 +146,8 @@ int engine_plan(const EngineOptions *in, const Model *m, EnginePlan *p, char *er
     p->total = sum + p->margin;
     p->available = o.mem_limit ? o.mem_limit : engine_mem_available();
     if (p->available < 0)
-        return err_set(err, VLQ_EIO, "memory plan: cannot read MemAvailable from /proc/meminfo "
-                       "(set [engine] mem_limit_mb)");
+        return err_set(err, VLQ_EIO, "memory plan: cannot read the free memory from "
+                       "/proc/meminfo (set [engine] mem_limit_mb)");
     /* slots of one class alone: the largest n with plan(n slots) <= available, the
      * margin included (it grows with the sum) */
     int64_t act0 = engine_act_bytes(&o, c, 0), act1 = engine_act_bytes(&o, c, 1);
@@ -180,6 +175,24 @@ static double engine_mib(int64_t b)
 }
 
 /* ---- open and close ---- */
+
+/* The feature cache, keyed by the model file's identity (path, size, modification time:
+ * a converted file is rewritten, never edited in place). */
+static int engine_open_vcache(Engine *e, char *err)
+{
+    struct stat st;
+    char *id;
+    if (stat(e->model_path, &st) == 0)
+        id = xasprintf("%s:%lld:%lld.%09ld", e->model_path, (long long)st.st_size,
+                       (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+    else
+        id = xstrdup(e->model_path);
+    int rc = vcache_open(id, e->opt.vcache_bytes, e->vcache_dir, &e->vcache, err);
+    free(id);
+    if (rc)
+        err_prefix(err, "feature cache");
+    return rc;
+}
 
 /* The step scratch: the batch's sequences, positions, visual rows and logits. */
 static int engine_alloc_scratch(Engine *e, char *err)
@@ -217,14 +230,19 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
     e->opt.model_path = e->model_path;
     e->opt.backend = e->backend_name;
     e->opt.vcache_dir = e->vcache_dir;
-    e->b = backend_get(e->backend_name);
-    if (!e->b) {
-        rc = err_set(err, VLQ_EINPUT, "unknown backend '%s' (%s)", e->backend_name,
-                     backend_names());
+    BackendOpenOptions bo = {.threads = e->opt.threads};
+    rc = backend_open(e->backend_name, &bo, &e->b, err);
+    if (rc)
         goto fail;
+    if (!e->opt.mem_limit) {
+        /* what the backend allocates from (a host backend: MemAvailable within the
+         * cgroup's limit) */
+        int64_t free_bytes = 0, total_bytes = 0;
+        rc = e->b->meminfo ? e->b->meminfo(e->b, &free_bytes, &total_bytes, err) : 0;
+        if (rc)
+            goto fail;
+        e->opt.mem_limit = free_bytes > 0 ? free_bytes : 0;
     }
-    if (e->opt.threads > 0)
-        omp_set_num_threads(e->opt.threads);
     rc = model_open_ex(e->model_path, e->opt.verify_model ? 0 : MODEL_OPEN_NO_VERIFY, &e->m, err);
     if (!rc)
         rc = model_load_tok(e->m, &e->tok, err);
@@ -271,6 +289,8 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
         rc = decoder_new(e->m, e->b, &dopt, &e->kv, &e->dec, err);
     if (!rc)
         rc = engine_alloc_scratch(e, err);
+    if (!rc && (e->opt.vcache_bytes > 0 || e->vcache_dir))
+        rc = engine_open_vcache(e, err);
     if (rc)
         goto fail;
     log_info("engine: %d slots, KV %.0f MiB (%s), plan %.0f of %.0f MiB", e->n_slots,
@@ -310,6 +330,7 @@ void engine_close(Engine *e)
     decoder_free(e->dec);
     vision_free(e->vision);
     decoder_kv_clear(&e->kv);
+    vcache_close(e->vcache);
     free(e->vision_deep);
     free(e->slots);
     free(e->seqs);
@@ -322,6 +343,7 @@ void engine_close(Engine *e)
     free(e->logits);
     tok_free(e->tok);
     model_close(e->m);
+    backend_close(e->b);
     free(e->model_path);
     free(e->backend_name);
     free(e->vcache_dir);

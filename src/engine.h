@@ -79,7 +79,8 @@ typedef struct {
     int max_batch_tok;       /* tokens per step over all requests; 0: 512 */
     int max_patches;         /* vision workspace in patches; 0: 16384. A video is encoded a
                               * few frame groups at a time, so one group (h*w) must fit */
-    int64_t mem_limit;       /* bytes the plan may use; 0: MemAvailable from /proc/meminfo */
+    int64_t mem_limit;       /* bytes the plan may use; 0: what the backend has free (host:
+                              * MemAvailable within the cgroup's limit) */
     int64_t vcache_bytes;    /* feature cache in memory; 0: off */
     const char *vcache_dir;  /* on-disk feature cache directory; NULL: none */
     int verify_model;        /* 1: check every tensor's CRC at open (slower) */
@@ -87,7 +88,7 @@ typedef struct {
 
 /* The memory plan, in bytes (vlq doctor prints it item by item). */
 typedef struct {
-    int64_t available;       /* what the plan may use (mem_limit or MemAvailable) */
+    int64_t available;       /* what the plan may use (mem_limit, or free memory) */
     int64_t weights_text;    /* decoder + embeddings (the tied lm_head included) */
     int64_t weights_vision;  /* the vision tower, resident only once an image arrives */
     int64_t kv;              /* every configured slot */

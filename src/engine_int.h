@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "decoder.h"
 #include "engine.h"
+#include "vcache.h"
 #include "vision.h"
 
 #include <pthread.h>
@@ -79,6 +80,7 @@ struct Engine {
     DecoderKV kv;
     Decoder *dec;
     Vision *vision;            /* made on the first visual request */
+    VCache *vcache;            /* the visual feature cache, NULL when off */
     float *vision_deep;        /* [n_deep][max_patches/4, h] one chunk's DeepStack rows */
     EngineSlot *slots;
     int n_slots;

@@ -138,13 +138,37 @@ static int engine_vision(Engine *e, EngineReq *q, char *err)
         if (!q->feat[k])
             return err_set(err, VLQ_ENOMEM, "visual item %d: out of memory for its features",
                            k + 1);
+        /* through the feature cache: the same pixels and grid on this model are the
+         * same features */
+        int64_t n_floats = nm * (int64_t)c->hidden_size * (1 + c->n_deepstack);
+        int32_t grid[3] = {v->grid_t, v->grid_h, v->grid_w};
+        VCacheKey key;
+        int hit = 0;
+        if (e->vcache) {
+            key = vcache_key(e->vcache, v->pixels, (int64_t)v->grid_t * v->grid_h * v->grid_w *
+                             PREP_ROW, grid);
+            hit = vcache_get(e->vcache, &key, q->feat[k], n_floats);
+        }
         double t1 = util_mono_s();
-        rc = engine_encode_item(e, v, q->feat[k], err);
+        if (!hit)
+            rc = engine_encode_item(e, v, q->feat[k], err);
+        if (!hit && !rc && e->vcache)
+            vcache_put(e->vcache, &key, q->feat[k], n_floats);
+        VCacheStats cs = {0};
+        if (e->vcache)
+            vcache_stats(e->vcache, &cs);
         pthread_mutex_lock(&e->mu);
-        e->stats.vision_calls++;
+        e->stats.vision_calls += !hit;
+        e->stats.vcache_hits += hit;
+        e->stats.vcache_misses += e->vcache && !hit;
+        e->stats.vcache_bytes = cs.bytes;
         pthread_mutex_unlock(&e->mu);
-        log_info("vision: item %d: %dx%dx%d patches in %.2f s", k + 1, v->grid_t, v->grid_h,
-                 v->grid_w, util_mono_s() - t1);
+        if (hit)
+            log_info("vision: item %d: %dx%dx%d patches from the feature cache", k + 1,
+                     v->grid_t, v->grid_h, v->grid_w);
+        else
+            log_info("vision: item %d: %dx%dx%d patches in %.2f s", k + 1, v->grid_t,
+                     v->grid_h, v->grid_w, util_mono_s() - t1);
         if (rc)
             err_prefix(err, "visual item %d", k + 1);
     }
@@ -367,6 +391,8 @@ int engine_step(Engine *e, char *err)
     int rc = 0;
     if (n > 0) {
         rc = decoder_forward(e->dec, e->seqs, n, e->logits, 0, err);
+        if (!rc && e->b->sync) /* a device reports its asynchronous failures here */
+            rc = e->b->sync(e->b, err);
         if (rc) {
             for (int s = 0; s < e->n_slots; s++)
                 if (e->slots[s].req)

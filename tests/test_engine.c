@@ -7,8 +7,9 @@
  * that does not chunk. refusals: over budget, no class, no room, too many patches, with
  * the numbers. cancel: mid-decode, the slot goes to the next request. mem_limit: the plan
  * refuses slots that do not fit; one slot serves several requests in turn. image: the
- * vision encoder runs once per item, a video encoded in chunks of frame groups gives the
- * same tokens. threads: engine_req_wait from several threads over engine_start. */
+ * vision encoder runs once per item, the same image again comes from the feature cache
+ * (in memory, then on disk for another engine), a video encoded in chunks of frame
+ * groups gives the same tokens. threads: engine_req_wait from several threads over engine_start. */
 #include "engine.h"
 #include "err.h"
 #include "model.h"
@@ -61,7 +62,7 @@ static const char *tiny_model(void)
 
 static EngineOptions tiny_opts(const char *path, int ocr_slots, int max_batch_tok)
 {
-    EngineOptions o = {.model_path = path, .backend = "cpu", .kv_f32 = 1,
+    EngineOptions o = {.model_path = path, .backend = "cpu",
                        .max_batch_tok = max_batch_tok, .mem_limit = 8LL << 30};
     o.classes[0] = (EngineClass){.name = "ocr", .ctx_tok = 256, .n_slots = ocr_slots};
     o.classes[1] = (EngineClass){.name = "video", .ctx_tok = 512, .n_slots = 1};
@@ -428,19 +429,23 @@ static void test_image(void)
     check_same_tokens("video encoded one group at a time", &v_chunked.sink, &v_whole.sink);
     CHECK_EQ(v_whole.sink.res.visual_tok, 12);
     CHECK(v_whole.sink.res.vision_s > 0);
-    /* an image end to end; the vision encoder is made on demand and counted */
+    /* an image end to end; the vision encoder is made on demand and counted; the same
+     * image again comes from the feature cache */
     o.max_patches = 0;
+    o.vcache_bytes = 16 << 20;
+    o.vcache_dir = test_path("vcache");
     Engine *e = NULL;
     CHECK_EQ(engine_open(&o, &e, err), 0);
     if (!e) {
         test_fail(__FILE__, __LINE__, "%s", err);
         return;
     }
-    Req a, b, t;
+    Req a, b, t, c;
     req_init(&t, "Hi", NULL, 0, 3);
     req_init(&a, "What is in the picture?", &img, 0, 6);
     req_init(&b, "What is in the picture?", &img, 0, 6);
-    EngineReq *ht, *ha, *hb;
+    req_init(&c, "What is in the picture?", &img, 0, 6);
+    EngineReq *ht, *ha, *hb, *hc;
     CHECK_EQ(engine_submit(e, &t.r, &ht, err), 0);
     run_until_idle(e, 50);
     EngineStats st;
@@ -454,11 +459,27 @@ static void test_image(void)
     CHECK_EQ(a.sink.res.visual_tok, 6);
     CHECK_EQ(a.sink.res.reason, ENGINE_END_LENGTH);
     check_same_tokens("the same image again", &b.sink, &a.sink);
-    CHECK_EQ(st.vision_calls, 2);
+    CHECK_EQ(st.vision_calls, 1);
+    CHECK_EQ(st.vcache_hits, 1);
+    CHECK_EQ(st.vcache_misses, 1);
+    CHECK(st.vcache_bytes > 0);
+    engine_close(e);
+    /* another engine on the same model finds it on disk */
+    CHECK_EQ(engine_open(&o, &e, err), 0);
+    if (e) {
+        CHECK_EQ(engine_submit(e, &c.r, &hc, err), 0);
+        run_until_idle(e, 50);
+        engine_stats(e, &st);
+        CHECK_EQ(st.vision_calls, 0);
+        CHECK_EQ(st.vcache_hits, 1);
+        check_same_tokens("the image from the disk cache", &c.sink, &a.sink);
+        engine_req_free(hc);
+        engine_close(e);
+    }
+    req_clear(&c);
     engine_req_free(ht);
     engine_req_free(ha);
     engine_req_free(hb);
-    engine_close(e);
     req_clear(&a);
     req_clear(&b);
     req_clear(&t);
@@ -466,6 +487,48 @@ static void test_image(void)
     req_clear(&v_chunked);
     prep_visual_clear(&img);
     prep_visual_clear(&vid);
+}
+
+/* The f16 KV cache (the default) and the f32 one give the same greedy tokens, batched
+ * with chunked prefills and an image; the plan counts half the bytes per token. */
+static void test_kv_f16_f32(void)
+{
+    const char *path = tiny_model();
+    PrepVisual img;
+    tiny_visual(&img, 1, 8, 8, 13);
+    enum { N = 3 };
+    static const char *texts[N] = {"Describe the weather.", NULL, "What is this?"};
+    Req q[2][N];
+    EnginePlan plan[2];
+    for (int f32 = 0; f32 < 2; f32++) {
+        EngineOptions o = tiny_opts(path, 3, 16);
+        o.kv_f32 = f32;
+        char err[VLQ_ERRLEN] = "";
+        Engine *e = NULL;
+        CHECK_EQ(engine_open(&o, &e, err), 0);
+        if (!e) {
+            test_fail(__FILE__, __LINE__, "%s", err);
+            return;
+        }
+        plan[f32] = *engine_get_plan(e);
+        EngineReq *h[N];
+        for (int i = 0; i < N; i++) {
+            req_init(&q[f32][i], texts[i] ? texts[i] : long_text, i == 2 ? &img : NULL, 0, 12);
+            CHECK_EQ(engine_submit(e, &q[f32][i].r, &h[i], err), 0);
+        }
+        run_until_idle(e, 300);
+        for (int i = 0; i < N; i++)
+            engine_req_free(h[i]);
+        engine_close(e);
+    }
+    CHECK_EQ(plan[1].kv_per_token, 2 * plan[0].kv_per_token);
+    for (int i = 0; i < N; i++) {
+        check_same_tokens("f16 KV against f32 KV", &q[0][i].sink, &q[1][i].sink);
+        CHECK_EQ(q[0][i].sink.n_tok, 12);
+        req_clear(&q[0][i]);
+        req_clear(&q[1][i]);
+    }
+    prep_visual_clear(&img);
 }
 
 typedef struct {
@@ -544,4 +607,4 @@ static void test_threads(void)
 TEST_GROUP(engine, {"batch_equals_alone", test_batch_equals_alone, 300},
            {"refusals", test_refusals, 0}, {"cancel", test_cancel, 0},
            {"mem_limit", test_mem_limit, 0}, {"image", test_image, 0},
-           {"threads", test_threads, 0})
+           {"threads", test_threads, 0}, {"kv_f16_f32", test_kv_f16_f32, 0})

@@ -9,7 +9,8 @@
  * positions (exact), the vision tower (patch embedding, position embedding, every
  * block, merger, DeepStack mergers), the decoder input, every layer after its DeepStack
  * add, the final norm, the logits of the last 4 prompt positions and the argmax of all,
- * 20 greedy tokens over the KV cache (identical), and the logits of the first 4 steps.
+ * 20 greedy tokens over the KV cache (identical), and the logits of the first 4 steps;
+ * with the f32 KV cache, and with the f16 one the engine uses by default.
  * Errors are max |got - ref| relative to the reference's range (max - min) at each
  * stage; each is printed, so a failure names the stage.
  *
@@ -115,6 +116,7 @@ typedef struct {
     int exact_argmax;  /* argmax_all must be identical */
     float min_greedy;  /* 0: every greedy token must match; else the share of steps (each
                         * fed the reference's previous token) whose argmax must match */
+    QuantType kv;      /* the KV cache's type (QUANT_F32 by default) */
 } GoldenTol;
 
 typedef struct {
@@ -300,7 +302,7 @@ static void golden_decode(Golden *g, const Model *m, Backend *b, DecoderSeq *seq
     DecoderOptions opt = {.max_tok = L, .max_seq = 2, .all_logits = 1};
     DecoderKV kv;
     Decoder *d = NULL;
-    CHECK_EQ(decoder_kv_init(&kv, c, b, QUANT_F32, 2 * (int64_t)cap, err), 0);
+    CHECK_EQ(decoder_kv_init(&kv, c, b, g->tol->kv, 2 * (int64_t)cap, err), 0);
     CHECK_EQ(decoder_new(m, b, &opt, &kv, &d, err), 0);
     if (!d || !want || !argmax_all || !n_last || n_last > (size_t)L) {
         test_fail(__FILE__, __LINE__, "decoder or reference arrays missing: %s", err);
@@ -473,6 +475,11 @@ static const GoldenTol golden_q4_ref = {.kind = "q4", .rel = 5e-3f, .exact_argma
  * backend keeps the exact check above. */
 static const GoldenTol golden_q4 = {.kind = "q4", .rel = 5e-2f, .exact_argmax = 0,
                                     .min_greedy = 0.85f};
+/* f32 weights over an f16 KV cache (the engine's default): keys and values rounded to
+ * f16 (relative error 2^-11 each) move the logits by 2.4e-4 to 6.1e-4 of their range on
+ * the five prompts (cpu and ref alike); allowed 1e-3, every greedy token identical. */
+static const GoldenTol golden_f16_kv = {.kind = "f32", .rel = 1e-3f, .exact_argmax = 1,
+                                        .kv = QUANT_F16};
 
 static void test_golden_f32_cpu(void)
 {
@@ -497,6 +504,16 @@ static void test_golden_q4(void)
 static void test_golden_q4_ref(void)
 {
     golden_run("tiny", "q4", "ref", &golden_q4_ref);
+}
+
+static void test_golden_f16_kv_cpu(void)
+{
+    golden_run("tiny", "none", "cpu", &golden_f16_kv);
+}
+
+static void test_golden_f16_kv_ref(void)
+{
+    golden_run("tiny", "none", "ref", &golden_f16_kv);
 }
 
 /* ---- batching: several sequences in one decoder call ---- */
@@ -611,5 +628,7 @@ TEST_GROUP(forward, {"positions_image_video", test_positions_image_video},
            {"golden_f32_cpu", test_golden_f32_cpu}, {"golden_f32_ref", test_golden_f32_ref},
            {"golden_bf16", test_golden_bf16}, {"golden_q4", test_golden_q4},
            {"golden_q4_ref", test_golden_q4_ref},
+           {"golden_f16_kv_cpu", test_golden_f16_kv_cpu},
+           {"golden_f16_kv_ref", test_golden_f16_kv_ref},
            {"golden_batch", test_golden_batch})
 
