@@ -110,7 +110,7 @@ size_t cpu_attn_scratch_bytes(int hd)
 {
     size_t kb = CPU_ATTN_KB(hd), qb = 64, hdp = ((size_t)hd + 63) / 64 * 64;
     size_t tiled = 2 * (size_t)hd * qb + kb * qb + 2 * kb * (size_t)hd;
-    size_t dot = CPU_ATTN_QMAX * ((size_t)hd + hdp + kb) + kb * ((size_t)hd + hdp);
+    size_t dot = CPU_ATTN_QMAX * ((size_t)hd + hdp + kb) + kb * hdp;
     return (tiled > dot ? tiled : dot) * 4;
 }
 

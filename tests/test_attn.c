@@ -337,7 +337,7 @@ static void test_set_rows(void)
 /* ---- attention at each level against ops_ref ---- */
 
 #define ATTN_NSEQ 6
-#define ATTN_NCASE 16
+#define ATTN_NCASE 18
 
 typedef struct {
     int n_heads, n_kv_heads, hd;
@@ -409,12 +409,12 @@ static void test_attention(void)
     }
     a->n_tok = row;
     int shapes[][3] = {{4, 4, 64}, {8, 4, 64}, {16, 4, 64}, {2, 2, 128}, {4, 2, 128}, {8, 2, 128},
-                       {16, 2, 128}, {32, 8, 16}};
-    for (int s = 0; s < 8; s++)
+                       {16, 2, 128}, {6, 2, 72}, {32, 8, 16}};
+    for (int s = 0; s < 9; s++)
         for (int f16 = 0; f16 < 2; f16++) {
             AttnCase *c = &a->c[a->n_case++];
             c->n_heads = shapes[s][0], c->n_kv_heads = shapes[s][1], c->hd = shapes[s][2];
-            c->type = f16 ? (s == 7 ? QUANT_BF16 : QUANT_F16) : QUANT_F32;
+            c->type = f16 ? (s == 8 ? QUANT_BF16 : QUANT_F16) : QUANT_F32;
             int64_t kvd = (int64_t)c->n_kv_heads * c->hd, rows = 400 * ATTN_NSEQ;
             c->q = attn_act(row, (int64_t)c->n_heads * c->hd, 1.0f);
             /* the cache is written through set_rows as the decoder does */
