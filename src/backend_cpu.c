@@ -14,10 +14,15 @@
 #include "backend.h"
 #include "backend_int.h"
 #include "cpu_attn.h"
+#include "cpu_dense.h"
 #include "cpu_elem.h"
+#include "cpu_qmm.h"
+#include "cpucaps.h"
 
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
@@ -148,102 +153,15 @@ static inline __attribute__((always_inline)) float cpu_dot(const float *a, const
     return s;
 }
 
-/* r[2][4] = a_i . x_k for 2 weight rows and 4 token rows: 8 independent sums, 6 loads
- * per 8 multiply-adds. */
-static inline __attribute__((always_inline)) void cpu_dot2x4(const float *a0, const float *a1,
-                                                             const float *const x[4], int64_t n,
-                                                             float r[2][4])
-{
-    /* named accumulators: an array of vectors would live in memory, not registers */
-    CpuV8 s00 = {0}, s01 = {0}, s02 = {0}, s03 = {0}, s10 = {0}, s11 = {0}, s12 = {0}, s13 = {0};
-    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        CpuV8 w0 = *(const CpuV8 *)(a0 + i), w1 = *(const CpuV8 *)(a1 + i), xv;
-        xv = *(const CpuV8 *)(x0 + i);
-        s00 += w0 * xv;
-        s10 += w1 * xv;
-        xv = *(const CpuV8 *)(x1 + i);
-        s01 += w0 * xv;
-        s11 += w1 * xv;
-        xv = *(const CpuV8 *)(x2 + i);
-        s02 += w0 * xv;
-        s12 += w1 * xv;
-        xv = *(const CpuV8 *)(x3 + i);
-        s03 += w0 * xv;
-        s13 += w1 * xv;
-    }
-    CpuV8 s[2][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}};
-    for (int j = 0; j < 2; j++)
-        for (int k = 0; k < 4; k++) {
-            float t = 0.0f;
-            for (int l = 0; l < 8; l++)
-                t += s[j][k][l];
-            for (int64_t e = i; e < n; e++)
-                t += (j ? a1 : a0)[e] * x[k][e];
-            r[j][k] = t;
-        }
-}
-
-/* y rows t0..t1, output features o0..o1 of y = x W^T (+ bias): weight rows in pairs,
- * tokens in fours, over chunks of columns dequantised once per tile. */
-CPU_CLONES static void cpu_matmul_tile(Tensor *y, const Tensor *x, const Tensor *w,
-                                       const Tensor *bias, int64_t o0, int64_t o1, int64_t t0,
-                                       int64_t t1)
-{
-    float buf[2][CPU_CHUNK] __attribute__((aligned(64)));
-    int64_t chunk = CPU_CHUNK;
-    if (w->group)
-        chunk = CPU_CHUNK / w->group * w->group;
-    for (int64_t t = t0; t < t1; t++)
-        for (int64_t o = o0; o < o1; o++)
-            cpu_row_mut(y, t)[o] = 0.0f;
-    for (int64_t o = o0; o < o1; o += 2) {
-        int pair = o + 1 < o1;
-        for (int64_t c = 0; c < w->cols; c += chunk) {
-            int64_t n = w->cols - c < chunk ? w->cols - c : chunk;
-            cpu_deq(w, o, c, n, buf[0]);
-            if (pair)
-                cpu_deq(w, o + 1, c, n, buf[1]);
-            int64_t t = t0;
-            for (; pair && t + 4 <= t1; t += 4) {
-                const float *xs[4] = {cpu_row(x, t) + c, cpu_row(x, t + 1) + c,
-                                      cpu_row(x, t + 2) + c, cpu_row(x, t + 3) + c};
-                float r[2][4];
-                cpu_dot2x4(buf[0], buf[1], xs, n, r);
-                for (int k = 0; k < 4; k++) {
-                    cpu_row_mut(y, t + k)[o] += r[0][k];
-                    cpu_row_mut(y, t + k)[o + 1] += r[1][k];
-                }
-            }
-            for (; t < t1; t++) {
-                cpu_row_mut(y, t)[o] += cpu_dot(buf[0], cpu_row(x, t) + c, n);
-                if (pair)
-                    cpu_row_mut(y, t)[o + 1] += cpu_dot(buf[1], cpu_row(x, t) + c, n);
-            }
-        }
-    }
-    for (int64_t o = o0; bias && o < o1; o++) {
-        float b0 = bk_elem(bias, 0, o);
-        for (int64_t t = t0; t < t1; t++)
-            cpu_row_mut(y, t)[o] += b0;
-    }
-}
-
 static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
-    assert(w->group <= CPU_CHUNK);
-    int64_t n = x->rows, out = w->rows;
-    const int64_t ob = 16;
-    int64_t n_ob = (out + ob - 1) / ob, n_tb = (n + CPU_TOK_BLOCK - 1) / CPU_TOK_BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) collapse(2) if (n * x->cols * out > CPU_PAR_MIN)
-    for (int64_t i = 0; i < n_ob; i++)
-        for (int64_t j = 0; j < n_tb; j++) {
-            int64_t o1 = (i + 1) * ob < out ? (i + 1) * ob : out;
-            int64_t t1 = (j + 1) * CPU_TOK_BLOCK < n ? (j + 1) * CPU_TOK_BLOCK : n;
-            cpu_matmul_tile(y, x, w, bias, i * ob, o1, j * CPU_TOK_BLOCK, t1);
-        }
+    if (w->type == QUANT_Q4 || w->type == QUANT_Q8) { /* int8 activations: cpu_qmm.c */
+        cpu_qmm_matmul(y, x, w, bias);
+        return;
+    }
+    /* F32, F16, BF16: packed GEMM / GEMV (cpu_dense.c) */
+    cpu_dense_matmul(y, x, w, bias);
 }
 
 /* ---- rows ---- */
@@ -310,8 +228,31 @@ static void cpu_argmax(Backend *b, const Tensor *x, int32_t *out)
     ops_ref_backend.argmax(b, x, out); /* one pass over the logits: memory bound already */
 }
 
+/* One line for vlq doctor and -v: threads, CPU features and the kernel chosen for each
+ * hot op. The matmul's variant is the target_clones pick (the condition mirrors
+ * CPU_CLONES above). Kernels that choose at run time add their names to this line:
+ * cpu_qmm_kernel_name() (INT4 matmul) and cpu_dense_kernel_name() (F16/BF16 matmul)
+ * belong here when they exist. */
+static void cpu_describe(Backend *b, char *buf, size_t len)
+{
+    int caps = cpucaps_get();
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+    const char *mm = caps & CPUCAPS_AVX2 ? "x86-64-v3 clone (avx2 fma)" : "baseline clone";
+#else
+    const char *mm = "baseline (one path in this build)";
+#endif
+    snprintf(buf, len, "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: matmul %s",
+             b->name, omp_get_max_threads(), cpucaps_describe(caps), mm);
+}
+
 Backend backend_cpu = {
+    .abi_version = BACKEND_ABI_VERSION,
     .name = "cpu",
+    .open = bk_host_open,
+    .sync = bk_host_sync,
+    .meminfo = bk_host_meminfo,
+    .describe = cpu_describe,
     .alloc = bk_host_alloc,
     .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,

@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 
 static const float *ref_row(const Tensor *t, int64_t r)
 {
@@ -315,8 +316,17 @@ static void ref_argmax(Backend *b, const Tensor *x, int32_t *out)
     }
 }
 
+static void ref_describe(Backend *b, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s: the scalar oracle (plain C, one thread, no SIMD): slow", b->name);
+}
+
 Backend ops_ref_backend = {
+    .abi_version = BACKEND_ABI_VERSION,
     .name = "ref",
+    .sync = bk_host_sync,
+    .meminfo = bk_host_meminfo,
+    .describe = ref_describe,
     .alloc = bk_host_alloc,
     .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,
