@@ -235,9 +235,10 @@ static CpuAttnTask cpu_attn_task(const CpuAttnRun *r, int64_t item, int qb)
     };
 }
 
-/* Flash-decoding: fewer blocks than about 4 per thread, all of them decode blocks: their
- * keys are cut into chunks of at least CPU_ATTN_CHUNK_MIN (about 4 chunks per thread in
- * all), and the threads take chunks as they come. Each thread keeps a state per block in
+/* Flash-decoding: at most 4 blocks per thread (1 sequence x 8 KV heads on 2 threads),
+ * all of them decode blocks: their keys are cut into chunks of at least
+ * CPU_ATTN_CHUNK_MIN (about 8 chunks per thread in all, so a thread slowed by others on
+ * a shared machine holds up little), and the threads take chunks as they come. Each thread keeps a state per block in
  * its own scratch (the part the decode kernel does not use) and folds every chunk it
  * takes into it; after a barrier each block's output is merged from every thread's
  * state. Keys are not split below this many per chunk (the merge and the queries'
@@ -313,10 +314,10 @@ static void cpu_attn_run(const CpuAttnRun *r)
     int n_threads = omp_get_max_threads();
     if (n_threads > CPU_ATTN_MAX_THREADS)
         n_threads = CPU_ATTN_MAX_THREADS;
-    int64_t chunk = (keys + 4 * n_threads - 1) / (4 * n_threads);
+    int64_t chunk = (keys + 8 * n_threads - 1) / (8 * n_threads);
     chunk = chunk < CPU_ATTN_CHUNK_MIN ? CPU_ATTN_CHUNK_MIN : (chunk + 15) / 16 * 16;
     size_t room = CPU_ATTN_SCRATCH_FLOATS - CPU_ATTN_DEC_FLOATS(r->hd);
-    if (work > CPU_ATTN_PAR_MIN && n_threads > 1 && all_dec && items < 4 * n_threads &&
+    if (work > CPU_ATTN_PAR_MIN && n_threads > 1 && all_dec && items <= 4 * n_threads &&
         (size_t)items * CPU_ATTN_STATE_FLOATS(r->hd) <= room && keys > 2 * chunk) {
         cpu_attn_run_split(r, lanes, qb, items, chunk, n_threads);
         return;

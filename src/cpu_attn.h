@@ -68,8 +68,11 @@ void cpu_attn_attention_seg(Backend *b, Tensor *o, const Tensor *q, const Tensor
                             const Tensor *v, const int32_t *cu_seqlens, int n_seg, int n_heads,
                             float scale);
 
-/* Bytes of scratch each thread running the attention ops uses for head_dim hd (<= 256):
- * on its stack (OpenMP workers and the caller), nothing from the heap. Cannot fail. */
+/* Bytes of scratch each thread running the attention ops needs for head_dim hd (<= 256)
+ * to run a whole block: on its stack (OpenMP workers and the caller), nothing from the
+ * heap. The stack buffer is CPU_ATTN_SCRATCH_FLOATS floats whatever hd; a call whose
+ * decode keys are split over threads keeps one decode state per block in what the
+ * decode kernel leaves of it (and does not split when they would not fit). Cannot fail. */
 size_t cpu_attn_scratch_bytes(int hd);
 
 #endif
