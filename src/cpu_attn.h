@@ -1,8 +1,9 @@
 /* cpu_attn: the cpu backend's attention (private to backend_cpu.c, cpu_attn.c,
  * cpu_elem.c and the tests): tiles of queries x tiles of keys with an online softmax,
  * AVX-512 / AVX2 / plain vector code chosen at run time (cpucaps_get), OpenMP over
- * (sequence, KV head, query block). Nothing allocates: each thread's scratch is a fixed
- * buffer on its stack, cpu_attn_scratch_bytes of it (the memory plan counts it). */
+ * (sequence, KV head, query block), and for decode with few such blocks also over ranges
+ * of keys (flash-decoding). Nothing allocates: each thread's scratch is a fixed buffer on
+ * its stack, cpu_attn_scratch_bytes of it (the memory plan counts it). */
 #ifndef VLQ_CPU_ATTN_H
 #define VLQ_CPU_ATTN_H
 
@@ -12,10 +13,16 @@
 #include <stdint.h>
 
 #define CPU_ATTN_MAX_HD 256 /* the largest head_dim the scratch is sized for */
-#define CPU_ATTN_QMAX 8     /* rows at most in the dot-product (decode) kernel */
+#define CPU_ATTN_QMAX 8     /* rows at most in the streaming (decode) kernel */
 /* keys per tile: a K and a V tile of f32 are 32 KiB each at most (L1/L2-sized) */
 #define CPU_ATTN_KB(hd) ((hd) <= 64 ? 128 : (hd) <= 128 ? 64 : 16)
 #define CPU_ATTN_SCRATCH_FLOATS 41984 /* >= cpu_attn_scratch_bytes(hd)/4, hd <= 256 */
+/* head_dim rounded up to 16 floats: the row stride of the decode kernel's arrays */
+#define CPU_ATTN_HDP(hd) (((hd) + 15) / 16 * 16)
+/* the decode kernel's running state of one block: max, sum and output per row */
+#define CPU_ATTN_STATE_FLOATS(hd) (CPU_ATTN_QMAX * (2 + CPU_ATTN_HDP(hd)))
+/* the decode kernel's scratch: scaled queries, 16 keys' partial sums and weights per row */
+#define CPU_ATTN_DEC_FLOATS(hd) (CPU_ATTN_QMAX * (CPU_ATTN_HDP(hd) + 16 * 16 + 16))
 
 /* One work item: a block of (token, query head) pairs of one sequence that share one KV
  * head, token-major: pair p is token p / rep, head g*rep + p % rep. */
@@ -61,8 +68,11 @@ void cpu_attn_attention_seg(Backend *b, Tensor *o, const Tensor *q, const Tensor
                             const Tensor *v, const int32_t *cu_seqlens, int n_seg, int n_heads,
                             float scale);
 
-/* Bytes of scratch each thread running the attention ops uses for head_dim hd (<= 256):
- * on its stack (OpenMP workers and the caller), nothing from the heap. Cannot fail. */
+/* Bytes of scratch each thread running the attention ops needs for head_dim hd (<= 256)
+ * to run a whole block: on its stack (OpenMP workers and the caller), nothing from the
+ * heap. The stack buffer is CPU_ATTN_SCRATCH_FLOATS floats whatever hd; a call whose
+ * decode keys are split over threads keeps one decode state per block in what the
+ * decode kernel leaves of it (and does not split when they would not fit). Cannot fail. */
 size_t cpu_attn_scratch_bytes(int hd);
 
 #endif

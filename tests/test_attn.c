@@ -21,6 +21,7 @@
 #include "test.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,7 +338,7 @@ static void test_set_rows(void)
 /* ---- attention at each level against ops_ref ---- */
 
 #define ATTN_NSEQ 6
-#define ATTN_NCASE 16
+#define ATTN_NCASE 18
 
 typedef struct {
     int n_heads, n_kv_heads, hd;
@@ -409,12 +410,12 @@ static void test_attention(void)
     }
     a->n_tok = row;
     int shapes[][3] = {{4, 4, 64}, {8, 4, 64}, {16, 4, 64}, {2, 2, 128}, {4, 2, 128}, {8, 2, 128},
-                       {16, 2, 128}, {32, 8, 16}};
-    for (int s = 0; s < 8; s++)
+                       {16, 2, 128}, {6, 2, 72}, {32, 8, 16}};
+    for (int s = 0; s < 9; s++)
         for (int f16 = 0; f16 < 2; f16++) {
             AttnCase *c = &a->c[a->n_case++];
             c->n_heads = shapes[s][0], c->n_kv_heads = shapes[s][1], c->hd = shapes[s][2];
-            c->type = f16 ? (s == 7 ? QUANT_BF16 : QUANT_F16) : QUANT_F32;
+            c->type = f16 ? (s == 8 ? QUANT_BF16 : QUANT_F16) : QUANT_F32;
             int64_t kvd = (int64_t)c->n_kv_heads * c->hd, rows = 400 * ATTN_NSEQ;
             c->q = attn_act(row, (int64_t)c->n_heads * c->hd, 1.0f);
             /* the cache is written through set_rows as the decoder does */
@@ -471,6 +472,97 @@ static void test_attention(void)
     free(a);
 }
 
+/* ---- decode (the streaming kernel, keys split over threads) against ops_ref ---- */
+
+#define DEC_NCASE 9
+#define DEC_MAXSEQ 8
+
+typedef struct {
+    int n_seq, n_heads, n_kv_heads, hd, n_tok; /* n_tok: new tokens per sequence */
+    QuantType type;
+    int n_past[DEC_MAXSEQ];
+    BackendSeq seqs[DEC_MAXSEQ];
+    Tensor q, kc, vc, want;
+} DecCase;
+
+static int dec_body(void *ctx)
+{
+    DecCase *cs = ctx;
+    int bad = 0;
+    char what[128];
+    /* 1 thread: whole blocks; 2 and 5: the keys split over threads when blocks are few */
+    int threads[3] = {1, 2, 5};
+    for (int i = 0; i < DEC_NCASE; i++)
+        for (int k = 0; k < 3; k++) {
+            DecCase *c = &cs[i];
+            omp_set_num_threads(threads[k]);
+            Tensor o = attn_zeros(c->q.rows, c->q.cols);
+            backend_cpu.attention(&backend_cpu, &o, &c->q, &c->kc, &c->vc, c->seqs, c->n_seq,
+                                  c->n_heads, c->n_kv_heads, 1.0f / sqrtf((float)c->hd));
+            snprintf(what, sizeof what, "decode %d seqs (n_past %d..), hd %d heads %d/%d %s, %d "
+                     "threads", c->n_seq, c->n_past[0], c->hd, c->n_heads, c->n_kv_heads,
+                     c->type == QUANT_F32 ? "f32" : c->type == QUANT_F16 ? "f16" : "bf16",
+                     threads[k]);
+            bad += attn_cmp(what, &o, &c->want, 2e-6f, 1e-5f);
+            bk_host_release(NULL, &o);
+        }
+    return bad;
+}
+
+static void test_decode(void)
+{
+    attn_rng = 24;
+    /* n_seq, heads, kv heads, hd, tokens per sequence, type, n_past of each sequence:
+     * GQA ratios 1..8, head_dim 64/128/72, caches up to 9,000 rows, block edges (15, 16,
+     * 17, 31, 33 keys), two new tokens per sequence (rows of one block with different
+     * key limits) */
+    static const DecCase shapes[DEC_NCASE] = {
+        {1, 32, 8, 128, 1, QUANT_F16, {9000}},
+        {2, 8, 1, 128, 1, QUANT_BF16, {4000, 0}},
+        {3, 6, 2, 72, 1, QUANT_F32, {1, 17, 2500}},
+        {8, 4, 4, 64, 1, QUANT_F16, {0, 15, 16, 31, 33, 255, 257, 1000}},
+        {1, 16, 2, 64, 1, QUANT_F32, {700}},
+        {5, 12, 2, 128, 1, QUANT_BF16, {9000, 3, 100, 1200, 64}},
+        {4, 10, 2, 72, 1, QUANT_F16, {2047, 5, 640, 129}},
+        {2, 4, 2, 128, 2, QUANT_F16, {3000, 14}},
+        {3, 14, 2, 128, 1, QUANT_F32, {6000, 6001, 1}},
+    };
+    DecCase *cs = calloc(DEC_NCASE, sizeof *cs);
+    for (int i = 0; i < DEC_NCASE; i++) {
+        DecCase *c = &cs[i];
+        *c = shapes[i];
+        int64_t kvd = (int64_t)c->n_kv_heads * c->hd, rows = 0;
+        for (int s = 0; s < c->n_seq; s++) {
+            c->seqs[s] = (BackendSeq){.row0 = s * c->n_tok, .n_tok = c->n_tok, .kv_row0 = rows,
+                                      .n_past = c->n_past[s]};
+            rows += c->n_past[s] + c->n_tok;
+        }
+        c->q = attn_act((int64_t)c->n_seq * c->n_tok, (int64_t)c->n_heads * c->hd, 2.0f);
+        Tensor k32 = attn_act(rows, kvd, 1.0f), v32 = attn_act(rows, kvd, 1.0f);
+        int32_t *idx = malloc((size_t)rows * 4);
+        for (int j = 0; j < rows; j++)
+            idx[j] = j;
+        c->kc = attn_cache(c->type, rows, kvd);
+        c->vc = attn_cache(c->type, rows, kvd);
+        ops_ref_backend.set_rows(NULL, &c->kc, idx, &k32, (int)rows);
+        ops_ref_backend.set_rows(NULL, &c->vc, idx, &v32, (int)rows);
+        c->want = attn_zeros(c->q.rows, c->q.cols);
+        ops_ref_backend.attention(NULL, &c->want, &c->q, &c->kc, &c->vc, c->seqs, c->n_seq,
+                                  c->n_heads, c->n_kv_heads, 1.0f / sqrtf((float)c->hd));
+        free(idx);
+        bk_host_release(NULL, &k32);
+        bk_host_release(NULL, &v32);
+    }
+    attn_each_level(dec_body, cs);
+    for (int i = 0; i < DEC_NCASE; i++) {
+        bk_host_release(NULL, &cs[i].q);
+        backend_cpu.release(&backend_cpu, &cs[i].kc);
+        backend_cpu.release(&backend_cpu, &cs[i].vc);
+        bk_host_release(NULL, &cs[i].want);
+    }
+    free(cs);
+}
+
 /* The scratch bound the stack buffer is sized by holds for every head_dim up to 256. */
 static void test_scratch(void)
 {
@@ -480,4 +572,5 @@ static void test_scratch(void)
 }
 
 TEST_GROUP(attn, {"vmath", test_vmath}, {"elementwise", test_elementwise},
-           {"set_rows", test_set_rows}, {"attention", test_attention}, {"scratch", test_scratch})
+           {"set_rows", test_set_rows}, {"attention", test_attention}, {"decode", test_decode},
+           {"scratch", test_scratch})

@@ -1,16 +1,19 @@
 /* bench_attn: the cpu backend's attention at the model's shapes, against the kernel it
  * replaced (one query at a time, f32, a scalar expf per key: kept below as the baseline).
  *
- * usage: vlq-bench-attn [OLD_ROWS]
- * Figures are wall seconds, best of 2 runs, with the process's CPU seconds beside them
- * (on a shared, loaded machine the 1-thread CPU time is the steadier figure).
+ * usage: vlq-bench-attn [OLD_ROWS]      vision and decode
+ *        vlq-bench-attn decode [ROWS]    decode only (ROWS: one size)
+ * Figures are wall seconds, best of 2 or 3 runs, with the process's CPU seconds beside
+ * them (on a shared, loaded machine the 1-thread CPU time is the steadier figure).
  * 1. Vision: attention_seg over one 4,096-row segment, 16 heads of 64 (Qwen3-VL-4B's
  *    tower, one 1024x1024 image), with 1 and 2 threads: seconds per block and x24 for
- *    the tower. The baseline runs only OLD_ROWS query rows (default 256) of the 4,096 and
+ *    the tower. The baseline runs only OLD_ROWS query rows (default 32) of the 4,096 and
  *    is scaled up (its cost is linear in query rows), to keep the run short.
- * 2. Decode: one new token over 8,192 cached rows, 32 query heads, 8 KV heads, head_dim
- *    128, f16 cache (the baseline: f32 cache), with 1 and 2 threads: ms per call and the
- *    cache bytes read per second. */
+ * 2. Decode: one new token over 8,192 and 2,048 cached rows, 32 query heads, 8 KV heads,
+ *    head_dim 128, f16 cache, with 1 and 2 threads: ms per call and the cache bytes read
+ *    per second (per wall and per CPU second); at 8,192 rows also the old kernel (f32
+ *    cache), and a cold run cycling over 16 caches (537 MB, past the L3), as decode
+ *    over 36 layers reads them. */
 #include "backend.h"
 #include "backend_int.h"
 #include "cpucaps.h"
@@ -123,11 +126,95 @@ static void bench_fill(Tensor *t)
     }
 }
 
+/* Decode attention: one new token over ctx cached rows, 32 query heads over 8 KV heads
+ * of 128, f16 cache, with 1 and 2 threads; ms per call, CPU ms, GB/s of KV read. With
+ * layers > 1 the calls cycle over that many separate caches (a cold cache: each call's
+ * K and V come from memory, not the L3), else one cache is read again and again, and
+ * the old kernel (f32 cache) runs beside it when old is set. */
+static void bench_decode(Backend *b, int ctx, int layers)
+{
+    const int dh = 32, dkv = 8, dd = 128, n_lay = layers > 1 ? layers : 1;
+    Tensor dq, dout, k32, v32, kc[16], vc[16];
+    if (b->alloc(b, &dq, 1, dh * dd, NULL) || b->alloc(b, &dout, 1, dh * dd, NULL)) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    bench_fill(&dq);
+    for (int l = 0; l < n_lay; l++) {
+        if (b->alloc_typed(b, &kc[l], QUANT_F16, ctx, dkv * dd, NULL) ||
+            b->alloc_typed(b, &vc[l], QUANT_F16, ctx, dkv * dd, NULL)) {
+            fprintf(stderr, "out of memory\n");
+            exit(1);
+        }
+        /* halves in [-1, 1), written directly (no f32 copy per layer) */
+        uint64_t s = 77 + (uint64_t)l;
+        for (int64_t i = 0; i < (int64_t)ctx * dkv * dd; i++) {
+            for (int kv = 0; kv < 2; kv++) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                float f = (float)((s >> 40) & 0xffffff) / 8388608.0f - 1.0f;
+                ((uint16_t *)(kv ? vc[l] : kc[l]).data)[i] = half_f32_to_f16(f);
+            }
+        }
+    }
+    int old = layers == 1;
+    if (old && (b->alloc(b, &k32, ctx, dkv * dd, NULL) || b->alloc(b, &v32, ctx, dkv * dd, NULL))) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    if (old) {
+        for (int64_t i = 0; i < (int64_t)ctx * dkv * dd; i++) {
+            ((float *)k32.data)[i] = half_f16_to_f32(((uint16_t *)kc[0].data)[i]);
+            ((float *)v32.data)[i] = half_f16_to_f32(((uint16_t *)vc[0].data)[i]);
+        }
+    }
+    BackendSeq seq = {.row0 = 0, .n_tok = 1, .kv_row0 = 0, .n_past = ctx - 1};
+    const int calls = n_lay > 1 ? n_lay : 8192 * 5 / ctx;
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        double best = 1e30, cpu = 0, best_old = 1e30, cpu_old = 0;
+        for (int rep = 0; rep < 3; rep++) {
+            double t0 = bench_now(), c0 = bench_cpu();
+            for (int c = 0; c < calls; c++)
+                b->attention(b, &dout, &dq, &kc[c % n_lay], &vc[c % n_lay], &seq, 1, dh, dkv,
+                             0.0884f);
+            double t1 = bench_now(), c1 = bench_cpu();
+            bench_keep(&best, &cpu, (t1 - t0) / calls, (c1 - c0) / calls);
+            if (old && rep < 2) {
+                bench_old(dout.data, dq.data, k32.data, v32.data, 1, ctx, dh, dkv, dd, 0.0884f);
+                double t2 = bench_now(), c2 = bench_cpu();
+                bench_keep(&best_old, &cpu_old, t2 - t1, c2 - c1);
+            }
+        }
+        double bytes = 2.0 * ctx * dkv * dd * 2;
+        printf("decode attention, %d cached rows%s, 32/8 heads of 128, %d thread%s:\n"
+               "  f16 cache: %.3f ms per call (cpu %.3f ms), %.1f GB/s of cache (cpu: %.1f)\n",
+               ctx, n_lay > 1 ? " (cold: 16 caches in turn)" : "", threads,
+               threads > 1 ? "s" : "", best * 1e3, cpu * 1e3, bytes / best * 1e-9,
+               bytes / cpu * 1e-9);
+        if (old)
+            printf("  old kernel (f32 cache): %.2f ms per call (cpu %.2f ms); %.1fx\n",
+                   best_old * 1e3, cpu_old * 1e3, best_old / best);
+    }
+    for (int l = 0; l < n_lay; l++) {
+        b->release(b, &kc[l]);
+        b->release(b, &vc[l]);
+    }
+    b->release(b, &dq);
+    b->release(b, &dout);
+    if (old) {
+        b->release(b, &k32);
+        b->release(b, &v32);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    int old_rows = argc > 1 ? atoi(argv[1]) : 32;
+    int decode_only = argc > 1 && strcmp(argv[1], "decode") == 0;
+    int old_rows = argc > 1 && !decode_only ? atoi(argv[1]) : 32;
     Backend *b = backend_get("cpu");
     printf("cpu kernels: %s\n", cpucaps_describe(cpucaps_get()));
+    if (decode_only)
+        goto decode;
 
     /* vision: one segment of 4096 rows, 16 heads of 64 */
     const int n = 4096, heads = 16, hd = 64;
@@ -168,49 +255,15 @@ int main(int argc, char **argv)
     b->release(b, &v);
     b->release(b, &o);
 
-    /* decode: 1 token over 8192 cached rows, 32 heads over 8, head_dim 128, f16 cache */
-    const int ctx = 8192, dh = 32, dkv = 8, dd = 128;
-    Tensor dq, dout, k32, v32, kc, vc;
-    if (b->alloc(b, &dq, 1, dh * dd, NULL) || b->alloc(b, &dout, 1, dh * dd, NULL) ||
-        b->alloc(b, &k32, ctx, dkv * dd, NULL) || b->alloc(b, &v32, ctx, dkv * dd, NULL) ||
-        b->alloc_typed(b, &kc, QUANT_F16, ctx, dkv * dd, NULL) ||
-        b->alloc_typed(b, &vc, QUANT_F16, ctx, dkv * dd, NULL)) {
-        fprintf(stderr, "out of memory\n");
-        return 1;
+decode:
+    /* decode: 1 token over 8192 and 2048 cached rows, 32 heads over 8, head_dim 128 */
+    if (decode_only && argc > 2) { /* one size, as asked */
+        bench_decode(b, atoi(argv[2]), 0);
+        return 0;
     }
-    bench_fill(&dq);
-    bench_fill(&k32);
-    bench_fill(&v32);
-    int32_t *rows = malloc(ctx * sizeof *rows);
-    for (int i = 0; i < ctx; i++)
-        rows[i] = i;
-    b->set_rows(b, &kc, rows, &k32, ctx);
-    b->set_rows(b, &vc, rows, &v32, ctx);
-    BackendSeq seq = {.row0 = 0, .n_tok = 1, .kv_row0 = 0, .n_past = ctx - 1};
-    const int calls = 5;
-    for (int threads = 1; threads <= 2; threads++) {
-        omp_set_num_threads(threads);
-        double best = 1e30, cpu = 0, best_old = 1e30, cpu_old = 0;
-        for (int rep = 0; rep < 2; rep++) {
-            double t0 = bench_now(), c0 = bench_cpu();
-            for (int c = 0; c < calls; c++)
-                b->attention(b, &dout, &dq, &kc, &vc, &seq, 1, dh, dkv, 0.0884f);
-            double t1 = bench_now(), c1 = bench_cpu();
-            bench_old(dout.data, dq.data, k32.data, v32.data, 1, ctx, dh, dkv, dd, 0.0884f);
-            double t2 = bench_now(), c2 = bench_cpu();
-            bench_keep(&best, &cpu, (t1 - t0) / calls, (c1 - c0) / calls);
-            bench_keep(&best_old, &cpu_old, t2 - t1, c2 - c1);
-        }
-        double bytes = 2.0 * ctx * dkv * dd * 2;
-        printf("decode attention, 8192 cached rows, 32/8 heads of 128, %d thread%s:\n"
-               "  after (f16 cache):  %.2f ms per call (cpu %.2f ms), %.1f GB/s of cache\n"
-               "  before (f32 cache): %.2f ms per call (cpu %.2f ms); %.1fx\n",
-               threads, threads > 1 ? "s" : "", best * 1e3, cpu * 1e3, bytes / best * 1e-9,
-               best_old * 1e3, cpu_old * 1e3, best_old / best);
-    }
-    free(rows);
-    Tensor *all[] = {&dq, &dout, &k32, &v32, &kc, &vc};
-    for (int i = 0; i < 6; i++)
-        b->release(b, all[i]);
+    bench_decode(b, 8192, 1);
+    bench_decode(b, 2048, 0);
+    /* a cold cache: 16 layers' caches of 8192 rows in turn (537 MB, past the L3) */
+    bench_decode(b, 8192, 16);
     return 0;
 }
