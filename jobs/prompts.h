@@ -9,8 +9,9 @@
 
 #define PROMPTS_OCR_VERSION 1
 #define PROMPTS_SUMMARIZE_VERSION 1
+#define PROMPTS_REDUCE_VERSION 1 /* "summarize.reduce": combining segment summaries */
 
-/* The default prompt of kind ("ocr", "summarize") at its current version, or NULL for
+/* The default prompt of kind ("ocr", "summarize", "summarize.reduce") at its current version, or NULL for
  * an unknown kind. *version (may be NULL) gets the version. Cannot fail. */
 const char *prompts_default(const char *kind, int *version);
 

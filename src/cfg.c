@@ -41,9 +41,19 @@ static const CfgKey cfg_keys[] = {
     {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
     {"budgets.ocr", CFG_INT, "8192", 256, 1048576, "context tokens of one image or page"},
     {"budgets.video", CFG_INT, "16384", 256, 1048576, "context tokens of one video segment"},
+    {"budgets.document", CFG_INT, "32768", 256, 1048576, "context tokens of a long document"},
     {"budgets.max_new_tokens", CFG_INT, "2048", 1, 1048576, "answer tokens of an OCR unit"},
     {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 1048576,
      "answer tokens of a summary segment"},
+    {"engine.ocr_slots", CFG_INT, "1", 0, 4096, "requests of the ocr budget running at once"},
+    {"engine.video_slots", CFG_INT, "1", 0, 4096, "requests of the video budget running at once"},
+    {"engine.document_slots", CFG_INT, "0", 0, 4096,
+     "requests of the document budget running at once"},
+    {"engine.max_batch_tok", CFG_INT, "512", 1, 65536, "tokens per decoder step, all requests"},
+    {"engine.kv_type", CFG_STR, "f32", CFG_ANY, "KV cache type: f16 or f32"},
+    {"engine.mem_limit_mb", CFG_INT, "0", 0, 1e9, "memory the plan may use, 0 = MemAvailable"},
+    {"engine.vcache_mb", CFG_INT, "256", 0, 1e7, "visual feature cache in memory, 0 = off"},
+    {"engine.vcache_dir", CFG_STR, "", CFG_ANY, "visual feature cache on disk; empty = none"},
     {"sampling.temperature", CFG_DOUBLE, "0", 0, 100, "0 = greedy"},
     {"sampling.top_p", CFG_DOUBLE, "0.8", 0, 1, "nucleus sampling mass"},
     {"sampling.top_k", CFG_INT, "20", 0, 1000000, "0 = no top-k"},
@@ -52,6 +62,13 @@ static const CfgKey cfg_keys[] = {
     {"worker.lease_seconds", CFG_INT, "300", 1, 86400, "lease of a claimed job, renewed on progress"},
     {"worker.max_attempts", CFG_INT, "3", 1, 1000, "runs of a job before it is dead"},
     {"worker.poll_ms", CFG_INT, "1000", 10, 3600000, "idle wait between looks at the queue"},
+    {"worker.concurrency", CFG_INT, "1", 1, 256, "jobs in flight at once (their requests share the engine's batches)"},
+    {"summarize.temperature", CFG_DOUBLE, "0.7", 0, 100, "sampling of summaries; 0 = greedy"},
+    {"summarize.top_p", CFG_DOUBLE, "0.9", 0, 1, "nucleus sampling mass of summaries"},
+    {"summarize.top_k", CFG_INT, "0", 0, 1000000, "top-k of summaries; 0 = off"},
+    {"summarize.repetition_penalty", CFG_DOUBLE, "1.1", 0.01, 100, "repetition penalty of summaries; 1 = none"},
+    {"output.dir", CFG_STR, "", CFG_ANY, "also write each finished job's result here; empty = no"},
+    {"output.format", CFG_STR, "md", CFG_ANY, "txt, md or json: the rendering written there"},
     {"webhooks.secret", CFG_STR, "", CFG_ANY, "whsec_<base64> signing secret"},
     {"webhooks.timeout_ms", CFG_INT, "15000", 100, 600000, "total time of one delivery"},
     {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 600000, "connect time of one delivery"},
@@ -102,6 +119,11 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
             return webhook_check_secret(text, err);
         if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
             return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
+        if (!strcmp(ck->key, "output.format") && strcmp(text, "txt") && strcmp(text, "md") &&
+            strcmp(text, "json"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not txt, md or json", text);
+        if (!strcmp(ck->key, "engine.kv_type") && strcmp(text, "f16") && strcmp(text, "f32"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not f16 or f32", text);
         return 0;
     case CFG_BOOL:
         if (!strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcmp(text, "1"))

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "err.h"
 #include "queue.h"
+#include "result.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -120,7 +121,10 @@ static void submit_usage(FILE *out)
             "                       +N[s|m|h|d] from now\n"
             "  --max-attempts N     runs before the job is dead (default [worker] "
             "max_attempts)\n"
-            "  --prompt TEXT        replace the kind's default prompt\n"
+            "  --prompt TEXT        replace the kind's default prompt (stored with the job)\n"
+            "  --prompt-file FILE   the same, read from FILE (UTF-8)\n"
+            "  --temperature T, --top-p P, --top-k K, --repetition-penalty R, --seed N\n"
+            "                       summarize: this job's sampling (else [summarize] keys)\n"
             "  --recursive          a directory stands for every file below it\n"
             "  --json               print [{\"id\": N, \"file\": PATH, \"existed\": BOOL}]\n");
 }
@@ -220,13 +224,36 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         {"priority", required_argument, NULL, 'p'}, {"key", required_argument, NULL, 'k'},
         {"run-after", required_argument, NULL, 'r'}, {"max-attempts", required_argument, NULL, 'm'},
         {"prompt", required_argument, NULL, 'P'},   {"recursive", no_argument, NULL, 'R'},
+        {"prompt-file", required_argument, NULL, 'F'},
+        {"temperature", required_argument, NULL, 1},  {"top-p", required_argument, NULL, 2},
+        {"top-k", required_argument, NULL, 3},        {"repetition-penalty", required_argument, NULL, 4},
+        {"seed", required_argument, NULL, 5},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     JobSpec spec = {0};
     int recursive = 0, c;
     int64_t v;
+    double d;
+    const char *prompt_file = NULL;
+    json_t *params = json_object();
+    static const char *const sampling_keys[] = {NULL, "temperature", "top_p", "top_k",
+                                                "repetition_penalty", "seed"};
+    static const double sampling_max[] = {0, 100, 1, 1000000, 100, 9.2e18};
     optind = 1;
     while ((c = getopt_long(argc, argv, "hR", opts, NULL)) != -1) {
+        if (c >= 1 && c <= 5) {
+            if (util_parse_double(optarg, &d) || d < 0 || d > sampling_max[c] ||
+                ((c == 3 || c == 5) && d != (double)(int64_t)d)) {
+                cli_error("submit: --%s '%s' is not in 0..%g", opts[c + 8].name, optarg,
+                          sampling_max[c]);
+                json_decref(params);
+                return CLI_EXIT_USAGE;
+            }
+            json_object_set_new(params, sampling_keys[c],
+                                c == 3 || c == 5 ? json_integer((json_int_t)d) : json_real(d));
+            continue;
+        }
         switch (c) {
+        case 'F': prompt_file = optarg; break;
         case 'w': spec.webhook_url = optarg; break;
         case 's': spec.webhook_secret = optarg; break;
         case 'k': spec.idem_key = optarg; break;
@@ -263,12 +290,43 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];
+    char *prompt_text = NULL, *params_text = NULL;
+    if (prompt_file && spec.prompt) {
+        cli_error("submit: --prompt and --prompt-file: give one");
+        json_decref(params);
+        return CLI_EXIT_USAGE;
+    }
+    if (prompt_file) {
+        size_t plen;
+        if (util_read_file(prompt_file, 1 << 20, &prompt_text, &plen, err)) {
+            cli_error("submit: --prompt-file: %s", err);
+            json_decref(params);
+            return CLI_EXIT_FAIL;
+        }
+        if (strlen(prompt_text) != plen || !plen) {
+            cli_error("submit: --prompt-file: %s: %s", prompt_file,
+                      plen ? "holds a NUL byte" : "is empty");
+            free(prompt_text);
+            json_decref(params);
+            return CLI_EXIT_FAIL;
+        }
+        while (plen > 0 && (prompt_text[plen - 1] == '\n' || prompt_text[plen - 1] == '\r'))
+            prompt_text[--plen] = '\0'; /* an editor's final newline is not part of it */
+        spec.prompt = prompt_text;
+    }
+    if (json_object_size(params))
+        spec.params_json = params_text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(params);
     if (spec.webhook_url && webhook_check_url(spec.webhook_url, NULL, err)) {
         cli_error("submit: --webhook: %s", err);
+        free(prompt_text);
+        free(params_text);
         return CLI_EXIT_FAIL;
     }
     if (spec.webhook_secret && webhook_check_secret(spec.webhook_secret, err)) {
         cli_error("submit: --secret: %s", err);
+        free(prompt_text);
+        free(params_text);
         return CLI_EXIT_FAIL;
     }
     InputList inputs = {0};
@@ -312,6 +370,8 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     for (int i = 0; i < inputs.n; i++)
         free(inputs.v[i].path);
     free(inputs.v);
+    free(prompt_text);
+    free(params_text);
     queue_close(q);
     return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
@@ -384,11 +444,60 @@ int cli_list(int argc, char **argv, const CliCommon *common)
     return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
+/* The readable view of `vlq show`: the same facts as --json, one per line. */
+static void show_text(json_t *o, const Job *j)
+{
+    printf("job %lld  %s  %s  attempt %d/%d\n", (long long)j->id, j->kind,
+           queue_state_name(j->state), j->attempts, j->max_attempts);
+    for (int i = 0; i < j->n_inputs; i++)
+        printf("input     %s (%lld bytes, sha256 %.12s...)\n", j->inputs[i].path,
+               (long long)j->inputs[i].size_bytes, j->inputs[i].sha256);
+    if (j->units_total || j->units_done) {
+        const char *unit = !strcmp(j->kind, "ocr")         ? "pages"
+                           : !strcmp(j->kind, "summarize") ? "segments"
+                                                           : "units";
+        if (j->units_total)
+            printf("progress  %d/%d %s done\n", j->units_done, j->units_total, unit);
+        else
+            printf("progress  %d %s done\n", j->units_done, unit);
+    }
+    printf("created   %s\nstarted   %s\nfinished  %s\n",
+           json_string_value(json_object_get(o, "created_at")),
+           json_string_value(json_object_get(o, "started_at")),
+           json_string_value(json_object_get(o, "finished_at")));
+    if (j->state == JOB_QUEUED || j->state == JOB_FAILED)
+        printf("run after %s\n", json_string_value(json_object_get(o, "run_after")));
+    if (j->error_code)
+        printf("error     %s: %s\n", j->error_code, j->error ? j->error : "");
+    if (j->webhook_url)
+        printf("webhook   %s\n", j->webhook_url);
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(o, "attempt_log"), i, a) {
+        const char *out = json_string_value(json_object_get(a, "outcome"));
+        const char *e = json_string_value(json_object_get(a, "error"));
+        printf("attempt %lld  %s  %s .. %s  %s%s%s\n",
+               (long long)json_integer_value(json_object_get(a, "attempt")),
+               json_string_value(json_object_get(a, "worker")) ?: "-",
+               json_string_value(json_object_get(a, "started_at")),
+               json_string_value(json_object_get(a, "finished_at")), out ? out : "running",
+               e ? ": " : "", e ? e : "");
+    }
+    json_array_foreach(json_object_get(o, "events"), i, a)
+        printf("event     %s  %s  %s (%lld attempts)\n",
+               json_string_value(json_object_get(a, "event_id")),
+               json_string_value(json_object_get(a, "type")),
+               json_string_value(json_object_get(a, "state")),
+               (long long)json_integer_value(json_object_get(a, "attempts")));
+    json_decref(o);
+}
+
 int cli_show(int argc, char **argv, const CliCommon *common)
 {
     if (cli_wants_help(argc, argv) || argc != 2) {
-        printf("usage: vlq show ID [--json]\n\nOne job: its inputs, state, attempts (worker, "
-               "times, outcome, error) and webhook events.\n");
+        printf("usage: vlq show ID [--json]\n\nOne job: its inputs, state, progress (pages or "
+               "segments done of total), attempts\n(worker, times, outcome, error) and webhook "
+               "events; --json for the same as JSON.\n");
         return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
     }
     int64_t id;
@@ -429,14 +538,15 @@ int cli_show(int argc, char **argv, const CliCommon *common)
                                                  "last_error", ev[i]->last_error));
         json_object_set_new(o, "attempt_log", atts);
         json_object_set_new(o, "events", evs);
-        if (common->json) {
+        json_object_set_new(o, "progress", j->units_total || j->units_done
+                                               ? json_pack("{s:i, s:i}", "units_done",
+                                                           j->units_done, "units_total",
+                                                           j->units_total)
+                                               : json_null());
+        if (common->json)
             jobs_print_json(o);
-        } else {
-            char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            puts(s); /* the same data; JSON reads well enough for one job */
-            free(s);
-            json_decref(o);
-        }
+        else
+            show_text(o, j);
     }
     queue_job_free(j);
     queue_attempts_free(at, n_at);
@@ -461,9 +571,14 @@ int cli_result(int argc, char **argv, const CliCommon *common)
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
         case 'h':
-            printf("usage: vlq result ID [--format F] [-o FILE]\n\nThe stored result of a "
-                   "succeeded job, to stdout or FILE. --format checks the\nresult has that "
-                   "format (the kinds store text, markdown or json).\n");
+            printf("usage: vlq result ID [--format txt|md|json] [-o FILE]\n\nThe result of "
+                   "a succeeded job, to stdout or FILE (written atomically).\nocr: txt and md "
+                   "(the default) join the pages in order with page separators,\na failed "
+                   "page showing its error in its place; json gives per page its number,\n"
+                   "text, tokens in and out, seconds and error. summarize: md is a report with\n"
+                   "hh:mm:ss times, txt plain text, json {duration_s, fps, segments: [{start_s,\n"
+                   "end_s, frames, summary}], summary}. Other kinds: the result as stored\n"
+                   "(--format only checks it).\n");
             return CLI_EXIT_OK;
         default: return CLI_EXIT_USAGE;
         }
@@ -477,13 +592,29 @@ int cli_result(int argc, char **argv, const CliCommon *common)
     char err[VLQ_ERRLEN], *fmt = NULL, *res = NULL;
     size_t len = 0;
     int rc = queue_result(q, id, &fmt, &res, &len, err);
-    if (!rc && format && strcmp(format, fmt))
-        rc = err_set(err, VLQ_EINPUT, "job %lld: the result is %s, not %s", (long long)id, fmt,
-                     format);
+    Job *j = NULL;
+    Buf out = {0};
+    if (!rc)
+        rc = queue_get(q, id, &j, err);
+    /* ocr and summarize results render as txt, md (default) or json; other kinds' results
+     * are shown as stored, and --format only checks them */
+    int r = rc ? rc : result_render(j->kind, fmt, res, len, format ? format : "md", &out, err);
+    if (!rc && r == VLQ_ENOTSUP) {
+        if (format && strcmp(result_extension(format), result_extension(fmt)))
+            rc = err_set(err, VLQ_EINPUT, "job %lld: the result is %s, not %s", (long long)id,
+                         fmt, format);
+        else
+            buf_append(&out, res, len);
+    } else if (!rc && r) {
+        rc = r;
+        err_prefix(err, "job %lld", (long long)id);
+    }
     if (!rc && out_path)
-        rc = util_write_file(out_path, res, len, err);
+        rc = util_write_file(out_path, out.data ? out.data : "", out.len, err);
     else if (!rc)
-        fwrite(res, 1, len, stdout);
+        fwrite(out.data ? out.data : "", 1, out.len, stdout);
+    buf_clear(&out);
+    queue_job_free(j);
     if (rc)
         cli_error("%s", err);
     free(fmt);

@@ -4,11 +4,13 @@
  * grid, frame count and the token accounting against the budget. The prompt's token
  * count is an input of the planner: with --tokenizer it is the kind's default prompt
  * (jobs/prompts.h) rendered by tok's chat template with one vision placeholder block,
- * and the timestamp texts of video groups are counted by tok exactly; without it,
- * --prompt-tokens gives the count and timestamps are bounded by their byte length. */
+ * and the timestamp texts of video groups are counted by tok exactly; --prompt-tokens
+ * gives the count instead (timestamps then bounded by their byte length); without
+ * either, the tokenizer carried by the configured model ([model] path) is used. */
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
+#include "model.h"
 #include "plan.h"
 #include "prompts.h"
 #include "tok.h"
@@ -34,7 +36,8 @@ static void cli_plan_usage(FILE *out)
             "                      max_new_tokens or summarize_max_new_tokens)\n"
             "  --tokenizer FILE    tokenizer.json: count the kind's default prompt exactly\n"
             "  --prompt-tokens N   or give the count of the chat prompt with one vision\n"
-            "                      placeholder block (one of the two is required)\n"
+            "                      placeholder block (without either, the tokenizer of\n"
+            "                      the configured model, [model] path, counts it)\n"
             "  --fps F             video sampling rate (default [media] fps)\n"
             "  --from S, --to S    video range in seconds\n"
             "  --max-frames N      most frames per segment (default [media] max_frames)\n"
@@ -145,6 +148,8 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
     int64_t cfg_budget[2] = {cfg_int(cfg, "budgets.ocr"), cfg_int(cfg, "budgets.video")};
     int64_t cfg_max_new[2] = {cfg_int(cfg, "budgets.max_new_tokens"),
                               cfg_int(cfg, "budgets.summarize_max_new_tokens")};
+    char model_path[4096];
+    snprintf(model_path, sizeof model_path, "%s", cfg_str(cfg, "model.path"));
     cfg_free(cfg);
     optind = 1;
     int c;
@@ -191,17 +196,24 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
         cli_error("plan: no FILE given");
         return CLI_EXIT_USAGE;
     }
-    if (prompt < 0 && !tok_path) {
+    if (prompt < 0 && !tok_path && !model_path[0]) {
         cli_error("plan: the prompt's token count is needed: pass --tokenizer FILE "
-                  "(tokenizer.json) or --prompt-tokens N");
+                  "(tokenizer.json) or --prompt-tokens N, or set [model] path");
         return CLI_EXIT_USAGE;
     }
     Tok *tok = NULL;
     int64_t prompt_image = (int64_t)prompt, prompt_video = (int64_t)prompt;
-    if (tok_path) {
+    if (tok_path || prompt < 0) {
+        /* --tokenizer, else the tokenizer the configured model carries */
         char err[VLQ_ERRLEN];
-        if (tok_load_file(tok_path, &tok, err) != 0 ||
-            cli_plan_prompt_tokens(tok, kind, &prompt_image, &prompt_video, err) != 0) {
+        Model *m = NULL;
+        int rc = tok_path ? tok_load_file(tok_path, &tok, err) : model_open(model_path, &m, err);
+        if (rc == 0 && m)
+            rc = model_load_tok(m, &tok, err);
+        model_close(m);
+        if (rc == 0)
+            rc = cli_plan_prompt_tokens(tok, kind, &prompt_image, &prompt_video, err);
+        if (rc) {
             cli_error("plan: %s", err);
             tok_free(tok);
             return CLI_EXIT_FAIL;

@@ -25,17 +25,12 @@ int log_level(void) { return log_cur_level; }
 
 void log_set_job(int64_t job_id) { log_job = job_id; }
 
-void log_msg(int level, const char *fmt, ...)
+static void log_vmsg(int level, const char *kv, const char *fmt, va_list ap)
 {
-    if (level > log_cur_level)
-        return;
     if (log_logfmt < 0)
         log_logfmt = !isatty(2);
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     char job[32] = "";
     if (!log_logfmt) {
         if (log_job)
@@ -60,5 +55,33 @@ void log_msg(int level, const char *fmt, ...)
         esc[n++] = *p == '\n' ? ' ' : *p;
     }
     esc[n] = '\0';
-    fprintf(stderr, "ts=%s level=%s%s msg=\"%s\"\n", ts, log_names[level], job, esc);
+    fprintf(stderr, "ts=%s level=%s%s msg=\"%s\"%s%s\n", ts, log_names[level], job, esc,
+            kv && kv[0] ? " " : "", kv ? kv : "");
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    if (level > log_cur_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_msg_kv(int level, const char *kv, const char *fmt, ...)
+{
+    if (level > log_cur_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, kv, fmt, ap);
+    va_end(ap);
+}
+
+int log_is_logfmt(void)
+{
+    if (log_logfmt < 0)
+        log_logfmt = !isatty(2);
+    return log_logfmt;
 }

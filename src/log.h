@@ -20,6 +20,12 @@ int log_level(void);
 void log_set_job(int64_t job_id);
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* log_msg with logfmt fields: kv ("unit=3 total=12 tok_s=41.2", already logfmt-safe) is
+ * written after msg=... in logfmt and left out of the human line. */
+void log_msg_kv(int level, const char *kv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* 1 when lines are logfmt (not a terminal, or forced), 0 for human lines. */
+int log_is_logfmt(void);
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -1,5 +1,12 @@
-/* main: the vlq binary. Everything is in cli_main (src/cli_main.c) so that the test
- * binary with test-only job kinds (tests/vlq_testkinds.c) runs the same program. */
+/* main: the vlq binary: the built-in job kinds (ocr, summarize), then cli_main
+ * (src/cli_main.c), which the test binary with test-only kinds (tests/vlq_testkinds.c)
+ * shares. */
 #include "cli.h"
+#include "jobs.h"
 
-int main(int argc, char **argv) { return cli_main(argc, argv); }
+int main(int argc, char **argv)
+{
+    jobs_register(&ocr_kind);
+    jobs_register(&summarize_kind);
+    return cli_main(argc, argv);
+}

@@ -288,7 +288,7 @@ void queue_close(Queue *q)
     "id, kind, state, priority, attempts, max_attempts, created_ms, run_after_ms, "             \
     "coalesce(started_ms,0), coalesce(finished_ms,0), coalesce(lease_expires_ms,0), idem_key, " \
     "prompt, webhook_url, webhook_secret, params_json, error_code, error, cancel_requested, "    \
-    "claim_token"
+    "claim_token, units_total, (SELECT count(*) FROM job_units u WHERE u.job_id=jobs.id)"
 
 static Job *queue_row_job(sqlite3_stmt *st)
 {
@@ -313,6 +313,8 @@ static Job *queue_row_job(sqlite3_stmt *st)
     j->error = col_text(st, 17);
     j->cancel_requested = sqlite3_column_int(st, 18);
     j->claim_token = col_text(st, 19);
+    j->units_total = sqlite3_column_int(st, 20);
+    j->units_done = sqlite3_column_int(st, 21);
     return j;
 }
 
@@ -951,6 +953,114 @@ int queue_release(Queue *q, const Job *j, char *err)
     return queue_tx(q, queue_release_tx, (void *)j, err);
 }
 
+/* ---- per-unit results ---- */
+
+typedef struct {
+    const Job *job;
+    int total;
+} UnitsTotalArg;
+
+static int queue_units_total_tx(Queue *q, void *arg, char *err)
+{
+    UnitsTotalArg *a = arg;
+    FenceArg f = {.job = a->job, .i3 = a->total};
+    return queue_fenced(q, "units_total=?3", &f, err);
+}
+
+int queue_set_units_total(Queue *q, const Job *j, int units_total, char *err)
+{
+    UnitsTotalArg a = {.job = j, .total = units_total};
+    return queue_tx(q, queue_units_total_tx, &a, err);
+}
+
+typedef struct {
+    const Job *job;
+    const JobUnit *unit;
+} UnitArg;
+
+static int queue_unit_store_tx(Queue *q, void *arg, char *err)
+{
+    UnitArg *a = arg;
+    const JobUnit *u = a->unit;
+    FenceArg f = {.job = a->job};
+    /* a no-op update of the job row is the fence: zero rows means the lease is lost */
+    int rc = queue_fenced(q, "lease_expires_ms=lease_expires_ms", &f, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *st = queue_prep(q,
+                                  "INSERT INTO job_units (job_id, idx, result, meta_json, tok_in, "
+                                  "tok_out, seconds, error_code, error, attempt, created_ms) "
+                                  "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                  &rc);
+    if (!st)
+        return queue_sqlerr(q, rc, "store a unit", err);
+    sqlite3_bind_int64(st, 1, a->job->id);
+    sqlite3_bind_int(st, 2, u->idx);
+    bind_text(st, 3, u->result);
+    bind_text(st, 4, u->meta_json);
+    sqlite3_bind_int64(st, 5, u->tok_in);
+    sqlite3_bind_int64(st, 6, u->tok_out);
+    sqlite3_bind_double(st, 7, u->seconds);
+    bind_text(st, 8, u->error_code);
+    bind_text(st, 9, u->error);
+    sqlite3_bind_int(st, 10, a->job->attempts);
+    sqlite3_bind_int64(st, 11, queue_now(q));
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return err_set(err, VLQ_EINPUT, "job %lld: unit %d: already stored",
+                       (long long)a->job->id, u->idx);
+    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "store a unit", err);
+}
+
+int queue_unit_store(Queue *q, const Job *j, const JobUnit *u, char *err)
+{
+    VLQ_ASSERT(u->idx >= 0);
+    UnitArg a = {.job = j, .unit = u};
+    return queue_tx(q, queue_unit_store_tx, &a, err);
+}
+
+int queue_units(Queue *q, int64_t id, JobUnit **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc;
+    sqlite3_stmt *st = queue_prep(q,
+                                  "SELECT idx, result, meta_json, tok_in, tok_out, seconds, "
+                                  "error_code, error, attempt FROM job_units WHERE job_id=? "
+                                  "ORDER BY idx",
+                                  &rc);
+    if (!st)
+        return queue_sqlerr(q, rc, "read units", err);
+    sqlite3_bind_int64(st, 1, id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *out = xrealloc(*out, (size_t)(*n + 1) * sizeof **out);
+        JobUnit *u = &(*out)[(*n)++];
+        u->idx = sqlite3_column_int(st, 0);
+        u->result = col_text(st, 1);
+        u->meta_json = col_text(st, 2);
+        u->tok_in = sqlite3_column_int64(st, 3);
+        u->tok_out = sqlite3_column_int64(st, 4);
+        u->seconds = sqlite3_column_double(st, 5);
+        u->error_code = col_text(st, 6);
+        u->error = col_text(st, 7);
+        u->attempt = sqlite3_column_int(st, 8);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "read units", err);
+}
+
+void queue_units_free(JobUnit *u, int n)
+{
+    for (int i = 0; u && i < n; i++) {
+        free(u[i].result);
+        free(u[i].meta_json);
+        free(u[i].error_code);
+        free(u[i].error);
+    }
+    free(u);
+}
+
 /* ---- admin ---- */
 
 int queue_list(Queue *q, const JobFilter *f, Job ***jobs, int *n, char *err)
@@ -1074,6 +1184,11 @@ static int queue_retry_tx(Queue *q, void *arg, char *err)
         return err_set(err, VLQ_EINPUT, "job %lld: is %s; only dead, failed or cancelled jobs "
                                         "are retried", (long long)a->id, queue_state_name(s));
     int64_t v[2] = {a->id, queue_now(q)};
+    /* the failed units run again; the ones that succeeded are kept and skipped */
+    rc = queue_exec1(q, "DELETE FROM job_units WHERE job_id=?1 AND error_code IS NOT NULL",
+                     NULL, err, bind_id_now, v);
+    if (rc)
+        return rc;
     return queue_exec1(q,
                        "UPDATE jobs SET state='queued', attempts=0, run_after_ms=?2, "
                        "finished_ms=NULL, cancel_requested=0, error_code=NULL, error=NULL "

@@ -68,6 +68,8 @@ typedef struct {
     char *error;           /* last error message or NULL */
     int cancel_requested;  /* a running job was asked to stop */
     char *claim_token;     /* set for the claiming worker's copy, else NULL */
+    int units_total;       /* units (pages, segments) the kind planned; 0: not yet */
+    int units_done;        /* units stored (queue_unit_store), failed ones included */
     JobInput *inputs;
     int n_inputs;
 } Job;
@@ -131,6 +133,35 @@ int queue_fail(Queue *q, const Job *j, int code, const char *message, JobState *
 int queue_ack_cancel(Queue *q, const Job *j, char *err);
 /* Give a claimed job back untouched (graceful stop): queued, the attempt not counted. */
 int queue_release(Queue *q, const Job *j, char *err);
+
+/* ---- per-unit results (pages, segments) ----
+ * A kind stores each unit's outcome as it finishes; a later attempt reads them back and
+ * skips those units. A unit row is written once: the (job, unit) key refuses a second
+ * one, and the write is fenced by the claim token like every other. Rows stay with the
+ * job (purged with it); `vlq retry` by hand drops the failed ones so they run again. */
+
+typedef struct {
+    int idx;            /* 0-based unit index */
+    char *result;       /* the unit's text, or NULL when it failed */
+    char *meta_json;    /* kind-specific JSON object text, or NULL */
+    int64_t tok_in;     /* prompt tokens (visual included) */
+    int64_t tok_out;    /* generated tokens */
+    double seconds;     /* wall time of the unit */
+    char *error_code;   /* "EINPUT", ... for a failed unit, else NULL */
+    char *error;        /* its message, else NULL */
+    int attempt;        /* the job attempt that stored it (read back only) */
+} JobUnit;
+
+/* Record how many units the claimed job has (for progress). Fenced: VLQ_EBUSY "lease
+ * lost" when the token is stale. */
+int queue_set_units_total(Queue *q, const Job *j, int units_total, char *err);
+/* Store one unit's outcome (strings copied), fenced by j's claim token. Returns 0,
+ * VLQ_EBUSY "lease lost", or VLQ_EINPUT "job N: unit K: already stored" (nothing
+ * written: a unit is never stored twice). */
+int queue_unit_store(Queue *q, const Job *j, const JobUnit *u, char *err);
+/* The stored units of job id in unit order (free with queue_units_free). */
+int queue_units(Queue *q, int64_t id, JobUnit **out, int *n, char *err);
+void queue_units_free(JobUnit *u, int n);
 
 /* The backoff before retry after `attempt` failed runs: attempt^4 s, +-10% jitter. */
 int64_t queue_backoff_ms(int attempt, uint64_t *rng);

@@ -113,6 +113,8 @@ typedef struct {
     const char *kind;  /* "f32", "bf16", "q4": the weights, and the fixture suffix */
     float rel;         /* max |err| / range allowed at every stage */
     int exact_argmax;  /* argmax_all must be identical */
+    float min_greedy;  /* 0: every greedy token must match; else the share of steps (each
+                        * fed the reference's previous token) whose argmax must match */
 } GoldenTol;
 
 typedef struct {
@@ -294,19 +296,23 @@ static void golden_decode(Golden *g, const Model *m, Backend *b, DecoderSeq *seq
     n_last /= (size_t)V;
     char err[VLQ_ERRLEN] = "";
     /* slot 1 of 2, so a sequence that does not start at KV row 0 is exercised */
-    DecoderOptions opt = {.n_slots = 2, .max_ctx = L + (int)n_gen, .max_tok = L, .max_seq = 2,
-                          .all_logits = 1};
+    int cap = L + (int)n_gen;
+    DecoderOptions opt = {.max_tok = L, .max_seq = 2, .all_logits = 1};
+    DecoderKV kv;
     Decoder *d = NULL;
-    CHECK_EQ(decoder_new(m, b, &opt, &d, err), 0);
+    CHECK_EQ(decoder_kv_init(&kv, c, b, QUANT_F32, 2 * (int64_t)cap, err), 0);
+    CHECK_EQ(decoder_new(m, b, &opt, &kv, &d, err), 0);
     if (!d || !want || !argmax_all || !n_last || n_last > (size_t)L) {
         test_fail(__FILE__, __LINE__, "decoder or reference arrays missing: %s", err);
         decoder_free(d);
+        decoder_kv_clear(&kv);
         return;
     }
     GoldenTextTap tt = {g, calloc((size_t)L * c->hidden_size, 4), L};
     decoder_set_tap(d, golden_text_tap, &tt);
     float *logits = calloc((size_t)L * V, 4);
-    seq->slot = 1;
+    seq->kv_row0 = cap;
+    seq->kv_cap = cap;
     CHECK_EQ(decoder_forward(d, seq, 1, logits, 1, err), 0);
     decoder_set_tap(d, NULL, NULL);
     golden_cmp(g, "logits_last", logits + (size_t)(L - n_last) * V, "logits_last", n_last * V);
@@ -322,32 +328,39 @@ static void golden_decode(Golden *g, const Model *m, Backend *b, DecoderSeq *seq
         CHECK_EQ(flips, 0);
     float *row = malloc((size_t)V * 4), *steps = calloc((size_t)4 * V, 4);
     memcpy(row, logits + (size_t)(L - 1) * V, (size_t)V * 4);
-    int same = 0;
+    int same = 0, steps_done = 0;
     for (size_t k = 0; k < n_gen; k++) {
         if (k < 4)
             memcpy(steps + k * V, row, (size_t)V * 4);
         int32_t next = 0;
         for (int j = 1; j < V; j++)
             next = row[j] > row[next] ? j : next;
-        if (next != want[k]) {
+        if (next != want[k] && !g->tol->min_greedy) {
             test_fail(__FILE__, __LINE__, "greedy token %zu: %d != %d", k, next, want[k]);
             break;
         }
-        same++;
+        same += next == want[k];
+        steps_done++;
+        next = want[k]; /* teacher forcing: the same as next unless min_greedy allows flips */
         int p = L + (int)k + delta;
         int32_t p3[3] = {p, p, p};
-        DecoderSeq step = {.slot = 1, .n_past = L + (int)k, .n_tok = 1, .ids = &next, .pos = p3};
+        DecoderSeq step = {.kv_row0 = cap, .kv_cap = cap, .n_past = L + (int)k, .n_tok = 1,
+                           .ids = &next, .pos = p3};
         if (k + 1 < n_gen)
             CHECK_EQ(decoder_forward(d, &step, 1, row, 0, err), 0);
     }
-    if (same >= 4)
+    if (steps_done >= 4)
         golden_cmp(g, "gen_logits (4 steps)", steps, "gen_logits", (size_t)4 * V);
     fprintf(stderr, "    %-26s %d of %zu identical\n", "greedy tokens", same, n_gen);
+    if (g->tol->min_greedy && !((float)same >= g->tol->min_greedy * (float)n_gen))
+        test_fail(__FILE__, __LINE__, "greedy tokens: %d of %zu identical, want %.0f%%", same,
+                  n_gen, 100.0 * g->tol->min_greedy);
     free(row);
     free(steps);
     free(logits);
     free(tt.buf);
     decoder_free(d);
+    decoder_kv_clear(&kv);
 }
 
 /* One prompt on one backend: positions, vision, decoder. */
@@ -444,8 +457,22 @@ static const GoldenTol golden_f32 = {.kind = "f32", .rel = 1e-4f, .exact_argmax 
  * one difference is the pos-embed interpolation, which vlq (as torch in bf16) computes in
  * bf16 (§9.6) and the reference in f32: 2.3e-3 of the range there, 2.5e-4 at the logits. */
 static const GoldenTol golden_bf16 = {.kind = "bf16", .rel = 5e-3f, .exact_argmax = 0};
-/* Q4 decoder weights against the reference on the dequantised weights (vlq export). */
-static const GoldenTol golden_q4 = {.kind = "q4", .rel = 5e-3f, .exact_argmax = 0};
+/* Q4 decoder weights against the reference on the dequantised weights (vlq export): the
+ * ref backend computes in f32 on the same weights, so it matches to f32 rounding (the
+ * pos-embed bf16 step is the worst, 2.1e-3) and every greedy token. */
+static const GoldenTol golden_q4_ref = {.kind = "q4", .rel = 5e-3f, .exact_argmax = 0};
+/* The cpu backend quantises the activations of Q4/Q8 matmuls to int8 (blocks of 32 with
+ * one scale, as llama.cpp's Q8_0; src/cpu_qmm.c), which adds noise of about
+ * amax/127/sqrt(12) per input, ~0.5% of each matmul output's rms. The tiny model has
+ * hidden 64 (two blocks per input row) and 28 quantised matmuls, and its random logits
+ * are flat, so top-2 ties flip. Measured on the five prompts (2026-11-30): max |err| /
+ * range 0.027 (text.norm), 0.025 at the logits, argmax_all 8 of 169 positions differ,
+ * greedy tokens (teacher-forced) 97 of 100 identical, at least 19 of 20 per prompt.
+ * Tolerance: 0.05 of the range at every stage and 85% of the greedy tokens per prompt,
+ * about twice the measured error; a wrong kernel is off by O(1) of the range. The ref
+ * backend keeps the exact check above. */
+static const GoldenTol golden_q4 = {.kind = "q4", .rel = 5e-2f, .exact_argmax = 0,
+                                    .min_greedy = 0.85f};
 
 static void test_golden_f32_cpu(void)
 {
@@ -465,6 +492,11 @@ static void test_golden_bf16(void)
 static void test_golden_q4(void)
 {
     golden_run("tiny", "q4", "cpu", &golden_q4);
+}
+
+static void test_golden_q4_ref(void)
+{
+    golden_run("tiny", "q4", "ref", &golden_q4_ref);
 }
 
 /* ---- batching: several sequences in one decoder call ---- */
@@ -512,12 +544,14 @@ static void golden_seq_clear(GoldenSeq *s)
     fixture_close(s->fx);
 }
 
+enum { GOLDEN_SLOT_ROWS = 64 };
+
 /* Decode step k (0-based, after the prompt) of s in slot: the token generated before it. */
 static DecoderSeq golden_seq_step(const GoldenSeq *s, int slot, int k, int32_t p3[3])
 {
     p3[0] = p3[1] = p3[2] = s->L + k + s->delta;
-    return (DecoderSeq){.slot = slot, .n_past = s->L + k, .n_tok = 1, .ids = &s->gen[k],
-                        .pos = p3};
+    return (DecoderSeq){.kv_row0 = (int64_t)slot * GOLDEN_SLOT_ROWS, .kv_cap = GOLDEN_SLOT_ROWS,
+                        .n_past = s->L + k, .n_tok = 1, .ids = &s->gen[k], .pos = p3};
 }
 
 /* The text prompt prefilled alone in slot 0; then, in one call, the image prompt's
@@ -534,19 +568,23 @@ static void test_golden_batch(void)
     golden_seq_init(&t, m, "text");
     golden_seq_init(&im, m, "image");
     char err[VLQ_ERRLEN] = "";
-    DecoderOptions opt = {.n_slots = 2, .max_ctx = 64, .max_tok = t.L + im.L, .max_seq = 2};
+    DecoderOptions opt = {.max_tok = t.L + im.L, .max_seq = 2};
+    DecoderKV kv;
     Decoder *d = NULL;
-    CHECK_EQ(decoder_new(m, backend_get("cpu"), &opt, &d, err), 0);
+    CHECK_EQ(decoder_kv_init(&kv, c, backend_get("cpu"), QUANT_F32, 2 * GOLDEN_SLOT_ROWS, err), 0);
+    CHECK_EQ(decoder_new(m, backend_get("cpu"), &opt, &kv, &d, err), 0);
     float *lg = calloc((size_t)2 * V, 4);
     const float *t_last = fixture_f32(t.fx, "logits_last", NULL) + 3 * V;
     const float *t_gen = fixture_f32(t.fx, "gen_logits", NULL);
     const float *i_last = fixture_f32(im.fx, "logits_last", NULL) + 3 * V;
     const float *i_gen = fixture_f32(im.fx, "gen_logits", NULL);
-    t.prefill.slot = 0;
+    t.prefill.kv_row0 = 0;
+    t.prefill.kv_cap = GOLDEN_SLOT_ROWS;
     CHECK_EQ(decoder_forward(d, &t.prefill, 1, lg, 0, err), 0);
     CHECK(test_check_tensor(__FILE__, __LINE__, "text prefill", lg, t_last, V, 1e-4f, 1e-4f));
     int32_t p3[3], q3[3];
-    im.prefill.slot = 1;
+    im.prefill.kv_row0 = GOLDEN_SLOT_ROWS;
+    im.prefill.kv_cap = GOLDEN_SLOT_ROWS;
     DecoderSeq two[2] = {im.prefill, golden_seq_step(&t, 0, 0, p3)};
     CHECK_EQ(decoder_forward(d, two, 2, lg, 0, err), 0);
     CHECK(test_check_tensor(__FILE__, __LINE__, "image prefill", lg, i_last, V, 1e-4f, 1e-4f));
@@ -560,6 +598,7 @@ static void test_golden_batch(void)
                             1e-4f));
     free(lg);
     decoder_free(d);
+    decoder_kv_clear(&kv);
     golden_seq_clear(&t);
     golden_seq_clear(&im);
     model_close(m);
@@ -571,5 +610,6 @@ TEST_GROUP(forward, {"positions_image_video", test_positions_image_video},
            {"positions_mismatch", test_positions_mismatch},
            {"golden_f32_cpu", test_golden_f32_cpu}, {"golden_f32_ref", test_golden_f32_ref},
            {"golden_bf16", test_golden_bf16}, {"golden_q4", test_golden_q4},
+           {"golden_q4_ref", test_golden_q4_ref},
            {"golden_batch", test_golden_batch})
 

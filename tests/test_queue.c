@@ -442,10 +442,84 @@ static void test_backoff(void)
     CHECK_EQ(queue_state_parse("nope"), -1);
 }
 
+/* Per-unit results: fenced by the claim token, never stored twice, read back in order
+ * after a takeover (resume), progress counts on the job, failed units dropped by a
+ * retry by hand, and the rows purged with their job. */
+static void test_units(void)
+{
+    Queue *q = open_q("q.db");
+    int64_t id = submit(q, "k", NULL, NULL, 0);
+    Job *a = claim(q, "k");
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(queue_set_units_total(q, a, 3, err), 0);
+    JobUnit u0 = {.idx = 0, .result = "page one", .meta_json = "{\"page\":1}", .tok_in = 100,
+                  .tok_out = 7, .seconds = 1.5};
+    CHECK_EQ(queue_unit_store(q, a, &u0, err), 0);
+    JobUnit dup = {.idx = 0, .result = "again"};
+    CHECK_EQ(queue_unit_store(q, a, &dup, err), VLQ_EINPUT);
+    CHECK(strstr(err, "unit 0: already stored") != NULL);
+    Job *j;
+    CHECK_EQ(queue_get(q, id, &j, err), 0);
+    CHECK(j && j->units_total == 3 && j->units_done == 1);
+    queue_job_free(j);
+    /* worker a is lost; b takes the job over: a can no longer write a unit */
+    fake_now += 61000;
+    Job *b = claim(q, "k");
+    CHECK(b && b->id == id);
+    JobUnit u1 = {.idx = 1, .error_code = "EINPUT", .error = "page 2: bad data"};
+    CHECK_EQ(queue_unit_store(q, a, &u1, err), VLQ_EBUSY);
+    CHECK(strstr(err, "lease lost") != NULL);
+    CHECK_EQ(queue_set_units_total(q, a, 3, err), VLQ_EBUSY);
+    CHECK_EQ(queue_unit_store(q, b, &u1, err), 0);
+    CHECK_EQ(queue_unit_store(q, b, &u0, err), VLQ_EINPUT); /* b resumes: unit 0 is there */
+    JobUnit *us;
+    int n;
+    CHECK_EQ(queue_units(q, id, &us, &n, err), 0);
+    CHECK_EQ(n, 2);
+    if (n == 2) {
+        CHECK_EQ(us[0].idx, 0);
+        CHECK_STR(us[0].result, "page one");
+        CHECK_STR(us[0].meta_json, "{\"page\":1}");
+        CHECK_EQ(us[0].tok_in, 100);
+        CHECK_EQ(us[0].tok_out, 7);
+        CHECK(us[0].seconds == 1.5);
+        CHECK_EQ(us[0].attempt, 1);
+        CHECK(us[0].error_code == NULL);
+        CHECK_EQ(us[1].idx, 1);
+        CHECK(us[1].result == NULL);
+        CHECK_STR(us[1].error_code, "EINPUT");
+        CHECK_EQ(us[1].attempt, 2);
+    }
+    queue_units_free(us, n);
+    /* the job dies; a retry by hand keeps the good unit and drops the failed one */
+    CHECK_EQ(queue_fail(q, b, VLQ_EINPUT, "every page failed", NULL, err), 0);
+    CHECK_EQ(queue_retry(q, id, err), 0);
+    CHECK_EQ(queue_units(q, id, &us, &n, err), 0);
+    CHECK_EQ(n, 1);
+    CHECK(n == 1 && us[0].idx == 0);
+    queue_units_free(us, n);
+    Job *c = claim(q, "k");
+    CHECK(c != NULL);
+    CHECK_EQ(queue_unit_store(q, c, &u1, err), 0);
+    CHECK_EQ(queue_succeed(q, c, "json", "{}", 2, NULL, err), 0);
+    CHECK_EQ(queue_unit_store(q, c, &(JobUnit){.idx = 2}, err), VLQ_EBUSY); /* finished */
+    fake_now += 86400000;
+    int deleted = 0;
+    CHECK_EQ(queue_purge(q, 1000, &deleted, err), 0);
+    CHECK_EQ(deleted, 1);
+    CHECK_EQ(queue_units(q, id, &us, &n, err), 0);
+    CHECK_EQ(n, 0);
+    queue_units_free(us, n);
+    queue_job_free(a);
+    queue_job_free(b);
+    queue_job_free(c);
+    queue_close(q);
+}
+
 TEST_GROUP(queue, {"succeed_once", test_succeed_once}, {"retry_backoff_dead", test_retry_backoff_dead},
            {"deterministic_dead", test_deterministic_dead},
            {"lease_takeover_fencing", test_lease_takeover_fencing},
            {"idempotency_priority", test_idempotency_priority},
            {"cancel_release_purge", test_cancel_release_purge}, {"outbox", test_outbox},
            {"newer_db_refused", test_newer_db_refused},
-           {"concurrent_claimers", test_concurrent_claimers}, {"backoff", test_backoff})
+           {"concurrent_claimers", test_concurrent_claimers}, {"backoff", test_backoff}, {"units", test_units})

@@ -39,7 +39,13 @@ if "$VLQ_BIN" plan bad.mp4 page.png --kind ocr --prompt-tokens 40 >out.txt 2>err
 fi
 grep -q '^vlq: bad.mp4: ' err.txt
 grep -q '^page.png page 1: ' out.txt
-# Without a prompt token count: a usage error that says why.
+# Without a prompt token count or a model: a usage error that says why.
 if "$VLQ_BIN" plan page.png --kind ocr 2>err.txt; then exit 1; fi
 grep -q 'prompt' err.txt
+# With [model] path: the model's own tokenizer counts, as --tokenizer does.
+"$VLQ_MAKE_TINY_BIN" tiny 7 >/dev/null
+"$VLQ_BIN" convert tiny -o tiny.vlq --quant q4 2>/dev/null
+printf '[model]\npath = %s/tiny.vlq\n' "$TEST_TMPDIR" > m.conf
+"$VLQ_BIN" --config m.conf plan page.png --kind ocr --json >model.json
+python3 -c 'import json; a=json.load(open("tok.json"))["units"][0]; b=json.load(open("model.json"))["units"][0]; assert a["prompt_tokens"] == b["prompt_tokens"], (a, b)' 
 echo ok

@@ -65,12 +65,13 @@ bad=$("$T" submit test.bad a.txt)
 "$T" retry "$bad" || fail "retry exit"
 [ "$(state "$bad")" = queued ] || fail "retry did not queue"
 
-# a vlq without the kind leaves the job queued and spends no attempt
+# a vlq without a model ([model] path) leaves ocr jobs queued and spends no attempt
 id=$("$V" submit ocr a.txt)
 "$V" worker --drain 2> w4.log; rc=$?
-[ $rc = 0 ] || fail "kindless drain: exit $rc"
-grep -q "no job kinds are built into this vlq yet" w4.log || fail "kindless worker said nothing"
-"$V" --json show "$id" | grep -q '"attempts": 0' || fail "kindless worker spent an attempt"
+[ $rc = 0 ] || fail "modelless drain: exit $rc"
+grep -q "no model (\[model\] path): 2 kind(s) that need it are not run" w4.log ||
+    fail "modelless worker said nothing: $(cat w4.log)"
+"$V" --json show "$id" | grep -q '"attempts": 0' || fail "modelless worker spent an attempt"
 
 # an input changed after submit fails its job, not the worker
 echo one > c.txt

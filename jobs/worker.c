@@ -1,0 +1,366 @@
+/* worker: claim, run, record, with [worker] concurrency jobs in flight (see worker.h).
+ *
+ * Each thread runs the whole loop on its own Queue connection. What the threads share
+ * lives in Worker and is guarded by its mutex: the count of jobs started (so --once and
+ * --max-jobs hold across threads), the counts for the exit status, and the first fatal
+ * error (a database failure stops every thread at its next look at the queue). The
+ * stop flag is the caller's, written by a signal handler and only read here.
+ *
+ * A job's inputs are checked against what submit recorded (size, mtime, SHA-256) before
+ * it runs: a changed or vanished file fails that job (EINPUT), never the worker. After a
+ * success the result is also written under [output] dir (when set), atomically, named
+ * after the job's first input. */
+#include "worker.h"
+
+#include "cfg.h"
+#include "engine.h"
+#include "err.h"
+#include "jobs.h"
+#include "log.h"
+#include "outbox.h"
+#include "queue.h"
+#include "result.h"
+#include "util.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WORKER_MAX_THREADS 256
+
+typedef struct {
+    const WorkerOptions *o;
+    const char *const *kinds; /* the kinds this worker claims */
+    int n_kinds;
+    int64_t lease_ms, poll_ms;
+    const char *out_dir;      /* [output] dir, or "" */
+    const char *out_format;   /* [output] format */
+    OutboxThread *outbox;
+    Engine *engine;           /* o->engine, or the one opened here */
+    char worker_id[96];
+    pthread_mutex_t mu;       /* guards the fields below */
+    int64_t started, done, failed;
+    int fatal;                /* a thread hit a database error: everyone stops */
+    char fatal_err[VLQ_ERRLEN];
+    int fatal_code;
+} Worker;
+
+static int worker_stopping(Worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int f = w->fatal;
+    pthread_mutex_unlock(&w->mu);
+    return f || (w->o->stop && *w->o->stop);
+}
+
+static void worker_set_fatal(Worker *w, int code, const char *err)
+{
+    pthread_mutex_lock(&w->mu);
+    if (!w->fatal) {
+        w->fatal = 1;
+        w->fatal_code = code;
+        snprintf(w->fatal_err, sizeof w->fatal_err, "%s", err);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* The job's inputs are still what submit saw. */
+static int worker_check_inputs(const Job *j, char *err)
+{
+    for (int i = 0; i < j->n_inputs; i++) {
+        const JobInput *in = &j->inputs[i];
+        struct stat st;
+        if (stat(in->path, &st) != 0)
+            return err_set(err, VLQ_EINPUT, "%s: %s (gone since submit)", in->path,
+                           strerror(errno));
+        if (st.st_size != in->size_bytes || (int64_t)st.st_mtime != in->mtime_s) {
+            char hex[65];
+            int rc = util_sha256_file(in->path, hex, err);
+            if (rc)
+                return rc;
+            if (strcmp(hex, in->sha256))
+                return err_set(err, VLQ_EINPUT, "%s: changed since submit (SHA-256 differs)",
+                               in->path);
+        }
+    }
+    return 0;
+}
+
+/* Is the job still ours? 1 yes, 0 no (another worker took it over, or it left
+ * 'running'), -1 the queue could not say. This is how a VLQ_EBUSY is told apart: a lost
+ * lease by the job's state, never by the message. */
+static int worker_still_owner(Queue *q, const Job *j)
+{
+    Job *now = NULL;
+    char err[VLQ_ERRLEN];
+    if (queue_get(q, j->id, &now, err))
+        return -1;
+    int ours = now->state == JOB_RUNNING && now->claim_token && j->claim_token &&
+               !strcmp(now->claim_token, j->claim_token);
+    queue_job_free(now);
+    return ours;
+}
+
+/* Write the result under [output] dir as <input file name>.<ext>, atomically. A failure
+ * is logged, never the job's: the result is safe in the queue. */
+static void worker_write_output(Worker *w, const Job *j, const JobCtx *ctx)
+{
+    if (!w->out_dir[0] || !j->n_inputs)
+        return;
+    char err[VLQ_ERRLEN];
+    Buf out = {0};
+    const char *fmt = w->out_format;
+    int rc = result_render(j->kind, ctx->format, ctx->result, ctx->result_len, fmt, &out, err);
+    if (rc == VLQ_ENOTSUP) { /* a kind without renderings: its result as stored */
+        buf_clear(&out);
+        buf_append(&out, ctx->result, ctx->result_len);
+        fmt = ctx->format;
+        rc = 0;
+    }
+    const char *base = strrchr(j->inputs[0].path, '/');
+    base = base ? base + 1 : j->inputs[0].path;
+    char *path = xasprintf("%s/%s.%s", w->out_dir, base, result_extension(fmt));
+    if (rc == 0)
+        rc = util_write_file(path, out.data ? out.data : "", out.len, err);
+    if (rc)
+        log_warn("output: %s", err);
+    else
+        log_info("output written to %s", path);
+    free(path);
+    buf_clear(&out);
+}
+
+/* Run one claimed job to its end on connection q. Returns 1 if it ended succeeded (or
+ * was handed back), 0 if not, -1 on a database error that should stop the worker. */
+static int worker_job(Worker *w, Queue *q, Job *j)
+{
+    char err[VLQ_ERRLEN] = "", qerr[VLQ_ERRLEN] = "";
+    log_set_job(j->id);
+    const JobKind *kind = jobs_find(j->kind);
+    JobCtx ctx = {.queue = q, .job = j, .lease_ms = w->lease_ms, .stop = w->o->stop,
+                  .cfg = w->o->cfg, .engine = w->engine};
+    double t0 = util_mono_s();
+    log_info("start kind=%s attempt=%d/%d", j->kind, j->attempts, j->max_attempts);
+    int rc = worker_check_inputs(j, err);
+    if (rc == 0)
+        rc = kind->run(&ctx, err);
+    if (rc == 0 && !ctx.format)
+        rc = err_set(err, VLQ_EIO, "%s: finished without a result", j->kind);
+    int ok = 0, qrc = 0;
+    if (rc == 0) {
+        qrc = queue_succeed(q, j, ctx.format, ctx.result, ctx.result_len, ctx.summary, qerr);
+        ok = qrc == 0;
+        if (ok) {
+            log_info("succeeded in %.2f s (%zu bytes)", util_mono_s() - t0, ctx.result_len);
+            worker_write_output(w, j, &ctx);
+        }
+    } else if (rc == VLQ_ECANCEL && ctx.stopping) {
+        qrc = queue_release(q, j, qerr);
+        log_info("handed back: the worker is stopping");
+        ok = 1; /* not a failure of the job */
+    } else if (rc == VLQ_ECANCEL) {
+        qrc = queue_ack_cancel(q, j, qerr);
+        log_info("cancelled");
+    } else if (rc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
+        log_warn("%s", err); /* another worker owns the job now: not ours to record */
+    } else {
+        JobState st = JOB_DEAD;
+        qrc = queue_fail(q, j, rc, err, &st, qerr);
+        log_warn("%s: %s (%s)", st == JOB_FAILED ? "failed, will retry" : "dead", err,
+                 err_name(rc));
+    }
+    /* a finishing write refused because the lease was lost is not a worker error */
+    if (qrc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
+        log_warn("%s", qerr);
+        qrc = 0;
+        ok = 0;
+    }
+    jobs_ctx_clear(&ctx);
+    log_set_job(0);
+    if (qrc) {
+        log_error("%s", qerr);
+        worker_set_fatal(w, qrc, qerr);
+        return -1;
+    }
+    return ok;
+}
+
+/* Reserve one job start under max_jobs; 0 when the limit is reached. */
+static int worker_reserve(Worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int ok = !w->o->max_jobs || w->started < w->o->max_jobs;
+    w->started += ok;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+static void worker_unreserve(Worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->started--;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *worker_thread(void *arg)
+{
+    Worker *w = arg;
+    const Cfg *cfg = w->o->cfg;
+    char err[VLQ_ERRLEN];
+    QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+    Queue *q = NULL;
+    int rc = queue_open(w->o->db_path, &qo, 1, &q, err);
+    if (rc) {
+        worker_set_fatal(w, rc, err);
+        return NULL;
+    }
+    while (!worker_stopping(w) && worker_reserve(w)) {
+        Job *j = NULL;
+        if ((rc = queue_claim(q, w->kinds, w->n_kinds, w->lease_ms, w->worker_id, &j, err))) {
+            worker_unreserve(w);
+            log_error("%s", err);
+            worker_set_fatal(w, rc, err);
+            break;
+        }
+        if (!j) {
+            worker_unreserve(w);
+            if (w->o->drain || w->o->max_jobs)
+                break;
+            for (int64_t t = 0; t < w->poll_ms && !worker_stopping(w); t += 50)
+                util_sleep_ms(50);
+            continue;
+        }
+        int ok = worker_job(w, q, j);
+        queue_job_free(j);
+        outbox_poke(w->outbox);
+        if (ok < 0)
+            break;
+        pthread_mutex_lock(&w->mu);
+        w->done++;
+        w->failed += !ok;
+        pthread_mutex_unlock(&w->mu);
+    }
+    queue_close(q);
+    return NULL;
+}
+
+/* Open the model for the kinds that need it ([model] path, [budgets], [engine]) and start
+ * its driver thread. 0 and *out, or engine_open's code with err. */
+static int worker_open_engine(const Cfg *cfg, Engine **out, char *err)
+{
+    EngineOptions eo;
+    engine_options_from_cfg(cfg, &eo);
+    double t0 = util_mono_s();
+    int rc = engine_open(&eo, out, err);
+    if (rc == 0 && (rc = engine_start(*out, err)) != 0) {
+        engine_close(*out);
+        *out = NULL;
+    }
+    if (rc == 0)
+        log_info("model %s ready in %.1f s", eo.model_path, util_mono_s() - t0);
+    return rc;
+}
+
+int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
+{
+    const Cfg *cfg = o->cfg;
+    Worker w = {.o = o, .out_dir = cfg_str(cfg, "output.dir"),
+                .out_format = cfg_str(cfg, "output.format")};
+    pthread_mutex_init(&w.mu, NULL);
+    w.lease_ms = o->lease_ms > 0 ? o->lease_ms : cfg_int(cfg, "worker.lease_seconds") * 1000;
+    w.poll_ms = cfg_int(cfg, "worker.poll_ms");
+    int n_threads = o->concurrency > 0 ? o->concurrency : (int)cfg_int(cfg, "worker.concurrency");
+    if (n_threads > WORKER_MAX_THREADS)
+        n_threads = WORKER_MAX_THREADS;
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    snprintf(w.worker_id, sizeof w.worker_id, "%s:%ld", host, (long)getpid());
+    /* the model, when a kind needs it and the config names one */
+    int n_all = jobs_count(), n_skipped = 0, need_engine = 0;
+    for (int i = 0; i < n_all; i++)
+        need_engine |= jobs_at(i)->needs_engine;
+    Engine *own_engine = NULL;
+    w.engine = o->engine;
+    if (!w.engine && need_engine && cfg_str(cfg, "model.path")[0]) {
+        int erc = worker_open_engine(cfg, &own_engine, err);
+        if (erc) {
+            err_prefix(err, "model");
+            pthread_mutex_destroy(&w.mu);
+            return erc;
+        }
+        w.engine = own_engine;
+    }
+    /* the kinds this worker can run: those needing the model only with an engine */
+    const char **kinds = xcalloc((size_t)n_all + 1, sizeof *kinds);
+    for (int i = 0; i < n_all; i++) {
+        const JobKind *k = jobs_at(i);
+        if (k->needs_engine && !w.engine)
+            n_skipped++;
+        else
+            kinds[w.n_kinds++] = k->name;
+    }
+    w.kinds = kinds;
+    if (n_all == 0)
+        log_warn("no job kinds are built into this vlq yet: ocr and summarize jobs stay queued "
+                 "(no attempt is spent) until a vlq that runs them takes them");
+    else if (n_skipped)
+        log_warn("no model ([model] path): %d kind(s) that need it are not run; their jobs "
+                 "stay queued (no attempt is spent)", n_skipped);
+    if (w.n_kinds)
+        log_info("worker ready: db=%s kinds=%d concurrency=%d", o->db_path, w.n_kinds,
+                 n_threads);
+    /* open (creating and migrating) once up front, so a bad database is one clear error
+     * before any thread starts */
+    QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+    Queue *q0 = NULL;
+    int rc = queue_open(o->db_path, &qo, 1, &q0, err);
+    if (rc == 0)
+        rc = outbox_start(o->db_path, cfg, &w.outbox, err);
+    pthread_t th[WORKER_MAX_THREADS];
+    int n_started = 0;
+    for (int i = 0; rc == 0 && i < n_threads; i++) {
+        if (pthread_create(&th[i], NULL, worker_thread, &w) != 0) {
+            rc = err_set(err, VLQ_EIO, "worker: cannot start thread %d", i + 1);
+            worker_set_fatal(&w, rc, err);
+            break;
+        }
+        n_started++;
+    }
+    for (int i = 0; i < n_started; i++)
+        pthread_join(th[i], NULL);
+    outbox_stop(w.outbox);
+    if (rc == 0 && w.fatal) {
+        rc = w.fatal_code;
+        snprintf(err, VLQ_ERRLEN, "%s", w.fatal_err);
+    }
+    /* a drained cron run leaves no due event behind: one synchronous pass, bounded by the
+     * webhook timeouts; later retries go to the next worker or `vlq webhooks send` */
+    char werr[VLQ_ERRLEN];
+    if (rc == 0 && o->drain && outbox_send_due(q0, cfg, 0, NULL, werr))
+        log_warn("webhooks: %s", werr);
+    queue_close(q0);
+    stats->done = w.done;
+    stats->failed = w.failed;
+    if (w.engine) {
+        /* batch occupancy: rows per decoder step over the worker's life */
+        EngineStats es;
+        engine_stats(w.engine, &es);
+        char kv[160];
+        snprintf(kv, sizeof kv, "steps=%lld rows_decode=%lld rows_prefill=%lld requests=%lld",
+                 (long long)es.steps, (long long)es.rows_decode, (long long)es.rows_prefill,
+                 (long long)es.requests_done);
+        log_msg_kv(LOG_INFO, kv, "engine: %lld requests, %lld steps, %.2f decode rows per step",
+                   (long long)es.requests_done, (long long)es.steps,
+                   es.steps ? (double)es.rows_decode / es.steps : 0);
+    }
+    engine_close(own_engine);
+    free(kinds);
+    pthread_mutex_destroy(&w.mu);
+    return rc;
+}

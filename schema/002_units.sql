@@ -1,0 +1,21 @@
+-- 002_units: per-unit results (an OCR page, a video segment, a reduce step), stored as each
+-- unit finishes so that a resumed job skips what is done. One row per (job, unit): the
+-- primary key makes a second store of a unit impossible, whichever worker tries.
+
+CREATE TABLE job_units (
+    job_id      INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,   -- 0-based unit index, in the kind's order
+    result      TEXT,               -- the unit's text (NULL when it failed)
+    meta_json   TEXT,               -- kind-specific facts: page number, time range, frames
+    tok_in      INTEGER NOT NULL DEFAULT 0,
+    tok_out     INTEGER NOT NULL DEFAULT 0,
+    seconds     REAL NOT NULL DEFAULT 0,
+    error_code  TEXT,               -- "EINPUT", ... for a unit that failed for good
+    error       TEXT,
+    attempt     INTEGER NOT NULL,   -- the job attempt that stored it
+    created_ms  INTEGER NOT NULL,
+    PRIMARY KEY (job_id, idx)
+);
+
+-- how many units the running job has (0: not planned yet), for progress in `vlq show`
+ALTER TABLE jobs ADD COLUMN units_total INTEGER NOT NULL DEFAULT 0;

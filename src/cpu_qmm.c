@@ -1,0 +1,793 @@
+/* cpu_qmm: Q4/Q8 weights times int8-quantised activations (see cpu_qmm.h).
+ *
+ * Arithmetic. Activations are quantised per token row to int8 in blocks of 32 columns
+ * (d = amax/127, q = rint(x/d), |q| <= 127). For one weight group of scale s_w and one
+ * activation block of scale d:  sum_k w_k x_k ~= s_w * d * sum_k (u_k - off) * q_k, with
+ * u the weight as an unsigned byte (Q4: the nibble, off = 8; Q8 on VNNI: w + 128, off =
+ * 128; Q8 on AVX2 and plain C: the signed byte, off = 0). The integer sums are exact;
+ * scales multiply once per 4 products, in f32.
+ *
+ * Activation layout ("slot order"). The weights stay in the file's layout, so the
+ * activations are stored in the order the weight bytes unpack. A row is cut into units of
+ * 64 columns (Q4: 32 bytes; Q8: 64 bytes); a SIMD register unpacks a unit into 64 "slots"
+ * (Q4: slots 0..31 the low nibbles of the 32 bytes, 32..63 their high nibbles; Q8: the
+ * bytes in order) and the activation of each unit is stored in the same slot order. Each
+ * run of 16 slots (a quarter) holds 16 consecutive columns of one weight group and one
+ * activation block, because group/2 is a multiple of 16. Per 4 slots (a "lane", one
+ * int32 of vpdpbusd) the scratch keeps init = -off * (sum of the 4 q), so the integer
+ * accumulator starts at the offset correction and needs no second pass, the block scale d,
+ * and (shared by all tokens) the lane's weight group relative to the first group of its
+ * window of 4 units (256 columns span at most 8 groups, so 8 scales per window are
+ * converted once and permuted to the lanes). A trailing unit of 32 columns (cols % 64 ==
+ * 32) holds 32 slots (Q4: 16 bytes, low then high nibbles) and is summed by the C code.
+ *
+ * Kernels. One tile function per (kernel, weight type, NR weight rows, NT tokens): NR = 1
+ * and NT <= 8 for decode (the GEMV: each thread streams its equal share of the rows once,
+ * front to back, prefetching ahead), NR, NT <= 4 for prefill (the GEMM: 4 x 4 register
+ * tiles, so one unpacked weight register serves 4 tokens, blocked by 64 tokens x 2048
+ * columns so the activations stay in L2 and a tile's weights in L1). The plain C tile is
+ * the oracle; the SIMD tiles sum the same integers, only the f32 summation order differs.
+ *
+ * State: one thread-local scratch buffer per calling thread (qmm_scratch), grown to the
+ * largest shape seen; nothing else is global. */
+#include "cpu_qmm.h"
+
+#include "backend_int.h"
+#include "cpucaps.h"
+#include "err.h"
+#include "util.h"
+
+#include <assert.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QMM_X86 1
+#include <immintrin.h>
+#endif
+
+#define QMM_GEMV_MAX 8   /* token rows up to which a matmul is a GEMV */
+#define QMM_TB 64        /* GEMM: tokens per block (their activations stay in L2) */
+#define QMM_CU 32        /* GEMM: units (64 columns) per column chunk */
+#define QMM_PF 1024      /* bytes of weights prefetched ahead */
+#define QMM_PAR_MIN (1 << 16) /* multiply-adds below which one thread runs the matmul */
+
+typedef struct {
+    const uint8_t *qs;     /* the weights' qs plane */
+    const uint16_t *scale; /* their half-float scales */
+    int q4;                /* 1: Q4, 0: Q8 */
+    int group;             /* columns per weight scale */
+    int off;               /* the weight offset folded into init (8, 128 or 0) */
+    int64_t rows, cols;    /* W[rows, cols] */
+    int64_t row_bytes;     /* qs bytes per row */
+    int64_t row_groups;    /* scales per row */
+    int64_t n_full;        /* full units of 64 columns */
+    int64_t n_units;       /* n_full, + 1 when cols % 64 == 32 */
+    int64_t qst;           /* q bytes per token row: n_units * 64 */
+    int64_t lst;           /* lanes per token row: n_units * 16 */
+    int8_t *q;             /* [n_tok][qst] quantised activations, slot order */
+    int32_t *init;         /* [n_tok][lst] -off * sum of the lane's 4 q */
+    float *dq;             /* [n_tok][lst] the lane's activation block scale */
+    float *amax;           /* [n_tok][n_units * 2] max |x| of each block of 32 columns */
+    int32_t *qcol;         /* [n_units * 4] the first column of each quarter */
+    int32_t *grel;         /* [lst] the lane's weight group - its window's gbase */
+    int32_t *gbase;        /* [windows] the first weight group of each window of 4 units */
+} QmmCtx;
+
+/* out[i*NT + j] = W[r0+i] . x[t0+j] over the full units u0 .. u1 */
+typedef void (*QmmTileFn)(const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1,
+                          float *out);
+
+/* ---- scratch ---- */
+
+static __thread struct {
+    void *buf;
+    size_t cap;
+} qmm_scratch;
+
+static int64_t qmm_units(int64_t cols)
+{
+    return (cols + 63) / 64;
+}
+
+size_t cpu_qmm_scratch_bytes(int64_t max_tok, int64_t max_cols)
+{
+    int64_t nu = qmm_units(max_cols), nwin = (nu + 3) / 4;
+    /* per token: q, init, dq (64 bytes each per unit), amax (8); shared: grel (64 per
+     * unit), qcol (16), gbase (4 per window) */
+    return (size_t)(3 * max_tok * nu * 64 + (max_tok * nu * 8 + 63) / 64 * 64 + nu * 64 +
+                    (nu * 16 + 63) / 64 * 64 + (nwin * 4 + 63) / 64 * 64);
+}
+
+static void *qmm_scratch_get(size_t bytes, char *err)
+{
+    if (bytes <= qmm_scratch.cap)
+        return qmm_scratch.buf;
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!p) {
+        err_set(err, VLQ_ENOMEM, "matmul scratch: cannot allocate %zu bytes", bytes);
+        return NULL;
+    }
+    free(qmm_scratch.buf);
+    qmm_scratch.buf = p;
+    qmm_scratch.cap = bytes;
+    return p;
+}
+
+int cpu_qmm_reserve(int64_t max_tok, int64_t max_cols, char *err)
+{
+    return qmm_scratch_get(cpu_qmm_scratch_bytes(max_tok, max_cols), err) ? 0 : VLQ_ENOMEM;
+}
+
+void cpu_qmm_release(void)
+{
+    free(qmm_scratch.buf);
+    qmm_scratch.buf = NULL;
+    qmm_scratch.cap = 0;
+}
+
+/* ---- activation quantisation (shared by every kernel) ---- */
+
+/* The quarter (16 slots) that holds the 16 columns from col of weight group g, nib 1
+ * for a Q4 high nibble: records its first column and (in grel, for now) its group. */
+static void qmm_put(QmmCtx *c, int64_t quarter, int64_t col, int64_t g)
+{
+    c->qcol[quarter] = (int32_t)col;
+    for (int l = 0; l < 4; l++)
+        c->grel[4 * quarter + l] = (int32_t)g;
+}
+
+/* The shared tables: each quarter's first column, each window's first group, each
+ * lane's group relative to it. Walks the groups in order: no divisions. */
+static void qmm_tables(QmmCtx *c)
+{
+    const int64_t G = c->group, groups = c->cols / G;
+    memset(c->grel, 0xff, (size_t)c->lst * 4); /* -1: padding lanes of a half unit */
+    memset(c->qcol, 0, (size_t)c->n_units * 16);
+    for (int64_t g = 0; g < groups; g++) {
+        if (c->q4) { /* 16-byte pieces p: low nibbles cols g*G + 16k, high g*G + G/2 + 16k */
+            for (int64_t k = 0; k < G / 32; k++) {
+                int64_t p = g * (G / 32) + k, u = p >> 1;
+                for (int nib = 0; nib < 2; nib++) {
+                    int64_t col = g * G + nib * (G / 2) + 16 * k;
+                    int qi = u < c->n_full ? (int)(p & 1) + 2 * nib : nib;
+                    qmm_put(c, 4 * u + qi, col, g);
+                }
+            }
+        } else {
+            for (int64_t k = 0; k < G / 16; k++)
+                qmm_put(c, g * (G / 16) + k, g * G + 16 * k, g);
+        }
+    }
+    for (int64_t u = 0; u < c->n_units; u += 4)
+        c->gbase[u / 4] = c->grel[16 * u]; /* lane 0 of a window: its lowest column */
+    for (int64_t l = 0; l < c->lst; l++)
+        c->grel[l] = c->grel[l] < 0 ? 0 : c->grel[l] - c->gbase[l / 64];
+}
+
+#ifdef QMM_X86
+/* The two inner loops of qmm_quantize on AVX2; the same results (max is exact, and
+ * vcvtps2dq rounds to nearest even as the 1.5 * 2^23 trick does). */
+__attribute__((target("avx2,fma"))) static void qmm_amax_avx2(const float *x, int64_t n_blocks,
+                                                              float *amax)
+{
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t b = 0; b < n_blocks; b++) {
+        const float *p = x + 32 * b;
+        __m256 m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs),
+                                 _mm256_and_ps(_mm256_loadu_ps(p + 8), abs));
+        m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p + 16), abs),
+                                           _mm256_and_ps(_mm256_loadu_ps(p + 24), abs)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        amax[b] = _mm_cvtss_f32(h);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void qmm_q16_avx2(const float *x, float id,
+                                                             int8_t *qq)
+{
+    const __m256 s = _mm256_set1_ps(id);
+    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), s));
+    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), s));
+    __m256i w = _mm256_packs_epi32(a, b); /* 128-bit lanes: a0-3 b0-3 | a4-7 b4-7 */
+    __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
+    __m128i ab = _mm_packs_epi16(_mm_unpacklo_epi64(lo, hi), _mm_unpackhi_epi64(lo, hi));
+    _mm_storeu_si128((__m128i *)qq, ab);
+}
+#endif
+
+/* Token row t: x[cols] -> q, init, dq in slot order. Rounding to nearest even by the
+ * 1.5 * 2^23 trick (|v| <= 127): no libm call. */
+static void qmm_quantize(QmmCtx *c, int64_t t, const float *x)
+{
+    int8_t *q = c->q + t * c->qst;
+    int32_t *init = c->init + t * c->lst;
+    float *dq = c->dq + t * c->lst, *amax = c->amax + t * c->n_units * 2;
+#ifdef QMM_X86
+    const int avx2 = (cpucaps_get() & CPUCAPS_AVX2) != 0;
+#else
+    const int avx2 = 0;
+#endif
+    if (avx2) {
+#ifdef QMM_X86
+        qmm_amax_avx2(x, c->cols / 32, amax);
+#endif
+    } else {
+        for (int64_t b = 0; b < c->cols / 32; b++) {
+            float m = 0.0f;
+            for (int k = 0; k < 32; k++) {
+                float a = fabsf(x[32 * b + k]);
+                m = a > m ? a : m;
+            }
+            amax[b] = m;
+        }
+    }
+    memset(q, 0, (size_t)c->qst);
+    memset(init, 0, (size_t)c->lst * 4);
+    memset(dq, 0, (size_t)c->lst * 4);
+    for (int64_t u = 0; u < c->n_units; u++) {
+        for (int qi = 0; qi < 4; qi++) {
+            int64_t quarter = 4 * u + qi;
+            if (u >= c->n_full && qi >= 2)
+                break; /* padding of a trailing half unit: zeros, never summed */
+            int64_t e0 = c->qcol[quarter];
+            float m = amax[e0 / 32], d = m / 127.0f, id = m > 0.0f ? 127.0f / m : 0.0f;
+            int8_t *qq = q + 16 * quarter;
+            if (avx2) {
+#ifdef QMM_X86
+                qmm_q16_avx2(x + e0, id, qq);
+#endif
+            } else {
+                for (int k = 0; k < 16; k++) {
+                    float v = x[e0 + k] * id;
+                    v = (v + 12582912.0f) - 12582912.0f;
+                    qq[k] = (int8_t)(int)v;
+                }
+            }
+            for (int l = 0; l < 4; l++) {
+                init[4 * quarter + l] =
+                    -c->off * (qq[4 * l] + qq[4 * l + 1] + qq[4 * l + 2] + qq[4 * l + 3]);
+                dq[4 * quarter + l] = d;
+            }
+        }
+    }
+}
+
+/* 8 half scales from group `base` of row r: in place, or copied (zero-padded) into tmp
+ * at the end of the scale plane, so the SIMD load never reads past the tensor. */
+static inline const uint16_t *qmm_scales8(const QmmCtx *c, int64_t r, int64_t base,
+                                          uint16_t tmp[8])
+{
+    int64_t i = r * c->row_groups + base, total = c->rows * c->row_groups;
+    if (i + 8 <= total)
+        return c->scale + i;
+    /* an element loop, not memcpy: a call would make the tile spill its accumulators */
+    for (int k = 0; k < 8; k++)
+        tmp[k] = i + k < total ? c->scale[i + k] : 0;
+    return tmp;
+}
+
+/* ---- plain C: the oracle ---- */
+
+/* W[r] . x[t] over unit u (full or the trailing half unit). */
+static float qmm_c_unit(const QmmCtx *c, int64_t r, int64_t t, int64_t u)
+{
+    int full = u < c->n_full, lanes = full ? 16 : 8;
+    const uint8_t *wb = c->qs + r * c->row_bytes + u * (c->q4 ? 32 : 64);
+    const int8_t *qa = c->q + t * c->qst + 64 * u;
+    const int32_t *init = c->init + t * c->lst + 16 * u;
+    const float *dq = c->dq + t * c->lst + 16 * u;
+    const int32_t *gr = c->grel + 16 * u;
+    const uint16_t *sc = c->scale + r * c->row_groups + c->gbase[u / 4];
+    float acc = 0.0f;
+    for (int l = 0; l < lanes; l++) {
+        int32_t s = init[l];
+        for (int k = 0; k < 4; k++) {
+            int slot = 4 * l + k, wv;
+            if (c->q4) {
+                uint8_t byte = full ? wb[slot & 31] : wb[slot & 15];
+                int nib = full ? slot >> 5 : slot >> 4;
+                wv = nib ? byte >> 4 : byte & 15;
+            } else {
+                wv = (int8_t)wb[slot] + c->off;
+            }
+            s += wv * qa[slot];
+        }
+        acc += (float)s * dq[l] * half_f16_to_f32(sc[gr[l]]);
+    }
+    return acc;
+}
+
+static void qmm_c_tile(const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1, float *out,
+                       int nr, int nt)
+{
+    for (int i = 0; i < nr; i++)
+        for (int j = 0; j < nt; j++) {
+            float acc = 0.0f;
+            for (int64_t u = u0; u < u1; u++)
+                acc += qmm_c_unit(c, r0 + i, t0 + j, u);
+            out[i * nt + j] = acc;
+        }
+}
+
+#define QMM_C_FN(NR, NT)                                                                       \
+    static void qmm_c_##NR##x##NT(const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1, \
+                                  float *out)                                                  \
+    {                                                                                          \
+        qmm_c_tile(c, r0, t0, u0, u1, out, NR, NT);                                            \
+    }
+
+#define QMM_IS_q4 1
+#define QMM_IS_q8 0
+
+/* The table of one kernel: [q4][NR-1][NT-1]; NR > 1 only with NT <= 4. */
+typedef QmmTileFn QmmTab[2][4][8];
+
+#define QMM_TABLE(P, Q)                                                                        \
+    {P##_##Q##_1x1, P##_##Q##_1x2, P##_##Q##_1x3, P##_##Q##_1x4,                               \
+     P##_##Q##_1x5, P##_##Q##_1x6, P##_##Q##_1x7, P##_##Q##_1x8},                              \
+        {P##_##Q##_2x1, P##_##Q##_2x2, P##_##Q##_2x3, P##_##Q##_2x4},                          \
+        {P##_##Q##_3x1, P##_##Q##_3x2, P##_##Q##_3x3, P##_##Q##_3x4},                          \
+    {                                                                                          \
+        P##_##Q##_4x1, P##_##Q##_4x2, P##_##Q##_4x3, P##_##Q##_4x4                             \
+    }
+
+/* Every (NR, NT) of a kernel family: M(type, NR, NT) for type q8 and q4. */
+#define QMM_ALL_SHAPES(M, Q)                                                                   \
+    M(Q, 1, 1) M(Q, 1, 2) M(Q, 1, 3) M(Q, 1, 4) M(Q, 1, 5) M(Q, 1, 6) M(Q, 1, 7) M(Q, 1, 8)    \
+    M(Q, 2, 1) M(Q, 2, 2) M(Q, 2, 3) M(Q, 2, 4) M(Q, 3, 1) M(Q, 3, 2) M(Q, 3, 3) M(Q, 3, 4)    \
+    M(Q, 4, 1) M(Q, 4, 2) M(Q, 4, 3) M(Q, 4, 4)
+
+/* the C tile reads the type from the context: both tables hold the same functions */
+#define QMM_C_DEF(Q, NR, NT) QMM_C_FN(NR, NT)
+QMM_ALL_SHAPES(QMM_C_DEF, x)
+static const QmmTab qmm_tab_c = {
+    {{qmm_c_1x1, qmm_c_1x2, qmm_c_1x3, qmm_c_1x4, qmm_c_1x5, qmm_c_1x6, qmm_c_1x7, qmm_c_1x8},
+     {qmm_c_2x1, qmm_c_2x2, qmm_c_2x3, qmm_c_2x4},
+     {qmm_c_3x1, qmm_c_3x2, qmm_c_3x3, qmm_c_3x4},
+     {qmm_c_4x1, qmm_c_4x2, qmm_c_4x3, qmm_c_4x4}},
+    {{qmm_c_1x1, qmm_c_1x2, qmm_c_1x3, qmm_c_1x4, qmm_c_1x5, qmm_c_1x6, qmm_c_1x7, qmm_c_1x8},
+     {qmm_c_2x1, qmm_c_2x2, qmm_c_2x3, qmm_c_2x4},
+     {qmm_c_3x1, qmm_c_3x2, qmm_c_3x3, qmm_c_3x4},
+     {qmm_c_4x1, qmm_c_4x2, qmm_c_4x3, qmm_c_4x4}},
+};
+
+#ifdef QMM_X86
+
+/* Independent accumulator sets for a tile of NR x NT sums: enough chains of f32 adds in
+ * flight to hide the FMA latency when the tile is small (decode, one token). */
+#define QMM_NA(NR, NT) ((NR) * (NT) >= 4 ? 1 : (NR) * (NT) == 1 ? 4 : 2)
+
+/* ---- AVX-512 VNNI: one unit per zmm ---- */
+
+#define QMM_T512                                                                               \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+/* Where a tile reads: its rows' weights and its tokens' q, init and dq rows. */
+typedef struct {
+    const uint8_t *w[4];
+    const int8_t *q[8];
+    const int32_t *init[8];
+    const float *dq[8];
+} QmmPtrs;
+
+static inline __attribute__((always_inline)) void qmm_ptrs(const QmmCtx *c, int64_t r0, int t0,
+                                                           QmmPtrs *p, const int NR, const int NT)
+{
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++)
+        p->w[i] = c->qs + (r0 + i) * c->row_bytes;
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; j++) {
+        p->q[j] = c->q + (t0 + j) * c->qst;
+        p->init[j] = c->init + (t0 + j) * c->lst;
+        p->dq[j] = c->dq + (t0 + j) * c->lst;
+    }
+}
+
+/* One unit u of NR rows x NT tokens into accumulator set a. */
+static inline __attribute__((always_inline)) QMM_T512 void
+qmm512_unit(const QmmCtx *c, const QmmPtrs *p, int64_t u, const __m512 sw[4],
+            __m512 acc[4][8][4], int a, const int Q4, const int NR, const int NT)
+{
+    const __m512i gi = _mm512_loadu_si512(c->grel + 16 * u);
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++) {
+        const uint8_t *wp = p->w[i] + u * (Q4 ? 32 : 64);
+        _mm_prefetch((const char *)wp + QMM_PF, _MM_HINT_T0);
+        __m512i wv;
+        if (Q4) { /* [low nibbles | high nibbles] of 32 bytes */
+            __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wp));
+            b = _mm512_mask_srli_epi16(b, (__mmask32)0xFFFF0000u, b, 4);
+            wv = _mm512_and_si512(b, _mm512_set1_epi8(0x0f));
+        } else { /* w + 128 as unsigned bytes */
+            wv = _mm512_xor_si512(_mm512_loadu_si512(wp), _mm512_set1_epi8((char)0x80));
+        }
+        const __m512 se = _mm512_permutexvar_ps(gi, sw[i]); /* lane -> its group's scale */
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) {
+            __m512i d = _mm512_load_si512(p->init[j] + 16 * u);
+            d = _mm512_dpbusd_epi32(d, wv, _mm512_load_si512(p->q[j] + 64 * u));
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_load_ps(p->dq[j] + 16 * u));
+            acc[i][j][a] = _mm512_fmadd_ps(f, se, acc[i][j][a]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) QMM_T512 void
+qmm512_tile(const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1, float *out,
+            const int Q4, const int NR, const int NT)
+{
+    const int NA = QMM_NA(NR, NT);
+    QmmPtrs p;
+    qmm_ptrs(c, r0, t0, &p, NR, NT);
+    __m512 acc[4][8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++)
+#pragma GCC unroll 4
+            for (int a = 0; a < NA; a++)
+                acc[i][j][a] = _mm512_setzero_ps();
+    int64_t u = u0;
+    while (u < u1) {
+        int64_t w = u / 4, ue = (w + 1) * 4 < u1 ? (w + 1) * 4 : u1;
+        __m512 sw[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < NR; i++) {
+            uint16_t tmp[8];
+            const uint16_t *s = qmm_scales8(c, r0 + i, c->gbase[w], tmp);
+            sw[i] = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s)));
+        }
+        if (u % 4 == 0 && ue == u + 4) {
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                qmm512_unit(c, &p, u + k, sw, acc, k % NA, Q4, NR, NT);
+            u += 4;
+        } else {
+            for (; u < ue; u++)
+                qmm512_unit(c, &p, u, sw, acc, 0, Q4, NR, NT);
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++) {
+            __m512 s = acc[i][j][0];
+#pragma GCC unroll 4
+            for (int a = 1; a < NA; a++)
+                s = _mm512_add_ps(s, acc[i][j][a]);
+            out[i * NT + j] = _mm512_reduce_add_ps(s);
+        }
+}
+
+#define QMM512_FN(Q, NR, NT)                                                                   \
+    static QMM_T512 void qmm512_##Q##_##NR##x##NT(const QmmCtx *c, int64_t r0, int t0,         \
+                                                  int64_t u0, int64_t u1, float *out)          \
+    {                                                                                          \
+        qmm512_tile(c, r0, t0, u0, u1, out, QMM_IS_##Q, NR, NT);                        \
+    }
+QMM_ALL_SHAPES(QMM512_FN, q8)
+QMM_ALL_SHAPES(QMM512_FN, q4)
+static const QmmTab qmm_tab_512 = {{QMM_TABLE(qmm512, q8)}, {QMM_TABLE(qmm512, q4)}};
+
+/* ---- AVX2 and AVX-VNNI: one unit in two ymm (low slots, high slots) ---- */
+
+#define QMM_TAVX2 __attribute__((target("avx2,fma,f16c")))
+#define QMM_TAVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+/* The int32 lane sums init + sum u*q of one ymm (32 slots). */
+static inline __attribute__((always_inline)) QMM_TAVXVNNI __m256i
+qmm_ydot_vnni(__m256i init, __m256i wv, __m256i qa, const int Q4)
+{
+    return _mm256_dpbusd_avx_epi32(init, wv, qa);
+}
+
+static inline __attribute__((always_inline)) QMM_TAVX2 __m256i
+qmm_ydot_avx2(__m256i init, __m256i wv, __m256i qa, const int Q4)
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (Q4) /* u <= 15: the pair sums of vpmaddubsw cannot saturate */
+        return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, qa), ones));
+    /* Q8, off = 0: |w| times q with w's sign (|w| <= 128, |q| <= 127: no saturation) */
+    return _mm256_madd_epi16(
+        _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(qa, wv)), ones);
+}
+
+/* P_unit and P_tile for one ymm kernel: TGT its target, DOT its lane dot, VNNI 1 when
+ * Q8 weights are offset by 128 (vpdpbusd takes them unsigned). */
+#define QMM_YMM_FAMILY(P, TGT, DOT, VNNI)                                                      \
+    static inline __attribute__((always_inline)) TGT void                                      \
+    P##_unit(const QmmCtx *c, const QmmPtrs *p, int64_t u, const __m256 sw[4],                 \
+             __m256 acc[4][8][4], int a, const int Q4, const int NR, const int NT)             \
+    {                                                                                          \
+        const __m256i g0 = _mm256_loadu_si256((const __m256i *)(c->grel + 16 * u));            \
+        const __m256i g1 = _mm256_loadu_si256((const __m256i *)(c->grel + 16 * u + 8));        \
+        _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++) {                                 \
+            const uint8_t *wp = p->w[i] + u * (Q4 ? 32 : 64);                                  \
+            _mm_prefetch((const char *)wp + QMM_PF, _MM_HINT_T0);                              \
+            __m256i w0, w1;                                                                    \
+            if (Q4) {                                                                          \
+                const __m256i m4 = _mm256_set1_epi8(0x0f);                                     \
+                __m256i b = _mm256_loadu_si256((const __m256i *)wp);                           \
+                w0 = _mm256_and_si256(b, m4);                                                  \
+                w1 = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);                            \
+            } else {                                                                           \
+                w0 = _mm256_loadu_si256((const __m256i *)wp);                                  \
+                w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));                           \
+                if (VNNI) {                                                                    \
+                    w0 = _mm256_xor_si256(w0, _mm256_set1_epi8((char)0x80));                   \
+                    w1 = _mm256_xor_si256(w1, _mm256_set1_epi8((char)0x80));                   \
+                }                                                                              \
+            }                                                                                  \
+            const __m256 s0 = _mm256_permutevar8x32_ps(sw[i], g0);                             \
+            const __m256 s1 = _mm256_permutevar8x32_ps(sw[i], g1);                             \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; j++) {                             \
+                const __m256i *qa = (const __m256i *)(p->q[j] + 64 * u);                       \
+                const __m256i *in = (const __m256i *)(p->init[j] + 16 * u);                    \
+                const float *dq = p->dq[j] + 16 * u;                                           \
+                __m256i d0 = DOT(_mm256_load_si256(in), w0, _mm256_load_si256(qa), Q4);        \
+                __m256i d1 = DOT(_mm256_load_si256(in + 1), w1, _mm256_load_si256(qa + 1), Q4); \
+                __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(d0), _mm256_load_ps(dq));         \
+                __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(d1), _mm256_load_ps(dq + 8));     \
+                acc[i][j][a] = _mm256_fmadd_ps(f0, s0, acc[i][j][a]);                          \
+                acc[i][j][a] = _mm256_fmadd_ps(f1, s1, acc[i][j][a]);                          \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
+    static inline __attribute__((always_inline)) TGT void P##_tile(                            \
+        const QmmCtx *c, int64_t r0, int t0, int64_t u0, int64_t u1, float *out, const int Q4, \
+        const int NR, const int NT)                                                            \
+    {                                                                                          \
+        const int NA = QMM_NA(NR, NT);                                                         \
+        QmmPtrs p;                                                                             \
+        qmm_ptrs(c, r0, t0, &p, NR, NT);                                                       \
+        __m256 acc[4][8][4];                                                                   \
+        _Pragma("GCC unroll 8") for (int i = 0; i < NR; i++)                                   \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; j++)                               \
+                _Pragma("GCC unroll 4") for (int a = 0; a < NA; a++)                           \
+                    acc[i][j][a] = _mm256_setzero_ps();                                        \
+        int64_t u = u0;                                                                        \
+        while (u < u1) {                                                                       \
+            int64_t w = u / 4, ue = (w + 1) * 4 < u1 ? (w + 1) * 4 : u1;                       \
+            __m256 sw[4];                                                                      \
+            _Pragma("GCC unroll 4") for (int i = 0; i < NR; i++) {                             \
+                uint16_t tmp[8];                                                               \
+                const uint16_t *s = qmm_scales8(c, r0 + i, c->gbase[w], tmp);                  \
+                sw[i] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s));                  \
+            }                                                                                  \
+            if (u % 4 == 0 && ue == u + 4) {                                                   \
+                _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)                            \
+                    P##_unit(c, &p, u + k, sw, acc, k % NA, Q4, NR, NT);                       \
+                u += 4;                                                                        \
+            } else {                                                                           \
+                for (; u < ue; u++)                                                            \
+                    P##_unit(c, &p, u, sw, acc, 0, Q4, NR, NT);                                \
+            }                                                                                  \
+        }                                                                                      \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NR; i++)                                   \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NT; j++) {                             \
+                __m256 s = acc[i][j][0];                                                       \
+                _Pragma("GCC unroll 4") for (int a = 1; a < NA; a++)                           \
+                    s = _mm256_add_ps(s, acc[i][j][a]);                                        \
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)); \
+                h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                        \
+                h = _mm_add_ss(h, _mm_movehdup_ps(h));                                         \
+                out[i * NT + j] = _mm_cvtss_f32(h);                                            \
+            }                                                                                  \
+    }
+
+QMM_YMM_FAMILY(qmmavx2, QMM_TAVX2, qmm_ydot_avx2, 0)
+QMM_YMM_FAMILY(qmmvnni, QMM_TAVXVNNI, qmm_ydot_vnni, 1)
+
+#define QMMAVX2_FN(Q, NR, NT)                                                                  \
+    static QMM_TAVX2 void qmmavx2_##Q##_##NR##x##NT(const QmmCtx *c, int64_t r0, int t0,       \
+                                                    int64_t u0, int64_t u1, float *out)        \
+    {                                                                                          \
+        qmmavx2_tile(c, r0, t0, u0, u1, out, QMM_IS_##Q, NR, NT);                       \
+    }
+#define QMMVNNI_FN(Q, NR, NT)                                                                  \
+    static QMM_TAVXVNNI void qmmvnni_##Q##_##NR##x##NT(const QmmCtx *c, int64_t r0, int t0,    \
+                                                       int64_t u0, int64_t u1, float *out)     \
+    {                                                                                          \
+        qmmvnni_tile(c, r0, t0, u0, u1, out, QMM_IS_##Q, NR, NT);                       \
+    }
+QMM_ALL_SHAPES(QMMAVX2_FN, q8)
+QMM_ALL_SHAPES(QMMAVX2_FN, q4)
+QMM_ALL_SHAPES(QMMVNNI_FN, q8)
+QMM_ALL_SHAPES(QMMVNNI_FN, q4)
+static const QmmTab qmm_tab_avx2 = {{QMM_TABLE(qmmavx2, q8)}, {QMM_TABLE(qmmavx2, q4)}};
+static const QmmTab qmm_tab_vnni = {{QMM_TABLE(qmmvnni, q8)}, {QMM_TABLE(qmmvnni, q4)}};
+
+#endif /* QMM_X86 */
+
+/* ---- dispatch ---- */
+
+static const char *const qmm_labels[CPU_QMM_N] = {"c", "avx2", "avxvnni", "avx512vnni"};
+
+int cpu_qmm_kernel_available(CpuQmmKernel k)
+{
+    int caps = cpucaps_get();
+    switch (k) {
+    case CPU_QMM_C: return 1;
+#ifdef QMM_X86
+    case CPU_QMM_AVX2: return (caps & CPUCAPS_AVX2) != 0;
+    case CPU_QMM_AVXVNNI: return (caps & CPUCAPS_AVXVNNI) != 0;
+    case CPU_QMM_AVX512VNNI: return (caps & CPUCAPS_AVX512VNNI) != 0;
+#endif
+    default: return 0;
+    }
+}
+
+CpuQmmKernel cpu_qmm_kernel(void)
+{
+    /* zmm first: twice the work per instruction of the ymm VNNI form */
+    static const CpuQmmKernel order[] = {CPU_QMM_AVX512VNNI, CPU_QMM_AVXVNNI, CPU_QMM_AVX2};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (cpu_qmm_kernel_available(order[i]))
+            return order[i];
+    return CPU_QMM_C;
+}
+
+const char *cpu_qmm_kernel_label(CpuQmmKernel k)
+{
+    return k >= 0 && k < CPU_QMM_N ? qmm_labels[k] : "?";
+}
+
+const char *cpu_qmm_kernel_name(void)
+{
+    static const char *const names[CPU_QMM_N] = {"q4 x q8: c", "q4 x q8: avx2",
+                                                 "q4 x q8: avxvnni", "q4 x q8: avx512vnni"};
+    return names[cpu_qmm_kernel()];
+}
+
+static const QmmTab *qmm_table(CpuQmmKernel k)
+{
+    switch (k) {
+#ifdef QMM_X86
+    case CPU_QMM_AVX2: return &qmm_tab_avx2;
+    case CPU_QMM_AVXVNNI: return &qmm_tab_vnni;
+    case CPU_QMM_AVX512VNNI: return &qmm_tab_512;
+#endif
+    default: return &qmm_tab_c;
+    }
+}
+
+/* ---- the matmul ---- */
+
+static float qmm_bias(const Tensor *bias, int64_t o)
+{
+    return bias ? bk_elem(bias, 0, o) : 0.0f;
+}
+
+/* Rows r0 .. r1 of y (all tokens), one thread's share. */
+static void qmm_rows(const QmmTab *tab, int tile_nr, int tile_nt, const QmmCtx *c, int64_t r0,
+                     int64_t r1, int n_tok, Tensor *y, const Tensor *bias)
+{
+    float *yd = y->data, out[4 * 8];
+    const int64_t ldy = y->cols, half = c->n_units - c->n_full;
+    if (n_tok <= QMM_GEMV_MAX) {
+        /* GEMV: the rows streamed once, front to back, for all tokens at once; two rows
+         * (adjacent in memory) per call up to 4 tokens, to halve the per-call work */
+        int nr = n_tok <= 4 ? 2 : 1;
+        for (int64_t r = r0; r < r1; r += nr) {
+            int m = r1 - r < nr ? (int)(r1 - r) : nr;
+            (*tab)[c->q4][m - 1][n_tok - 1](c, r, 0, 0, c->n_full, out);
+            for (int i = 0; i < m; i++)
+                for (int t = 0; t < n_tok; t++) {
+                    float v = out[i * n_tok + t] + qmm_bias(bias, r + i);
+                    if (half)
+                        v += qmm_c_unit(c, r + i, t, c->n_full);
+                    yd[t * ldy + r + i] = v;
+                }
+        }
+        return;
+    }
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t r = r0; r < r1; r++)
+            yd[t * ldy + r] = qmm_bias(bias, r);
+    /* GEMM: token blocks x column chunks x row tiles x token tiles */
+    for (int tb = 0; tb < n_tok; tb += QMM_TB) {
+        int te = tb + QMM_TB < n_tok ? tb + QMM_TB : n_tok;
+        for (int64_t u0 = 0; u0 < c->n_full || (u0 == 0 && half); u0 += QMM_CU) {
+            int64_t u1 = u0 + QMM_CU < c->n_full ? u0 + QMM_CU : c->n_full;
+            int last = u1 == c->n_full;
+            for (int64_t r = r0; r < r1; r += tile_nr) {
+                int nr = r1 - r < tile_nr ? (int)(r1 - r) : tile_nr;
+                for (int t = tb; t < te; t += tile_nt) {
+                    int nt = te - t < tile_nt ? te - t : tile_nt;
+                    if (u1 > u0)
+                        (*tab)[c->q4][nr - 1][nt - 1](c, r, t, u0, u1, out);
+                    else
+                        memset(out, 0, sizeof out);
+                    for (int i = 0; i < nr; i++)
+                        for (int j = 0; j < nt; j++) {
+                            float v = out[i * nt + j];
+                            if (last && half)
+                                v += qmm_c_unit(c, r + i, t + j, c->n_full);
+                            yd[(t + j) * ldy + r + i] += v;
+                        }
+                }
+            }
+            if (last)
+                break;
+        }
+    }
+}
+
+void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tensor *w,
+                         const Tensor *bias)
+{
+    assert(w->type == QUANT_Q4 || w->type == QUANT_Q8);
+    assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
+    assert(w->group >= 32 && w->group % 32 == 0 && w->cols % w->group == 0);
+    VLQ_ASSERT(cpu_qmm_kernel_available(k));
+    int64_t n = x->rows, cols = w->cols;
+    if (n == 0)
+        return;
+    QmmCtx c = {
+        .qs = w->data,
+        .scale = w->scale,
+        .q4 = w->type == QUANT_Q4,
+        .group = w->group,
+        .rows = w->rows,
+        .cols = cols,
+        .row_bytes = w->type == QUANT_Q4 ? cols / 2 : cols,
+        .row_groups = cols / w->group,
+        .n_full = cols / 64,
+        .n_units = qmm_units(cols),
+    };
+    c.off = c.q4 ? 8 : (k == CPU_QMM_AVXVNNI || k == CPU_QMM_AVX512VNNI) ? 128 : 0;
+    c.qst = c.n_units * 64;
+    c.lst = c.n_units * 16;
+    char err[VLQ_ERRLEN] = "";
+    uint8_t *s = qmm_scratch_get(cpu_qmm_scratch_bytes(n, cols), err);
+    if (!s) {
+        /* ops cannot fail: the memory plan reserves this (cpu_qmm_reserve) up front */
+        fprintf(stderr, "fatal: %s\n", err);
+        abort();
+    }
+    /* carved as cpu_qmm_scratch_bytes counts it, each array 64-byte aligned */
+    c.q = (int8_t *)s;
+    s += n * c.qst;
+    c.init = (int32_t *)s;
+    s += n * c.lst * 4;
+    c.dq = (float *)s;
+    s += n * c.lst * 4;
+    c.amax = (float *)s;
+    s += (n * c.n_units * 8 + 63) / 64 * 64;
+    c.grel = (int32_t *)s;
+    s += c.lst * 4;
+    c.qcol = (int32_t *)s;
+    s += (c.n_units * 16 + 63) / 64 * 64;
+    c.gbase = (int32_t *)s;
+    qmm_tables(&c);
+    const QmmTab *tab = qmm_table(k);
+    /* GEMM register tiles: 4 x 4 zmm accumulators of 32; ymm kernels have 16 registers */
+    int tile_nr = k == CPU_QMM_AVX2 || k == CPU_QMM_AVXVNNI ? 2 : 4;
+    int tile_nt = k == CPU_QMM_AVX2 || k == CPU_QMM_AVXVNNI ? 3 : 4;
+    const float *xd = x->data;
+    int64_t work = n * cols * w->rows;
+#pragma omp parallel if (work > QMM_PAR_MIN)
+    {
+        /* quantise the token rows, then share them (the barrier ending the loop) */
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n; i++)
+            qmm_quantize(&c, i, xd + i * cols);
+        /* equal shares of the rows: every row is the same number of bytes */
+        int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+        int64_t r0 = w->rows * tid / nth, r1 = w->rows * (tid + 1) / nth;
+        qmm_rows(tab, tile_nr, tile_nt, &c, r0, r1, (int)n, y, bias);
+    }
+}
+
+void cpu_qmm_matmul(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
+{
+    cpu_qmm_matmul_with(cpu_qmm_kernel(), y, x, w, bias);
+}
