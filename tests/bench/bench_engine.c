@@ -8,16 +8,20 @@
  *                                  the tied output head counted once) and the file size
  *   decode MODEL THREADS NTOK      batch-1 decode from position 0, NTOK tokens (tok/s)
  *   prefill MODEL THREADS NTOK     one prompt of NTOK tokens in one forward (tok/s)
- *   batch MODEL THREADS NREQ NTOK  NREQ sequences decoding together through the decoder,
- *                                  NTOK steps: total tokens/s
+ *   engine MODEL THREADS NREQ NTOK NREQ concurrent requests through the engine API, NTOK
+ *                                  new tokens each: total decode tokens/s
+ *   batch MODEL THREADS NREQ NTOK  the same rows through the decoder directly (no engine):
+ *                                  NREQ sequences decoding together, NTOK steps
  *   vision MODEL THREADS SIDE      the vision encoder on one SIDE x SIDE image (seconds)
  *   exec CMD [ARG...]              run CMD, then print its peak RSS (for the peer)
  *
  * The weights are whatever the model file holds (random for the benchmark); token ids
  * are seeded noise. The decode and prefill timings call the decoder directly (the same
- * forward the engine drives), without sampling or tokenising. */
+ * forward the engine drives, F16 KV cache as the engine's default), without sampling or
+ * tokenising; the concurrent figure goes through the engine (engine.h). */
 #include "backend.h"
 #include "decoder.h"
+#include "engine.h"
 #include "err.h"
 #include "model.h"
 #include "util.h"
@@ -108,7 +112,7 @@ static int bench_membw(int threads)
 }
 
 /* ---- the model ---- */
-static int bench_open(const char *path, int threads, Model **m, char *err)
+static int bench_open(const char *path, int threads, Model **m, Backend **b, char *err)
 {
     omp_set_num_threads(threads);
     double t0 = util_mono_s();
@@ -116,6 +120,9 @@ static int bench_open(const char *path, int threads, Model **m, char *err)
     if (!rc)
         fprintf(stderr, "bench: %s open in %.1f s (%s)\n", path, util_mono_s() - t0,
                 model_residency(*m));
+    BackendOpenOptions bo = {.threads = threads};
+    if (!rc)
+        rc = backend_open("cpu", &bo, b, err);
     return rc;
 }
 
@@ -161,32 +168,36 @@ static int bench_text(const char *path, int threads, int ntok, int prefill)
 {
     char err[VLQ_ERRLEN];
     Model *m = NULL;
+    Backend *b = NULL;
     Decoder *d = NULL;
-    int rc = bench_open(path, threads, &m, err);
+    DecoderKV kv = {0};
+    int rc = bench_open(path, threads, &m, &b, err);
     const ModelConfig *c = rc ? NULL : model_config(m);
-    DecoderOptions opt = {.n_slots = 1, .max_ctx = ntok + 1, .max_tok = prefill ? ntok : 1,
-                          .max_seq = 1};
+    DecoderOptions opt = {.max_tok = prefill ? ntok : 1, .max_seq = 1};
     if (!rc)
-        rc = decoder_new(m, backend_get("cpu"), &opt, &d, err);
+        rc = decoder_kv_init(&kv, c, b, QUANT_F16, ntok + 1, err);
+    if (!rc)
+        rc = decoder_new(m, b, &opt, &kv, &d, err);
     int32_t *ids = xmalloc((size_t)(ntok + 1) * sizeof *ids);
     int32_t *pos = xmalloc((size_t)(ntok + 1) * 3 * sizeof *pos);
     float *logits = rc ? NULL : xmalloc((size_t)c->vocab_size * sizeof *logits);
     if (!rc) {
         bench_ids(ids, ntok + 1, c->vocab_size);
         int32_t p3[3] = {0, 0, 0};
-        DecoderSeq warm = {.slot = 0, .n_past = 0, .n_tok = 1, .ids = ids, .pos = p3};
+        DecoderSeq warm = {.kv_cap = ntok + 1, .n_tok = 1, .ids = ids, .pos = p3};
         rc = decoder_forward(d, &warm, 1, logits, 0, err);
     }
     double t0 = util_mono_s();
     if (!rc && prefill) {
         bench_pos(pos, ntok, 0);
-        DecoderSeq s = {.slot = 0, .n_past = 0, .n_tok = ntok, .ids = ids, .pos = pos};
+        DecoderSeq s = {.kv_cap = ntok + 1, .n_tok = ntok, .ids = ids, .pos = pos};
         rc = decoder_forward(d, &s, 1, logits, 0, err);
     } else if (!rc) {
         /* the warm-up step was position 0: time positions 0..ntok-1 afresh */
         for (int i = 0; i < ntok && !rc; i++) {
             int32_t p3[3] = {i, i, i};
-            DecoderSeq s = {.slot = 0, .n_past = i, .n_tok = 1, .ids = ids + i, .pos = p3};
+            DecoderSeq s = {.kv_cap = ntok + 1, .n_past = i, .n_tok = 1, .ids = ids + i,
+                            .pos = p3};
             rc = decoder_forward(d, &s, 1, logits, 0, err);
         }
     }
@@ -201,6 +212,8 @@ static int bench_text(const char *path, int threads, int ntok, int prefill)
     free(pos);
     free(logits);
     decoder_free(d);
+    decoder_kv_clear(&kv);
+    backend_close(b);
     model_close(m);
     return rc ? 1 : 0;
 }
@@ -213,13 +226,17 @@ static int bench_batch(const char *path, int threads, int nreq, int ntok)
     enum { PROMPT = 16 };
     char err[VLQ_ERRLEN];
     Model *m = NULL;
+    Backend *b = NULL;
     Decoder *d = NULL;
-    int rc = bench_open(path, threads, &m, err);
+    DecoderKV kv = {0};
+    int rc = bench_open(path, threads, &m, &b, err);
     const ModelConfig *c = rc ? NULL : model_config(m);
-    DecoderOptions opt = {.n_slots = nreq, .max_ctx = PROMPT + ntok, .max_tok = PROMPT * nreq,
-                          .max_seq = nreq};
+    int cap = PROMPT + ntok;
+    DecoderOptions opt = {.max_tok = PROMPT * nreq, .max_seq = nreq};
     if (!rc)
-        rc = decoder_new(m, backend_get("cpu"), &opt, &d, err);
+        rc = decoder_kv_init(&kv, c, b, QUANT_F16, (int64_t)cap * nreq, err);
+    if (!rc)
+        rc = decoder_new(m, b, &opt, &kv, &d, err);
     int32_t *ids = xmalloc((size_t)nreq * (PROMPT + ntok) * sizeof *ids);
     int32_t *pos = xmalloc((size_t)nreq * 3 * PROMPT * sizeof *pos);
     DecoderSeq *seq = xcalloc((size_t)nreq, sizeof *seq);
@@ -228,8 +245,8 @@ static int bench_batch(const char *path, int threads, int nreq, int ntok)
         bench_ids(ids, nreq * (PROMPT + ntok), c->vocab_size);
         bench_pos(pos, PROMPT, 0);
         for (int r = 0; r < nreq; r++)
-            seq[r] = (DecoderSeq){.slot = r, .n_past = 0, .n_tok = PROMPT,
-                                  .ids = ids + r * (PROMPT + ntok), .pos = pos};
+            seq[r] = (DecoderSeq){.kv_row0 = (int64_t)r * cap, .kv_cap = cap, .n_tok = PROMPT,
+                                  .ids = ids + r * cap, .pos = pos};
         rc = decoder_forward(d, seq, nreq, logits, 0, err);
     }
     int32_t *p3 = xmalloc((size_t)nreq * 3 * sizeof *p3);
@@ -238,8 +255,8 @@ static int bench_batch(const char *path, int threads, int nreq, int ntok)
         for (int r = 0; r < nreq; r++) {
             int p = PROMPT + i;
             p3[3 * r] = p3[3 * r + 1] = p3[3 * r + 2] = p;
-            seq[r] = (DecoderSeq){.slot = r, .n_past = p, .n_tok = 1,
-                                  .ids = ids + r * (PROMPT + ntok) + p, .pos = p3 + 3 * r};
+            seq[r] = (DecoderSeq){.kv_row0 = (int64_t)r * cap, .kv_cap = cap, .n_past = p,
+                                  .n_tok = 1, .ids = ids + r * cap + p, .pos = p3 + 3 * r};
         }
         rc = decoder_forward(d, seq, nreq, logits, 0, err);
     }
@@ -254,7 +271,92 @@ static int bench_batch(const char *path, int threads, int nreq, int ntok)
     free(seq);
     free(logits);
     decoder_free(d);
+    decoder_kv_clear(&kv);
+    backend_close(b);
     model_close(m);
+    return rc ? 1 : 0;
+}
+
+/* ---- concurrent requests through the engine ---- */
+typedef struct {
+    int *n_tok;        /* tokens emitted, all requests */
+    int *n_started;    /* requests that have emitted their first token */
+    int *n_ended;
+    int started;       /* this request's first token seen */
+    EngineResult res;
+} BenchReq;
+
+static void bench_on_token(void *user, int32_t id, const char *text, size_t len)
+{
+    BenchReq *q = user;
+    if (id == ENGINE_TOKEN_TAIL) /* held-back text, not a token */
+        return;
+    (*q->n_tok)++;
+    if (!q->started) {
+        q->started = 1;
+        (*q->n_started)++;
+    }
+}
+
+static void bench_on_end(void *user, const EngineResult *r)
+{
+    BenchReq *q = user;
+    q->res = *r;
+    (*q->n_ended)++;
+}
+
+/* NREQ requests submitted at once (a short text prompt each, greedy, NTOK new tokens),
+ * stepped by this thread: total decode tokens/s counted from the step where every
+ * request has its first token to the last end, so prefill is not in the figure. */
+static int bench_engine_conc(const char *path, int threads, int nreq, int ntok)
+{
+    char err[VLQ_ERRLEN];
+    EngineOptions o = {.model_path = path, .threads = threads, .n_classes = 1,
+                       .classes = {{.name = "bench", .ctx_tok = 256 + ntok, .n_slots = nreq}},
+                       .max_patches = 1024 /* text only: keep the plan's vision share small */};
+    Engine *e = NULL;
+    omp_set_num_threads(threads);
+    int rc = engine_open(&o, &e, err);
+    int n_tok = 0, n_started = 0, n_ended = 0;
+    BenchReq *q = xcalloc((size_t)nreq, sizeof *q);
+    EngineReq **req = xcalloc((size_t)nreq, sizeof *req);
+    TokPart part = {.kind = TOK_PART_TEXT,
+                    .text = "Write a long story about a lighthouse keeper and the sea."};
+    TokChat chat = {.parts = &part, .n_parts = 1};
+    for (int r = 0; r < nreq && !rc; r++) {
+        q[r] = (BenchReq){.n_tok = &n_tok, .n_started = &n_started, .n_ended = &n_ended};
+        EngineRequest er = {.chat = &chat, .budget_tok = 256 + ntok, .max_new_tok = ntok,
+                            .on_token = bench_on_token, .on_end = bench_on_end, .user = &q[r]};
+        rc = engine_submit(e, &er, &req[r], err);
+    }
+    double t0 = 0;
+    int tok0 = 0;
+    while (!rc && n_ended < nreq) {
+        int st = engine_step(e, err);
+        if (st < 0)
+            rc = st;
+        if (!t0 && n_started == nreq) {
+            t0 = util_mono_s();
+            tok0 = n_tok;
+        }
+    }
+    double dt = util_mono_s() - t0;
+    for (int r = 0; r < nreq && !rc; r++)
+        if (q[r].res.reason == ENGINE_END_ERROR)
+            rc = err_set(err, q[r].res.code, "%s", q[r].res.err);
+    if (!rc && n_tok > tok0) {
+        printf("engine_t%d_r%d %.3f\n", threads, nreq, (n_tok - tok0) / dt);
+        bench_rss("rss_gb");
+    } else if (!rc) {
+        rc = err_set(err, VLQ_EINPUT, "every request ended at its first token");
+    }
+    if (rc)
+        fprintf(stderr, "bench: %s\n", err);
+    for (int r = 0; r < nreq; r++)
+        engine_req_free(req[r]);
+    engine_close(e);
+    free(req);
+    free(q);
     return rc ? 1 : 0;
 }
 
@@ -262,12 +364,13 @@ static int bench_vision(const char *path, int threads, int side)
 {
     char err[VLQ_ERRLEN];
     Model *m = NULL;
+    Backend *b = NULL;
     Vision *v = NULL;
-    int rc = bench_open(path, threads, &m, err);
+    int rc = bench_open(path, threads, &m, &b, err);
     const ModelConfig *c = rc ? NULL : model_config(m);
     int g = rc ? 0 : side / c->v_patch_size, np = g * g;
     if (!rc)
-        rc = vision_new(m, backend_get("cpu"), np, &v, err);
+        rc = vision_new(m, b, np, &v, err);
     float *px = NULL, *emb = NULL, *deep = NULL;
     if (!rc) {
         int64_t pd = vision_patch_dim(v), nm = np / 4, h = c->v_out_hidden_size;
@@ -292,6 +395,7 @@ static int bench_vision(const char *path, int threads, int side)
     free(emb);
     free(deep);
     vision_free(v);
+    backend_close(b);
     model_close(m);
     return rc ? 1 : 0;
 }
@@ -332,6 +436,8 @@ int main(int argc, char **argv)
         rc = bench_text(argv[2], atoi(argv[3]), atoi(argv[4]), 0);
     else if (!strcmp(cmd, "prefill") && argc == 5)
         rc = bench_text(argv[2], atoi(argv[3]), atoi(argv[4]), 1);
+    else if (!strcmp(cmd, "engine") && argc == 6)
+        rc = bench_engine_conc(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     else if (!strcmp(cmd, "batch") && argc == 6)
         rc = bench_batch(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     else if (!strcmp(cmd, "vision") && argc == 5)
@@ -340,7 +446,7 @@ int main(int argc, char **argv)
         rc = bench_exec(argv + 2);
     else
         fprintf(stderr, "usage: vlq-bench-engine membw T | bytes MODEL | decode MODEL T N | "
-                        "prefill MODEL T N | batch MODEL T NREQ N | vision MODEL T SIDE | "
+                        "prefill MODEL T N | engine MODEL T NREQ N | batch MODEL T NREQ N | vision MODEL T SIDE | "
                         "exec CMD...\n");
     return rc;
 }

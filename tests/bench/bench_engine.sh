@@ -83,7 +83,7 @@ Q4K=$DIR/text-q4_k.gguf
 if [ ! -f "$Q40" ] || [ ! -f "$Q4K" ]; then
     need 13 "the GGUF files"
     log "GGUF of the text decoder (bf16, then llama-quantize --pure Q4_0 and Q4_K)"
-    "$PY" "$ROOT/tests/bench/make_gguf.py" "$HF" "$DIR/text-bf16.gguf" >&2
+    [ -f "$DIR/text-bf16.gguf" ] || "$PY" "$ROOT/tests/bench/make_gguf.py" "$HF" "$DIR/text-bf16.gguf" >&2
     "$LB/llama-quantize" --pure "$DIR/text-bf16.gguf" "$Q40.tmp" Q4_0 > "$DIR/quantize.log" 2>&1
     "$LB/llama-quantize" --pure "$DIR/text-bf16.gguf" "$Q4K.tmp" Q4_K >> "$DIR/quantize.log" 2>&1
     mv "$Q40.tmp" "$Q40"
@@ -169,7 +169,7 @@ for t in 1 2; do
     membw "$t"
 done
 for n in $CONC; do
-    vlq "conc$n" batch "$VLQ" "$TMAX" "$n" "$CONC_TOK"
+    vlq "conc$n" engine "$VLQ" "$TMAX" "$n" "$CONC_TOK"
 done
 llama_conc q40 "$TMAX"
 llama_conc q4k "$TMAX"
