@@ -293,3 +293,19 @@ bench-attn: $(BUILD)/vlq-bench-attn
 $(BUILD)/vlq-bench-attn: $(BUILD)/tests/bench/bench_attn.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- engine benchmark (make bench-engine; part of make bench) ----
+# vlq beside llama.cpp on random weights of the real 4B shape, one table
+# (tests/bench/README.md). The checkpoint, GGUFs and llama.cpp build are cached in
+# $(VLQ_BENCH_DIR) (default build/bench-cache; ~25 GB while building, ~15 GB after).
+VLQ_BENCH_DIR ?= build/bench-cache
+.PHONY: bench-engine
+bench: bench-engine
+bench-engine: $(BUILD)/vlq $(BUILD)/vlq-bench-engine $(BUILD)/make-4b
+	$(Q)VLQ_ROOT=$(CURDIR) tests/bench/bench_engine.sh $(abspath $(VLQ_BENCH_DIR)) $(abspath $(BUILD))
+$(BUILD)/vlq-bench-engine: $(BUILD)/tests/bench/bench_engine.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/make-4b: $(BUILD)/tests/bench/make_4b.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
