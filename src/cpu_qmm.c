@@ -71,7 +71,6 @@ typedef struct {
     int8_t *q;             /* [n_tok][qst] quantised activations, slot order */
     int32_t *init;         /* [n_tok][lst] -off * sum of the lane's 4 q */
     float *dq;             /* [n_tok][lst] the lane's activation block scale */
-    float *amax;           /* [n_tok][n_units * 2] max |x| of each block of 32 columns */
     int32_t *qcol;         /* [n_units * 4] the first column of each quarter */
     int32_t *grel;         /* [lst] the lane's weight group - its window's gbase */
     int32_t *gbase;        /* [windows] the first weight group of each window of 4 units */
@@ -96,10 +95,10 @@ static int64_t qmm_units(int64_t cols)
 size_t cpu_qmm_scratch_bytes(int64_t max_tok, int64_t max_cols)
 {
     int64_t nu = qmm_units(max_cols), nwin = (nu + 3) / 4;
-    /* per token: q, init, dq (64 bytes each per unit), amax (8); shared: grel (64 per
-     * unit), qcol (16), gbase (4 per window) */
-    return (size_t)(3 * max_tok * nu * 64 + (max_tok * nu * 8 + 63) / 64 * 64 + nu * 64 +
-                    (nu * 16 + 63) / 64 * 64 + (nwin * 4 + 63) / 64 * 64);
+    /* per token: q, init, dq (64 bytes each per unit); shared: grel (64 per unit), qcol
+     * (16), gbase (4 per window) */
+    return (size_t)(3 * max_tok * nu * 64 + nu * 64 + (nu * 16 + 63) / 64 * 64 +
+                    (nwin * 4 + 63) / 64 * 64);
 }
 
 static void *qmm_scratch_get(size_t bytes, char *err)
@@ -168,87 +167,81 @@ static void qmm_tables(QmmCtx *c)
         c->grel[l] = c->grel[l] < 0 ? 0 : c->grel[l] - c->gbase[l / 64];
 }
 
-#ifdef QMM_X86
-/* The two inner loops of qmm_quantize on AVX2; the same results (max is exact, and
- * vcvtps2dq rounds to nearest even as the 1.5 * 2^23 trick does). */
-__attribute__((target("avx2,fma"))) static void qmm_amax_avx2(const float *x, int64_t n_blocks,
-                                                              float *amax)
+/* Max |x| over the 32 columns of block b0 (C). */
+static float qmm_amax_c(const float *x)
 {
-    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t b = 0; b < n_blocks; b++) {
-        const float *p = x + 32 * b;
-        __m256 m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs),
-                                 _mm256_and_ps(_mm256_loadu_ps(p + 8), abs));
-        m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p + 16), abs),
-                                           _mm256_and_ps(_mm256_loadu_ps(p + 24), abs)));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        amax[b] = _mm_cvtss_f32(h);
+    float m = 0.0f;
+    for (int k = 0; k < 32; k++) {
+        float a = fabsf(x[k]);
+        m = a > m ? a : m;
     }
+    return m;
 }
 
-__attribute__((target("avx2,fma"))) static void qmm_q16_avx2(const float *x, float id,
-                                                             int8_t *qq)
+/* qq[16] = rint(x[e0 ..] * 127 / amax) for the block at x + b0; returns the block scale.
+ * Rounding to nearest even by the 1.5 * 2^23 trick (|v| <= 127): no libm call. */
+static float qmm_quarter_c(const float *x, int64_t e0, int64_t b0, int8_t *qq)
 {
+    float m = qmm_amax_c(x + b0), id = m > 0.0f ? 127.0f / m : 0.0f;
+    for (int k = 0; k < 16; k++) {
+        float v = x[e0 + k] * id;
+        v = (v + 12582912.0f) - 12582912.0f;
+        qq[k] = (int8_t)(int)v;
+    }
+    return m / 127.0f;
+}
+
+#ifdef QMM_X86
+/* The same on AVX2, with the same results: max is exact, and vcvtps2dq rounds to nearest
+ * even as the trick does. */
+__attribute__((target("avx2,fma"))) static float qmm_quarter_avx2(const float *x, int64_t e0,
+                                                                  int64_t b0, int8_t *qq)
+{
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const float *p = x + b0;
+    __m256 m8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs),
+                              _mm256_and_ps(_mm256_loadu_ps(p + 8), abs));
+    m8 = _mm256_max_ps(m8, _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p + 16), abs),
+                                         _mm256_and_ps(_mm256_loadu_ps(p + 24), abs)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float m = _mm_cvtss_f32(h), id = m > 0.0f ? 127.0f / m : 0.0f;
     const __m256 s = _mm256_set1_ps(id);
-    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), s));
-    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), s));
+    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + e0), s));
+    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + e0 + 8), s));
     __m256i w = _mm256_packs_epi32(a, b); /* 128-bit lanes: a0-3 b0-3 | a4-7 b4-7 */
     __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
     __m128i ab = _mm_packs_epi16(_mm_unpacklo_epi64(lo, hi), _mm_unpackhi_epi64(lo, hi));
     _mm_storeu_si128((__m128i *)qq, ab);
+    return m / 127.0f;
 }
 #endif
 
-/* Token row t: x[cols] -> q, init, dq in slot order. Rounding to nearest even by the
- * 1.5 * 2^23 trick (|v| <= 127): no libm call. */
-static void qmm_quantize(QmmCtx *c, int64_t t, const float *x)
+/* Units u0 .. u1 of token row t: x[cols] -> q, init, dq in slot order. Each quarter
+ * finds its block's max itself (blocks are shared by 2-4 quarters, maybe in other units),
+ * so two threads can quantise halves of one row. */
+static void qmm_quantize(QmmCtx *c, int64_t t, const float *x, int64_t u0, int64_t u1)
 {
     int8_t *q = c->q + t * c->qst;
     int32_t *init = c->init + t * c->lst;
-    float *dq = c->dq + t * c->lst, *amax = c->amax + t * c->n_units * 2;
+    float *dq = c->dq + t * c->lst;
+    float (*quarter_fn)(const float *, int64_t, int64_t, int8_t *) = qmm_quarter_c;
 #ifdef QMM_X86
-    const int avx2 = (cpucaps_get() & CPUCAPS_AVX2) != 0;
-#else
-    const int avx2 = 0;
+    if (cpucaps_get() & CPUCAPS_AVX2)
+        quarter_fn = qmm_quarter_avx2;
 #endif
-    if (avx2) {
-#ifdef QMM_X86
-        qmm_amax_avx2(x, c->cols / 32, amax);
-#endif
-    } else {
-        for (int64_t b = 0; b < c->cols / 32; b++) {
-            float m = 0.0f;
-            for (int k = 0; k < 32; k++) {
-                float a = fabsf(x[32 * b + k]);
-                m = a > m ? a : m;
-            }
-            amax[b] = m;
-        }
-    }
-    memset(q, 0, (size_t)c->qst);
-    memset(init, 0, (size_t)c->lst * 4);
-    memset(dq, 0, (size_t)c->lst * 4);
-    for (int64_t u = 0; u < c->n_units; u++) {
+    memset(q + 64 * u0, 0, (size_t)(u1 - u0) * 64);
+    memset(init + 16 * u0, 0, (size_t)(u1 - u0) * 64);
+    memset(dq + 16 * u0, 0, (size_t)(u1 - u0) * 64);
+    for (int64_t u = u0; u < u1; u++) {
         for (int qi = 0; qi < 4; qi++) {
             int64_t quarter = 4 * u + qi;
             if (u >= c->n_full && qi >= 2)
                 break; /* padding of a trailing half unit: zeros, never summed */
             int64_t e0 = c->qcol[quarter];
-            float m = amax[e0 / 32], d = m / 127.0f, id = m > 0.0f ? 127.0f / m : 0.0f;
             int8_t *qq = q + 16 * quarter;
-            if (avx2) {
-#ifdef QMM_X86
-                qmm_q16_avx2(x + e0, id, qq);
-#endif
-            } else {
-                for (int k = 0; k < 16; k++) {
-                    float v = x[e0 + k] * id;
-                    v = (v + 12582912.0f) - 12582912.0f;
-                    qq[k] = (int8_t)(int)v;
-                }
-            }
+            float d = quarter_fn(x, e0, e0 & ~(int64_t)31, qq);
             for (int l = 0; l < 4; l++) {
                 init[4 * quarter + l] =
                     -c->off * (qq[4 * l] + qq[4 * l + 1] + qq[4 * l + 2] + qq[4 * l + 3]);
@@ -760,8 +753,6 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
     s += n * c.lst * 4;
     c.dq = (float *)s;
     s += n * c.lst * 4;
-    c.amax = (float *)s;
-    s += (n * c.n_units * 8 + 63) / 64 * 64;
     c.grel = (int32_t *)s;
     s += c.lst * 4;
     c.qcol = (int32_t *)s;
@@ -776,12 +767,17 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
     int64_t work = n * cols * w->rows;
 #pragma omp parallel if (work > QMM_PAR_MIN)
     {
-        /* quantise the token rows, then share them (the barrier ending the loop) */
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            qmm_quantize(&c, i, xd + i * cols);
-        /* equal shares of the rows: every row is the same number of bytes */
+        /* quantise the token rows, then share them (the barrier ending the loop); fewer
+         * rows than threads: each row in as many pieces as threads */
         int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+        int64_t pieces = n < nth ? nth : 1;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n * pieces; i++) {
+            int64_t t = i / pieces, piece = i % pieces;
+            qmm_quantize(&c, t, xd + t * cols, c.n_units * piece / pieces,
+                         c.n_units * (piece + 1) / pieces);
+        }
+        /* equal shares of the rows: every row is the same number of bytes */
         int64_t r0 = w->rows * tid / nth, r1 = w->rows * (tid + 1) / nth;
         qmm_rows(tab, tile_nr, tile_nt, &c, r0, r1, (int)n, y, bias);
     }
