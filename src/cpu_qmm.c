@@ -21,12 +21,15 @@
  * converted once and permuted to the lanes). A trailing unit of 32 columns (cols % 64 ==
  * 32) holds 32 slots (Q4: 16 bytes, low then high nibbles) and is summed by the C code.
  *
- * Kernels. One tile function per (kernel, weight type, NR weight rows, NT tokens): NR = 1
- * and NT <= 8 for decode (the GEMV: each thread streams its equal share of the rows once,
- * front to back, prefetching ahead), NR, NT <= 4 for prefill (the GEMM: 4 x 4 register
- * tiles, so one unpacked weight register serves 4 tokens, blocked by 64 tokens x 2048
- * columns so the activations stay in L2 and a tile's weights in L1). The plain C tile is
- * the oracle; the SIMD tiles sum the same integers, only the f32 summation order differs.
+ * Kernels. One tile function per (kernel, weight type, NR weight rows, NT tokens). Up to
+ * 8 token rows (decode) a matmul is a GEMV: each thread streams its equal share of the
+ * rows once, front to back, prefetching ahead, 2 adjacent rows x all tokens per call (1
+ * row past 4 tokens); the activations are quantised by both threads first. Past 8 rows
+ * (prefill) it is a GEMM of register tiles (4 rows x 4 tokens of zmm; 2 x 3 for the ymm
+ * kernels, which have 16 registers), so one unpacked weight register serves several
+ * tokens, blocked by 64 tokens x 2048 columns so the activations stay in L2 and a tile's
+ * weights in L1. The plain C tile is the oracle; the SIMD tiles sum the same integers,
+ * only the f32 summation order differs.
  *
  * State: one thread-local scratch buffer per calling thread (qmm_scratch), grown to the
  * largest shape seen; nothing else is global. */
