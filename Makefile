@@ -107,7 +107,43 @@ $(BUILD)/vlq-test: $(TEST_OBJ) $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny
+# Backend plugins for the tests of backend_open's loader and of every op through a
+# plugin: the cpu backend as vlq-backend-cputest.so (its sources compiled again with
+# -fPIC, every symbol hidden but the entry), and three broken ones. The cpu kernels'
+# files (src/cpu_*.c) come by wildcard; --no-undefined makes a missing one a link error
+# here rather than a dlopen error in the tests.
+PLUGIN_SRC := src/backend_cpu.c src/backend.c src/ops_ref.c src/cpucaps.c src/err.c \
+              src/util.c $(wildcard src/cpu_*.c) tests/plugins/cputest.c
+PLUGIN_FLAGS := -fPIC -fvisibility=hidden
+TEST_PLUGINS := $(patsubst %,$(BUILD)/vlq-backend-%.so,cputest nosym badabi refuse)
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC)"
+	$(Q)$(CC) $(CFLAGS) $(PLUGIN_FLAGS) -c -o $@ $<
+
+$(BUILD)/vlq-backend-cputest.so: $(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
+
+$(BUILD)/vlq-backend-nosym.so: $(BUILD)/pic/tests/plugins/nosym.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+$(BUILD)/vlq-backend-badabi.so: $(BUILD)/pic/tests/plugins/badabi.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+$(BUILD)/pic/tests/plugins/refuse.o: tests/plugins/badabi.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC, refuse)"
+	$(Q)$(CC) $(CFLAGS) $(PLUGIN_FLAGS) -DBADABI_REFUSE=1 -c -o $@ $<
+
+$(BUILD)/vlq-backend-refuse.so: $(BUILD)/pic/tests/plugins/refuse.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny $(TEST_PLUGINS)
 
 # make test [T=prefix]: every C test and every tests/e2e/*.sh, each in its own process.
 test: $(TEST_BINS)
@@ -202,6 +238,17 @@ $(BUILD)/vlq-bench-media: $(BUILD)/tests/bench/bench_media.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# ---- dense GEMM benchmark (make bench-dense; part of make bench) ----
+# GFLOP/s of the BF16-weight GEMM at the vision MLP shapes against the f32 FMA peak.
+.PHONY: bench-dense
+bench: bench-dense
+bench-dense: $(BUILD)/vlq-bench-dense
+	$(Q)$(BUILD)/vlq-bench-dense 3
+
+$(BUILD)/vlq-bench-dense: $(BUILD)/tests/bench/bench_dense.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 # make bench-qmm: the integer Q4 matmul against the machine's read bandwidth (GEMV GB/s,
 # GEMM GFLOP/s); tests/bench/bench_qmm.c. Part of make bench, not of make test.
 .PHONY: bench-qmm
@@ -209,5 +256,17 @@ bench: bench-qmm
 bench-qmm: $(BUILD)/bench-qmm
 	$(Q)$(BUILD)/bench-qmm
 $(BUILD)/bench-qmm: $(BUILD)/tests/bench/bench_qmm.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# ---- attention benchmark (make bench-attn; part of make bench) ----
+# Vision attention (one 4,096-row segment, 16 heads of 64) and decode attention (8,192
+# cached rows, 32/8 heads of 128, f16 cache) on 1 and 2 threads, against the old kernel.
+.PHONY: bench-attn
+bench: bench-attn
+bench-attn: $(BUILD)/vlq-bench-attn
+	$(Q)$(BUILD)/vlq-bench-attn
+
+$(BUILD)/vlq-bench-attn: $(BUILD)/tests/bench/bench_attn.o $(BUILD)/libvlq.a
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

@@ -5,9 +5,14 @@
  * from it (the run state is freed before model_close). */
 #include "backend.h"
 #include "backend_int.h"
+#include "cpucaps.h"
 #include "err.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,4 +127,78 @@ void bk_host_read(Backend *b, const Tensor *t, int64_t row0, float *dst, int64_t
 {
     assert(t->type == QUANT_F32 && row0 + n <= t->rows);
     memcpy(dst, (const float *)t->data + row0 * t->cols, (size_t)(n * t->cols) * 4);
+}
+
+/* ---- host lifecycle ---- */
+
+int bk_host_open(Backend *b, const BackendOpenOptions *o, char *err)
+{
+    if (o && o->threads > 0)
+        omp_set_num_threads(o->threads);
+    return 0;
+}
+
+int bk_host_sync(Backend *b, char *err)
+{
+    return 0; /* host ops finish before they return */
+}
+
+/* The first number of the line starting with key in /proc/meminfo, in bytes; -1. */
+static int64_t bk_meminfo_field(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    if (!p)
+        return -1;
+    long long kb;
+    if (sscanf(p + strlen(key), " %lld", &kb) != 1)
+        return -1;
+    return (int64_t)kb * 1024;
+}
+
+/* A cgroup v2 memory file's value in bytes; -1 when absent or "max". */
+static int64_t bk_cgroup_value(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long long v = -1;
+    if (fscanf(f, "%lld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+int bk_host_meminfo(Backend *b, int64_t *free_bytes, int64_t *total_bytes, char *err)
+{
+    *free_bytes = *total_bytes = 0;
+    char text[8192];
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return err_set(err, VLQ_EIO, "/proc/meminfo: %s", strerror(errno));
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    int64_t total = bk_meminfo_field(text, "MemTotal:"),
+            avail = bk_meminfo_field(text, "MemAvailable:");
+    if (total < 0 || avail < 0)
+        return err_set(err, VLQ_EIO, "/proc/meminfo: no MemTotal or MemAvailable");
+    /* In a container the cgroup's limit is what the kernel enforces (the OOM killer
+     * acts on it), not the machine's memory. */
+    int64_t limit = bk_cgroup_value("/sys/fs/cgroup/memory.max"),
+            used = bk_cgroup_value("/sys/fs/cgroup/memory.current");
+    if (limit > 0 && limit < total) {
+        total = limit;
+        int64_t left = used >= 0 ? limit - used : limit;
+        if (left < avail)
+            avail = left > 0 ? left : 0;
+    }
+    *free_bytes = avail;
+    *total_bytes = total;
+    return 0;
+}
+
+void bk_host_describe(Backend *b, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s: host memory, CPU features: %s", b->name,
+             cpucaps_describe(cpucaps_get()));
 }

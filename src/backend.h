@@ -17,7 +17,16 @@
  * between host and backend only through write() and read(). Views (rows of a matrix, a
  * reshape) are plain descriptors made by backend_view_rows / backend_reshape and own
  * nothing. Memory comes from alloc(), called only when a run state is built (model load),
- * never in a forward pass. Ops cannot fail: shapes are the caller's invariant (asserted). */
+ * never in a forward pass. Ops cannot fail: shapes are the caller's invariant (asserted);
+ * a device backend reports an asynchronous failure at the next sync().
+ *
+ * Lifecycle: backend_open gives an instance (a copy of the table with its own ctx) of a
+ * built-in backend ("ref", "cpu") or of a plugin: any other name is loaded from
+ * vlq-backend-<name>.so (ggml's GGML_BACKEND_DL), so vlq never links a device runtime
+ * and runs where no driver is installed. A plugin exports one symbol,
+ * `const Backend *vlq_backend_entry(int abi_version)` (BACKEND_ENTRY), returning its
+ * table (abi_version set to BACKEND_ABI_VERSION) or NULL when it was built for another
+ * ABI. Any change to struct Backend or Tensor raises BACKEND_ABI_VERSION. */
 #ifndef VLQ_BACKEND_H
 #define VLQ_BACKEND_H
 
@@ -48,12 +57,44 @@ typedef struct {
 
 typedef struct Backend Backend;
 
+/* The ABI between vlq and a backend plugin: struct Backend, Tensor, BackendSeq and
+ * BackendOpenOptions as laid out in this header. */
+#define BACKEND_ABI_VERSION 1
+#define BACKEND_ENTRY_SYMBOL "vlq_backend_entry"
+typedef const Backend *(*BackendEntry)(int abi_version);
+/* A plugin is built with -fvisibility=hidden and marks only its entry with this. */
+#define BACKEND_EXPORT __attribute__((visibility("default")))
+
+/* What backend_open passes to the backend's open hook. Zero means the default. */
+typedef struct {
+    int threads; /* host threads for the ops (cpu: OpenMP threads of the opening thread) */
+    int device;  /* accelerator index (device backends; host backends ignore it) */
+} BackendOpenOptions;
+
 /* A debugging and test hook the model code calls with an intermediate tensor (what names
  * the stage, e.g. "layer", index its number); read it with b->read. NULL: no calls. */
 typedef void (*BackendTap)(void *user, Backend *b, const char *what, int index, const Tensor *t);
 
 struct Backend {
-    const char *name; /* "ref", "cpu" */
+    int abi_version;  /* BACKEND_ABI_VERSION: first, so a mismatched plugin is detected */
+    const char *name; /* "ref", "cpu", or the plugin's name */
+
+    /* ---- lifecycle and device (backend_open / backend_close call open and close) ---- */
+    /* Set up an instance: b is the caller's copy of the table; sets b->ctx. NULL: nothing
+     * to do. VLQ_EDEVICE (no such device, driver error) with err set. */
+    int (*open)(Backend *b, const BackendOpenOptions *o, char *err);
+    /* Release what open made (b->ctx). NULL: nothing to do. */
+    void (*close)(Backend *b);
+    /* Wait for queued work; 0, or VLQ_EDEVICE with err set when the device failed since
+     * the last sync (the engine fails the batch). Host backends return 0. */
+    int (*sync)(Backend *b, char *err);
+    /* Memory the backend allocates from: host backends report MemAvailable and MemTotal
+     * (capped by the cgroup's memory.max), a device backend its device memory. 0, or
+     * VLQ_EIO/VLQ_EDEVICE with err set. */
+    int (*meminfo)(Backend *b, int64_t *free_bytes, int64_t *total_bytes, char *err);
+    /* One line for humans (vlq doctor, -v): the device or CPU features and the kernels
+     * chosen, into buf[len] (always NUL-terminated). Cannot fail. */
+    void (*describe)(Backend *b, char *buf, size_t len);
 
     /* ---- memory ---- */
     /* A new F32 tensor [rows, cols] in backend memory, zeroed. VLQ_ENOMEM with err set. */
@@ -82,7 +123,8 @@ struct Backend {
      * dtype (the caller rounds w to it too). */
     void (*embed_mix4)(Backend *b, Tensor *y, const Tensor *table, const int32_t *idx,
                        const float *w, int n);
-    /* dst[rows[i], :] = src[i, :] for i < n (rows on the host): KV store, visual scatter. */
+    /* dst[rows[i], :] = src[i, :] for i < n (rows on the host): KV store, visual scatter.
+     * src F32; dst F32, or F16 / BF16 (a KV cache): each value rounded to nearest even. */
     void (*set_rows)(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n);
     /* dst[rows[i], :] += src[i, :] for i < n: DeepStack injection at visual rows. */
     void (*add_rows)(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n);
@@ -120,7 +162,8 @@ struct Backend {
     /* Causal GQA attention over a KV cache: for each sequence s and each new row t of it,
      * o[row0+t] = softmax(q k^T * scale) v over the cache rows kv_row0 .. kv_row0+n_past+t.
      * q, o [n, n_heads*head_dim]; kc, vc [cache rows, n_kv_heads*head_dim]; query head h
-     * reads kv head h / (n_heads/n_kv_heads). */
+     * reads kv head h / (n_heads/n_kv_heads). kc and vc are F32, F16 or BF16 (one type for
+     * both; the KV cache is F16 by default), their values widened to f32 exactly. */
     void (*attention)(Backend *b, Tensor *o, const Tensor *q, const Tensor *kc, const Tensor *vc,
                       const BackendSeq *seqs, int n_seq, int n_heads, int n_kv_heads,
                       float scale);
@@ -138,7 +181,24 @@ struct Backend {
     void *ctx; /* the implementation's state */
 };
 
-/* The backend named name ("ref", "cpu"): a static table, never freed. NULL if unknown. */
+/* An instance of the backend named name in *out, the caller's to backend_close: a
+ * built-in one ("ref", "cpu") or the plugin vlq-backend-<name>.so, looked for in
+ * $VLQ_BACKEND_DIR when set (only there), else beside the running executable, then in
+ * BACKEND_PLUGIN_DIR. o may be NULL (defaults). Errors, each naming the name or path and
+ * the reason: VLQ_EINPUT (a bad name, no such plugin), VLQ_ENOTSUP (the library does
+ * not load, lacks vlq_backend_entry, or has another ABI version), or what the backend's
+ * open returns (VLQ_EDEVICE). */
+int backend_open(const char *name, const BackendOpenOptions *o, Backend **out, char *err);
+/* Close an instance from backend_open (its open state, then its plugin). NULL-safe. */
+void backend_close(Backend *b);
+/* The plugin names found where backend_open looks, space-separated, each once, in a new
+ * string the caller frees ("" when none; NULL only when out of memory). */
+char *backend_plugin_list(void);
+#define BACKEND_PLUGIN_DIR "/usr/local/lib/vlq"
+
+/* The built-in backend named name ("ref", "cpu"): a static table, never freed, with no
+ * open state (ctx NULL; its open hook not called). NULL if unknown. backend_open is the
+ * way to get a backend; this stays for tests and tools that want the bare table. */
 Backend *backend_get(const char *name);
 /* The backend names, comma-separated, for messages and --help. */
 const char *backend_names(void);

@@ -8,14 +8,21 @@
  * -ffast-math. The matmul dequantises a chunk of a weight row (Q4/Q8 per scale group,
  * F16/BF16 by conversion) into a thread-local buffer once and reuses it for a block of
  * tokens, so the INT4 cost is paid once per row per token block, not per token.
- * Ops that are not hot (embeddings, norms, rotary) reuse the reference arithmetic with
- * OpenMP over rows. Nothing here allocates. */
+ * Attention is in cpu_attn.c, the elementwise and per-row ops in cpu_elem.c (run-time
+ * AVX-512 / AVX2 dispatch); embeddings reuse the reference arithmetic with OpenMP over
+ * rows. Nothing here allocates. */
 #include "backend.h"
 #include "backend_int.h"
+#include "cpu_attn.h"
+#include "cpu_dense.h"
+#include "cpu_elem.h"
 #include "cpu_qmm.h"
+#include "cpucaps.h"
 
 #include <assert.h>
 #include <math.h>
+#include <omp.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
@@ -146,88 +153,6 @@ static inline __attribute__((always_inline)) float cpu_dot(const float *a, const
     return s;
 }
 
-/* r[2][4] = a_i . x_k for 2 weight rows and 4 token rows: 8 independent sums, 6 loads
- * per 8 multiply-adds. */
-static inline __attribute__((always_inline)) void cpu_dot2x4(const float *a0, const float *a1,
-                                                             const float *const x[4], int64_t n,
-                                                             float r[2][4])
-{
-    /* named accumulators: an array of vectors would live in memory, not registers */
-    CpuV8 s00 = {0}, s01 = {0}, s02 = {0}, s03 = {0}, s10 = {0}, s11 = {0}, s12 = {0}, s13 = {0};
-    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        CpuV8 w0 = *(const CpuV8 *)(a0 + i), w1 = *(const CpuV8 *)(a1 + i), xv;
-        xv = *(const CpuV8 *)(x0 + i);
-        s00 += w0 * xv;
-        s10 += w1 * xv;
-        xv = *(const CpuV8 *)(x1 + i);
-        s01 += w0 * xv;
-        s11 += w1 * xv;
-        xv = *(const CpuV8 *)(x2 + i);
-        s02 += w0 * xv;
-        s12 += w1 * xv;
-        xv = *(const CpuV8 *)(x3 + i);
-        s03 += w0 * xv;
-        s13 += w1 * xv;
-    }
-    CpuV8 s[2][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}};
-    for (int j = 0; j < 2; j++)
-        for (int k = 0; k < 4; k++) {
-            float t = 0.0f;
-            for (int l = 0; l < 8; l++)
-                t += s[j][k][l];
-            for (int64_t e = i; e < n; e++)
-                t += (j ? a1 : a0)[e] * x[k][e];
-            r[j][k] = t;
-        }
-}
-
-/* y rows t0..t1, output features o0..o1 of y = x W^T (+ bias): weight rows in pairs,
- * tokens in fours, over chunks of columns dequantised once per tile. */
-CPU_CLONES static void cpu_matmul_tile(Tensor *y, const Tensor *x, const Tensor *w,
-                                       const Tensor *bias, int64_t o0, int64_t o1, int64_t t0,
-                                       int64_t t1)
-{
-    float buf[2][CPU_CHUNK] __attribute__((aligned(64)));
-    int64_t chunk = CPU_CHUNK;
-    if (w->group)
-        chunk = CPU_CHUNK / w->group * w->group;
-    for (int64_t t = t0; t < t1; t++)
-        for (int64_t o = o0; o < o1; o++)
-            cpu_row_mut(y, t)[o] = 0.0f;
-    for (int64_t o = o0; o < o1; o += 2) {
-        int pair = o + 1 < o1;
-        for (int64_t c = 0; c < w->cols; c += chunk) {
-            int64_t n = w->cols - c < chunk ? w->cols - c : chunk;
-            cpu_deq(w, o, c, n, buf[0]);
-            if (pair)
-                cpu_deq(w, o + 1, c, n, buf[1]);
-            int64_t t = t0;
-            for (; pair && t + 4 <= t1; t += 4) {
-                const float *xs[4] = {cpu_row(x, t) + c, cpu_row(x, t + 1) + c,
-                                      cpu_row(x, t + 2) + c, cpu_row(x, t + 3) + c};
-                float r[2][4];
-                cpu_dot2x4(buf[0], buf[1], xs, n, r);
-                for (int k = 0; k < 4; k++) {
-                    cpu_row_mut(y, t + k)[o] += r[0][k];
-                    cpu_row_mut(y, t + k)[o + 1] += r[1][k];
-                }
-            }
-            for (; t < t1; t++) {
-                cpu_row_mut(y, t)[o] += cpu_dot(buf[0], cpu_row(x, t) + c, n);
-                if (pair)
-                    cpu_row_mut(y, t)[o + 1] += cpu_dot(buf[1], cpu_row(x, t) + c, n);
-            }
-        }
-    }
-    for (int64_t o = o0; bias && o < o1; o++) {
-        float b0 = bk_elem(bias, 0, o);
-        for (int64_t t = t0; t < t1; t++)
-            cpu_row_mut(y, t)[o] += b0;
-    }
-}
-
 static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
@@ -235,17 +160,8 @@ static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, 
         cpu_qmm_matmul(y, x, w, bias);
         return;
     }
-    assert(w->group <= CPU_CHUNK);
-    int64_t n = x->rows, out = w->rows;
-    const int64_t ob = 16;
-    int64_t n_ob = (out + ob - 1) / ob, n_tb = (n + CPU_TOK_BLOCK - 1) / CPU_TOK_BLOCK;
-#pragma omp parallel for schedule(dynamic, 1) collapse(2) if (n * x->cols * out > CPU_PAR_MIN)
-    for (int64_t i = 0; i < n_ob; i++)
-        for (int64_t j = 0; j < n_tb; j++) {
-            int64_t o1 = (i + 1) * ob < out ? (i + 1) * ob : out;
-            int64_t t1 = (j + 1) * CPU_TOK_BLOCK < n ? (j + 1) * CPU_TOK_BLOCK : n;
-            cpu_matmul_tile(y, x, w, bias, i * ob, o1, j * CPU_TOK_BLOCK, t1);
-        }
+    /* F32, F16, BF16: packed GEMM / GEMV (cpu_dense.c) */
+    cpu_dense_matmul(y, x, w, bias);
 }
 
 /* ---- rows ---- */
@@ -272,10 +188,20 @@ static void cpu_embed_mix4(Backend *b, Tensor *y, const Tensor *table, const int
 
 static void cpu_set_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
 {
-    assert(dst->cols == src->cols);
+    assert(dst->cols == src->cols && dst->type <= QUANT_BF16);
 #pragma omp parallel for if ((int64_t)n * dst->cols > CPU_PAR_MIN)
-    for (int i = 0; i < n; i++)
-        memcpy(cpu_row_mut(dst, rows[i]), cpu_row(src, i), (size_t)dst->cols * 4);
+    for (int i = 0; i < n; i++) {
+        const float *s = cpu_row(src, i);
+        uint16_t *h = (uint16_t *)dst->data + (int64_t)rows[i] * dst->cols;
+        if (dst->type == QUANT_F32) /* an F16/BF16 cache rounds to nearest even (half.h) */
+            memcpy(cpu_row_mut(dst, rows[i]), s, (size_t)dst->cols * 4);
+        else if (dst->type == QUANT_F16)
+            for (int64_t c = 0; c < dst->cols; c++)
+                h[c] = half_f32_to_f16(s[c]);
+        else
+            for (int64_t c = 0; c < dst->cols; c++)
+                h[c] = half_f32_to_bf16(s[c]);
+    }
 }
 
 static void cpu_add_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
@@ -297,188 +223,36 @@ static void cpu_get_rows(Backend *b, Tensor *dst, const Tensor *src, const int32
         memcpy(cpu_row_mut(dst, i), cpu_row(src, rows[i]), (size_t)dst->cols * 4);
 }
 
-/* ---- dense, elementwise ---- */
-
-static void cpu_rmsnorm(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, float eps)
-{
-    assert(x->cols == y->cols && x->rows == y->rows && w->rows * w->cols == x->cols);
-#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN)
-    for (int64_t i = 0; i < x->rows; i++) {
-        const float *xi = cpu_row(x, i);
-        float inv = 1.0f / sqrtf(cpu_dot(xi, xi, x->cols) / (float)x->cols + eps);
-        float *yi = cpu_row_mut(y, i);
-        for (int64_t c = 0; c < x->cols; c++)
-            yi[c] = bk_elem(w, 0, c) * (xi[c] * inv);
-    }
-}
-
-static void cpu_layernorm(Backend *b, Tensor *y, const Tensor *x, const Tensor *w,
-                          const Tensor *bias, float eps)
-{
-    assert(x->cols == y->cols && x->rows == y->rows);
-#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN)
-    for (int64_t i = 0; i < x->rows; i++) {
-        const float *xi = cpu_row(x, i);
-        float sum = 0.0f;
-        for (int64_t c = 0; c < x->cols; c++)
-            sum += xi[c];
-        float mean = sum / (float)x->cols, var = 0.0f;
-        for (int64_t c = 0; c < x->cols; c++)
-            var += (xi[c] - mean) * (xi[c] - mean);
-        float inv = 1.0f / sqrtf(var / (float)x->cols + eps);
-        float *yi = cpu_row_mut(y, i);
-        for (int64_t c = 0; c < x->cols; c++)
-            yi[c] = (xi[c] - mean) * inv * bk_elem(w, 0, c) + bk_elem(bias, 0, c);
-    }
-}
-
-static void cpu_add(Backend *b, Tensor *y, const Tensor *a, const Tensor *c)
-{
-    int64_t n = y->rows * y->cols;
-    float *yd = y->data;
-    const float *ad = a->data, *cd = c->data;
-#pragma omp parallel for if (n > CPU_PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        yd[i] = ad[i] + cd[i];
-}
-
-static void cpu_swiglu(Backend *b, Tensor *y, const Tensor *gate, const Tensor *up)
-{
-    int64_t n = y->rows * y->cols;
-    float *yd = y->data;
-    const float *g = gate->data, *u = up->data;
-#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
-    for (int64_t i = 0; i < n; i++)
-        yd[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-}
-
-static void cpu_gelu_tanh(Backend *b, Tensor *x)
-{
-    const float k = 0.7978845608028654f;
-    int64_t n = x->rows * x->cols;
-    float *d = x->data;
-#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
-    for (int64_t i = 0; i < n; i++)
-        d[i] = 0.5f * d[i] * (1.0f + tanhf(k * (d[i] + 0.044715f * d[i] * d[i] * d[i])));
-}
-
-static void cpu_gelu_erf(Backend *b, Tensor *x)
-{
-    int64_t n = x->rows * x->cols;
-    float *d = x->data;
-#pragma omp parallel for if (n > CPU_PAR_MIN / 8)
-    for (int64_t i = 0; i < n; i++)
-        d[i] = 0.5f * d[i] * (1.0f + erff(d[i] * 0.7071067811865476f));
-}
-
-/* ---- rotary: per row, rows in parallel (same arithmetic as ops_ref) ---- */
-
-static void cpu_mrope(Backend *b, Tensor *x, const int32_t *pos, int n_heads, const int section[3],
-                      float theta)
-{
-    int64_t n = x->rows;
-#pragma omp parallel for if (n * x->cols > CPU_PAR_MIN / 16)
-    for (int64_t i = 0; i < n; i++) {
-        /* one row through the reference: a row view and its three positions */
-        Tensor row = backend_view_rows(x, i, 1);
-        int32_t p[3] = {pos[i], pos[n + i], pos[2 * n + i]};
-        ops_ref_backend.mrope(b, &row, p, n_heads, section, theta);
-    }
-}
-
-static void cpu_rope2d(Backend *b, Tensor *x, const int32_t *pos, int n_heads, float theta)
-{
-#pragma omp parallel for if (x->rows * x->cols > CPU_PAR_MIN / 16)
-    for (int64_t i = 0; i < x->rows; i++) {
-        Tensor row = backend_view_rows(x, i, 1);
-        ops_ref_backend.rope2d(b, &row, pos + 2 * i, n_heads, theta);
-    }
-}
-
-/* ---- attention ---- */
-
-/* out[hd] = softmax(q . k_j * scale) v_j, online (one pass, running max and sum). */
-CPU_CLONES static void cpu_attend(float *out, const float *q, const float *k, const float *v,
-                                  int64_t ld, int64_t n_kv, int hd, float scale)
-{
-    float mx = -INFINITY, sum = 0.0f;
-    for (int d = 0; d < hd; d++)
-        out[d] = 0.0f;
-    for (int64_t j = 0; j < n_kv; j++) {
-        float s = cpu_dot(q, k + j * ld, hd) * scale;
-        const float *vj = v + j * ld;
-        if (s > mx) {
-            float c = expf(mx - s);
-            sum *= c;
-            for (int d = 0; d < hd; d++)
-                out[d] *= c;
-            mx = s;
-        }
-        float p = expf(s - mx);
-        sum += p;
-        for (int d = 0; d < hd; d++)
-            out[d] += p * vj[d];
-    }
-    for (int d = 0; d < hd; d++)
-        out[d] /= sum;
-}
-
-static void cpu_attention(Backend *b, Tensor *o, const Tensor *q, const Tensor *kc,
-                          const Tensor *vc, const BackendSeq *seqs, int n_seq, int n_heads,
-                          int n_kv_heads, float scale)
-{
-    int hd = (int)(q->cols / n_heads), rep = n_heads / n_kv_heads;
-    assert(kc->cols == (int64_t)n_kv_heads * hd);
-    int64_t total = 0;
-    for (int s = 0; s < n_seq; s++)
-        total += seqs[s].n_tok;
-    int64_t work = 0;
-    for (int s = 0; s < n_seq; s++)
-        work += (int64_t)seqs[s].n_tok * (seqs[s].n_past + seqs[s].n_tok) * n_heads * hd;
-    /* work item = (row of the batch, head); a row's sequence is found by a short scan */
-#pragma omp parallel for schedule(dynamic, 4) if (work > CPU_PAR_MIN)
-    for (int64_t item = 0; item < total * n_heads; item++) {
-        int64_t r = item / n_heads;
-        int h = (int)(item % n_heads), s = 0;
-        int64_t before = 0;
-        while (r - before >= seqs[s].n_tok)
-            before += seqs[s++].n_tok;
-        const BackendSeq *sq = &seqs[s];
-        int64_t t = r - before, row = sq->row0 + t, n_kv = sq->n_past + t + 1;
-        cpu_attend(cpu_row_mut(o, row) + h * hd, cpu_row(q, row) + h * hd,
-                   cpu_row(kc, sq->kv_row0) + (h / rep) * hd,
-                   cpu_row(vc, sq->kv_row0) + (h / rep) * hd, kc->cols, n_kv, hd, scale);
-    }
-}
-
-static void cpu_attention_seg(Backend *b, Tensor *o, const Tensor *q, const Tensor *k,
-                              const Tensor *v, const int32_t *cu_seqlens, int n_seg, int n_heads,
-                              float scale)
-{
-    int hd = (int)(q->cols / n_heads);
-    int64_t total = cu_seqlens[n_seg], work = 0;
-    for (int s = 0; s < n_seg; s++)
-        work += (int64_t)(cu_seqlens[s + 1] - cu_seqlens[s]) * (cu_seqlens[s + 1] - cu_seqlens[s]);
-    work *= q->cols;
-#pragma omp parallel for schedule(dynamic, 4) if (work > CPU_PAR_MIN)
-    for (int64_t item = 0; item < total * n_heads; item++) {
-        int64_t r = item / n_heads;
-        int h = (int)(item % n_heads), s = 0;
-        while (cu_seqlens[s + 1] <= r)
-            s++;
-        int64_t r0 = cu_seqlens[s], n = cu_seqlens[s + 1] - r0;
-        cpu_attend(cpu_row_mut(o, r) + h * hd, cpu_row(q, r) + h * hd, cpu_row(k, r0) + h * hd,
-                   cpu_row(v, r0) + h * hd, k->cols, n, hd, scale);
-    }
-}
-
 static void cpu_argmax(Backend *b, const Tensor *x, int32_t *out)
 {
     ops_ref_backend.argmax(b, x, out); /* one pass over the logits: memory bound already */
 }
 
+/* One line for vlq doctor and -v: threads, CPU features and the kernel chosen for each
+ * hot op. The matmul's variant is the target_clones pick (the condition mirrors
+ * CPU_CLONES above). Kernels that choose at run time add their names to this line:
+ * cpu_qmm_kernel_name() (INT4 matmul) and cpu_dense_kernel_name() (F16/BF16 matmul)
+ * belong here when they exist. */
+static void cpu_describe(Backend *b, char *buf, size_t len)
+{
+    int caps = cpucaps_get();
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+    const char *mm = caps & CPUCAPS_AVX2 ? "x86-64-v3 clone (avx2 fma)" : "baseline clone";
+#else
+    const char *mm = "baseline (one path in this build)";
+#endif
+    snprintf(buf, len, "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: matmul %s",
+             b->name, omp_get_max_threads(), cpucaps_describe(caps), mm);
+}
+
 Backend backend_cpu = {
+    .abi_version = BACKEND_ABI_VERSION,
     .name = "cpu",
+    .open = bk_host_open,
+    .sync = bk_host_sync,
+    .meminfo = bk_host_meminfo,
+    .describe = cpu_describe,
     .alloc = bk_host_alloc,
     .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,
@@ -491,15 +265,15 @@ Backend backend_cpu = {
     .add_rows = cpu_add_rows,
     .get_rows = cpu_get_rows,
     .matmul = cpu_matmul,
-    .rmsnorm = cpu_rmsnorm,
-    .layernorm = cpu_layernorm,
-    .add = cpu_add,
-    .swiglu = cpu_swiglu,
-    .gelu_tanh = cpu_gelu_tanh,
-    .gelu_erf = cpu_gelu_erf,
-    .mrope = cpu_mrope,
-    .rope2d = cpu_rope2d,
-    .attention = cpu_attention,
-    .attention_seg = cpu_attention_seg,
+    .rmsnorm = cpu_elem_rmsnorm,
+    .layernorm = cpu_elem_layernorm,
+    .add = cpu_elem_add,
+    .swiglu = cpu_elem_swiglu,
+    .gelu_tanh = cpu_elem_gelu_tanh,
+    .gelu_erf = cpu_elem_gelu_erf,
+    .mrope = cpu_elem_mrope,
+    .rope2d = cpu_elem_rope2d,
+    .attention = cpu_attn_attention,
+    .attention_seg = cpu_attn_attention_seg,
     .argmax = cpu_argmax,
 };

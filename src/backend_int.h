@@ -60,6 +60,13 @@ int bk_host_weight(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t 
                    const void *bytes, char *err);
 void bk_host_write(Backend *b, Tensor *t, int64_t row0, const float *src, int64_t n);
 void bk_host_read(Backend *b, const Tensor *t, int64_t row0, float *dst, int64_t n);
+/* Host lifecycle parts: open applies o->threads (omp_set_num_threads on the opening
+ * thread); sync has nothing to wait for; meminfo reads /proc/meminfo and the cgroup
+ * limit; describe prints the name and the CPU features. */
+int bk_host_open(Backend *b, const BackendOpenOptions *o, char *err);
+int bk_host_sync(Backend *b, char *err);
+int bk_host_meminfo(Backend *b, int64_t *free_bytes, int64_t *total_bytes, char *err);
+void bk_host_describe(Backend *b, char *buf, size_t len);
 
 extern Backend ops_ref_backend;
 extern Backend backend_cpu;

@@ -41,9 +41,19 @@ static const CfgKey cfg_keys[] = {
     {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
     {"budgets.ocr", CFG_INT, "8192", 256, 1048576, "context tokens of one image or page"},
     {"budgets.video", CFG_INT, "16384", 256, 1048576, "context tokens of one video segment"},
+    {"budgets.document", CFG_INT, "32768", 256, 1048576, "context tokens of a long document"},
     {"budgets.max_new_tokens", CFG_INT, "2048", 1, 1048576, "answer tokens of an OCR unit"},
     {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 1048576,
      "answer tokens of a summary segment"},
+    {"engine.ocr_slots", CFG_INT, "1", 0, 4096, "requests of the ocr budget running at once"},
+    {"engine.video_slots", CFG_INT, "1", 0, 4096, "requests of the video budget running at once"},
+    {"engine.document_slots", CFG_INT, "0", 0, 4096,
+     "requests of the document budget running at once"},
+    {"engine.max_batch_tok", CFG_INT, "512", 1, 65536, "tokens per decoder step, all requests"},
+    {"engine.kv_type", CFG_STR, "f32", CFG_ANY, "KV cache type: f16 or f32"},
+    {"engine.mem_limit_mb", CFG_INT, "0", 0, 1e9, "memory the plan may use, 0 = MemAvailable"},
+    {"engine.vcache_mb", CFG_INT, "256", 0, 1e7, "visual feature cache in memory, 0 = off"},
+    {"engine.vcache_dir", CFG_STR, "", CFG_ANY, "visual feature cache on disk; empty = none"},
     {"sampling.temperature", CFG_DOUBLE, "0", 0, 100, "0 = greedy"},
     {"sampling.top_p", CFG_DOUBLE, "0.8", 0, 1, "nucleus sampling mass"},
     {"sampling.top_k", CFG_INT, "20", 0, 1000000, "0 = no top-k"},
@@ -102,6 +112,8 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
             return webhook_check_secret(text, err);
         if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
             return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
+        if (!strcmp(ck->key, "engine.kv_type") && strcmp(text, "f16") && strcmp(text, "f32"))
+            return err_set(err, VLQ_EINPUT, "'%s' is not f16 or f32", text);
         return 0;
     case CFG_BOOL:
         if (!strcasecmp(text, "true") || !strcasecmp(text, "yes") || !strcmp(text, "1"))

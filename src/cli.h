@@ -68,4 +68,7 @@ int cli_run(int argc, char **argv, const CliCommon *common);
 /* vlq webhooks list|send|redeliver (src/cli_webhooks.c). */
 int cli_webhooks(int argc, char **argv, const CliCommon *common);
 
+/* vlq doctor (src/cli_doctor.c). */
+int cli_doctor(int argc, char **argv, const CliCommon *common);
+
 #endif

@@ -38,6 +38,7 @@ static const MainCommand main_commands[] = {
     {"export", cli_export, "write a .vlq model's weights back as safetensors (dequantised)"},
     {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
     {"webhooks", cli_webhooks, "webhook events: list, send what is due, redeliver"},
+    {"doctor", cli_doctor, "CPU, backends, model residency and the memory plan: what fits"},
     {NULL, NULL, NULL},
 };
 

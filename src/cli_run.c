@@ -1,15 +1,16 @@
 /* cli_run: `vlq run`, one-off generation for people trying a model: images and a video
- * through media + prep, the chat prompt through tok, the vision encoder and the decoder
- * on one backend, tokens streamed to stdout as they come.
+ * through media + prep (planned by plan.h as the reference processor does), the chat
+ * prompt, then one request to the engine (engine.h), tokens streamed to stdout as they
+ * come. Timing goes to stderr.
  *
- * One sequence in KV slot 0, everything sized for this one prompt: the run state is
- * allocated once after the prompt is known (prompt + max_new_tokens), and the loop of
- * decode steps allocates nothing. Each visual item is encoded on its own, so the vision
- * run state fits the largest item, not their sum. Inputs are planned and loaded by
- * plan.h (the reference's resolution, frames and timestamps). Timing goes to stderr. */
+ * The engine is opened for this one request: one slot of the smallest budget class of
+ * the configuration that holds the prompt + max_new_tokens (so the KV memory is what the
+ * job kinds would use for it, not more). The prompt is counted first with the model's
+ * tokenizer, before the engine allocates anything. */
+#include "backend.h"
 #include "cfg.h"
 #include "cli.h"
-#include "decoder.h"
+#include "engine.h"
 #include "err.h"
 #include "log.h"
 #include "model.h"
@@ -18,19 +19,13 @@
 #include "sample.h"
 #include "tok.h"
 #include "util.h"
-#include "vision.h"
 
 #include <getopt.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define RUN_MAX_IMAGES 16
-
-/* Context budget for planning `vlq run`'s inputs: the model's position range, so the
- * reference's own resolution and frame count are kept (plan.h). */
-#define RUN_BUDGET_TOK 262144
 
 typedef struct {
     PrepVisual vis[RUN_MAX_IMAGES + 1]; /* images, then the video */
@@ -62,12 +57,13 @@ static void run_usage(FILE *out)
 
 /* ---- media ---- */
 
-/* Plan and load the first page of an image or PDF, or a whole video (one segment under
- * RUN_BUDGET_TOK), through plan.h: the reference's resolution, frame sampling and group
- * timestamps. */
-static int run_load(RunMedia *rm, const char *path, int video, int max_new, char *err)
+/* Plan and load the first page of an image or PDF, or a whole video (one segment within
+ * budget_tok, the largest budget class), through plan.h: the reference's resolution,
+ * frame sampling and group timestamps whenever they fit. */
+static int run_load(RunMedia *rm, const char *path, int video, int budget_tok, int max_new,
+                    char *err)
 {
-    PlanOptions po = {.budget_tok = RUN_BUDGET_TOK, .max_new_tok = max_new,
+    PlanOptions po = {.budget_tok = budget_tok, .max_new_tok = max_new,
                       .media = {.last_page = 1}};
     PlanUnit *units = NULL;
     int n = 0, rc = plan_file(path, &po, &units, &n, err);
@@ -96,154 +92,114 @@ typedef struct {
     int n_images, max_new;
     SampleParams sp;
     int set_temp, set_k, set_p, set_rep, set_seed;
-    char *model_path_cfg, *backend_cfg; /* owned copies when they came from the config */
+    Cfg *cfg;            /* the configuration (strings of eo are borrowed from it) */
+    EngineOptions eo;    /* from the configuration and the flags */
 } RunArgs;
 
-/* Encode every visual item and lay out the decoder's visual rows, features and
- * DeepStack features in prompt order. The arrays are the caller's to free. */
-static int run_vision(const Model *m, Backend *b, RunMedia *rm, const TokPrompt *pr,
-                      DecoderSeq *seq, int32_t **rows_out, float **vis_out, float **deep_out,
-                      char *err)
+static void run_on_token(void *user, int32_t id, const char *text, size_t len)
 {
-    const ModelConfig *c = model_config(m);
-    int64_t h = c->hidden_size, n_vis = 0, max_patches = 0;
-    for (int i = 0; i < rm->n_vis; i++) {
-        int64_t np = (int64_t)rm->vis[i].grid_t * rm->vis[i].grid_h * rm->vis[i].grid_w;
-        n_vis += np / 4;
-        max_patches = np > max_patches ? np : max_patches;
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+}
+
+/* The budget: prompt + max_new_tokens rounded up to the smallest configured class; the
+ * engine gets one slot of it. */
+static int run_pick_class(RunArgs *a, int prompt_tok, char *err)
+{
+    int64_t need = (int64_t)prompt_tok + a->max_new;
+    int best = -1, largest = 0;
+    for (int i = 0; i < a->eo.n_classes; i++) {
+        const EngineClass *c = &a->eo.classes[i];
+        largest = c->ctx_tok > largest ? c->ctx_tok : largest;
+        if (c->ctx_tok >= need && (best < 0 || c->ctx_tok < a->eo.classes[best].ctx_tok))
+            best = i;
     }
-    *rows_out = NULL;
-    *vis_out = *deep_out = NULL;
-    if (!n_vis)
-        return 0;
-    Vision *v;
-    int rc = vision_new(m, b, (int)max_patches, &v, err);
-    if (rc)
-        return rc;
-    int32_t *rows = xmalloc((size_t)n_vis * sizeof *rows);
-    int64_t nd = c->n_deepstack ? c->n_deepstack : 1;
-    float *vis = malloc((size_t)(n_vis * h) * sizeof *vis);
-    float *deep = malloc((size_t)(n_vis * h * nd) * sizeof *deep);
-    float *item_deep = malloc((size_t)(max_patches / 4 * h * nd) * sizeof *item_deep);
-    if (!vis || !deep || !item_deep)
-        rc = err_set(err, VLQ_ENOMEM, "visual features: out of memory");
-    int64_t off = 0;
-    for (int i = 0; i < rm->n_vis && !rc; i++) {
-        PrepVisual *pv = &rm->vis[i];
-        int32_t grid[3] = {pv->grid_t, pv->grid_h, pv->grid_w};
-        int64_t nm = (int64_t)pv->grid_t * pv->grid_h * pv->grid_w / 4;
-        double t0 = util_mono_s();
-        rc = vision_encode(v, pv->pixels, grid, 1, vis + off * h, item_deep, err);
-        for (int j = 0; j < c->n_deepstack && !rc; j++)
-            memcpy(deep + ((int64_t)j * n_vis + off) * h, item_deep + j * nm * h,
-                   (size_t)(nm * h) * 4);
-        log_info("vision: item %d: %dx%dx%d patches in %.2f s", i + 1, pv->grid_t, pv->grid_h,
-                 pv->grid_w, util_mono_s() - t0);
-        off += nm;
-    }
-    vision_free(v);
-    free(item_deep);
-    /* the pad runs of the prompt are the visual rows, in the same order */
-    int64_t r = 0;
-    for (size_t p = 0; p < pr->n_pads && !rc; p++)
-        for (size_t k = 0; k < pr->pads[p].n_tok && r < n_vis; k++)
-            rows[r++] = (int32_t)(pr->pads[p].start + k);
-    if (!rc && r != n_vis)
-        rc = err_set(err, VLQ_EINPUT, "prompt: %lld pad tokens for %lld visual features",
-                     (long long)r, (long long)n_vis);
-    if (rc) {
-        free(rows);
-        free(vis);
-        free(deep);
-        return rc;
-    }
-    seq->n_visual = (int)n_vis;
-    seq->visual_rows = rows;
-    seq->visual = vis;
-    seq->deepstack = c->n_deepstack ? deep : NULL;
-    *rows_out = rows;
-    *vis_out = vis;
-    *deep_out = deep;
+    if (best < 0)
+        return err_set(err, VLQ_EINPUT, "%d prompt tokens + max_new_tokens %d = %lld: over the "
+                       "largest budget (%d tokens)", prompt_tok, a->max_new, (long long)need,
+                       largest);
+    a->eo.classes[0] = (EngineClass){.name = a->eo.classes[best].name,
+                                     .ctx_tok = a->eo.classes[best].ctx_tok, .n_slots = 1};
+    a->eo.n_classes = 1;
     return 0;
 }
 
-/* Prefill, then sample and decode one token at a time, streaming text to stdout. */
-static int run_generate(const Model *m, Backend *b, const Tok *tok, const TokPrompt *pr,
-                        RunMedia *rm, const RunArgs *a, char *err)
+/* Count the prompt with the model's tokenizer (the file opened without the weight
+ * checks: the engine opens it for real). */
+static int run_count(const RunArgs *a, const TokChat *chat, size_t *n_tok, char *err)
 {
-    const ModelConfig *c = model_config(m);
-    int L = (int)pr->ids.n, n_img = 0, n_vid = 0, rope_delta = 0;
-    int32_t grids_img[3 * RUN_MAX_IMAGES], grid_vid[3];
+    Model *m = NULL;
+    Tok *tok = NULL;
+    int rc = model_open_ex(a->model_path, MODEL_OPEN_NO_VERIFY | MODEL_OPEN_NO_POPULATE, &m, err);
+    if (!rc)
+        rc = model_load_tok(m, &tok, err);
+    if (!rc && tok_n_vocab(tok) > model_config(m)->vocab_size)
+        rc = err_set(err, VLQ_EMODEL, "%s: the tokenizer has %d ids, the model only %d (a test "
+                     "model with remapped ids?)", a->model_path, (int)tok_n_vocab(tok),
+                     model_config(m)->vocab_size);
+    if (!rc)
+        rc = tok_chat_count(tok, chat, n_tok, err);
+    tok_free(tok);
+    model_close(m);
+    return rc;
+}
+
+/* Run the request on an engine of one slot, streaming text to stdout. */
+static int run_generate(RunArgs *a, const TokChat *chat, RunMedia *rm, char *err)
+{
+    size_t n_tok = 0;
+    int rc = run_count(a, chat, &n_tok, err);
+    if (!rc)
+        rc = run_pick_class(a, (int)n_tok, err);
+    /* the vision workspace fits the largest item (or one frame group of it, past the
+     * default), not more: a small picture does not pay for a large one */
+    int64_t most = 0, group = 0;
     for (int i = 0; i < rm->n_vis; i++) {
-        int32_t *g = rm->is_video[i] ? grid_vid : grids_img + 3 * n_img;
-        g[0] = rm->vis[i].grid_t;
-        g[1] = rm->vis[i].grid_h;
-        g[2] = rm->vis[i].grid_w;
-        *(rm->is_video[i] ? &n_vid : &n_img) += 1;
+        int64_t g = (int64_t)rm->vis[i].grid_h * rm->vis[i].grid_w;
+        most = g * rm->vis[i].grid_t > most ? g * rm->vis[i].grid_t : most;
+        group = g > group ? g : group;
     }
-    int32_t *pos = xmalloc((size_t)L * 3 * sizeof *pos);
-    int32_t *seen = xmalloc((size_t)(L + a->max_new) * sizeof *seen);
-    float *logits = xmalloc((size_t)c->vocab_size * sizeof *logits);
-    int32_t *rows = NULL;
-    float *vis = NULL, *deep = NULL;
-    Decoder *d = NULL;
-    Sampler *s = NULL;
-    TokStream ts;
-    tok_stream_init(&ts, tok, 1);
-    DecoderSeq seq = {.slot = 0, .n_past = 0, .n_tok = L, .ids = pr->ids.ids, .pos = pos};
-    int rc = decoder_rope_index(c, pr->ids.ids, L, grids_img, n_img, grid_vid, n_vid, pos,
-                                &rope_delta, err);
+    a->eo.max_patches = (int)(most <= 16384 ? most : group > 16384 ? group : 16384);
+    Engine *e = NULL;
     if (!rc)
-        rc = run_vision(m, b, rm, pr, &seq, &rows, &vis, &deep, err);
-    DecoderOptions opt = {.n_slots = 1, .max_ctx = L + a->max_new, .max_tok = L, .max_seq = 1};
-    if (!rc)
-        rc = decoder_new(m, b, &opt, &d, err);
-    double t0 = util_mono_s();
-    if (!rc)
-        rc = decoder_forward(d, &seq, 1, logits, 0, err);
-    double t_prefill = util_mono_s() - t0;
+        rc = engine_open(&a->eo, &e, err);
     if (rc)
-        goto out;
-    log_info("prefill: %d tokens in %.2f s (%.1f tok/s)", L, t_prefill, L / t_prefill);
-    s = sample_new(c->vocab_size, &a->sp);
-    memcpy(seen, pr->ids.ids, (size_t)L * sizeof *seen);
-    int n_gen = 0;
-    t0 = util_mono_s();
-    for (;;) {
-        int next = sample_next(s, logits, seen, L + n_gen);
-        if (sample_is_stop(next, c->eos_token_ids, c->n_eos))
-            break;
-        seen[L + n_gen++] = next;
-        size_t len;
-        const char *text = tok_stream_push(&ts, next, &len);
-        fwrite(text, 1, len, stdout);
-        fflush(stdout);
-        if (n_gen >= a->max_new)
-            break;
-        int p = L + n_gen - 1 + rope_delta;
-        int32_t id = next, p3[3] = {p, p, p};
-        DecoderSeq step = {.slot = 0, .n_past = L + n_gen - 1, .n_tok = 1, .ids = &id, .pos = p3};
-        rc = decoder_forward(d, &step, 1, logits, 0, err);
-        if (rc)
-            goto out;
+        return rc;
+    const ModelConfig *c = model_config(engine_model(e));
+    if (!a->set_temp)
+        a->sp.temperature = c->temperature;
+    if (!a->set_k)
+        a->sp.top_k = c->top_k;
+    if (!a->set_p)
+        a->sp.top_p = c->top_p;
+    if (!a->set_rep)
+        a->sp.repetition_penalty = c->repetition_penalty;
+    const PrepVisual *vis[RUN_MAX_IMAGES + 1];
+    for (int i = 0; i < rm->n_vis; i++)
+        vis[i] = &rm->vis[i];
+    EngineRequest r = {.chat = chat, .visual = vis, .n_visual = rm->n_vis,
+                       .budget_tok = a->eo.classes[0].ctx_tok, .max_new_tok = a->max_new,
+                       .sampling = a->sp, .on_token = run_on_token};
+    EngineReq *q = NULL;
+    rc = engine_submit(e, &r, &q, err);
+    int left = rc ? 0 : 1;
+    while (left > 0)
+        left = engine_step(e, err);
+    if (left < 0)
+        rc = left;
+    EngineResult res = {0};
+    if (rc == 0 && engine_req_poll(q, &res)) {
+        fputc('\n', stdout);
+        if (res.reason == ENGINE_END_ERROR)
+            rc = err_set(err, res.code, "%s", res.err);
+        int L = res.prompt_tok;
+        log_info("prefill: %d tokens in %.2f s (%.1f tok/s)", L, res.prefill_s,
+                 res.prefill_s > 0 ? L / res.prefill_s : 0.0);
+        log_info("decode: %d tokens in %.2f s (%.1f tok/s)", res.gen_tok, res.decode_s,
+                 res.decode_s > 0 ? res.gen_tok / res.decode_s : 0.0);
     }
-    size_t len;
-    const char *tail = tok_stream_flush(&ts, &len);
-    fwrite(tail, 1, len, stdout);
-    fputc('\n', stdout);
-    double t_dec = util_mono_s() - t0;
-    log_info("decode: %d tokens in %.2f s (%.1f tok/s)", n_gen, t_dec,
-             t_dec > 0 ? n_gen / t_dec : 0.0);
-out:
-    tok_stream_clear(&ts);
-    sample_free(s);
-    decoder_free(d);
-    free(rows);
-    free(vis);
-    free(deep);
-    free(pos);
-    free(seen);
-    free(logits);
+    engine_req_free(q);
+    engine_close(e);
     return rc;
 }
 
@@ -313,36 +269,25 @@ static int run_parse(int argc, char **argv, RunArgs *a)
     return 0;
 }
 
-/* Sampling flags not given come from the model's generation config. */
-static void run_defaults(RunArgs *a, const ModelConfig *c)
-{
-    if (!a->set_temp)
-        a->sp.temperature = c->temperature;
-    if (!a->set_k)
-        a->sp.top_k = c->top_k;
-    if (!a->set_p)
-        a->sp.top_p = c->top_p;
-    if (!a->set_rep)
-        a->sp.repetition_penalty = c->repetition_penalty;
-}
-
 /* What the flags left open comes from the configuration: [model] path, backend and
- * threads, and the [sampling] keys a config file sets (else the model's own defaults). */
+ * threads, the [budgets] and [engine] keys (engine_options_from_cfg), and the
+ * [sampling] keys a config file sets (else the model's own defaults). */
 static int run_config(RunArgs *a, const CliCommon *common)
 {
     char err[VLQ_ERRLEN];
-    Cfg *cfg;
-    if (cfg_load(common->config_path, &cfg, err)) {
+    if (cfg_load(common->config_path, &a->cfg, err)) {
         cli_error("%s", err);
         return CLI_EXIT_FAIL;
     }
-    int rc = 0;
-    if (!a->model_path && cfg_str(cfg, "model.path")[0])
-        a->model_path = a->model_path_cfg = xstrdup(cfg_str(cfg, "model.path"));
+    Cfg *cfg = a->cfg;
+    engine_options_from_cfg(cfg, &a->eo);
+    if (!a->model_path)
+        a->model_path = a->eo.model_path;
     if (!a->backend)
-        a->backend = a->backend_cfg = xstrdup(cfg_str(cfg, "model.backend"));
-    if (cfg_int(cfg, "model.threads") > 0)
-        omp_set_num_threads((int)cfg_int(cfg, "model.threads"));
+        a->backend = a->eo.backend;
+    a->eo.model_path = a->model_path;
+    a->eo.backend = a->backend;
+    a->eo.verify_model = 1; /* one run: check the weights' CRCs, as before the engine */
     if (!a->set_temp && strcmp(cfg_source(cfg, "sampling.temperature"), "default")) {
         a->sp.temperature = (float)cfg_double(cfg, "sampling.temperature");
         a->set_temp = 1;
@@ -363,13 +308,13 @@ static int run_config(RunArgs *a, const CliCommon *common)
         a->sp.seed = (uint64_t)cfg_int(cfg, "sampling.seed");
     if (!a->model_path) {
         cli_error("run: --model is required (or [model] path in the configuration)");
-        rc = CLI_EXIT_USAGE;
-    } else if (!backend_get(a->backend)) {
-        cli_error("run: unknown backend '%s' (%s)", a->backend, backend_names());
-        rc = CLI_EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
-    cfg_free(cfg);
-    return rc;
+    if (!backend_get(a->backend)) {
+        cli_error("run: unknown backend '%s' (%s)", a->backend, backend_names());
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
 }
 
 int cli_run(int argc, char **argv, const CliCommon *common)
@@ -379,28 +324,20 @@ int cli_run(int argc, char **argv, const CliCommon *common)
     if (rc == 0)
         rc = run_config(&a, common);
     if (rc) {
-        free(a.model_path_cfg);
-        free(a.backend_cfg);
+        cfg_free(a.cfg);
         return rc < 0 ? CLI_EXIT_OK : rc;
     }
     char err[VLQ_ERRLEN] = "";
-    Model *m = NULL;
-    Tok *tok = NULL;
     RunMedia *rm = xcalloc(1, sizeof *rm);
-    TokPrompt pr = {0};
     TokPart parts[RUN_MAX_IMAGES + 2];
     size_t n_parts = 0;
-    rc = model_open(a.model_path, &m, err);
-    if (!rc)
-        rc = model_load_tok(m, &tok, err);
-    if (!rc && tok_n_vocab(tok) > model_config(m)->vocab_size)
-        rc = err_set(err, VLQ_EMODEL, "%s: the tokenizer has %d ids, the model only %d (a test "
-                     "model with remapped ids?)", a.model_path, (int)tok_n_vocab(tok),
-                     model_config(m)->vocab_size);
+    int largest = 0;
+    for (int i = 0; i < a.eo.n_classes; i++)
+        largest = a.eo.classes[i].ctx_tok > largest ? a.eo.classes[i].ctx_tok : largest;
     for (int i = 0; i < a.n_images && !rc; i++)
-        rc = run_load(rm, a.images[i], 0, a.max_new, err);
+        rc = run_load(rm, a.images[i], 0, largest, a.max_new, err);
     if (a.video && !rc)
-        rc = run_load(rm, a.video, 1, a.max_new, err);
+        rc = run_load(rm, a.video, 1, largest, a.max_new, err);
     for (int i = 0; i < rm->n_vis && !rc; i++)
         parts[n_parts++] = (TokPart){.kind = rm->is_video[i] ? TOK_PART_VIDEO : TOK_PART_IMAGE,
                                      .grid_t = rm->vis[i].grid_t, .grid_h = rm->vis[i].grid_h,
@@ -409,21 +346,13 @@ int cli_run(int argc, char **argv, const CliCommon *common)
     parts[n_parts++] = (TokPart){.kind = TOK_PART_TEXT, .text = a.prompt};
     TokChat chat = {.parts = parts, .n_parts = n_parts};
     if (!rc)
-        rc = tok_chat_encode(tok, &chat, &pr, err);
-    if (!rc) {
-        run_defaults(&a, model_config(m));
-        rc = run_generate(m, backend_get(a.backend), tok, &pr, rm, &a, err);
-    }
+        rc = run_generate(&a, &chat, rm, err);
     if (rc)
         cli_error("run: %s", err);
-    tok_prompt_clear(&pr);
     for (int i = 0; i < rm->n_vis; i++)
         prep_visual_clear(&rm->vis[i]);
     free(rm->times_s);
     free(rm);
-    tok_free(tok);
-    free(a.model_path_cfg);
-    free(a.backend_cfg);
-    model_close(m);
+    cfg_free(a.cfg);
     return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

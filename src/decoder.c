@@ -5,10 +5,11 @@
  * Qwen3VLForConditionalGeneration, and Qwen3VLModel.get_rope_index (qwen3-vl.md §6).
  *
  * The batch is the concatenation of every sequence's new tokens (row r of the
- * activations); keys and values go to KV cache row slot*max_ctx + position-in-sequence,
- * then attention reads each sequence's slot. DeepStack features are added after layers
- * 0..n_deep-1 at the visual rows of the new tokens only (a decode step has none).
- * Activations and the KV cache are fp32. */
+ * activations); keys and values go to KV cache row kv_row0 + position-in-sequence (the
+ * rows the caller's slot names), then attention reads each sequence's rows. DeepStack
+ * features are added after layers 0..n_deep-1 at the visual rows of the new tokens only
+ * (a decode step has none). Activations are fp32; the KV cache (the caller's) is f16 or
+ * f32, converted by the backend's set_rows and read by its attention. */
 #include "decoder.h"
 #include "err.h"
 #include "util.h"
@@ -22,13 +23,14 @@
 typedef struct {
     Tensor in_norm, post_norm, q_norm, k_norm;
     Tensor wq, wk, wv, wo, w_gate, w_up, w_down;
-    Tensor kc, vc; /* KV cache [n_slots*max_ctx, n_kv_heads*head_dim] */
+    Tensor kc, vc; /* views of the caller's KV cache [kv rows, n_kv_heads*head_dim] */
 } DecoderLayer;
 
 struct Decoder {
     Backend *b;
     const ModelConfig *cfg;
     DecoderOptions opt;
+    int64_t kv_rows_total; /* rows of the KV cache */
     Tensor embed, norm, lm_head;
     DecoderLayer *layers;
     /* activations [max_tok, ...] */
@@ -80,22 +82,117 @@ static int decoder_bind_layer(Decoder *d, const Model *m, int i, DecoderLayer *l
     return rc;
 }
 
-int decoder_new(const Model *m, Backend *b, const DecoderOptions *opt, Decoder **out, char *err)
+/* ---- KV cache ---- */
+
+int64_t decoder_kv_bytes_per_tok(const ModelConfig *c, QuantType type)
+{
+    return (int64_t)c->n_layers * 2 * c->n_kv_heads * c->head_dim * (type == QUANT_F32 ? 4 : 2);
+}
+
+int decoder_kv_init(DecoderKV *kv, const ModelConfig *c, Backend *b, QuantType type,
+                    int64_t rows, char *err)
+{
+    memset(kv, 0, sizeof *kv);
+    if ((type != QUANT_F32 && type != QUANT_F16) || rows <= 0 || rows > INT32_MAX)
+        return err_set(err, VLQ_EINPUT, "KV cache: %lld rows of type %d (f16 or f32, 1..2^31)",
+                       (long long)rows, (int)type);
+    int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    *kv = (DecoderKV){.b = b, .n_layers = c->n_layers, .rows = rows, .type = type,
+                      .kc = xcalloc((size_t)c->n_layers, sizeof(Tensor)),
+                      .vc = xcalloc((size_t)c->n_layers, sizeof(Tensor))};
+    int rc = 0;
+    for (int i = 0; i < c->n_layers && !rc; i++) {
+        rc = b->alloc_typed(b, &kv->kc[i], type, rows, kvd, err);
+        if (!rc)
+            rc = b->alloc_typed(b, &kv->vc[i], type, rows, kvd, err);
+    }
+    if (rc) {
+        err_prefix(err, "KV cache");
+        decoder_kv_clear(kv);
+    }
+    return rc;
+}
+
+void decoder_kv_clear(DecoderKV *kv)
+{
+    if (!kv)
+        return;
+    for (int i = 0; kv->kc && i < kv->n_layers; i++) {
+        kv->b->release(kv->b, &kv->kc[i]);
+        kv->b->release(kv->b, &kv->vc[i]);
+    }
+    free(kv->kc);
+    free(kv->vc);
+    memset(kv, 0, sizeof *kv);
+}
+
+/* ---- run state ---- */
+
+/* The activation tensors of a Decoder and their shapes for opt: one table, so
+ * decoder_new and decoder_run_bytes cannot disagree. */
+typedef struct {
+    Tensor *t;
+    int64_t rows, cols;
+} DecoderAlloc;
+
+enum { DECODER_N_ACT = 12 };
+
+static int64_t decoder_logit_rows(const DecoderOptions *opt)
+{
+    int64_t T = opt->max_tok;
+    return opt->all_logits ? (T > opt->max_seq ? T : opt->max_seq) : opt->max_seq;
+}
+
+static void decoder_act_plan(Decoder *d, const ModelConfig *c, const DecoderOptions *opt,
+                             DecoderAlloc plan[DECODER_N_ACT])
+{
+    int64_t h = c->hidden_size, v = c->vocab_size, T = opt->max_tok, lr = decoder_logit_rows(opt);
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    DecoderAlloc p[DECODER_N_ACT] = {
+        {&d->x, T, h},    {&d->n, T, h},
+        {&d->q, T, qd},   {&d->k, T, kvd},
+        {&d->v, T, kvd},  {&d->att, T, qd},
+        {&d->tmp, T, h},  {&d->gate, T, c->intermediate_size},
+        {&d->up, T, c->intermediate_size}, {&d->vis, T, h},
+        {&d->last, lr, h}, {&d->logits, lr, v},
+    };
+    memcpy(plan, p, sizeof p);
+}
+
+int64_t decoder_run_bytes(const ModelConfig *c, const DecoderOptions *opt)
+{
+    Decoder d;
+    DecoderAlloc plan[DECODER_N_ACT];
+    decoder_act_plan(&d, c, opt, plan);
+    int64_t bytes = 0;
+    for (int i = 0; i < DECODER_N_ACT; i++)
+        bytes += (plan[i].rows * plan[i].cols * 4 + 63) / 64 * 64;
+    /* host scratch: ids, pos[3], kv_rows, vis_rows per token; last_rows; bseqs */
+    bytes += (int64_t)opt->max_tok * 6 * 4 + decoder_logit_rows(opt) * 4 +
+             (int64_t)opt->max_seq * (int64_t)sizeof(BackendSeq);
+    return bytes;
+}
+
+int decoder_new(const Model *m, Backend *b, const DecoderOptions *opt, const DecoderKV *kv,
+                Decoder **out, char *err)
 {
     *out = NULL;
     const ModelConfig *c = model_config(m);
     int rc = decoder_check_config(c, err);
     if (rc)
         return rc;
-    if (opt->n_slots <= 0 || opt->max_ctx <= 0 || opt->max_tok <= 0 || opt->max_seq <= 0)
-        return err_set(err, VLQ_EINPUT, "decoder: slots, context, tokens and sequences must be "
-                       "positive");
+    if (opt->max_tok <= 0 || opt->max_seq <= 0)
+        return err_set(err, VLQ_EINPUT, "decoder: tokens and sequences must be positive");
+    int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    if (!kv || kv->n_layers != c->n_layers || kv->rows <= 0 || kv->kc[0].cols != kvd)
+        return err_set(err, VLQ_EINPUT, "decoder: the KV cache does not match the model "
+                       "(%d layers of %lld columns)", c->n_layers, (long long)kvd);
     Decoder *d = xcalloc(1, sizeof *d);
     d->b = b;
     d->cfg = c;
     d->opt = *opt;
+    d->kv_rows_total = kv->rows;
     int64_t h = c->hidden_size, v = c->vocab_size, T = opt->max_tok;
-    int64_t qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
     rc = weights_get(b, m, "model.language_model.embed_tokens.weight", v, h, &d->embed, err);
     if (!rc)
         rc = weights_get(b, m, "model.language_model.norm.weight", 1, h, &d->norm, err);
@@ -109,33 +206,21 @@ int decoder_new(const Model *m, Backend *b, const DecoderOptions *opt, Decoder *
             rc = err_set(err, VLQ_EMODEL, "lm_head.weight: missing and embeddings not tied");
     }
     d->layers = xcalloc((size_t)c->n_layers, sizeof *d->layers);
-    for (int i = 0; i < c->n_layers && !rc; i++)
-        rc = decoder_bind_layer(d, m, i, &d->layers[i], err);
-    int64_t cache_rows = (int64_t)opt->n_slots * opt->max_ctx;
     for (int i = 0; i < c->n_layers && !rc; i++) {
-        rc = b->alloc(b, &d->layers[i].kc, cache_rows, kvd, err);
-        if (!rc)
-            rc = b->alloc(b, &d->layers[i].vc, cache_rows, kvd, err);
+        rc = decoder_bind_layer(d, m, i, &d->layers[i], err);
+        d->layers[i].kc = backend_view_rows(&kv->kc[i], 0, kv->rows);
+        d->layers[i].vc = backend_view_rows(&kv->vc[i], 0, kv->rows);
     }
-    int64_t logit_rows = opt->all_logits ? (T > opt->max_seq ? T : opt->max_seq) : opt->max_seq;
-    struct {
-        Tensor *t;
-        int64_t rows, cols;
-    } plan[] = {
-        {&d->x, T, h},    {&d->n, T, h},
-        {&d->q, T, qd},   {&d->k, T, kvd},
-        {&d->v, T, kvd},  {&d->att, T, qd},
-        {&d->tmp, T, h},  {&d->gate, T, c->intermediate_size},
-        {&d->up, T, c->intermediate_size}, {&d->vis, T, h},
-        {&d->last, logit_rows, h}, {&d->logits, logit_rows, v},
-    };
-    for (size_t i = 0; i < sizeof plan / sizeof plan[0] && !rc; i++)
+    DecoderAlloc plan[DECODER_N_ACT];
+    decoder_act_plan(d, c, opt, plan);
+    for (int i = 0; i < DECODER_N_ACT && !rc; i++)
         rc = b->alloc(b, plan[i].t, plan[i].rows, plan[i].cols, err);
     if (rc) {
         err_prefix(err, "decoder");
         decoder_free(d);
         return rc;
     }
+    int64_t logit_rows = decoder_logit_rows(opt);
     d->ids = xmalloc((size_t)T * sizeof(int32_t));
     d->pos = xmalloc((size_t)T * 3 * sizeof(int32_t));
     d->kv_rows = xmalloc((size_t)T * sizeof(int32_t));
@@ -151,10 +236,6 @@ void decoder_free(Decoder *d)
     if (!d)
         return;
     Backend *b = d->b;
-    for (int i = 0; d->layers && i < d->cfg->n_layers; i++) {
-        b->release(b, &d->layers[i].kc);
-        b->release(b, &d->layers[i].vc);
-    }
     Tensor *ts[] = {&d->x, &d->n, &d->q, &d->k, &d->v, &d->att, &d->tmp,
                     &d->gate, &d->up, &d->vis, &d->last, &d->logits};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
@@ -192,11 +273,12 @@ static int decoder_pack(Decoder *d, const DecoderSeq *seqs, int n_seq, char *err
     int total = 0;
     for (int s = 0; s < n_seq; s++) {
         const DecoderSeq *sq = &seqs[s];
-        if (sq->slot < 0 || sq->slot >= o->n_slots || sq->n_tok <= 0 || sq->n_past < 0 ||
-            sq->n_past + sq->n_tok > o->max_ctx)
-            return err_set(err, VLQ_EINPUT, "decoder: sequence %d: slot %d, %d+%d tokens do not "
-                           "fit (%d slots of %d)", s, sq->slot, sq->n_past, sq->n_tok,
-                           o->n_slots, o->max_ctx);
+        if (sq->kv_row0 < 0 || sq->kv_cap <= 0 || sq->kv_row0 + sq->kv_cap > d->kv_rows_total ||
+            sq->n_tok <= 0 || sq->n_past < 0 || sq->n_past + sq->n_tok > sq->kv_cap)
+            return err_set(err, VLQ_EINPUT, "decoder: sequence %d: %d+%d tokens do not fit its "
+                           "KV rows %lld..%lld (of %lld)", s, sq->n_past, sq->n_tok,
+                           (long long)sq->kv_row0, (long long)(sq->kv_row0 + sq->kv_cap),
+                           (long long)d->kv_rows_total);
         if (total + sq->n_tok > o->max_tok)
             return err_set(err, VLQ_EINPUT, "decoder: more than %d tokens in one call",
                            o->max_tok);
@@ -206,7 +288,7 @@ static int decoder_pack(Decoder *d, const DecoderSeq *seqs, int n_seq, char *err
     for (int s = 0; s < n_seq; s++) {
         const DecoderSeq *sq = &seqs[s];
         d->bseqs[s] = (BackendSeq){.row0 = r, .n_tok = sq->n_tok,
-                                   .kv_row0 = (int64_t)sq->slot * o->max_ctx,
+                                   .kv_row0 = sq->kv_row0,
                                    .n_past = sq->n_past};
         for (int t = 0; t < sq->n_tok; t++, r++) {
             if (sq->ids[t] < 0 || sq->ids[t] >= d->cfg->vocab_size)

@@ -1,14 +1,18 @@
 /* decoder: the Qwen3-VL text decoder (Qwen3VLTextModel + the tied lm_head) over a KV
- * cache of fixed slots, and the 3-D MRoPE positions of a prompt (get_rope_index).
+ * cache it is given, and the 3-D MRoPE positions of a prompt (get_rope_index).
  *
  * Batch-first: one decoder_forward call runs the new tokens of several sequences (each
- * in its own KV slot, each with its own past length: a prefill of one beside decode steps
- * of others), which is what the engine's continuous batching feeds it. Visual features
- * arrive as host rows (from vision.h or the feature cache) with their row indices; the
- * decoder scatters them into the embeddings and adds the DeepStack features after the
- * first layers. The run state (KV slots, activations, logits) is allocated once by
- * decoder_new; decoder_forward allocates nothing. It never samples (sample.h) and never
- * tokenises (tok.h). */
+ * in its own range of KV rows, each with its own past length: a prefill of one beside
+ * decode steps of others), which is what the engine's continuous batching feeds it.
+ * Visual features arrive as host rows (from vision.h or the feature cache) with their
+ * row indices; the decoder scatters them into the embeddings and adds the DeepStack
+ * features after the first layers.
+ *
+ * The KV cache is not the decoder's: the caller (the engine) owns one arena per layer
+ * (DecoderKV, made by decoder_kv_init: f16 or f32) and carves it into slots; each
+ * sequence names its rows (kv_row0, kv_cap). The activations and logits are allocated
+ * once by decoder_new; decoder_forward allocates nothing. It never samples (sample.h)
+ * and never tokenises (tok.h). */
 #ifndef VLQ_DECODER_H
 #define VLQ_DECODER_H
 
@@ -19,9 +23,26 @@
 
 typedef struct Decoder Decoder;
 
+/* The KV cache: one key and one value matrix per layer, [rows, n_kv_heads*head_dim],
+ * F32 or F16. Caller-owned struct (decoder_kv_init / decoder_kv_clear). */
 typedef struct {
-    int n_slots;     /* KV slots (sequences that can be in flight at once) */
-    int max_ctx;     /* tokens per slot (prompt + generated) */
+    Backend *b;       /* the backend the tensors live on */
+    int n_layers;     /* entries of kc and vc */
+    int64_t rows;     /* KV rows of every layer (all slots together) */
+    QuantType type;   /* QUANT_F32 or QUANT_F16 */
+    Tensor *kc, *vc;  /* [n_layers] each */
+} DecoderKV;
+
+/* Allocate rows KV rows per layer of type (QUANT_F16 or QUANT_F32) for c on b. Returns 0,
+ * or VLQ_ENOMEM / VLQ_EINPUT with err set (kv is then empty). */
+int decoder_kv_init(DecoderKV *kv, const ModelConfig *c, Backend *b, QuantType type,
+                    int64_t rows, char *err);
+/* Release the tensors. NULL-safe; kv is zeroed. */
+void decoder_kv_clear(DecoderKV *kv);
+/* Bytes of one token of KV over all layers. Cannot fail. */
+int64_t decoder_kv_bytes_per_tok(const ModelConfig *c, QuantType type);
+
+typedef struct {
     int max_tok;     /* new tokens per decoder_forward call, all sequences together */
     int max_seq;     /* sequences per decoder_forward call */
     int all_logits;  /* 1: room for logits of every row (tests); 0: the last row of each */
@@ -29,7 +50,8 @@ typedef struct {
 
 /* The new tokens of one sequence in a forward call. */
 typedef struct {
-    int slot;                 /* KV slot, 0 <= slot < n_slots */
+    int64_t kv_row0;          /* the sequence's first KV row (its slot) */
+    int kv_cap;               /* KV rows of its slot: n_past + n_tok <= kv_cap */
     int n_past;               /* tokens of this sequence already in the slot */
     int n_tok;                /* new tokens */
     const int32_t *ids;       /* [n_tok] token ids */
@@ -40,17 +62,23 @@ typedef struct {
     const float *deepstack;   /* [n_deep][n_visual, hidden], or NULL (no DeepStack adds) */
 } DecoderSeq;
 
-/* Bind the text weights on b and allocate the run state. Returns 0 and *out, or
- * VLQ_EMODEL (a weight missing or misshaped, an unsupported config) or VLQ_ENOMEM. */
-int decoder_new(const Model *m, Backend *b, const DecoderOptions *opt, Decoder **out,
-                char *err);
+/* Bind the text weights on b and allocate the activations; kv (borrowed: it must outlive
+ * the Decoder) is the cache every forward reads and writes. Returns 0 and *out, or
+ * VLQ_EMODEL (a weight missing or misshaped, an unsupported config), VLQ_EINPUT (kv of
+ * another shape) or VLQ_ENOMEM. */
+int decoder_new(const Model *m, Backend *b, const DecoderOptions *opt, const DecoderKV *kv,
+                Decoder **out, char *err);
+/* Bytes decoder_new allocates for opt (activations, logits, host scratch), for the
+ * engine's memory plan. Cannot fail. */
+int64_t decoder_run_bytes(const ModelConfig *c, const DecoderOptions *opt);
 /* Release the run state. NULL-safe. The model must outlive the Decoder. */
 void decoder_free(Decoder *d);
 
 /* Run the new tokens of n_seq sequences through the decoder, storing their keys and
- * values in their slots. logits (host, may be NULL): [n_seq, vocab], the last row of
- * each sequence; with all_logits set, [total new tokens, vocab] in batch order. Returns
- * 0, or VLQ_EINPUT (too many tokens or sequences, a slot or context overflow, a bad id). */
+ * values in their KV rows. logits (host, may be NULL): [n_seq, vocab], the last row of
+ * each sequence; with all_rows (needs all_logits), [total new tokens, vocab] in batch
+ * order. Returns 0, or VLQ_EINPUT (too many tokens or sequences, KV rows outside the
+ * cache or past kv_cap, a bad id). */
 int decoder_forward(Decoder *d, const DecoderSeq *seqs, int n_seq, float *logits, int all_rows,
                     char *err);
 

@@ -9,10 +9,12 @@
  * budget and the memory plan up front (the prompt is tokenised then): a request that can
  * never fit is refused at once with the numbers; one that fits waits for a free slot of
  * its budget. Events come through callbacks, called on the thread that runs
- * engine_step: each new token (with its text, streamed UTF-8), then exactly one end
- * (EngineEnd: eos, length, cancelled, error), after which the engine no longer touches
- * the request's inputs. The caller's TokChat text and PrepVisual pixels must stay valid
- * until the end callback (the engine copies nothing large).
+ * engine_step: each new token (with its text, streamed UTF-8; a last call with id
+ * ENGINE_TOKEN_TAIL carries what the stream held back, if anything), then exactly one
+ * end (EngineEnd: eos, length, cancelled, error), after which the engine no longer
+ * touches the request's inputs. The caller's TokChat and PrepVisual pixels must stay
+ * valid until the end callback (the engine copies nothing large). A callback must not
+ * free its own request (engine_req_free); it may cancel it.
  *
  * Slots. Each budget class ([budgets] in the config: ocr 8192, video 16384, document
  * 32768 tokens) has a fixed number of slots, each with KV rows for its whole budget,
@@ -29,7 +31,9 @@
  *
  * Memory. engine_open makes the memory plan (EnginePlan) from the memory available (or
  * EngineOptions.mem_limit) before allocating anything: weights + KV slots + activation
- * and vision workspace + feature cache + margin. If the configured slots do not fit it
+ * and vision workspace + the visual features of running requests + feature cache +
+ * margin. The vision encoder (its run state) is made on the first visual request, so a
+ * text-only run never touches the vision tower, but it is always counted. If the configured slots do not fit it
  * refuses with the plan's numbers (VLQ_ENOMEM). Nothing is allocated past the plan while
  * requests run: a request over its budget, or over the vision workspace's patch limit,
  * is refused at submit, never half-way.
@@ -52,8 +56,10 @@
 
 #define ENGINE_MAX_CLASSES 4
 #define ENGINE_MAX_VISUAL 64 /* visual parts per request */
+#define ENGINE_TOKEN_TAIL (-1) /* on_token id of the text held back by the stream, at the end */
 
 typedef struct Engine Engine;
+typedef struct Cfg Cfg;
 typedef struct EngineReq EngineReq;
 
 /* One budget class: n_slots slots of ctx_tok tokens each (prompt + answer). */
@@ -71,7 +77,8 @@ typedef struct {
     EngineClass classes[ENGINE_MAX_CLASSES];
     int n_classes;           /* 0: one class "ocr" of 8192 tokens, 1 slot */
     int max_batch_tok;       /* tokens per step over all requests; 0: 512 */
-    int max_patches;         /* vision workspace, patches per visual item; 0: 16384 */
+    int max_patches;         /* vision workspace in patches; 0: 16384. A video is encoded a
+                              * few frame groups at a time, so one group (h*w) must fit */
     int64_t mem_limit;       /* bytes the plan may use; 0: MemAvailable from /proc/meminfo */
     int64_t vcache_bytes;    /* feature cache in memory; 0: off */
     const char *vcache_dir;  /* on-disk feature cache directory; NULL: none */
@@ -87,10 +94,12 @@ typedef struct {
     int64_t kv_per_token;    /* one token of KV over all layers */
     int64_t activations;     /* decoder workspace for max_batch_tok rows + logits */
     int64_t vision_ws;       /* vision workspace for max_patches patches */
+    int64_t features;        /* visual features of running requests until prefilled */
     int64_t vcache;          /* feature cache limit */
     int64_t margin;          /* safety margin */
     int64_t total;           /* the sum of the above */
-    int slots_fit[ENGINE_MAX_CLASSES]; /* slots of each class that would fit in available */
+    int slots_fit[ENGINE_MAX_CLASSES]; /* slots of each class alone that would fit in
+                                        * available beside everything but the KV */
     int fits;                /* total <= available */
 } EnginePlan;
 
@@ -129,11 +138,16 @@ typedef struct {
     void *user;
 } EngineRequest;
 
+/* The options the configuration gives ([model], [budgets], [engine]); strings are
+ * borrowed from cfg, which must outlive the options. Cannot fail (cfg checked its keys). */
+void engine_options_from_cfg(const Cfg *cfg, EngineOptions *o);
+
 /* Open the model, make the memory plan and allocate everything it holds. Returns 0 and
  * *out, or VLQ_EMODEL (the file), VLQ_ENOMEM (the plan does not fit: err gives the
  * numbers), VLQ_EINPUT (bad options), VLQ_EDEVICE (the backend). */
 int engine_open(const EngineOptions *o, Engine **out, char *err);
-/* Cancel everything, stop the driver thread, release all. NULL-safe. */
+/* Cancel everything (each request gets its end), stop the driver thread, release all.
+ * Requests not yet freed stay valid for engine_req_poll/_wait/_free. NULL-safe. */
 void engine_close(Engine *e);
 
 /* The plan engine_open would make, without allocating (vlq doctor, tests). */
@@ -153,7 +167,8 @@ void engine_cancel(EngineReq *q);
 int engine_req_poll(EngineReq *q, EngineResult *res);
 /* Block until the end (needs a driver: engine_start, or another thread stepping). */
 void engine_req_wait(EngineReq *q, EngineResult *res);
-/* Release an ended request (NULL-safe). Freeing a running request cancels it first. */
+/* Release an ended request (NULL-safe). Freeing a waiting or running request cancels it
+ * (the engine frees it at its end); none of its callbacks runs after this returns. */
 void engine_req_free(EngineReq *q);
 
 /* One scheduler step (see above). Returns the number of requests still waiting or
@@ -166,9 +181,10 @@ int engine_start(Engine *e, char *err);
 /* Counters for -v and tests. */
 typedef struct {
     int64_t steps, rows_decode, rows_prefill; /* batch occupancy = rows per step */
-    int64_t vision_calls;                     /* vision encoder runs */
+    int64_t vision_calls;                     /* visual items encoded (not cache hits) */
     int64_t vcache_hits, vcache_misses, vcache_bytes;
-    int64_t requests_done, requests_refused;
+    int64_t requests_done;                    /* ended: eos, length, cancelled, error */
+    int64_t requests_refused;                 /* refused by engine_submit */
 } EngineStats;
 void engine_stats(const Engine *e, EngineStats *s);
 

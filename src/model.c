@@ -8,7 +8,16 @@
  * modeling_qwen3_vl.py (Qwen3VLForConditionalGeneration). model_open trusts nothing in
  * the file: every offset and size is checked against the mapping before a pointer is
  * formed, and every tensor's CRC32 is checked (in parallel over tensors) unless the
- * caller asks not to. */
+ * caller asks not to.
+ *
+ * Residency: the file is mapped without MAP_POPULATE. model_open populates (and checks)
+ * only the text decoder's tensors and the blobs; the vision tower's tensors (names
+ * "model.visual.*") are populated and checked by model_prepare_vision, which vision_new
+ * calls, so a text-only run never holds the vision tower in its RSS. Populating uses
+ * MADV_POPULATE_READ (Linux 5.14+; one call per tensor), else reads one byte per page.
+ * MADV_HUGEPAGE is asked for on the whole mapping; whether the kernel maps any of it
+ * with huge pages (file THP needs a filesystem with large folios) is read back from
+ * /proc/self/smaps and reported by model_residency, not assumed. */
 #define _GNU_SOURCE
 #include "model.h"
 
@@ -29,11 +38,25 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* What model_open and model_prepare_vision did to bring the mapping in; mutable behind
+ * a const Model (model_prepare_vision, model_residency take one). */
+typedef struct {
+    int flags;             /* the MODEL_OPEN_* flags of model_open_ex */
+    const char *how;       /* "MADV_POPULATE_READ" or "page reads" (the fallback) */
+    const char *huge;      /* what MADV_HUGEPAGE answered */
+    size_t text_bytes;     /* tensors populated at open (and blobs) */
+    size_t vision_bytes;   /* the vision tower's tensors */
+    int vision_state;      /* 0 not yet, 1 populated (and checked), < 0 its VLQ_E* error */
+    char vision_err[VLQ_ERRLEN]; /* the error of a failed model_prepare_vision */
+    char text[384];        /* model_residency's line */
+} ModelResidency;
+
 struct Model {
     char *path;
     unsigned char *map;    /* the whole file, read-only */
     size_t len;
-    const char *residency;
+    ModelResidency *res;   /* owned */
+    uint32_t *crcs;        /* each tensor's expected CRC32 (the vision ones are checked late) */
     json_t *meta;          /* owns the strings tensors[i].name points at */
     char *config_text;     /* config.json, re-serialised */
     char *generation_text; /* generation_config.json or NULL */
@@ -498,12 +521,22 @@ static int model_dir_entry(Model *m, json_t *e, ModelTensor *t, uint32_t *crc, c
 }
 
 /* CRC32 of each tensor against the directory, in parallel over tensors. */
-static int model_verify(Model *m, const uint32_t *crcs, char *err)
+/* 1 if t belongs to the vision tower (populated and checked by model_prepare_vision). */
+static int model_is_vision(const ModelTensor *t)
 {
+    return !strncmp(t->name, "model.visual.", 13);
+}
+
+/* Check the CRC32 of every tensor of the vision tower (vision 1) or of the rest (0). */
+static int model_verify(const Model *m, int vision, char *err)
+{
+    const uint32_t *crcs = m->crcs;
     int bad = -1;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < m->n_tensors; i++) {
         const ModelTensor *t = &m->tensors[i];
+        if (model_is_vision(t) != vision)
+            continue;
         uLong c = crc32(0L, Z_NULL, 0);
         for (size_t o = 0; o < t->nbytes; o += 1u << 30) {
             size_t n = t->nbytes - o < (1u << 30) ? t->nbytes - o : (1u << 30);
@@ -547,6 +580,83 @@ static int model_check_tensors(Model *m, char *err)
     return rc;
 }
 
+/* ---- residency ---- */
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14; older headers lack it */
+#endif
+
+/* Bring bytes [p, p+n) of the mapping into this process's page tables. */
+static void model_populate_range(ModelResidency *r, const unsigned char *p, size_t n)
+{
+    if (!n)
+        return;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    size_t len = (uintptr_t)p + n - a;
+    if (r->how != NULL && !strcmp(r->how, "MADV_POPULATE_READ")) {
+        if (!madvise((void *)a, len, MADV_POPULATE_READ))
+            return;
+        /* EINVAL: a kernel before 5.14; anything else (EFAULT past a truncated file's
+         * end, ENOMEM): read the pages and let a fault say what is wrong */
+    }
+    r->how = "page reads";
+    volatile unsigned char sink = 0;
+    for (size_t o = 0; o < len; o += page)
+        sink ^= ((const volatile unsigned char *)a)[o];
+    (void)sink;
+}
+
+/* Populate the text part (vision 0: every tensor not in the vision tower, and the
+ * tokenizer blob) or the vision tower (1), counting its bytes. */
+static void model_populate_part(const Model *m, int vision)
+{
+    ModelResidency *r = m->res;
+    size_t total = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ModelTensor *t = &m->tensors[i];
+        if (model_is_vision(t) != vision)
+            continue;
+        model_populate_range(r, t->data, t->nbytes);
+        total += t->nbytes;
+    }
+    if (vision) {
+        r->vision_bytes = total;
+    } else {
+        model_populate_range(r, (const unsigned char *)m->tokenizer, m->tokenizer_len);
+        r->text_bytes = total + m->tokenizer_len;
+    }
+}
+
+/* Bytes of the mapping mapped with huge pages (FilePmdMapped in /proc/self/smaps); -1
+ * when smaps cannot be read. */
+static int64_t model_huge_bytes(const Model *m)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int in = 0;
+    int64_t kb = -1;
+    uintptr_t start = (uintptr_t)m->map;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            if (in)
+                break;
+            in = lo == start;
+            continue;
+        }
+        long long v;
+        if (in && sscanf(line, "FilePmdMapped: %lld kB", &v) == 1) {
+            kb = v;
+            break;
+        }
+    }
+    fclose(f);
+    return kb < 0 ? (in ? 0 : -1) : kb * 1024;
+}
+
 static int model_load_meta(Model *m, uint64_t meta_off, uint64_t meta_size, int flags, char *err)
 {
     json_error_t je;
@@ -578,14 +688,15 @@ static int model_load_meta(Model *m, uint64_t meta_off, uint64_t meta_size, int 
     }
     m->n_tensors = (int)json_array_size(dir);
     m->tensors = xcalloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *m->tensors);
-    uint32_t *crcs = xcalloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *crcs);
+    m->crcs = xcalloc((size_t)(m->n_tensors ? m->n_tensors : 1), sizeof *m->crcs);
     for (int i = 0; i < m->n_tensors && !rc; i++)
-        rc = model_dir_entry(m, json_array_get(dir, (size_t)i), &m->tensors[i], &crcs[i], err);
+        rc = model_dir_entry(m, json_array_get(dir, (size_t)i), &m->tensors[i], &m->crcs[i], err);
     if (!rc)
         rc = model_check_tensors(m, err);
+    if (!rc && !(flags & MODEL_OPEN_NO_POPULATE))
+        model_populate_part(m, 0);
     if (!rc && !(flags & MODEL_OPEN_NO_VERIFY))
-        rc = model_verify(m, crcs, err);
-    free(crcs);
+        rc = model_verify(m, 0, err);
     return rc;
 }
 
@@ -609,21 +720,29 @@ int model_open_ex(const char *path, int flags, Model **out, char *err)
     Model *m = xcalloc(1, sizeof *m);
     m->path = xstrdup(path);
     m->len = (size_t)st.st_size;
-    /* MAP_POPULATE reads the whole file in now: decode then never waits on a page fault
-     * (perf-targets.md: plain mmap made the peer's decode erratic) */
-    int populate = !(flags & MODEL_OPEN_NO_POPULATE);
-    void *map = mmap(NULL, m->len, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+    m->res = xcalloc(1, sizeof *m->res);
+    m->res->flags = flags;
+    m->res->how = "MADV_POPULATE_READ";
+    /* No MAP_POPULATE: that would read the vision tower in for a text-only run. The
+     * tensors a run needs are populated before it starts (decode then never waits on a
+     * page fault: perf-targets.md), the text ones here, the vision ones on first use. */
+    void *map = mmap(NULL, m->len, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED) {
+        free(m->res);
         free(m->path);
         free(m);
         return err_set(err, VLQ_EIO, "%s: mmap: %s", path, strerror(e));
     }
     m->map = map;
-    m->residency = populate ? "mmap+populate" : "mmap";
-    if (!populate)
-        madvise(map, m->len, MADV_WILLNEED);
+    if (flags & MODEL_OPEN_NO_POPULATE)
+        m->res->huge = "not asked";
+    else if (!madvise(map, m->len, MADV_HUGEPAGE))
+        m->res->huge = "MADV_HUGEPAGE accepted";
+    else
+        m->res->huge = errno == EINVAL ? "MADV_HUGEPAGE refused (kernel without THP)"
+                                       : "MADV_HUGEPAGE failed";
     uint64_t meta_off = 0, meta_size = 0;
     int rc = model_header(m, &meta_off, &meta_size, err);
     if (!rc)
@@ -644,6 +763,8 @@ void model_close(Model *m)
     if (!m)
         return;
     free(m->tensors);
+    free(m->crcs);
+    free(m->res);
     free(m->config_text);
     free(m->generation_text);
     json_decref(m->meta);
@@ -683,6 +804,48 @@ int model_load_tok(const Model *m, Tok **out, char *err)
         return err_set(err, VLQ_EMODEL, "%s: carries no tokenizer", m->path);
     return tok_load_json(json, len, m->path, out, err);
 }
-const char *model_residency(const Model *m) { return m->residency; }
+/* Populate and check the vision tower's tensors once (see the top of this file): 0, or
+ * VLQ_EMODEL "tensor: checksum mismatch" (again on every later call). */
+int model_prepare_vision(const Model *m, char *err)
+{
+    ModelResidency *r = m->res;
+    if (r->vision_state == 0) {
+        if (!(r->flags & MODEL_OPEN_NO_POPULATE))
+            model_populate_part(m, 1);
+        int rc = r->flags & MODEL_OPEN_NO_VERIFY ? 0 : model_verify(m, 1, r->vision_err);
+        if (rc)
+            err_prefix(r->vision_err, "%s", m->path);
+        r->vision_state = rc ? rc : 1;
+    }
+    if (r->vision_state < 0)
+        return err_set(err, r->vision_state, "%s", r->vision_err);
+    return 0;
+}
+
+/* One line on how the weights are held (see model.h); borrowed until the next call. */
+const char *model_residency(const Model *m)
+{
+    ModelResidency *r = m->res;
+    const double mib = 1024.0 * 1024.0;
+    if (r->flags & MODEL_OPEN_NO_POPULATE) {
+        snprintf(r->text, sizeof r->text, "mmap, not populated (pages fault in on use)");
+        return r->text;
+    }
+    size_t vb = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (model_is_vision(&m->tensors[i]))
+            vb += m->tensors[i].nbytes;
+    int64_t huge = model_huge_bytes(m);
+    char hs[64] = "unknown";
+    if (huge >= 0)
+        snprintf(hs, sizeof hs, "%.0f MiB", (double)huge / mib);
+    snprintf(r->text, sizeof r->text,
+             "mmap, text populated (%.0f MiB, %s), vision %s (%.0f MiB), hugepages: %s, %s of "
+             "%.0f MiB mapped huge",
+             (double)r->text_bytes / mib, r->how,
+             r->vision_state == 1 ? "populated" : r->vision_state < 0 ? "failed its check" : "lazy",
+             (double)vb / mib, r->huge, hs, (double)m->len / mib);
+    return r->text;
+}
 const char *model_generation_json(const Model *m) { return m->generation_text; }
 const char *model_config_json(const Model *m) { return m->config_text; }

@@ -5,6 +5,8 @@
  * magic, the format version, the header size, every tensor's bounds and checksum, and
  * that every tensor the config needs is present with the right shape and a supported
  * type; a truncated, corrupt or foreign file is VLQ_EMODEL with the path and the reason.
+ * The vision tower's checksums are checked when it is first used (model_prepare_vision),
+ * so a text-only run neither reads nor holds it.
  * Tensors are borrowed views into the mapping, valid until model_close. This module
  * never computes: the forward pass (vision.c, decoder.c) reads tensors through it. */
 #ifndef VLQ_MODEL_H
@@ -84,7 +86,7 @@ typedef struct Model Model;
 
 enum {
     MODEL_OPEN_NO_VERIFY = 1,   /* skip the per-tensor CRC32 check (bounds still checked) */
-    MODEL_OPEN_NO_POPULATE = 2, /* plain mmap, pages fault in on first use */
+    MODEL_OPEN_NO_POPULATE = 2, /* plain mmap, pages fault in on first use (tools) */
 };
 
 /* Open and check a .vlq file. Returns 0 and *out, or VLQ_EMODEL/VLQ_EIO with err set. */
@@ -109,7 +111,14 @@ const char *model_chat_template(const Model *m);
  * VLQ_EMODEL "path: carries no tokenizer", or tok_load_json's errors. */
 typedef struct Tok Tok;
 int model_load_tok(const Model *m, Tok **out, char *err);
-/* How the weights are held in memory ("mmap+populate", "mmap", ...) for `vlq doctor`. */
+/* Make the vision tower resident: populate its tensors' pages and check their CRC32
+ * (model_open does the text decoder's; see model.c). Called by vision_new; idempotent.
+ * Returns 0, or VLQ_EMODEL "path: tensor: checksum mismatch" (on every call after). */
+int model_prepare_vision(const Model *m, char *err);
+/* One line on how the weights are held, for `vlq doctor` and -v: "mmap, text populated
+ * (N MiB, MADV_POPULATE_READ), vision lazy (N MiB), hugepages: <what madvise answered>,
+ * N of N MiB mapped huge"; "mmap, not populated ..." with MODEL_OPEN_NO_POPULATE.
+ * Borrowed until the next call. Cannot fail. */
 const char *model_residency(const Model *m);
 /* The generation_config.json and config.json texts the file carries (borrowed, NUL-
  * terminated); NULL when absent. For `vlq export`. */

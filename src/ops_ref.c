@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 
 static const float *ref_row(const Tensor *t, int64_t r)
 {
@@ -61,11 +62,19 @@ static void ref_embed_mix4(Backend *b, Tensor *y, const Tensor *table, const int
 
 static void ref_set_rows(Backend *b, Tensor *dst, const int32_t *rows, const Tensor *src, int n)
 {
-    assert(dst->cols == src->cols);
+    assert(dst->cols == src->cols && dst->type <= QUANT_BF16);
     for (int i = 0; i < n; i++) {
         assert(rows[i] >= 0 && rows[i] < dst->rows);
-        for (int64_t c = 0; c < dst->cols; c++)
-            ref_row_mut(dst, rows[i])[c] = ref_row(src, i)[c];
+        for (int64_t c = 0; c < dst->cols; c++) {
+            float f = ref_row(src, i)[c];
+            int64_t e = (int64_t)rows[i] * dst->cols + c;
+            if (dst->type == QUANT_F16) /* round to nearest even */
+                ((uint16_t *)dst->data)[e] = half_f32_to_f16(f);
+            else if (dst->type == QUANT_BF16)
+                ((uint16_t *)dst->data)[e] = half_f32_to_bf16(f);
+            else
+                ((float *)dst->data)[e] = f;
+        }
     }
 }
 
@@ -229,16 +238,17 @@ static void ref_rope2d(Backend *b, Tensor *x, const int32_t *pos, int n_heads, f
 
 /* ---- attention ---- */
 
-/* out[hd] = softmax_j(q . k_j * scale) v_j over n_kv rows of k, v (row stride ld, already
- * offset to the head). Two passes: the max, then exp-weights with the dots recomputed. */
-static void ref_attend(float *out, const float *q, const float *k, const float *v, int64_t ld,
-                       int64_t n_kv, int hd, float scale)
+/* out[hd] = softmax_j(q . k_j * scale) v_j over the n_kv rows r0 .. r0+n_kv-1 of k and
+ * v, columns c0 .. c0+hd-1 (the head), any dense type, each element converted by bk_elem.
+ * Two passes: the max, then exp-weights with the dots recomputed. */
+static void ref_attend(float *out, const float *q, const Tensor *k, const Tensor *v, int64_t r0,
+                       int64_t c0, int64_t n_kv, int hd, float scale)
 {
     float mx = -INFINITY;
     for (int64_t j = 0; j < n_kv; j++) {
         float s = 0.0f;
         for (int d = 0; d < hd; d++)
-            s += q[d] * k[j * ld + d];
+            s += q[d] * bk_elem(k, r0 + j, c0 + d);
         s *= scale;
         if (s > mx)
             mx = s;
@@ -249,11 +259,11 @@ static void ref_attend(float *out, const float *q, const float *k, const float *
     for (int64_t j = 0; j < n_kv; j++) {
         float s = 0.0f;
         for (int d = 0; d < hd; d++)
-            s += q[d] * k[j * ld + d];
+            s += q[d] * bk_elem(k, r0 + j, c0 + d);
         float p = expf(s * scale - mx);
         sum += p;
         for (int d = 0; d < hd; d++)
-            out[d] += p * v[j * ld + d];
+            out[d] += p * bk_elem(v, r0 + j, c0 + d);
     }
     for (int d = 0; d < hd; d++)
         out[d] /= sum;
@@ -265,17 +275,15 @@ static void ref_attention(Backend *b, Tensor *o, const Tensor *q, const Tensor *
 {
     int hd = (int)(q->cols / n_heads), rep = n_heads / n_kv_heads;
     assert(kc->cols == (int64_t)n_kv_heads * hd);
+    assert(kc->type <= QUANT_BF16 && vc->type <= QUANT_BF16); /* F32, F16 or BF16 caches */
     for (int s = 0; s < n_seq; s++) {
         const BackendSeq *sq = &seqs[s];
         for (int t = 0; t < sq->n_tok; t++) {
             int64_t row = sq->row0 + t, n_kv = sq->n_past + t + 1;
             assert(sq->kv_row0 + n_kv <= kc->rows);
-            for (int h = 0; h < n_heads; h++) {
-                const float *kh = ref_row(kc, sq->kv_row0) + (h / rep) * hd;
-                const float *vh = ref_row(vc, sq->kv_row0) + (h / rep) * hd;
-                ref_attend(ref_row_mut(o, row) + h * hd, ref_row(q, row) + h * hd, kh, vh,
-                           kc->cols, n_kv, hd, scale);
-            }
+            for (int h = 0; h < n_heads; h++)
+                ref_attend(ref_row_mut(o, row) + h * hd, ref_row(q, row) + h * hd, kc, vc,
+                           sq->kv_row0, (int64_t)(h / rep) * hd, n_kv, hd, scale);
         }
     }
 }
@@ -289,9 +297,8 @@ static void ref_attention_seg(Backend *b, Tensor *o, const Tensor *q, const Tens
         int64_t r0 = cu_seqlens[s], n = cu_seqlens[s + 1] - cu_seqlens[s];
         for (int64_t r = r0; r < r0 + n; r++)
             for (int h = 0; h < n_heads; h++)
-                ref_attend(ref_row_mut(o, r) + h * hd, ref_row(q, r) + h * hd,
-                           ref_row(k, r0) + h * hd, ref_row(v, r0) + h * hd, k->cols, n, hd,
-                           scale);
+                ref_attend(ref_row_mut(o, r) + h * hd, ref_row(q, r) + h * hd, k, v, r0,
+                           (int64_t)h * hd, n, hd, scale);
     }
 }
 
@@ -309,8 +316,17 @@ static void ref_argmax(Backend *b, const Tensor *x, int32_t *out)
     }
 }
 
+static void ref_describe(Backend *b, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s: the scalar oracle (plain C, one thread, no SIMD): slow", b->name);
+}
+
 Backend ops_ref_backend = {
+    .abi_version = BACKEND_ABI_VERSION,
     .name = "ref",
+    .sync = bk_host_sync,
+    .meminfo = bk_host_meminfo,
+    .describe = ref_describe,
     .alloc = bk_host_alloc,
     .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,

@@ -132,6 +132,8 @@ int vision_new(const Model *m, Backend *b, int max_patches, Vision **out, char *
     *out = NULL;
     const ModelConfig *c = model_config(m);
     int rc = vision_check_config(c, err);
+    if (!rc) /* the vision tower's pages and checksums: model_open left them for now */
+        rc = model_prepare_vision(m, err);
     if (rc)
         return rc;
     max_patches = (max_patches + 3) / 4 * 4;
@@ -199,6 +201,18 @@ void vision_free(Vision *v)
     free(v->rope_pos);
     free(v->cu);
     free(v);
+}
+
+int64_t vision_run_bytes(const ModelConfig *c, int max_patches)
+{
+    /* the run state of vision_new, tensor by tensor (keep the two in step) */
+    int64_t np = (max_patches + 3) / 4 * 4, nm = np / 4, d = c->v_hidden_size;
+    int64_t pd = (int64_t)c->v_in_channels * c->v_temporal_patch_size * c->v_patch_size *
+                 c->v_patch_size;
+    int64_t floats = np * pd + 8 * np * d + np * c->v_intermediate_size + nm * 4 * d +
+                     nm * c->v_out_hidden_size;
+    int64_t host = np * 4 * 4 + np * 4 * 4 + np * 2 * 4 + (np + 1) * 4;
+    return floats * 4 + 11 * 64 + host;
 }
 
 int vision_patch_dim(const Vision *v)

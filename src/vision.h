@@ -22,6 +22,9 @@ typedef struct Vision Vision;
 int vision_new(const Model *m, Backend *b, int max_patches, Vision **out, char *err);
 /* Release the run state. NULL-safe. The model must outlive the Vision. */
 void vision_free(Vision *v);
+/* Bytes vision_new allocates for max_patches (activations and host scratch), for the
+ * engine's memory plan. Cannot fail. */
+int64_t vision_run_bytes(const ModelConfig *c, int max_patches);
 
 /* Columns of one patch row: in_channels * temporal_patch_size * patch_size^2 (1536). */
 int vision_patch_dim(const Vision *v);

@@ -90,7 +90,7 @@ static void test_roundtrip_none(void)
     CHECK(mt && len == tlen && !memcmp(mt, tok, len));
     free(tok);
     CHECK(model_chat_template(m) && strstr(model_chat_template(m), "<|vision_start|>"));
-    CHECK_STR(model_residency(m), "mmap+populate");
+    CHECK(strstr(model_residency(m), "text populated") != NULL);
     safetensors_close(st);
     model_close(m);
 }

@@ -296,19 +296,23 @@ static void golden_decode(Golden *g, const Model *m, Backend *b, DecoderSeq *seq
     n_last /= (size_t)V;
     char err[VLQ_ERRLEN] = "";
     /* slot 1 of 2, so a sequence that does not start at KV row 0 is exercised */
-    DecoderOptions opt = {.n_slots = 2, .max_ctx = L + (int)n_gen, .max_tok = L, .max_seq = 2,
-                          .all_logits = 1};
+    int cap = L + (int)n_gen;
+    DecoderOptions opt = {.max_tok = L, .max_seq = 2, .all_logits = 1};
+    DecoderKV kv;
     Decoder *d = NULL;
-    CHECK_EQ(decoder_new(m, b, &opt, &d, err), 0);
+    CHECK_EQ(decoder_kv_init(&kv, c, b, QUANT_F32, 2 * (int64_t)cap, err), 0);
+    CHECK_EQ(decoder_new(m, b, &opt, &kv, &d, err), 0);
     if (!d || !want || !argmax_all || !n_last || n_last > (size_t)L) {
         test_fail(__FILE__, __LINE__, "decoder or reference arrays missing: %s", err);
         decoder_free(d);
+        decoder_kv_clear(&kv);
         return;
     }
     GoldenTextTap tt = {g, calloc((size_t)L * c->hidden_size, 4), L};
     decoder_set_tap(d, golden_text_tap, &tt);
     float *logits = calloc((size_t)L * V, 4);
-    seq->slot = 1;
+    seq->kv_row0 = cap;
+    seq->kv_cap = cap;
     CHECK_EQ(decoder_forward(d, seq, 1, logits, 1, err), 0);
     decoder_set_tap(d, NULL, NULL);
     golden_cmp(g, "logits_last", logits + (size_t)(L - n_last) * V, "logits_last", n_last * V);
@@ -340,7 +344,8 @@ static void golden_decode(Golden *g, const Model *m, Backend *b, DecoderSeq *seq
         next = want[k]; /* teacher forcing: the same as next unless min_greedy allows flips */
         int p = L + (int)k + delta;
         int32_t p3[3] = {p, p, p};
-        DecoderSeq step = {.slot = 1, .n_past = L + (int)k, .n_tok = 1, .ids = &next, .pos = p3};
+        DecoderSeq step = {.kv_row0 = cap, .kv_cap = cap, .n_past = L + (int)k, .n_tok = 1,
+                           .ids = &next, .pos = p3};
         if (k + 1 < n_gen)
             CHECK_EQ(decoder_forward(d, &step, 1, row, 0, err), 0);
     }
@@ -355,6 +360,7 @@ static void golden_decode(Golden *g, const Model *m, Backend *b, DecoderSeq *seq
     free(logits);
     free(tt.buf);
     decoder_free(d);
+    decoder_kv_clear(&kv);
 }
 
 /* One prompt on one backend: positions, vision, decoder. */
@@ -538,12 +544,14 @@ static void golden_seq_clear(GoldenSeq *s)
     fixture_close(s->fx);
 }
 
+enum { GOLDEN_SLOT_ROWS = 64 };
+
 /* Decode step k (0-based, after the prompt) of s in slot: the token generated before it. */
 static DecoderSeq golden_seq_step(const GoldenSeq *s, int slot, int k, int32_t p3[3])
 {
     p3[0] = p3[1] = p3[2] = s->L + k + s->delta;
-    return (DecoderSeq){.slot = slot, .n_past = s->L + k, .n_tok = 1, .ids = &s->gen[k],
-                        .pos = p3};
+    return (DecoderSeq){.kv_row0 = (int64_t)slot * GOLDEN_SLOT_ROWS, .kv_cap = GOLDEN_SLOT_ROWS,
+                        .n_past = s->L + k, .n_tok = 1, .ids = &s->gen[k], .pos = p3};
 }
 
 /* The text prompt prefilled alone in slot 0; then, in one call, the image prompt's
@@ -560,19 +568,23 @@ static void test_golden_batch(void)
     golden_seq_init(&t, m, "text");
     golden_seq_init(&im, m, "image");
     char err[VLQ_ERRLEN] = "";
-    DecoderOptions opt = {.n_slots = 2, .max_ctx = 64, .max_tok = t.L + im.L, .max_seq = 2};
+    DecoderOptions opt = {.max_tok = t.L + im.L, .max_seq = 2};
+    DecoderKV kv;
     Decoder *d = NULL;
-    CHECK_EQ(decoder_new(m, backend_get("cpu"), &opt, &d, err), 0);
+    CHECK_EQ(decoder_kv_init(&kv, c, backend_get("cpu"), QUANT_F32, 2 * GOLDEN_SLOT_ROWS, err), 0);
+    CHECK_EQ(decoder_new(m, backend_get("cpu"), &opt, &kv, &d, err), 0);
     float *lg = calloc((size_t)2 * V, 4);
     const float *t_last = fixture_f32(t.fx, "logits_last", NULL) + 3 * V;
     const float *t_gen = fixture_f32(t.fx, "gen_logits", NULL);
     const float *i_last = fixture_f32(im.fx, "logits_last", NULL) + 3 * V;
     const float *i_gen = fixture_f32(im.fx, "gen_logits", NULL);
-    t.prefill.slot = 0;
+    t.prefill.kv_row0 = 0;
+    t.prefill.kv_cap = GOLDEN_SLOT_ROWS;
     CHECK_EQ(decoder_forward(d, &t.prefill, 1, lg, 0, err), 0);
     CHECK(test_check_tensor(__FILE__, __LINE__, "text prefill", lg, t_last, V, 1e-4f, 1e-4f));
     int32_t p3[3], q3[3];
-    im.prefill.slot = 1;
+    im.prefill.kv_row0 = GOLDEN_SLOT_ROWS;
+    im.prefill.kv_cap = GOLDEN_SLOT_ROWS;
     DecoderSeq two[2] = {im.prefill, golden_seq_step(&t, 0, 0, p3)};
     CHECK_EQ(decoder_forward(d, two, 2, lg, 0, err), 0);
     CHECK(test_check_tensor(__FILE__, __LINE__, "image prefill", lg, i_last, V, 1e-4f, 1e-4f));
@@ -586,6 +598,7 @@ static void test_golden_batch(void)
                             1e-4f));
     free(lg);
     decoder_free(d);
+    decoder_kv_clear(&kv);
     golden_seq_clear(&t);
     golden_seq_clear(&im);
     model_close(m);

@@ -7,7 +7,9 @@
 #include "test.h"
 #include "util.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 
 static char *tm_data;
 static size_t tm_len;
@@ -48,7 +50,7 @@ static void test_open_ok(void)
     Model *m = NULL;
     CHECK_EQ(model_open_ex("m.vlq", MODEL_OPEN_NO_POPULATE, &m, err), 0);
     if (m) {
-        CHECK_STR(model_residency(m), "mmap");
+        CHECK(!strncmp(model_residency(m), "mmap, not populated", 19));
         const ModelTensor *t = model_tensor(m, "model.language_model.layers.3.mlp.down_proj.weight");
         CHECK(t && t->type == QUANT_Q4 && t->group == 32 && t->shape[0] == 64 &&
               t->shape[1] == 128 && t->nbytes == quant_nbytes(QUANT_Q4, 64, 128, 32));
@@ -141,5 +143,110 @@ static void test_version(void)
     free(tm_data);
 }
 
+/* Rss in bytes of the mapping that holds address p (from /proc/self/smaps); -1. */
+static int64_t tm_rss_of(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int in = 0;
+    int64_t rss = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        char c;
+        if (sscanf(line, "%lx-%lx %c", &lo, &hi, &c) == 3 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+            continue;
+        }
+        long long kb;
+        if (in && sscanf(line, "Rss: %lld kB", &kb) == 1) {
+            rss = kb * 1024;
+            break;
+        }
+    }
+    fclose(f);
+    return rss;
+}
+
+/* model_open populates the text tensors only; model_prepare_vision the vision tower,
+ * which then shows in the mapping's Rss; model_residency says which. */
+static void test_residency(void)
+{
+    if (tm_make())
+        return;
+    /* page-sized mappings only: a huge page could hold text and vision bytes together */
+    CHECK_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+    char err[VLQ_ERRLEN];
+    Model *m = NULL;
+    CHECK_EQ(model_open("m.vlq", &m, err), 0);
+    if (!m)
+        return;
+    size_t vb = 0;
+    for (int i = 0; i < model_tensor_count(m); i++)
+        if (!strncmp(model_tensor_at(m, i)->name, "model.visual.", 13))
+            vb += model_tensor_at(m, i)->nbytes;
+    CHECK(vb > 256 * 1024); /* big enough to see in Rss */
+    const char *r = model_residency(m);
+    CHECK(!strncmp(r, "mmap, text populated (", 22));
+    CHECK(strstr(r, "vision lazy (") != NULL);
+    CHECK(strstr(r, "hugepages: MADV_HUGEPAGE") != NULL);
+    const void *v0 = model_tensor(m, "model.visual.patch_embed.proj.weight")->data;
+    int64_t before = tm_rss_of(v0);
+    CHECK(before > 0);
+    /* the text part (and the header and metadata pages) only */
+    CHECK(before <= (int64_t)(tm_len - vb) + 128 * 1024);
+    CHECK_EQ(model_prepare_vision(m, err), 0);
+    CHECK_EQ(model_prepare_vision(m, err), 0);
+    int64_t after = tm_rss_of(v0);
+    /* fault-around (64 KiB windows) may have mapped a few vision pages at each edge of
+     * the text ranges already */
+    if (after - before < (int64_t)vb - 128 * 1024)
+        test_fail(__FILE__, __LINE__, "Rss grew by %lld bytes, the vision tower is %zu",
+                  (long long)(after - before), vb);
+    CHECK(strstr(model_residency(m), "vision populated (") != NULL);
+    model_close(m);
+    free(tm_data);
+}
+
+/* A damaged vision tensor does not stop a text-only open: model_prepare_vision (hence
+ * vision_new) fails naming it, every time it is asked. */
+static void test_vision_corrupt(void)
+{
+    if (tm_make())
+        return;
+    Model *m = NULL;
+    char err[VLQ_ERRLEN];
+    CHECK_EQ(model_open("m.vlq", &m, err), 0);
+    const char *name = "model.visual.blocks.1.mlp.linear_fc1.weight";
+    const ModelTensor *t = m ? model_tensor(m, name) : NULL;
+    CHECK(t != NULL);
+    if (!t) {
+        model_close(m);
+        return;
+    }
+    size_t at = MODEL_HEADER_SIZE + 5 + (size_t)((const char *)t->data - model_tokenizer_json(m, NULL));
+    model_close(m);
+    tm_data[at] ^= 0x20;
+    CHECK_EQ(util_write_file("v.vlq", tm_data, tm_len, err), 0);
+    CHECK_EQ(model_open("v.vlq", &m, err), 0);
+    if (m) {
+        CHECK_EQ(model_prepare_vision(m, err), VLQ_EMODEL);
+        CHECK(strstr(err, "v.vlq: model.visual.blocks.1.mlp.linear_fc1.weight: checksum mismatch"));
+        err[0] = 0;
+        CHECK_EQ(model_prepare_vision(m, err), VLQ_EMODEL);
+        CHECK(strstr(err, "checksum mismatch") != NULL);
+        CHECK(strstr(model_residency(m), "vision failed its check") != NULL);
+    }
+    model_close(m);
+    /* unchecked opens take the file as it is */
+    CHECK_EQ(model_open_ex("v.vlq", MODEL_OPEN_NO_VERIFY, &m, err), 0);
+    if (m)
+        CHECK_EQ(model_prepare_vision(m, err), 0);
+    model_close(m);
+    free(tm_data);
+}
+
 TEST_GROUP(model, {"open_ok", test_open_ok}, {"corrupt", test_corrupt},
-           {"truncated", test_truncated}, {"foreign", test_foreign}, {"version", test_version})
+           {"truncated", test_truncated}, {"foreign", test_foreign}, {"version", test_version},
+           {"residency", test_residency}, {"vision_corrupt", test_vision_corrupt})

@@ -1,14 +1,25 @@
-/* test_ops: every op of the cpu backend against the scalar oracle (ops_ref), at odd and
+/* test_ops: every op of every backend against the scalar oracle (ops_ref), at odd and
  * real shapes with fixed seeds and a tolerance per op; plus a few hand-checked values of
- * the oracle itself (Q4 layout, bf16 rounding, rotary, ties in argmax). */
+ * the oracle itself (Q4 layout, bf16 rounding, rotary, ties in argmax), the backend
+ * lifecycle (open, describe, meminfo, sync, close) and the plugin loader's errors.
+ *
+ * The backends under test are ops_names: the built-in cpu and vlq-backend-cputest.so
+ * (the same code loaded as a plugin, built beside vlq-test by the Makefile). Each case
+ * computes the oracle on host tensors, then for each backend uploads the inputs with
+ * alloc/write (activations) or weight (weights), runs the op, reads the result back
+ * and compares: the interface a device backend has, so a CUDA plugin is one more name. */
 #include "backend.h"
 #include "backend_int.h"
+#include "err.h"
 #include "test.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t ops_rng = 1;
 
@@ -92,32 +103,119 @@ static Tensor ops_copy(const Tensor *src)
                             (const float *)(r).data, (size_t)((r).rows * (r).cols), (atol),      \
                             (rtol)))
 
+/* ---- the backends under test ---- */
+
+static const char *const ops_names[] = {"cpu", "cputest"};
+#define OPS_NBACKENDS (int)(sizeof ops_names / sizeof ops_names[0])
+static Backend *ops_list[OPS_NBACKENDS];
+static int ops_opened = -1; /* how many of ops_list are open; -1 before the first use */
+
+/* The backends, opened on first use in this test's process; one that fails to open is a
+ * failed check (the plugin is built with the tests). */
+static int ops_count(void)
+{
+    if (ops_opened >= 0)
+        return ops_opened;
+    ops_opened = 0;
+    for (int i = 0; i < OPS_NBACKENDS; i++) {
+        char err[VLQ_ERRLEN] = "";
+        Backend *b = NULL;
+        int rc = backend_open(ops_names[i], NULL, &b, err);
+        if (rc)
+            test_fail(__FILE__, __LINE__, "backend_open(%s): %s", ops_names[i], err);
+        else
+            ops_list[ops_opened++] = b;
+    }
+    return ops_opened;
+}
+
+#define OPS_FOR_EACH(b) for (int bi_ = 0; bi_ < ops_count() && ((b) = ops_list[bi_]); bi_++)
+
+/* Close the backends; each test ends with it. */
+static void ops_done(void)
+{
+    for (int i = 0; i < ops_opened; i++)
+        backend_close(ops_list[i]);
+    ops_opened = -1;
+}
+
+/* h on backend b: activations (host tensors the test allocated) through alloc + write,
+ * weights (views over host bytes) through weight. Release with b->release. */
+static Tensor ops_up(Backend *b, const Tensor *h)
+{
+    Tensor t;
+    char err[VLQ_ERRLEN];
+    if (h->owned) {
+        CHECK_EQ(b->alloc(b, &t, h->rows, h->cols, err), 0);
+        b->write(b, &t, 0, h->data, h->rows);
+    } else {
+        CHECK_EQ(b->weight(b, &t, h->type, h->rows, h->cols, h->group, h->data, err), 0);
+    }
+    return t;
+}
+
+/* A zeroed F32 [rows, cols] on b. */
+static Tensor ops_new(Backend *b, int64_t rows, int64_t cols)
+{
+    Tensor t;
+    CHECK_EQ(b->alloc(b, &t, rows, cols, NULL), 0);
+    return t;
+}
+
+/* Read d back from b and compare it with the host tensor r. */
+static void ops_check(int line, Backend *b, const char *what, const Tensor *d, const Tensor *r,
+                      float atol, float rtol)
+{
+    CHECK(b->sync(b, NULL) == 0);
+    CHECK(d->rows == r->rows && d->cols == r->cols);
+    size_t n = (size_t)(r->rows * r->cols);
+    float *got = malloc(n * sizeof(float) + 1);
+    b->read(b, d, 0, got, d->rows);
+    char name[128];
+    snprintf(name, sizeof name, "%s: %s", b->name, what);
+    test_check_tensor(__FILE__, line, name, got, r->data, n, atol, rtol); /* fails the test */
+    free(got);
+}
+#define OPS_CHECK(b, d, r, atol, rtol) ops_check(__LINE__, (b), #d, &(d), &(r), (atol), (rtol))
+
+/* Release tensors of backend b. */
+#define OPS_REL(b, ...)                                                                          \
+    do {                                                                                         \
+        Tensor *ts_[] = {__VA_ARGS__};                                                           \
+        for (size_t i_ = 0; i_ < sizeof ts_ / sizeof ts_[0]; i_++)                               \
+            (b)->release((b), ts_[i_]);                                                          \
+    } while (0)
+
 static const QuantType ops_types[] = {QUANT_F32, QUANT_F16, QUANT_BF16, QUANT_Q8, QUANT_Q4};
 
 static void ops_matmul_case(QuantType type, int64_t n, int64_t in, int64_t out, int group,
                             int with_bias)
 {
-    Tensor w, bias, x = ops_act(n, in), yr, yc;
+    Tensor w, bias, x = ops_act(n, in), yr;
     void *wb = ops_weight(&w, type, out, in, group);
     void *bb = ops_weight(&bias, QUANT_BF16, 1, out, 0);
     bk_host_alloc(&ops_ref_backend, &yr, n, out, NULL);
-    bk_host_alloc(&ops_ref_backend, &yc, n, out, NULL);
     ops_ref_backend.matmul(NULL, &yr, &x, &w, with_bias ? &bias : NULL);
-    backend_cpu.matmul(NULL, &yc, &x, &w, with_bias ? &bias : NULL);
     /* |error| grows with sqrt(in) * |w| |x|: sums of `in` terms in a different order */
     float atol = 2e-6f * (float)in;
-    /* Q4/Q8: int8 activations (cpu_qmm.c), error sd <= sqrt(in) |w|max (1/127)/sqrt(12)
+    /* Q4/Q8 on cpu: int8 activations (cpu_qmm.c), error sd <= sqrt(in) |w|max (1/127)/sqrt(12)
      * with |w| <= 0.11 * 8 (Q4) or 0.11 * 127 (Q8) here; 6 sd. tests/test_qmm.c checks
      * it output by output. */
     if (type == QUANT_Q4 || type == QUANT_Q8)
         atol = 6.0f * sqrtf((float)in) * 0.11f * (type == QUANT_Q4 ? 8.0f : 127.0f) / 127.0f /
                sqrtf(12.0f);
-    OPS_CMP(yc, yr, atol, 1e-5f);
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor dx = ops_up(b, &x), dw = ops_up(b, &w), dbias = ops_up(b, &bias),
+               dy = ops_new(b, n, out);
+        b->matmul(b, &dy, &dx, &dw, with_bias ? &dbias : NULL);
+        OPS_CHECK(b, dy, yr, atol, 1e-5f);
+        OPS_REL(b, &dx, &dw, &dbias, &dy);
+    }
     free(wb);
     free(bb);
     bk_host_release(NULL, &x);
     bk_host_release(NULL, &yr);
-    bk_host_release(NULL, &yc);
 }
 
 static void test_matmul(void)
@@ -133,6 +231,7 @@ static void test_matmul(void)
     ops_matmul_case(QUANT_Q4, 4, 1024, 9, 64, 0);
     ops_matmul_case(QUANT_Q4, 2, 9728, 7, 128, 0); /* 4B intermediate, chunk boundary */
     ops_matmul_case(QUANT_BF16, 3, 1536, 11, 0, 1);  /* vision patch embed width */
+    ops_done();
 }
 
 /* Hand-checked Q4 layout: element j of a group is the low nibble of byte j, element
@@ -150,13 +249,20 @@ static void test_q4_layout(void)
     CHECK(bk_elem(&w, 0, 3) == 0.5f * (3 - 8));
     CHECK(bk_elem(&w, 0, 16) == 0.5f * (15 - 8));
     CHECK(bk_elem(&w, 0, 31) == 0.5f * (0 - 8));
-    Tensor y;
-    bk_host_alloc(&ops_ref_backend, &y, 1, 32, NULL);
-    int32_t id = 0;
-    backend_cpu.embed(NULL, &y, &w, &id, 1);
+    Tensor want;
+    bk_host_alloc(&ops_ref_backend, &want, 1, 32, NULL);
     for (int c = 0; c < 32; c++)
-        CHECK(((float *)y.data)[c] == bk_elem(&w, 0, c));
-    bk_host_release(NULL, &y);
+        ((float *)want.data)[c] = bk_elem(&w, 0, c);
+    int32_t id = 0;
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor dw = ops_up(b, &w), dy = ops_new(b, 1, 32);
+        b->embed(b, &dy, &dw, &id, 1);
+        OPS_CHECK(b, dy, want, 0.0f, 0.0f);
+        OPS_REL(b, &dw, &dy);
+    }
+    bk_host_release(NULL, &want);
+    ops_done();
 }
 
 static void test_bf16_round(void)
@@ -184,33 +290,41 @@ static void test_embed(void)
 {
     ops_rng = 12;
     for (size_t i = 0; i < sizeof ops_types / sizeof ops_types[0]; i++) {
-        Tensor table, yr, yc;
+        Tensor table, yr;
         int g = ops_types[i] >= QUANT_Q8 ? 32 : 0;
         void *tb = ops_weight(&table, ops_types[i], 50, 96, g);
         int32_t ids[5] = {0, 49, 7, 7, 13};
         bk_host_alloc(NULL, &yr, 5, 96, NULL);
-        bk_host_alloc(NULL, &yc, 5, 96, NULL);
         ops_ref_backend.embed(NULL, &yr, &table, ids, 5);
-        backend_cpu.embed(NULL, &yc, &table, ids, 5);
-        OPS_CMP(yc, yr, 0.0f, 0.0f);
+        Backend *b;
+        OPS_FOR_EACH(b) {
+            Tensor dt = ops_up(b, &table), dy = ops_new(b, 5, 96);
+            b->embed(b, &dy, &dt, ids, 5);
+            OPS_CHECK(b, dy, yr, 0.0f, 0.0f);
+            OPS_REL(b, &dt, &dy);
+        }
         free(tb);
         bk_host_release(NULL, &yr);
-        bk_host_release(NULL, &yc);
     }
+    ops_done();
 }
 
 static void test_embed_mix4(void)
 {
     ops_rng = 13;
-    Tensor table, yr, yc;
+    Tensor table, yr;
     void *tb = ops_weight(&table, QUANT_BF16, 16, 40, 0);
     int32_t idx[12] = {0, 1, 4, 5, 5, 6, 9, 10, 15, 15, 15, 15};
     float w[12] = {0.25f, 0.25f, 0.25f, 0.25f, 0.5f, 0.5f, 0.0f, 0.0f, 1.0f, 0.0f, 0.0f, 0.0f};
     bk_host_alloc(NULL, &yr, 3, 40, NULL);
-    bk_host_alloc(NULL, &yc, 3, 40, NULL);
     ops_ref_backend.embed_mix4(NULL, &yr, &table, idx, w, 3);
-    backend_cpu.embed_mix4(NULL, &yc, &table, idx, w, 3);
-    OPS_CMP(yc, yr, 0.0f, 0.0f);
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor dt = ops_up(b, &table), dy = ops_new(b, 3, 40);
+        b->embed_mix4(b, &dy, &dt, idx, w, 3);
+        OPS_CHECK(b, dy, yr, 0.0f, 0.0f);
+        OPS_REL(b, &dt, &dy);
+    }
     /* weight 1 on one row: that row exactly; the result is a bf16 value */
     for (int c = 0; c < 40; c++) {
         float v = ((float *)yr.data)[2 * 40 + c];
@@ -220,31 +334,36 @@ static void test_embed_mix4(void)
     }
     free(tb);
     bk_host_release(NULL, &yr);
-    bk_host_release(NULL, &yc);
+    ops_done();
 }
 
 static void test_rows(void)
 {
     ops_rng = 14;
-    Tensor dr = ops_act(9, 33), dc = ops_copy(&dr), src = ops_act(3, 33);
+    Tensor d0 = ops_act(9, 33), dr = ops_copy(&d0), src = ops_act(3, 33);
     int32_t rows[3] = {8, 0, 4};
-    ops_ref_backend.set_rows(NULL, &dr, rows, &src, 3);
-    backend_cpu.set_rows(NULL, &dc, rows, &src, 3);
-    OPS_CMP(dc, dr, 0.0f, 0.0f);
-    CHECK(((float *)dr.data)[8 * 33 + 5] == ((float *)src.data)[5]);
-    ops_ref_backend.add_rows(NULL, &dr, rows, &src, 3);
-    backend_cpu.add_rows(NULL, &dc, rows, &src, 3);
-    OPS_CMP(dc, dr, 0.0f, 0.0f);
-    CHECK(((float *)dr.data)[4 * 33 + 1] == 2.0f * ((float *)src.data)[2 * 33 + 1]);
-    Tensor gr, gc;
+    Tensor sr = ops_copy(&dr); /* after set_rows */
+    ops_ref_backend.set_rows(NULL, &sr, rows, &src, 3);
+    CHECK(((float *)sr.data)[8 * 33 + 5] == ((float *)src.data)[5]);
+    Tensor ar = ops_copy(&sr); /* after add_rows */
+    ops_ref_backend.add_rows(NULL, &ar, rows, &src, 3);
+    CHECK(((float *)ar.data)[4 * 33 + 1] == 2.0f * ((float *)src.data)[2 * 33 + 1]);
+    Tensor gr;
     bk_host_alloc(NULL, &gr, 3, 33, NULL);
-    bk_host_alloc(NULL, &gc, 3, 33, NULL);
-    ops_ref_backend.get_rows(NULL, &gr, &dr, rows, 3);
-    backend_cpu.get_rows(NULL, &gc, &dc, rows, 3);
-    OPS_CMP(gc, gr, 0.0f, 0.0f);
-    Tensor *all[] = {&dr, &dc, &src, &gr, &gc};
-    for (int i = 0; i < 5; i++)
-        bk_host_release(NULL, all[i]);
+    ops_ref_backend.get_rows(NULL, &gr, &ar, rows, 3);
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor dd = ops_up(b, &d0), ds = ops_up(b, &src), dg = ops_new(b, 3, 33);
+        b->set_rows(b, &dd, rows, &ds, 3);
+        OPS_CHECK(b, dd, sr, 0.0f, 0.0f);
+        b->add_rows(b, &dd, rows, &ds, 3);
+        OPS_CHECK(b, dd, ar, 0.0f, 0.0f);
+        b->get_rows(b, &dg, &dd, rows, 3);
+        OPS_CHECK(b, dg, gr, 0.0f, 0.0f);
+        OPS_REL(b, &dd, &ds, &dg);
+    }
+    OPS_REL(&ops_ref_backend, &d0, &dr, &src, &sr, &ar, &gr);
+    ops_done();
 }
 
 static void test_norms(void)
@@ -253,21 +372,27 @@ static void test_norms(void)
     int64_t shapes[][2] = {{1, 16}, {7, 33}, {5, 2560}, {3, 1024}, {64, 128}};
     for (int s = 0; s < 5; s++) {
         int64_t n = shapes[s][0], d = shapes[s][1];
-        Tensor x = ops_act(n, d), w, bias, yr, yc;
+        Tensor x = ops_act(n, d), w, bias, rr, lr;
         void *wb = ops_weight(&w, QUANT_BF16, 1, d, 0), *bb = ops_weight(&bias, QUANT_F32, 1, d, 0);
-        bk_host_alloc(NULL, &yr, n, d, NULL);
-        bk_host_alloc(NULL, &yc, n, d, NULL);
-        ops_ref_backend.rmsnorm(NULL, &yr, &x, &w, 1e-6f);
-        backend_cpu.rmsnorm(NULL, &yc, &x, &w, 1e-6f);
-        OPS_CMP(yc, yr, 1e-6f, 1e-5f);
-        ops_ref_backend.layernorm(NULL, &yr, &x, &w, &bias, 1e-6f);
-        backend_cpu.layernorm(NULL, &yc, &x, &w, &bias, 1e-6f);
-        OPS_CMP(yc, yr, 1e-6f, 1e-5f);
+        bk_host_alloc(NULL, &rr, n, d, NULL);
+        bk_host_alloc(NULL, &lr, n, d, NULL);
+        ops_ref_backend.rmsnorm(NULL, &rr, &x, &w, 1e-6f);
+        ops_ref_backend.layernorm(NULL, &lr, &x, &w, &bias, 1e-6f);
+        Backend *b;
+        OPS_FOR_EACH(b) {
+            Tensor dx = ops_up(b, &x), dw = ops_up(b, &w), dbias = ops_up(b, &bias),
+                   dy = ops_new(b, n, d);
+            b->rmsnorm(b, &dy, &dx, &dw, 1e-6f);
+            OPS_CHECK(b, dy, rr, 1e-6f, 1e-5f);
+            b->layernorm(b, &dy, &dx, &dw, &dbias, 1e-6f);
+            OPS_CHECK(b, dy, lr, 1e-6f, 1e-5f);
+            b->rmsnorm(b, &dx, &dx, &dw, 1e-6f); /* y may alias x */
+            OPS_CHECK(b, dx, rr, 1e-6f, 1e-5f);
+            OPS_REL(b, &dx, &dw, &dbias, &dy);
+        }
         free(wb);
         free(bb);
-        bk_host_release(NULL, &x);
-        bk_host_release(NULL, &yr);
-        bk_host_release(NULL, &yc);
+        OPS_REL(&ops_ref_backend, &x, &rr, &lr);
     }
     /* a hand value: rmsnorm of (3, 4) with w = 1 is x / sqrt(12.5) */
     float xv[2] = {3.0f, 4.0f}, wv[2] = {1.0f, 1.0f}, yv[2];
@@ -276,26 +401,36 @@ static void test_norms(void)
     Tensor y2 = {.type = QUANT_F32, .rows = 1, .cols = 2, .data = yv};
     ops_ref_backend.rmsnorm(NULL, &y2, &x2, &w2, 0.0f);
     CHECK(fabsf(yv[0] - 3.0f / sqrtf(12.5f)) < 1e-6f && fabsf(yv[1] - 4.0f / sqrtf(12.5f)) < 1e-6f);
+    ops_done();
 }
 
 static void test_elementwise(void)
 {
     ops_rng = 16;
-    Tensor a = ops_act(7, 301), c = ops_act(7, 301), r = ops_copy(&a), k = ops_copy(&a);
-    ops_ref_backend.add(NULL, &r, &a, &c);
-    backend_cpu.add(NULL, &k, &a, &c);
-    OPS_CMP(k, r, 0.0f, 0.0f);
-    ops_ref_backend.swiglu(NULL, &r, &a, &c);
-    backend_cpu.swiglu(NULL, &k, &a, &c);
-    OPS_CMP(k, r, 0.0f, 0.0f);
-    Tensor r2 = ops_copy(&a), k2 = ops_copy(&a);
-    ops_ref_backend.gelu_tanh(NULL, &r2);
-    backend_cpu.gelu_tanh(NULL, &k2);
-    OPS_CMP(k2, r2, 0.0f, 0.0f);
-    Tensor r3 = ops_copy(&a), k3 = ops_copy(&a);
-    ops_ref_backend.gelu_erf(NULL, &r3);
-    backend_cpu.gelu_erf(NULL, &k3);
-    OPS_CMP(k3, r3, 0.0f, 0.0f);
+    Tensor a = ops_act(7, 301), c = ops_act(7, 301);
+    Tensor add = ops_copy(&a), sw = ops_copy(&a), gt = ops_copy(&a), ge = ops_copy(&a);
+    ops_ref_backend.add(NULL, &add, &a, &c);
+    ops_ref_backend.swiglu(NULL, &sw, &a, &c);
+    ops_ref_backend.gelu_tanh(NULL, &gt);
+    ops_ref_backend.gelu_erf(NULL, &ge);
+    /* the cpu backend's vector exp / erfc (cpu_kern.inc) differ from libm by a few ulp:
+     * tests/test_attn.c bounds them over wide ranges */
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor da = ops_up(b, &a), dc = ops_up(b, &c), dy = ops_new(b, 7, 301);
+        b->add(b, &dy, &da, &dc);
+        OPS_CHECK(b, dy, add, 0.0f, 0.0f);
+        b->swiglu(b, &dy, &da, &dc);
+        OPS_CHECK(b, dy, sw, 2e-7f, 1e-6f);
+        Tensor dt = ops_up(b, &a), de = ops_up(b, &a);
+        b->gelu_tanh(b, &dt);
+        OPS_CHECK(b, dt, gt, 2e-7f, 1e-6f);
+        b->gelu_erf(b, &de);
+        OPS_CHECK(b, de, ge, 2e-7f, 1e-6f);
+        b->add(b, &da, &da, &dc); /* y may alias a */
+        OPS_CHECK(b, da, add, 0.0f, 0.0f);
+        OPS_REL(b, &da, &dc, &dy, &dt, &de);
+    }
     /* hand values: gelu_erf(1) = 0.8413447, gelu_tanh(1) = 0.8411920, silu(1)*2 */
     float v[3] = {1.0f, 1.0f, 1.0f}, u[1] = {2.0f};
     Tensor t1 = {.type = QUANT_F32, .rows = 1, .cols = 1, .data = &v[0]};
@@ -308,33 +443,35 @@ static void test_elementwise(void)
     CHECK(fabsf(v[0] - 0.8413447f) < 1e-6f);
     CHECK(fabsf(v[1] - 0.8411920f) < 1e-6f);
     CHECK(fabsf(v[2] - 2.0f * 0.7310586f) < 1e-6f);
-    Tensor *all[] = {&a, &c, &r, &k, &r2, &k2, &r3, &k3};
-    for (int i = 0; i < 8; i++)
-        bk_host_release(NULL, all[i]);
+    OPS_REL(&ops_ref_backend, &a, &c, &add, &sw, &gt, &ge);
+    ops_done();
 }
 
 static void test_rotary(void)
 {
     ops_rng = 17;
+    Backend *b;
     /* mrope: tiny (head_dim 16, [4,2,2]) and real (head_dim 128, [24,20,20]) */
     int secs[2][3] = {{4, 2, 2}, {24, 20, 20}}, hds[2] = {16, 128};
     for (int s = 0; s < 2; s++) {
         int n = 6, heads = 3;
-        Tensor x = ops_act(n, heads * hds[s]), r = ops_copy(&x), k = ops_copy(&x);
+        Tensor x = ops_act(n, heads * hds[s]), r = ops_copy(&x);
         int32_t pos[18];
         for (int i = 0; i < 18; i++)
             pos[i] = (i * 37) % 1000;
         ops_ref_backend.mrope(NULL, &r, pos, heads, secs[s], 5e6f);
-        backend_cpu.mrope(NULL, &k, pos, heads, secs[s], 5e6f);
-        OPS_CMP(k, r, 0.0f, 0.0f);
+        OPS_FOR_EACH(b) {
+            Tensor dx = ops_up(b, &x);
+            b->mrope(b, &dx, pos, heads, secs[s], 5e6f);
+            OPS_CHECK(b, dx, r, 0.0f, 0.0f);
+            OPS_REL(b, &dx);
+        }
         /* a rotation keeps each (d, d+half) pair's norm */
         const float *xa = x.data, *ra = r.data;
         int half = hds[s] / 2;
         float n0 = xa[0] * xa[0] + xa[half] * xa[half], n1 = ra[0] * ra[0] + ra[half] * ra[half];
         CHECK(fabsf(n0 - n1) < 1e-5f);
-        bk_host_release(NULL, &x);
-        bk_host_release(NULL, &r);
-        bk_host_release(NULL, &k);
+        OPS_REL(&ops_ref_backend, &x, &r);
     }
     /* position 0 on every axis is the identity */
     Tensor x = ops_act(1, 32), r = ops_copy(&x);
@@ -351,22 +488,64 @@ static void test_rotary(void)
     float ang = powf(5e6f, -2.0f / 16.0f);
     CHECK(ra[0] == xa[0] && ra[8] == xa[8]);
     CHECK(fabsf(ra[1] - (xa[1] * cosf(ang) - xa[9] * sinf(ang))) < 1e-6f);
-    bk_host_release(NULL, &x);
-    bk_host_release(NULL, &r);
-    bk_host_release(NULL, &r2);
+    OPS_REL(&ops_ref_backend, &x, &r, &r2);
     /* rope2d at vision shapes: head_dim 16 (tiny) and 64 (real) */
     for (int hd = 16; hd <= 64; hd *= 4) {
-        Tensor v = ops_act(8, 4 * hd), vr = ops_copy(&v), vc = ops_copy(&v);
+        Tensor v = ops_act(8, 4 * hd), vr = ops_copy(&v);
         int32_t p[16];
         for (int i = 0; i < 16; i++)
             p[i] = i * 3 % 7;
         ops_ref_backend.rope2d(NULL, &vr, p, 4, 10000.0f);
-        backend_cpu.rope2d(NULL, &vc, p, 4, 10000.0f);
-        OPS_CMP(vc, vr, 0.0f, 0.0f);
-        bk_host_release(NULL, &v);
-        bk_host_release(NULL, &vr);
-        bk_host_release(NULL, &vc);
+        OPS_FOR_EACH(b) {
+            Tensor dv = ops_up(b, &v);
+            b->rope2d(b, &dv, p, 4, 10000.0f);
+            OPS_CHECK(b, dv, vr, 0.0f, 0.0f);
+            OPS_REL(b, &dv);
+        }
+        OPS_REL(&ops_ref_backend, &v, &vr);
     }
+    ops_done();
+}
+
+/* Causal attention over the KV cache on every backend against the oracle. */
+static void ops_attention_case(const BackendSeq *seqs, int n_seq, int n, int heads, int kvh,
+                               int hd, int64_t cache_rows, float scale)
+{
+    Tensor q = ops_act(n, heads * hd), kc = ops_act(cache_rows, kvh * hd),
+           vc = ops_act(cache_rows, kvh * hd), orr;
+    bk_host_alloc(NULL, &orr, n, heads * hd, NULL);
+    ops_ref_backend.attention(NULL, &orr, &q, &kc, &vc, seqs, n_seq, heads, kvh, scale);
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor dq = ops_up(b, &q), dk = ops_up(b, &kc), dv = ops_up(b, &vc),
+               dout = ops_new(b, n, heads * hd);
+        b->attention(b, &dout, &dq, &dk, &dv, seqs, n_seq, heads, kvh, scale);
+        OPS_CHECK(b, dout, orr, 1e-6f, 1e-5f);
+        OPS_REL(b, &dq, &dk, &dv, &dout);
+    }
+    OPS_REL(&ops_ref_backend, &q, &kc, &vc, &orr);
+}
+
+/* Segmented attention (vision) on every backend against the oracle. */
+static void ops_attention_seg_case(const int32_t *cu, int n_seg, int heads, int cols, float scale)
+{
+    int n = cu[n_seg];
+    Tensor q = ops_act(n, cols), k = ops_act(n, cols), v = ops_act(n, cols), sr;
+    bk_host_alloc(NULL, &sr, n, cols, NULL);
+    ops_ref_backend.attention_seg(NULL, &sr, &q, &k, &v, cu, n_seg, heads, scale);
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        Tensor dq = ops_up(b, &q), dk = ops_up(b, &k), dv = ops_up(b, &v), dout = ops_new(b, n, cols);
+        b->attention_seg(b, &dout, &dq, &dk, &dv, cu, n_seg, heads, scale);
+        OPS_CHECK(b, dout, sr, 1e-6f, 1e-5f);
+        OPS_REL(b, &dq, &dk, &dv, &dout);
+    }
+    /* a segment of one row (the last, when it has one): o = v */
+    if (cu[n_seg] - cu[n_seg - 1] == 1)
+        for (int d = 0; d < cols; d++)
+            CHECK(fabsf(((float *)sr.data)[(n - 1) * cols + d] -
+                        ((float *)v.data)[(n - 1) * cols + d]) < 1e-6f);
+    OPS_REL(&ops_ref_backend, &q, &k, &v, &sr);
 }
 
 static void test_attention(void)
@@ -376,67 +555,58 @@ static void test_attention(void)
     int heads = 4, kvh = 2, hd = 16;
     BackendSeq seqs[2] = {{.row0 = 0, .n_tok = 5, .kv_row0 = 0, .n_past = 2},
                           {.row0 = 5, .n_tok = 1, .kv_row0 = 16, .n_past = 9}};
+    ops_attention_case(seqs, 2, 6, heads, kvh, hd, 32, 0.25f);
+    /* the oracle: the first token of a sequence with nothing cached sees only itself: o = v */
     Tensor q = ops_act(6, heads * hd), kc = ops_act(32, kvh * hd), vc = ops_act(32, kvh * hd);
-    Tensor orr, oc;
+    Tensor orr;
     bk_host_alloc(NULL, &orr, 6, heads * hd, NULL);
-    bk_host_alloc(NULL, &oc, 6, heads * hd, NULL);
-    ops_ref_backend.attention(NULL, &orr, &q, &kc, &vc, seqs, 2, heads, kvh, 0.25f);
-    backend_cpu.attention(NULL, &oc, &q, &kc, &vc, seqs, 2, heads, kvh, 0.25f);
-    OPS_CMP(oc, orr, 1e-6f, 1e-5f);
-    /* the first token of a sequence with nothing cached sees only itself: o = v */
     BackendSeq one = {.row0 = 0, .n_tok = 1, .kv_row0 = 3, .n_past = 0};
     ops_ref_backend.attention(NULL, &orr, &q, &kc, &vc, &one, 1, heads, kvh, 0.25f);
     for (int h = 0; h < heads; h++)
         for (int d = 0; d < hd; d++)
             CHECK(fabsf(((float *)orr.data)[h * hd + d] -
                         ((float *)vc.data)[3 * kvh * hd + (h / 2) * hd + d]) < 1e-6f);
+    OPS_REL(&ops_ref_backend, &q, &kc, &vc, &orr);
     /* segmented (vision): segments of 4, 7 and 1 rows */
     int32_t cu[4] = {0, 4, 11, 12};
-    Tensor vq = ops_act(12, 64), vk = ops_act(12, 64), vv = ops_act(12, 64), sr, sc;
-    bk_host_alloc(NULL, &sr, 12, 64, NULL);
-    bk_host_alloc(NULL, &sc, 12, 64, NULL);
-    ops_ref_backend.attention_seg(NULL, &sr, &vq, &vk, &vv, cu, 3, 4, 0.25f);
-    backend_cpu.attention_seg(NULL, &sc, &vq, &vk, &vv, cu, 3, 4, 0.25f);
-    OPS_CMP(sc, sr, 1e-6f, 1e-5f);
-    for (int d = 0; d < 64; d++) /* a segment of one row: o = v */
-        CHECK(fabsf(((float *)sr.data)[11 * 64 + d] - ((float *)vv.data)[11 * 64 + d]) < 1e-6f);
-    Tensor *all[] = {&q, &kc, &vc, &orr, &oc, &vq, &vk, &vv, &sr, &sc};
-    for (int i = 0; i < 10; i++)
-        bk_host_release(NULL, all[i]);
+    ops_attention_seg_case(cu, 3, 4, 64, 0.25f);
     /* large enough for the cpu backend's parallel path: 4B head_dim, 8 heads over 2 */
     BackendSeq big[3] = {{.row0 = 0, .n_tok = 40, .kv_row0 = 0, .n_past = 30},
                          {.row0 = 40, .n_tok = 1, .kv_row0 = 100, .n_past = 99},
                          {.row0 = 41, .n_tok = 7, .kv_row0 = 200, .n_past = 0}};
-    Tensor bq = ops_act(48, 8 * 128), bkc = ops_act(300, 2 * 128), bvc = ops_act(300, 2 * 128);
-    Tensor bo, bor;
-    bk_host_alloc(NULL, &bo, 48, 8 * 128, NULL);
-    bk_host_alloc(NULL, &bor, 48, 8 * 128, NULL);
-    ops_ref_backend.attention(NULL, &bor, &bq, &bkc, &bvc, big, 3, 8, 2, 0.0884f);
-    backend_cpu.attention(NULL, &bo, &bq, &bkc, &bvc, big, 3, 8, 2, 0.0884f);
-    OPS_CMP(bo, bor, 1e-6f, 1e-5f);
+    ops_attention_case(big, 3, 48, 8, 2, 128, 300, 0.0884f);
     int32_t cu2[3] = {0, 64, 100};
-    Tensor sq = ops_act(100, 256), sk = ops_act(100, 256), sv = ops_act(100, 256), so, sor;
-    bk_host_alloc(NULL, &so, 100, 256, NULL);
-    bk_host_alloc(NULL, &sor, 100, 256, NULL);
-    ops_ref_backend.attention_seg(NULL, &sor, &sq, &sk, &sv, cu2, 2, 4, 0.125f);
-    backend_cpu.attention_seg(NULL, &so, &sq, &sk, &sv, cu2, 2, 4, 0.125f);
-    OPS_CMP(so, sor, 1e-6f, 1e-5f);
-    Tensor *more[] = {&bq, &bkc, &bvc, &bo, &bor, &sq, &sk, &sv, &so, &sor};
-    for (int i = 0; i < 10; i++)
-        bk_host_release(NULL, more[i]);
+    ops_attention_seg_case(cu2, 2, 4, 256, 0.125f);
+    ops_done();
 }
 
 static void test_argmax(void)
 {
     float v[8] = {1.0f, 3.0f, 3.0f, -1.0f, /* row 2 */ -5.0f, -5.0f, -5.0f, -6.0f};
-    Tensor x = {.type = QUANT_F32, .rows = 2, .cols = 4, .data = v};
-    int32_t r[2], c[2];
+    Tensor x = {.type = QUANT_F32, .rows = 2, .cols = 4, .data = v, .owned = 1};
+    int32_t r[2];
     ops_ref_backend.argmax(NULL, &x, r);
-    backend_cpu.argmax(NULL, &x, c);
     CHECK_EQ(r[0], 1); /* first index on ties */
     CHECK_EQ(r[1], 0);
-    CHECK_EQ(c[0], 1);
-    CHECK_EQ(c[1], 0);
+    /* and a wide random row set (the vocabulary's width) */
+    ops_rng = 20;
+    Tensor big = ops_act(3, 151936);
+    int32_t rb[3];
+    ops_ref_backend.argmax(NULL, &big, rb);
+    Backend *b;
+    OPS_FOR_EACH(b) {
+        int32_t c[2] = {-1, -1}, cb[3] = {-1, -1, -1};
+        Tensor dx = ops_up(b, &x), db = ops_up(b, &big);
+        b->argmax(b, &dx, c);
+        CHECK_EQ(c[0], 1);
+        CHECK_EQ(c[1], 0);
+        b->argmax(b, &db, cb);
+        for (int i = 0; i < 3; i++)
+            CHECK_EQ(cb[i], rb[i]);
+        OPS_REL(b, &dx, &db);
+    }
+    bk_host_release(NULL, &big);
+    ops_done();
 }
 
 static void test_views(void)
@@ -452,8 +622,139 @@ static void test_views(void)
     free(wb);
 }
 
+/* ---- lifecycle and loader ---- */
+
+static void test_lifecycle(void)
+{
+    const char *names[] = {"ref", "cpu", "cputest"};
+    for (int i = 0; i < 3; i++) {
+        char err[VLQ_ERRLEN] = "";
+        Backend *b = NULL;
+        BackendOpenOptions o = {.threads = 2};
+        CHECK_EQ(backend_open(names[i], &o, &b, err), 0);
+        if (!b) {
+            test_fail(__FILE__, __LINE__, "%s: %s", names[i], err);
+            continue;
+        }
+        CHECK_STR(b->name, names[i]);
+        CHECK_EQ(b->abi_version, BACKEND_ABI_VERSION);
+        char d[512];
+        b->describe(b, d, sizeof d);
+        CHECK(!strncmp(d, names[i], strlen(names[i])));
+        if (i > 0) { /* cpu and its plugin: threads as asked, features, kernels */
+            CHECK(strstr(d, "2 OpenMP threads") != NULL);
+            CHECK(strstr(d, "CPU features:") != NULL);
+            CHECK(strstr(d, "kernels:") != NULL);
+        }
+        int64_t free_b = -1, total_b = -1;
+        CHECK_EQ(b->meminfo(b, &free_b, &total_b, err), 0);
+        CHECK(total_b > (int64_t)64 << 20);
+        CHECK(free_b > 0 && free_b <= total_b);
+        CHECK_EQ(b->sync(b, err), 0);
+        backend_close(b);
+    }
+    backend_close(NULL);
+    /* two instances of one plugin are independent: closing one leaves the other working */
+    char err[VLQ_ERRLEN];
+    Backend *b1, *b2;
+    CHECK_EQ(backend_open("cputest", NULL, &b1, err), 0);
+    CHECK_EQ(backend_open("cputest", NULL, &b2, err), 0);
+    CHECK(b1 != b2);
+    backend_close(b1);
+    Tensor t;
+    float in[4] = {1, -2, 3, 0.5f}, out[4] = {0};
+    CHECK_EQ(b2->alloc(b2, &t, 1, 4, err), 0);
+    b2->write(b2, &t, 0, in, 1);
+    b2->gelu_erf(b2, &t);
+    b2->read(b2, &t, 0, out, 1);
+    CHECK(fabsf(out[0] - 0.8413447f) < 1e-6f);
+    b2->release(b2, &t);
+    backend_close(b2);
+}
+
+/* The plugin is built with -fvisibility=hidden: its only export is the entry. */
+static void test_plugin_exports(void)
+{
+    char dir[4096];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    CHECK(n > 0);
+    if (n <= 0)
+        return;
+    dir[n] = 0;
+    *strrchr(dir, '/') = 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/vlq-backend-cputest.so", dir);
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    CHECK(h != NULL);
+    if (!h)
+        return;
+    CHECK(dlsym(h, BACKEND_ENTRY_SYMBOL) != NULL);
+    CHECK(dlsym(h, "backend_cpu") == NULL);
+    CHECK(dlsym(h, "bk_host_alloc") == NULL);
+    CHECK(dlsym(h, "err_set") == NULL);
+    dlclose(h);
+}
+
+static void test_loader_errors(void)
+{
+    char err[VLQ_ERRLEN];
+    Backend *b = (Backend *)1;
+    /* not a name */
+    CHECK_EQ(backend_open("../cpu", NULL, &b, err), VLQ_EINPUT);
+    CHECK(b == NULL);
+    CHECK(strstr(err, "not a backend name") != NULL);
+    CHECK_EQ(backend_open("", NULL, &b, err), VLQ_EINPUT);
+    /* no such plugin: the places looked at are named */
+    CHECK_EQ(backend_open("nosuch", NULL, &b, err), VLQ_EINPUT);
+    CHECK(strstr(err, "vlq-backend-nosuch.so") != NULL);
+    CHECK(strstr(err, BACKEND_PLUGIN_DIR) != NULL);
+    /* a shared object without the entry */
+    CHECK_EQ(backend_open("nosym", NULL, &b, err), VLQ_ENOTSUP);
+    CHECK(strstr(err, "/vlq-backend-nosym.so: not a vlq backend (no vlq_backend_entry") != NULL);
+    /* a plugin that refuses this ABI, and one that claims another */
+    CHECK_EQ(backend_open("refuse", NULL, &b, err), VLQ_ENOTSUP);
+    CHECK(strstr(err, "/vlq-backend-refuse.so: refuses backend ABI version") != NULL);
+    CHECK_EQ(backend_open("badabi", NULL, &b, err), VLQ_ENOTSUP);
+    char want[128];
+    snprintf(want, sizeof want, "built for backend ABI version %d, this vlq needs %d",
+             BACKEND_ABI_VERSION + 1, BACKEND_ABI_VERSION);
+    CHECK(strstr(err, want) != NULL);
+    CHECK(strstr(err, "/vlq-backend-badabi.so") != NULL);
+    /* the plugins beside this binary, each once, built-in names never */
+    char *list = backend_plugin_list();
+    CHECK(list != NULL);
+    const char *want_list[] = {"cputest", "nosym", "badabi", "refuse"};
+    char padded[512];
+    snprintf(padded, sizeof padded, " %s ", list ? list : "");
+    for (int i = 0; i < 4; i++) {
+        char w[32];
+        snprintf(w, sizeof w, " %s ", want_list[i]);
+        CHECK(strstr(padded, w) != NULL);
+    }
+    CHECK(strstr(padded, " cpu ") == NULL && padded[1] != ' ');
+    free(list);
+    /* a file that is not a shared object */
+    CHECK_EQ(test_sh("echo junk > vlq-backend-junk.so && touch vlq-backend-.so vlq-backend-A.so"), 0);
+    setenv("VLQ_BACKEND_DIR", test_tmpdir(), 1);
+    list = backend_plugin_list();
+    CHECK_STR(list, "junk");
+    free(list);
+    CHECK_EQ(backend_open("junk", NULL, &b, err), VLQ_ENOTSUP);
+    CHECK(strstr(err, "/vlq-backend-junk.so: cannot load") != NULL);
+    /* $VLQ_BACKEND_DIR is the only place looked at when set */
+    CHECK_EQ(backend_open("cputest", NULL, &b, err), VLQ_EINPUT);
+    CHECK(strstr(err, test_tmpdir()) != NULL && strstr(err, "$VLQ_BACKEND_DIR") != NULL);
+    CHECK(strstr(err, BACKEND_PLUGIN_DIR) == NULL);
+    /* built-in names never touch the loader */
+    CHECK_EQ(backend_open("cpu", NULL, &b, err), 0);
+    backend_close(b);
+    unsetenv("VLQ_BACKEND_DIR");
+}
+
 TEST_GROUP(ops, {"matmul", test_matmul}, {"q4_layout", test_q4_layout},
            {"bf16_round", test_bf16_round}, {"embed", test_embed},
            {"embed_mix4", test_embed_mix4}, {"rows", test_rows}, {"norms", test_norms},
            {"elementwise", test_elementwise}, {"rotary", test_rotary},
-           {"attention", test_attention}, {"argmax", test_argmax}, {"views", test_views})
+           {"attention", test_attention}, {"argmax", test_argmax}, {"views", test_views},
+           {"lifecycle", test_lifecycle}, {"plugin_exports", test_plugin_exports},
+           {"loader_errors", test_loader_errors})

@@ -4,8 +4,10 @@
  * seeded noise at sane scales; the names and shapes are exactly what `vlq convert`
  * expects, from model_tensor_specs.
  *
- * usage: make-tiny OUT_DIR [SEED]
- * Needs $VLQ_ROOT (the repository) for the real config, chat template and tokenizer. */
+ * usage: make-tiny OUT_DIR [SEED [CONFIG_JSON]]
+ * Needs $VLQ_ROOT (the repository) for the real config, chat template and tokenizer.
+ * With CONFIG_JSON, that config.json's shapes instead of the tiny ones (a model of any
+ * size for measurements, e.g. tests/bench/residency.sh's real vision tower). */
 #include "err.h"
 #include "half.h"
 #include "model.h"
@@ -102,18 +104,24 @@ static int tiny_copy(const char *root, const char *rel, const char *dir, const c
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: make-tiny OUT_DIR [SEED]\n");
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: make-tiny OUT_DIR [SEED [CONFIG_JSON]]\n");
         return 2;
     }
     const char *dir = argv[1], *root = getenv("VLQ_ROOT");
-    uint64_t seed = argc == 3 ? strtoull(argv[2], NULL, 10) : 1;
+    uint64_t seed = argc >= 3 ? strtoull(argv[2], NULL, 10) : 1;
     if (!root)
         root = ".";
     char err[VLQ_ERRLEN], path[4096];
     mkdir(dir, 0755);
-    char *config = tiny_config(root, err), *gen = NULL;
+    char *config = NULL, *gen = NULL;
     size_t gen_len;
+    if (argc == 4) {
+        if (util_read_file(argv[3], 0, &config, &gen_len, err))
+            config = NULL;
+    } else {
+        config = tiny_config(root, err);
+    }
     ModelConfig mc;
     int rc = config ? 0 : VLQ_EINPUT;
     snprintf(path, sizeof path, "%s/tests/data/qwen3-vl-4b-instruct/generation_config.json", root);
