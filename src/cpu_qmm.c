@@ -790,3 +790,366 @@ void cpu_qmm_matmul(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *b
 {
     cpu_qmm_matmul_with(cpu_qmm_kernel(), y, x, w, bias);
 }
+
+/* ---- the packed layout: 16 output rows in the lanes of a vector ----
+ *
+ * Rows are taken 16 at a time (a "row group"; the last one padded with zero weights and
+ * zero scales). For each row group and each block of 32 columns, the 16 rows' weights lie
+ * in 4-byte column chunks, one int32 lane per row: Q8 (512 bytes) as 8 vectors of 64
+ * bytes, vector k = columns 4k .. 4k+3 of rows 0..15, each byte w + 128; Q4 (256 bytes) as
+ * 4 vectors whose low nibbles are columns 4k .. 4k+3 and high nibbles columns 16+4k ..
+ * 16+4k+3 (k < 4), each nibble w + 8 as in the file. Then vpdpbusd with 4 activation bytes
+ * of one token broadcast to every lane sums 16 rows at once: no horizontal reduction, and
+ * per block one convert and one FMA per 16 rows per token. The scale plane follows the qs
+ * plane: per row group and weight group, the 16 rows' half-float scales (32 bytes).
+ *
+ * Activations for this layout are in column order: per token row and block, 32 int8, the
+ * block scale d and corr = -off * (sum of the 32 q), the integer accumulator's start. */
+
+#define QMM_RG 16   /* rows per row group */
+#define QMM_PTB 64  /* GEMM: tokens per block */
+#define QMM_PKB 32  /* GEMM: 32-column blocks per column chunk (a row pair's weights in L1) */
+
+static int64_t qmm_blk_bytes(QuantType type)
+{
+    return type == QUANT_Q4 ? 256 : 512;
+}
+
+static int64_t qmm_packed_qs_bytes(QuantType type, int64_t rows, int64_t cols)
+{
+    return (rows + QMM_RG - 1) / QMM_RG * (cols / 32) * qmm_blk_bytes(type);
+}
+
+size_t cpu_qmm_packed_bytes(QuantType type, int64_t rows, int64_t cols, int group)
+{
+    int64_t nrg = (rows + QMM_RG - 1) / QMM_RG;
+    return (size_t)(qmm_packed_qs_bytes(type, rows, cols) + nrg * (cols / group) * QMM_RG * 2);
+}
+
+void cpu_qmm_pack(const Tensor *w, void *dst)
+{
+    assert(w->type == QUANT_Q4 || w->type == QUANT_Q8);
+    assert(w->group >= 32 && w->group % 32 == 0 && w->cols % w->group == 0);
+    const int64_t rows = w->rows, cols = w->cols, nblk = cols / 32, G = w->group;
+    const int64_t bb = qmm_blk_bytes(w->type);
+    const int q4 = w->type == QUANT_Q4;
+    uint8_t *qs = dst;
+    uint16_t *sc = (uint16_t *)(qs + qmm_packed_qs_bytes(w->type, rows, cols));
+    const uint8_t *src = w->data;
+    const uint16_t *ssrc = w->scale;
+    memset(dst, 0, cpu_qmm_packed_bytes(w->type, rows, cols, w->group));
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t rg = r / QMM_RG, lane = r % QMM_RG;
+        for (int64_t g = 0; g < cols / G; g++)
+            sc[(rg * (cols / G) + g) * QMM_RG + lane] = ssrc[r * (cols / G) + g];
+        for (int64_t col = 0; col < cols; col++) {
+            /* the weight as an unsigned byte: Q4 the file's nibble, Q8 w + 128 */
+            int u;
+            if (q4) {
+                int64_t g = col / G, j = col % G;
+                uint8_t byte = src[r * cols / 2 + g * G / 2 + j % (G / 2)];
+                u = j < G / 2 ? byte & 15 : byte >> 4;
+            } else {
+                u = (uint8_t)(src[r * cols + col] ^ 0x80);
+            }
+            int64_t b = col / 32, k = col % 32, chunk = k / 4, pos = k % 4;
+            uint8_t *blk = qs + (rg * nblk + b) * bb;
+            if (q4) /* chunks 0..3 low nibbles, 4..7 the high nibbles of the same bytes */
+                blk[(chunk & 3) * 64 + lane * 4 + pos] |= (uint8_t)(chunk < 4 ? u : u << 4);
+            else
+                blk[chunk * 64 + lane * 4 + pos] = (uint8_t)u;
+        }
+    }
+}
+
+typedef struct {
+    const uint8_t *qs;     /* packed qs plane */
+    const uint16_t *scale; /* packed scale plane */
+    int q4, off;
+    int64_t rows, cols, nblk, ngroups, nrg, bb;
+    int bpg;               /* blocks per weight group */
+    const int8_t *q;       /* [n][cols] quantised activations, column order */
+    const float *d;        /* [n][nblk] block scales */
+    const int32_t *corr;   /* [n][nblk] -off * sum of the block's q */
+} QmmPk;
+
+/* out[(g * NT + j) * 16 + l] = row (rg0 + g) * 16 + l of W . token t0 + j over blocks
+ * b0 .. b1 */
+typedef void (*QmmPkFn)(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1,
+                        float *out);
+
+static void qmm_pk_quantize(const QmmPk *p, int8_t *q, float *d, int32_t *corr,
+                            const float *x)
+{
+    float (*quarter_fn)(const float *, int64_t, int64_t, int8_t *) = qmm_quarter_c;
+#ifdef QMM_X86
+    if (cpucaps_get() & CPUCAPS_AVX2)
+        quarter_fn = qmm_quarter_avx2;
+#endif
+    for (int64_t b = 0; b < p->nblk; b++) {
+        int8_t *qb = q + 32 * b;
+        d[b] = quarter_fn(x, 32 * b, 32 * b, qb);
+        quarter_fn(x, 32 * b + 16, 32 * b, qb + 16);
+        int32_t s = 0;
+        for (int k = 0; k < 32; k++)
+            s += qb[k];
+        corr[b] = -p->off * s;
+    }
+}
+
+/* plain C: the oracle */
+static void qmm_pk_c_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1,
+                          float *out, int ng, int nt)
+{
+    for (int g = 0; g < ng; g++)
+        for (int j = 0; j < nt; j++)
+            for (int l = 0; l < QMM_RG; l++) {
+                int64_t rg = rg0 + g, t = t0 + j;
+                float acc = 0.0f;
+                for (int64_t b = b0; b < b1; b++) {
+                    const uint8_t *blk = p->qs + (rg * p->nblk + b) * p->bb;
+                    const int8_t *qa = p->q + t * p->cols + 32 * b;
+                    int32_t s = p->corr[t * p->nblk + b];
+                    for (int k = 0; k < 32; k++) {
+                        int chunk = k / 4, pos = k % 4, u;
+                        if (p->q4) {
+                            uint8_t byte = blk[(chunk & 3) * 64 + l * 4 + pos];
+                            u = chunk < 4 ? byte & 15 : byte >> 4;
+                        } else {
+                            u = blk[chunk * 64 + l * 4 + pos];
+                        }
+                        s += u * qa[k];
+                    }
+                    float sw = half_f16_to_f32(
+                        p->scale[(rg * p->ngroups + b / p->bpg) * QMM_RG + l]);
+                    acc += (float)s * (sw * p->d[t * p->nblk + b]);
+                }
+                out[(g * nt + j) * QMM_RG + l] = acc;
+            }
+}
+
+#define QMM_PK_C_FN(NG, NT)                                                                    \
+    static void qmm_pk_c_##NG##x##NT(const QmmPk *p, int64_t rg0, int t0, int64_t b0,         \
+                                     int64_t b1, float *out)                                   \
+    {                                                                                          \
+        qmm_pk_c_tile(p, rg0, t0, b0, b1, out, NG, NT);                                        \
+    }
+QMM_PK_C_FN(1, 1) QMM_PK_C_FN(1, 2) QMM_PK_C_FN(1, 3) QMM_PK_C_FN(1, 4)
+QMM_PK_C_FN(2, 1) QMM_PK_C_FN(2, 2) QMM_PK_C_FN(2, 3) QMM_PK_C_FN(2, 4)
+
+/* [q4][NG-1][NT-1] */
+typedef QmmPkFn QmmPkTab[2][2][4];
+static const QmmPkTab qmm_pk_tab_c = {
+    {{qmm_pk_c_1x1, qmm_pk_c_1x2, qmm_pk_c_1x3, qmm_pk_c_1x4},
+     {qmm_pk_c_2x1, qmm_pk_c_2x2, qmm_pk_c_2x3, qmm_pk_c_2x4}},
+    {{qmm_pk_c_1x1, qmm_pk_c_1x2, qmm_pk_c_1x3, qmm_pk_c_1x4},
+     {qmm_pk_c_2x1, qmm_pk_c_2x2, qmm_pk_c_2x3, qmm_pk_c_2x4}},
+};
+
+#ifdef QMM_X86
+/* AVX-512 VNNI: NG row groups x NT tokens of zmm accumulators, one block at a time: the
+ * 8 weight vectors of each row group unpacked once, serving NT tokens; each token's 4
+ * activation bytes come as an embedded broadcast operand of vpdpbusd. */
+static inline __attribute__((always_inline)) QMM_T512 void
+qmm_pk512_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1, float *out,
+               const int Q4, const int NG, const int NT)
+{
+    __m512 acc[2][4];
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++)
+            acc[g][j] = _mm512_setzero_ps();
+    const int8_t *qa[4];
+    const float *dd[4];
+    const int32_t *cc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; j++) {
+        qa[j] = p->q + (t0 + j) * p->cols;
+        dd[j] = p->d + (t0 + j) * p->nblk;
+        cc[j] = p->corr + (t0 + j) * p->nblk;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int64_t b = b0; b < b1; b++) {
+        __m512i wv[2][8];
+        __m512 sv[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < NG; g++) {
+            const uint8_t *blk = p->qs + ((rg0 + g) * p->nblk + b) * (Q4 ? 256 : 512);
+            _mm_prefetch((const char *)blk + 2048, _MM_HINT_T0);
+            if (Q4) {
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m512i v = _mm512_load_si512(blk + 64 * k);
+                    wv[g][k] = _mm512_and_si512(v, m4);
+                    wv[g][k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+            } else {
+                _mm_prefetch((const char *)blk + 2048 + 256, _MM_HINT_T0);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    wv[g][k] = _mm512_load_si512(blk + 64 * k);
+            }
+            sv[g] = _mm512_cvtph_ps(_mm256_loadu_si256(
+                (const __m256i *)(p->scale +
+                                  ((rg0 + g) * p->ngroups + b / p->bpg) * QMM_RG)));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++) {
+            const int32_t *a4 = (const int32_t *)(qa[j] + 32 * b);
+            const __m512 dj = _mm512_set1_ps(dd[j][b]);
+#pragma GCC unroll 2
+            for (int g = 0; g < NG; g++) {
+                __m512i s = _mm512_set1_epi32(cc[j][b]);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    s = _mm512_dpbusd_epi32(s, wv[g][k], _mm512_set1_epi32(a4[k]));
+                acc[g][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sv[g], dj),
+                                            acc[g][j]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NT; j++)
+            _mm512_storeu_ps(out + (g * NT + j) * QMM_RG, acc[g][j]);
+}
+
+#define QMM_PK512_FN(Q, NG, NT)                                                                \
+    static QMM_T512 void qmm_pk512_##Q##_##NG##x##NT(const QmmPk *p, int64_t rg0, int t0,     \
+                                                     int64_t b0, int64_t b1, float *out)       \
+    {                                                                                          \
+        qmm_pk512_tile(p, rg0, t0, b0, b1, out, QMM_IS_##Q, NG, NT);                           \
+    }
+#define QMM_PK512_ALL(Q)                                                                       \
+    QMM_PK512_FN(Q, 1, 1) QMM_PK512_FN(Q, 1, 2) QMM_PK512_FN(Q, 1, 3) QMM_PK512_FN(Q, 1, 4)    \
+    QMM_PK512_FN(Q, 2, 1) QMM_PK512_FN(Q, 2, 2) QMM_PK512_FN(Q, 2, 3) QMM_PK512_FN(Q, 2, 4)
+QMM_PK512_ALL(q8)
+QMM_PK512_ALL(q4)
+#define QMM_PK512_ROW(Q)                                                                       \
+    {{qmm_pk512_##Q##_1x1, qmm_pk512_##Q##_1x2, qmm_pk512_##Q##_1x3, qmm_pk512_##Q##_1x4},     \
+     {qmm_pk512_##Q##_2x1, qmm_pk512_##Q##_2x2, qmm_pk512_##Q##_2x3, qmm_pk512_##Q##_2x4}}
+static const QmmPkTab qmm_pk_tab_512 = {QMM_PK512_ROW(q8), QMM_PK512_ROW(q4)};
+#endif
+
+int cpu_qmm_packed_available(CpuQmmKernel k)
+{
+    return k == CPU_QMM_C || (k == CPU_QMM_AVX512VNNI && cpu_qmm_kernel_available(k));
+}
+
+CpuQmmKernel cpu_qmm_packed_kernel(void)
+{
+    return cpu_qmm_packed_available(CPU_QMM_AVX512VNNI) ? CPU_QMM_AVX512VNNI : CPU_QMM_C;
+}
+
+/* Row groups rg0 .. rg1 of y, all tokens: one thread's share. */
+static void qmm_pk_rows(const QmmPkTab *tab, const QmmPk *p, int64_t rg0, int64_t rg1,
+                        int n_tok, Tensor *y, const Tensor *bias)
+{
+    float *yd = y->data, out[2 * 4 * QMM_RG];
+    const int64_t ldy = y->cols;
+    /* decode: the weights streamed once, front to back; prefill: chunks of columns so a
+     * row pair's weights stay in L1 across the token tiles */
+    const int64_t kc = n_tok <= 8 ? p->nblk : QMM_PKB;
+    const int tb_n = n_tok <= 8 ? n_tok : QMM_PTB;
+    for (int tb = 0; tb < n_tok; tb += tb_n) {
+        int te = tb + tb_n < n_tok ? tb + tb_n : n_tok;
+        for (int64_t b0 = 0; b0 < p->nblk; b0 += kc) {
+            int64_t b1 = b0 + kc < p->nblk ? b0 + kc : p->nblk;
+            for (int64_t rg = rg0; rg < rg1; rg += 2) {
+                int ng = rg1 - rg < 2 ? 1 : 2;
+                for (int t = tb; t < te; t += 4) {
+                    int nt = te - t < 4 ? te - t : 4;
+                    (*tab)[p->q4][ng - 1][nt - 1](p, rg, t, b0, b1, out);
+                    for (int g = 0; g < ng; g++) {
+                        int64_t r = (rg + g) * QMM_RG;
+                        int m = p->rows - r < QMM_RG ? (int)(p->rows - r) : QMM_RG;
+                        for (int j = 0; j < nt; j++) {
+                            float *yr = yd + (t + j) * ldy + r;
+                            const float *o = out + (g * nt + j) * QMM_RG;
+                            if (b0 == 0)
+                                for (int l = 0; l < m; l++)
+                                    yr[l] = o[l] + qmm_bias(bias, r + l);
+                            else
+                                for (int l = 0; l < m; l++)
+                                    yr[l] += o[l];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void cpu_qmm_matmul_packed_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tensor *w,
+                                const Tensor *bias)
+{
+    assert(w->type == QUANT_Q4 || w->type == QUANT_Q8);
+    assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
+    assert(w->group >= 32 && w->group % 32 == 0 && w->cols % w->group == 0);
+    VLQ_ASSERT(cpu_qmm_packed_available(k));
+    int64_t n = x->rows, cols = w->cols;
+    if (n == 0)
+        return;
+    QmmPk p = {
+        .qs = w->data,
+        .scale = w->scale,
+        .q4 = w->type == QUANT_Q4,
+        .off = w->type == QUANT_Q4 ? 8 : 128,
+        .rows = w->rows,
+        .cols = cols,
+        .nblk = cols / 32,
+        .ngroups = cols / w->group,
+        .nrg = (w->rows + QMM_RG - 1) / QMM_RG,
+        .bb = qmm_blk_bytes(w->type),
+        .bpg = w->group / 32,
+    };
+    char err[VLQ_ERRLEN] = "";
+    /* n * cols q bytes + 8 bytes per block: within cpu_qmm_scratch_bytes */
+    uint8_t *s = qmm_scratch_get(cpu_qmm_scratch_bytes(n, cols), err);
+    if (!s) {
+        fprintf(stderr, "fatal: %s\n", err);
+        abort();
+    }
+    int8_t *q = (int8_t *)s;
+    float *d = (float *)(s + (n * cols + 63) / 64 * 64);
+    int32_t *corr = (int32_t *)(d + n * p.nblk);
+    p.q = q;
+    p.d = d;
+    p.corr = corr;
+    const QmmPkTab *tab = &qmm_pk_tab_c;
+#ifdef QMM_X86
+    if (k == CPU_QMM_AVX512VNNI)
+        tab = &qmm_pk_tab_512;
+#endif
+    const float *xd = x->data;
+    int64_t work = n * cols * w->rows;
+#pragma omp parallel if (work > QMM_PAR_MIN)
+    {
+        int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n; t++)
+            qmm_pk_quantize(&p, q + t * cols, d + t * p.nblk, corr + t * p.nblk, xd + t * cols);
+        /* equal shares of the row groups, in pairs */
+        int64_t npair = (p.nrg + 1) / 2;
+        int64_t rg0 = 2 * (npair * tid / nth), rg1 = 2 * (npair * (tid + 1) / nth);
+        if (rg1 > p.nrg)
+            rg1 = p.nrg;
+        qmm_pk_rows(tab, &p, rg0, rg1, (int)n, y, bias);
+    }
+}
+
+void cpu_qmm_matmul_packed(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
+{
+    cpu_qmm_matmul_packed_with(cpu_qmm_packed_kernel(), y, x, w, bias);
+}
+
+Tensor cpu_qmm_packed_tensor(const Tensor *w, void *dst)
+{
+    Tensor t = *w;
+    t.data = dst;
+    t.scale = (uint8_t *)dst + qmm_packed_qs_bytes(w->type, w->rows, w->cols);
+    t.owned = 0;
+    return t;
+}

@@ -52,4 +52,27 @@ int cpu_qmm_reserve(int64_t max_tok, int64_t max_cols, char *err);
 /* Free the calling thread's scratch (a later matmul grows it again). */
 void cpu_qmm_release(void);
 
+/* ---- the packed layout (16 output rows interleaved in the lanes of a vector) ----
+ * cpu_qmm.c's comment describes it. The cpu backend repacks Q4/Q8 Linear weights into it
+ * at bind time when cpu_qmm_packed_kernel() is not the C oracle. A packed tensor is a
+ * Tensor of the same type, rows, cols and group whose data is the packed qs plane and
+ * scale the packed scale plane (both inside one block of cpu_qmm_packed_bytes). */
+
+/* Bytes of the packed form of a [rows, cols] Q4/Q8 weight with the given group (rows
+ * padded to 16; the same size as the file's bytes when rows % 16 == 0). */
+size_t cpu_qmm_packed_bytes(QuantType type, int64_t rows, int64_t cols, int group);
+/* Repack w (file layout, group a multiple of 32) into dst: cpu_qmm_packed_bytes, 64-byte
+ * aligned. */
+void cpu_qmm_pack(const Tensor *w, void *dst);
+/* The packed tensor over dst (as cpu_qmm_pack filled it) for a weight shaped like w. */
+Tensor cpu_qmm_packed_tensor(const Tensor *w, void *dst);
+/* y = x @ W^T (+ bias) for a packed W, with the fastest packed kernel / with kernel k. */
+void cpu_qmm_matmul_packed(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias);
+void cpu_qmm_matmul_packed_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tensor *w,
+                                const Tensor *bias);
+/* 1 if kernel k has a packed form on this CPU (C and AVX-512 VNNI). */
+int cpu_qmm_packed_available(CpuQmmKernel k);
+/* The kernel cpu_qmm_matmul_packed uses. */
+CpuQmmKernel cpu_qmm_packed_kernel(void);
+
 #endif

@@ -138,6 +138,33 @@ static void qmm_case(QuantType type, int64_t n, int64_t in, int64_t out, int gro
         if (check_ref && k == (int)cpu_qmm_kernel())
             qmm_check_ref(kw, &yk, &yr, &x, &w);
     }
+    /* the packed layout: its C kernel against the file-layout C kernel and ops_ref, its
+     * SIMD kernels against its C kernel */
+    size_t pbytes = cpu_qmm_packed_bytes(type, out, in, group);
+    CHECK(pbytes >= quant_nbytes(type, out, in, group));
+    CHECK(pbytes - quant_nbytes(type, out, in, group) <= (size_t)(15 * in + 15 * in / group * 2));
+    void *pk = aligned_alloc(64, (pbytes + 63) / 64 * 64);
+    cpu_qmm_pack(&w, pk);
+    Tensor wp = cpu_qmm_packed_tensor(&w, pk);
+    Tensor ypc;
+    bk_host_alloc(&ops_ref_backend, &ypc, n, out, NULL);
+    memset(ypc.data, 0xff, (size_t)(n * out) * 4);
+    cpu_qmm_matmul_packed_with(CPU_QMM_C, &ypc, &x, &wp, bp);
+    char pw[160];
+    snprintf(pw, sizeof pw, "packed c %s", what);
+    qmm_check_c(pw, &ypc, &yc, in);
+    if (check_ref)
+        qmm_check_ref(pw, &ypc, &yr, &x, &w);
+    for (int k = CPU_QMM_C + 1; k < CPU_QMM_N; k++) {
+        if (!cpu_qmm_packed_available(k))
+            continue;
+        memset(yk.data, 0xff, (size_t)(n * out) * 4);
+        cpu_qmm_matmul_packed_with(k, &yk, &x, &wp, bp);
+        snprintf(pw, sizeof pw, "packed %s %s", cpu_qmm_kernel_label(k), what);
+        qmm_check_c(pw, &yk, &ypc, in);
+    }
+    free(pk);
+    bk_host_release(NULL, &ypc);
     free(wb);
     free(bb);
     bk_host_release(NULL, &x);
@@ -175,6 +202,13 @@ static void test_odd_shapes(void)
         qmm_case(t, 17, 384, 6, 64, 0, 1);
         qmm_case(t, 40, 224, 31, 32, 1, 1); /* 40 tokens, rows % 4 = 3 */
         qmm_case(t, 70, 2304, 5, 64, 0, 1); /* > one token block, > one column chunk */
+        /* packed layout: rows % 16 != 0, odd row-group counts, > one column chunk of
+         * 32 blocks, > one token block of 64, token tails 1..3 */
+        qmm_case(t, 1, 1088, 33, 32, 1, 1);
+        qmm_case(t, 2, 64, 47, 64, 0, 1);
+        qmm_case(t, 7, 1152, 40, 128, 1, 1);
+        qmm_case(t, 66, 1088, 21, 32, 1, 1);
+        qmm_case(t, 100, 256, 50, 128, 0, 1);
     }
 }
 
