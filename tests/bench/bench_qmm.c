@@ -5,8 +5,10 @@
  *   GEMV (1 token): GB/s of Q4 weights streamed at 2560->9728, 9728->2560 and the tied
  *     lm_head 2560->151936, 1 and 2 threads; the layer shapes cycle over enough copies
  *     (>= 512 MiB) that every call reads its weights from DRAM, as a decode step does
- *   GEMM: GFLOP/s for 512 tokens at 2560->9728 (2 * 512 * 2560 * 9728 flops), the whole
- *     call and the best of short calls on 512-row slices of the weights
+ *   GEMM: GFLOP/s for 512 tokens at 2560->9728 and 9728->2560 (2 * 512 * in * out flops),
+ *     file layout against the packed layout (cpu_qmm_pack), 1 and 2 threads, wall and
+ *     per-core by process CPU time; then the best of short calls on 512-row slices
+ *   GEMV with the packed layout at 1 and 2 token rows against the file layout
  *   each kernel's ceiling: a GEMV whose weights (0.33 MB) stay in L2, 1 thread
  *
  * Short (a few seconds) and best-of-N single calls: the machine is shared and noisy. Usage:
@@ -125,21 +127,92 @@ static Tensor bench_act(int64_t rows, int64_t cols)
     return t;
 }
 
-/* Best seconds of one call of kernel k over reps passes through the copies (the best
- * single call: on a shared machine, the one least disturbed; each reads its own copy). */
-static double bench_gemv(CpuQmmKernel k, BenchW *b, Tensor *y, const Tensor *x, int th, int reps)
+/* The copies of a repacked into the packed layout (cpu_qmm_pack). */
+static void bench_pack(BenchW *p, const BenchW *a)
+{
+    const Tensor *w = &a->w[0];
+    p->bytes = (cpu_qmm_packed_bytes(w->type, w->rows, w->cols, w->group) + 63) / 64 * 64;
+    p->n = a->n;
+    p->buf = aligned_alloc(64, p->bytes * (size_t)p->n);
+    p->w = calloc((size_t)p->n, sizeof *p->w);
+    if (!p->buf || !p->w) {
+        fprintf(stderr, "bench_qmm: out of memory\n");
+        exit(1);
+    }
+    for (int c = 0; c < p->n; c++) {
+        cpu_qmm_pack(&a->w[c], p->buf + (size_t)c * p->bytes);
+        p->w[c] = cpu_qmm_packed_tensor(&a->w[c], p->buf + (size_t)c * p->bytes);
+    }
+}
+
+static double bench_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void bench_call(CpuQmmKernel k, int packed, Tensor *y, const Tensor *x, const Tensor *w)
+{
+    if (packed)
+        cpu_qmm_matmul_packed_with(k, y, x, w, NULL);
+    else
+        cpu_qmm_matmul_with(k, y, x, w, NULL);
+}
+
+/* Best seconds of one call of kernel k (packed layout or not) over reps passes through
+ * the copies (the best single call: on a shared machine, the one least disturbed; each
+ * reads its own copy); *cpu (when not NULL) gets the least process CPU seconds of a call
+ * divided by the threads: what a call costs a core however the host shares them. */
+static double bench_run(CpuQmmKernel k, int packed, BenchW *b, Tensor *y, const Tensor *x, int th,
+                        int reps, double *cpu)
 {
     omp_set_num_threads(th);
-    cpu_qmm_matmul_with(k, y, x, &b->w[0], NULL); /* scratch grown, threads started */
-    double best = 1e30;
+    bench_call(k, packed, y, x, &b->w[0]); /* scratch grown, threads started */
+    double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r < reps; r++)
         for (int c = 0; c < b->n; c++) {
-            double t0 = bench_now();
-            cpu_qmm_matmul_with(k, y, x, &b->w[c], NULL);
-            double dt = bench_now() - t0;
+            double t0 = bench_now(), c0 = bench_cpu_now();
+            bench_call(k, packed, y, x, &b->w[c]);
+            double dt = bench_now() - t0, dc = (bench_cpu_now() - c0) / th;
             best = dt < best ? dt : best;
+            best_cpu = dc < best_cpu ? dc : best_cpu;
         }
+    if (cpu)
+        *cpu = best_cpu;
     return best;
+}
+
+static double bench_gemv(CpuQmmKernel k, BenchW *b, Tensor *y, const Tensor *x, int th, int reps)
+{
+    return bench_run(k, 0, b, y, x, th, reps, NULL);
+}
+
+/* GEMM at 512 tokens for one shape: file layout against packed, 1 and 2 threads, wall
+ * and CPU-time rates (per core: flops / (CPU seconds / threads)). */
+static void bench_gemm_shape(int64_t in, int64_t out, int reps)
+{
+    BenchW b, bp;
+    bench_weights(&b, out, in, 1);
+    bench_pack(&bp, &b);
+    Tensor x = bench_act(512, in), y = bench_act(512, out);
+    double flop = 2.0 * 512 * (double)in * (double)out;
+    printf("\nGEMM, 512 tokens, %lld->%lld Q4 g32 (GFLOP/s wall; per core by CPU time):\n",
+           (long long)in, (long long)out);
+    for (int packed = 0; packed <= 1; packed++) {
+        CpuQmmKernel k = packed ? cpu_qmm_packed_kernel() : cpu_qmm_kernel();
+        printf("  %-6s %-10s", packed ? "packed" : "file", cpu_qmm_kernel_label(k));
+        for (int th = 1; th <= 2; th++) {
+            double cpu, t = bench_run(k, packed, packed ? &bp : &b, &y, &x, th, reps, &cpu);
+            printf("  %d thr %6.1f (%5.1f/core, %.1f ms)", th, flop / t / 1e9, flop / th / cpu / 1e9,
+                   t * 1e3);
+        }
+        printf("\n");
+    }
+    bk_host_release(NULL, &x);
+    bk_host_release(NULL, &y);
+    bench_weights_free(&b);
+    bench_weights_free(&bp);
 }
 
 int main(int argc, char **argv)
@@ -185,10 +258,31 @@ int main(int argc, char **argv)
         double g1 = (double)one / t1 / 1e9, g2 = (double)one / t2 / 1e9;
         printf("  %-22s %9.1f %9.1f %8.0f%% %9.1f %8.0f%%   (%.3f / %.3f ms)\n", shapes[s].what,
                (double)one / 1e6, g1, 100 * g1 / bw1, g2, 100 * g2 / bw2, t1 * 1e3, t2 * 1e3);
+        /* the packed layout at 1 and 2 token rows, and the file layout at 2 */
+        BenchW bp;
+        bench_pack(&bp, &b);
+        Tensor x2 = bench_act(2, shapes[s].in), y2 = bench_act(2, shapes[s].out);
+        CpuQmmKernel kp = cpu_qmm_packed_kernel();
+        double f2a = bench_run(k, 0, &b, &y2, &x2, 1, reps, NULL);
+        double f2b = bench_run(k, 0, &b, &y2, &x2, 2, reps, NULL);
+        double p1a = bench_run(kp, 1, &bp, &y, &x, 1, reps, NULL);
+        double p1b = bench_run(kp, 1, &bp, &y, &x, 2, reps, NULL);
+        double p2a = bench_run(kp, 1, &bp, &y2, &x2, 1, reps, NULL);
+        double p2b = bench_run(kp, 1, &bp, &y2, &x2, 2, reps, NULL);
+        printf("    ms, 1/2 thr: file 1 tok %.3f/%.3f, 2 tok %.3f/%.3f; packed 1 tok %.3f/%.3f, "
+               "2 tok %.3f/%.3f\n",
+               t1 * 1e3, t2 * 1e3, f2a * 1e3, f2b * 1e3, p1a * 1e3, p1b * 1e3, p2a * 1e3,
+               p2b * 1e3);
+        bk_host_release(NULL, &x2);
+        bk_host_release(NULL, &y2);
+        bench_weights_free(&bp);
         bk_host_release(NULL, &x);
         bk_host_release(NULL, &y);
         bench_weights_free(&b);
     }
+
+    bench_gemm_shape(2560, 9728, reps > 3 ? 3 : reps);
+    bench_gemm_shape(9728, 2560, reps > 3 ? 3 : reps);
 
     {
         BenchW b;
