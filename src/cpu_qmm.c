@@ -1153,3 +1153,27 @@ Tensor cpu_qmm_packed_tensor(const Tensor *w, void *dst)
     t.owned = 0;
     return t;
 }
+
+void cpu_qmm_packed_row(const Tensor *w, int64_t r, float *out)
+{
+    assert(r >= 0 && r < w->rows);
+    const int64_t nblk = w->cols / 32, bb = qmm_blk_bytes(w->type), ng = w->cols / w->group;
+    const int64_t rg = r / QMM_RG, lane = r % QMM_RG, bpg = w->group / 32;
+    const uint8_t *qs = w->data;
+    const uint16_t *sc = w->scale;
+    const int q4 = w->type == QUANT_Q4;
+    for (int64_t b = 0; b < nblk; b++) {
+        const uint8_t *blk = qs + (rg * nblk + b) * bb;
+        float s = half_f16_to_f32(sc[(rg * ng + b / bpg) * QMM_RG + lane]);
+        for (int k = 0; k < 32; k++) {
+            int chunk = k / 4, pos = k % 4, v;
+            if (q4) {
+                uint8_t byte = blk[(chunk & 3) * 64 + lane * 4 + pos];
+                v = (chunk < 4 ? byte & 15 : byte >> 4) - 8;
+            } else {
+                v = (int)blk[chunk * 64 + lane * 4 + pos] - 128;
+            }
+            out[32 * b + k] = s * (float)v;
+        }
+    }
+}

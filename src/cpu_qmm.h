@@ -70,6 +70,9 @@ Tensor cpu_qmm_packed_tensor(const Tensor *w, void *dst);
 void cpu_qmm_matmul_packed(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias);
 void cpu_qmm_matmul_packed_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tensor *w,
                                 const Tensor *bias);
+/* out[cols] = row r of the packed W, dequantised as quant.h's layout would give it (the
+ * embedding's row lookup). */
+void cpu_qmm_packed_row(const Tensor *w, int64_t r, float *out);
 /* 1 if kernel k has a packed form on this CPU (C and AVX-512 VNNI). */
 int cpu_qmm_packed_available(CpuQmmKernel k);
 /* The kernel cpu_qmm_matmul_packed uses. */

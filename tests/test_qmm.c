@@ -12,6 +12,7 @@
 #include "backend_int.h"
 #include "cpu_qmm.h"
 #include "cpucaps.h"
+#include "err.h"
 #include "test.h"
 
 #include <math.h>
@@ -247,5 +248,45 @@ static void test_backend_hook(void)
     bk_host_release(NULL, &yq);
 }
 
+/* The cpu backend's weight hook: Q4/Q8 repacked (when the CPU has a packed kernel) into
+ * memory it owns; its matmul gives what cpu_qmm_matmul_packed gives, its embed the file
+ * rows exactly, and release frees the copy (ASan would see a leak). */
+static void test_backend_packed(void)
+{
+    qmm_rng = 29;
+    static const QuantType types[] = {QUANT_Q4, QUANT_Q8};
+    for (int ti = 0; ti < 2; ti++) {
+        Tensor w, wc, x = qmm_act(5, 256, 1), y, yp, e, er;
+        void *wb = qmm_weight(&w, types[ti], 37, 256, 64);
+        char err[VLQ_ERRLEN];
+        CHECK_EQ(backend_cpu.weight(&backend_cpu, &wc, types[ti], 37, 256, 64, wb, err), 0);
+        int packed = cpu_qmm_packed_kernel() != CPU_QMM_C;
+        CHECK(packed ? wc.owned && wc.data != wb : !wc.owned && wc.data == wb);
+        CHECK(wc.type == types[ti] && wc.rows == 37 && wc.cols == 256 && wc.group == 64);
+        bk_host_alloc(&ops_ref_backend, &y, 5, 37, NULL);
+        bk_host_alloc(&ops_ref_backend, &yp, 5, 37, NULL);
+        backend_cpu.matmul(&backend_cpu, &y, &x, &wc, NULL);
+        if (packed)
+            cpu_qmm_matmul_packed(&yp, &x, &wc, NULL);
+        else
+            cpu_qmm_matmul(&yp, &x, &wc, NULL);
+        CHECK(!memcmp(y.data, yp.data, 5 * 37 * 4));
+        int32_t ids[4] = {0, 36, 17, 15};
+        bk_host_alloc(&ops_ref_backend, &e, 4, 256, NULL);
+        bk_host_alloc(&ops_ref_backend, &er, 4, 256, NULL);
+        backend_cpu.embed(&backend_cpu, &e, &wc, ids, 4);
+        ops_ref_backend.embed(&ops_ref_backend, &er, &w, ids, 4);
+        CHECK(!memcmp(e.data, er.data, 4 * 256 * 4));
+        backend_cpu.release(&backend_cpu, &wc);
+        CHECK(wc.data == NULL);
+        free(wb);
+        bk_host_release(NULL, &x);
+        bk_host_release(NULL, &y);
+        bk_host_release(NULL, &yp);
+        bk_host_release(NULL, &e);
+        bk_host_release(NULL, &er);
+    }
+}
+
 TEST_GROUP(qmm, {"odd_shapes", test_odd_shapes, 0}, {"real_shapes", test_real_shapes, 300},
-           {"backend_hook", test_backend_hook, 0})
+           {"backend_hook", test_backend_hook, 0}, {"backend_packed", test_backend_packed, 0})
