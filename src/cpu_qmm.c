@@ -928,90 +928,103 @@ static void qmm_pk_c_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64
             }
 }
 
-#define QMM_PK_C_FN(NG, NT)                                                                    \
-    static void qmm_pk_c_##NG##x##NT(const QmmPk *p, int64_t rg0, int t0, int64_t b0,         \
-                                     int64_t b1, float *out)                                   \
+#define QMM_PK_SHAPES(M, Q)                                                                    \
+    M(Q, 1, 1) M(Q, 1, 2) M(Q, 1, 3) M(Q, 1, 4) M(Q, 1, 5) M(Q, 1, 6) M(Q, 1, 7) M(Q, 1, 8)    \
+    M(Q, 2, 1) M(Q, 2, 2) M(Q, 2, 3) M(Q, 2, 4) M(Q, 2, 5) M(Q, 2, 6) M(Q, 2, 7) M(Q, 2, 8)
+#define QMM_PK_ROW(P, Q)                                                                       \
+    {{P##_##Q##_1x1, P##_##Q##_1x2, P##_##Q##_1x3, P##_##Q##_1x4,                              \
+      P##_##Q##_1x5, P##_##Q##_1x6, P##_##Q##_1x7, P##_##Q##_1x8},                             \
+     {P##_##Q##_2x1, P##_##Q##_2x2, P##_##Q##_2x3, P##_##Q##_2x4,                              \
+      P##_##Q##_2x5, P##_##Q##_2x6, P##_##Q##_2x7, P##_##Q##_2x8}}
+
+#define QMM_PK_TILE_NT 8 /* most tokens per tile: one unpacked row group serves them all */
+
+/* the C tile reads the type from the context: both rows of the table are the same */
+#define QMM_PK_C_DEF(Q, NG, NT)                                                                \
+    static void qmm_pk_c_##Q##_##NG##x##NT(const QmmPk *p, int64_t rg0, int t0, int64_t b0,   \
+                                           int64_t b1, float *out)                             \
     {                                                                                          \
         qmm_pk_c_tile(p, rg0, t0, b0, b1, out, NG, NT);                                        \
     }
-QMM_PK_C_FN(1, 1) QMM_PK_C_FN(1, 2) QMM_PK_C_FN(1, 3) QMM_PK_C_FN(1, 4)
-QMM_PK_C_FN(2, 1) QMM_PK_C_FN(2, 2) QMM_PK_C_FN(2, 3) QMM_PK_C_FN(2, 4)
+QMM_PK_SHAPES(QMM_PK_C_DEF, x)
 
 /* [q4][NG-1][NT-1] */
-typedef QmmPkFn QmmPkTab[2][2][4];
-static const QmmPkTab qmm_pk_tab_c = {
-    {{qmm_pk_c_1x1, qmm_pk_c_1x2, qmm_pk_c_1x3, qmm_pk_c_1x4},
-     {qmm_pk_c_2x1, qmm_pk_c_2x2, qmm_pk_c_2x3, qmm_pk_c_2x4}},
-    {{qmm_pk_c_1x1, qmm_pk_c_1x2, qmm_pk_c_1x3, qmm_pk_c_1x4},
-     {qmm_pk_c_2x1, qmm_pk_c_2x2, qmm_pk_c_2x3, qmm_pk_c_2x4}},
-};
+typedef QmmPkFn QmmPkTab[2][2][QMM_PK_TILE_NT];
+static const QmmPkTab qmm_pk_tab_c = {QMM_PK_ROW(qmm_pk_c, x), QMM_PK_ROW(qmm_pk_c, x)};
 
 #ifdef QMM_X86
-/* AVX-512 VNNI: NG row groups x NT tokens of zmm accumulators, one block at a time: the
- * 8 weight vectors of each row group unpacked once, serving NT tokens; each token's 4
- * activation bytes come as an embedded broadcast operand of vpdpbusd. */
+/* s += w (u8) . the 4 signed bytes at a broadcast to every lane: vpdpbusd with an embedded
+ * broadcast operand. Written in asm because GCC loads the broadcast into a register and,
+ * seeing the same activations for both row groups, hoists them all, spilling the
+ * accumulators. */
+static inline __attribute__((always_inline)) QMM_T512 __m512i
+qmm_dpbusd_bcst(__m512i s, __m512i w, const int32_t *a)
+{
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(w), "m"(*a));
+    return s;
+}
+
+/* AVX-512 VNNI: NG row groups x NT tokens of zmm accumulators, one block of 32 columns at
+ * a time. A row group's 8 weight vectors are unpacked once and serve NT tokens before the
+ * next group's: 8 + NG * NT registers live (at most 24 of 32), so nothing spills; each
+ * token's 4 activation bytes are a broadcast load per vpdpbusd. */
 static inline __attribute__((always_inline)) QMM_T512 void
 qmm_pk512_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1, float *out,
                const int Q4, const int NG, const int NT)
 {
-    __m512 acc[2][4];
+    __m512 acc[2][QMM_PK_TILE_NT];
 #pragma GCC unroll 2
     for (int g = 0; g < NG; g++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++)
             acc[g][j] = _mm512_setzero_ps();
-    const int8_t *qa[4];
-    const float *dd[4];
-    const int32_t *cc[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < NT; j++) {
-        qa[j] = p->q + (t0 + j) * p->cols;
-        dd[j] = p->d + (t0 + j) * p->nblk;
-        cc[j] = p->corr + (t0 + j) * p->nblk;
-    }
+    const int8_t *qa = p->q + t0 * p->cols;
+    const float *dd = p->d + t0 * p->nblk;
+    const int32_t *cc = p->corr + t0 * p->nblk;
+    const int64_t cols = p->cols, nblk = p->nblk, bb = Q4 ? 256 : 512;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* the block's weight group without a division per block */
+    int64_t gi = b0 / p->bpg, gk = b0 % p->bpg;
     for (int64_t b = b0; b < b1; b++) {
-        __m512i wv[2][8];
-        __m512 sv[2];
 #pragma GCC unroll 2
         for (int g = 0; g < NG; g++) {
-            const uint8_t *blk = p->qs + ((rg0 + g) * p->nblk + b) * (Q4 ? 256 : 512);
-            _mm_prefetch((const char *)blk + 2048, _MM_HINT_T0);
+            const uint8_t *blk = p->qs + ((rg0 + g) * nblk + b) * bb;
+            _mm_prefetch((const char *)blk + 4 * bb, _MM_HINT_T0);
+            __m512i wv[8];
             if (Q4) {
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
                     __m512i v = _mm512_load_si512(blk + 64 * k);
-                    wv[g][k] = _mm512_and_si512(v, m4);
-                    wv[g][k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                    wv[k] = _mm512_and_si512(v, m4);
+                    wv[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
                 }
             } else {
-                _mm_prefetch((const char *)blk + 2048 + 256, _MM_HINT_T0);
+                _mm_prefetch((const char *)blk + 4 * bb + 256, _MM_HINT_T0);
 #pragma GCC unroll 8
                 for (int k = 0; k < 8; k++)
-                    wv[g][k] = _mm512_load_si512(blk + 64 * k);
+                    wv[k] = _mm512_load_si512(blk + 64 * k);
             }
-            sv[g] = _mm512_cvtph_ps(_mm256_loadu_si256(
-                (const __m256i *)(p->scale +
-                                  ((rg0 + g) * p->ngroups + b / p->bpg) * QMM_RG)));
+            const __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256(
+                (const __m256i *)(p->scale + ((rg0 + g) * p->ngroups + gi) * QMM_RG)));
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++) {
+                const int32_t *a4 = (const int32_t *)(qa + j * cols + 32 * b);
+                __m512i s = _mm512_set1_epi32(cc[j * nblk + b]);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    s = qmm_dpbusd_bcst(s, wv[k], a4 + k);
+                const __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(dd[j * nblk + b]));
+                acc[g][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sd, acc[g][j]);
+            }
         }
-#pragma GCC unroll 4
-        for (int j = 0; j < NT; j++) {
-            const int32_t *a4 = (const int32_t *)(qa[j] + 32 * b);
-            const __m512 dj = _mm512_set1_ps(dd[j][b]);
-#pragma GCC unroll 2
-            for (int g = 0; g < NG; g++) {
-                __m512i s = _mm512_set1_epi32(cc[j][b]);
-#pragma GCC unroll 8
-                for (int k = 0; k < 8; k++)
-                    s = _mm512_dpbusd_epi32(s, wv[g][k], _mm512_set1_epi32(a4[k]));
-                acc[g][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sv[g], dj),
-                                            acc[g][j]);
-            }
+        if (++gk == p->bpg) {
+            gk = 0;
+            gi++;
         }
     }
 #pragma GCC unroll 2
     for (int g = 0; g < NG; g++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < NT; j++)
             _mm512_storeu_ps(out + (g * NT + j) * QMM_RG, acc[g][j]);
 }
@@ -1022,15 +1035,9 @@ qmm_pk512_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1, floa
     {                                                                                          \
         qmm_pk512_tile(p, rg0, t0, b0, b1, out, QMM_IS_##Q, NG, NT);                           \
     }
-#define QMM_PK512_ALL(Q)                                                                       \
-    QMM_PK512_FN(Q, 1, 1) QMM_PK512_FN(Q, 1, 2) QMM_PK512_FN(Q, 1, 3) QMM_PK512_FN(Q, 1, 4)    \
-    QMM_PK512_FN(Q, 2, 1) QMM_PK512_FN(Q, 2, 2) QMM_PK512_FN(Q, 2, 3) QMM_PK512_FN(Q, 2, 4)
-QMM_PK512_ALL(q8)
-QMM_PK512_ALL(q4)
-#define QMM_PK512_ROW(Q)                                                                       \
-    {{qmm_pk512_##Q##_1x1, qmm_pk512_##Q##_1x2, qmm_pk512_##Q##_1x3, qmm_pk512_##Q##_1x4},     \
-     {qmm_pk512_##Q##_2x1, qmm_pk512_##Q##_2x2, qmm_pk512_##Q##_2x3, qmm_pk512_##Q##_2x4}}
-static const QmmPkTab qmm_pk_tab_512 = {QMM_PK512_ROW(q8), QMM_PK512_ROW(q4)};
+QMM_PK_SHAPES(QMM_PK512_FN, q8)
+QMM_PK_SHAPES(QMM_PK512_FN, q4)
+static const QmmPkTab qmm_pk_tab_512 = {QMM_PK_ROW(qmm_pk512, q8), QMM_PK_ROW(qmm_pk512, q4)};
 #endif
 
 int cpu_qmm_packed_available(CpuQmmKernel k)
@@ -1047,20 +1054,23 @@ CpuQmmKernel cpu_qmm_packed_kernel(void)
 static void qmm_pk_rows(const QmmPkTab *tab, const QmmPk *p, int64_t rg0, int64_t rg1,
                         int n_tok, Tensor *y, const Tensor *bias)
 {
-    float *yd = y->data, out[2 * 4 * QMM_RG];
+    float *yd = y->data, out[2 * QMM_PK_TILE_NT * QMM_RG];
     const int64_t ldy = y->cols;
     /* decode: the weights streamed once, front to back; prefill: chunks of columns so a
      * row pair's weights stay in L1 across the token tiles */
     const int64_t kc = n_tok <= 8 ? p->nblk : QMM_PKB;
     const int tb_n = n_tok <= 8 ? n_tok : QMM_PTB;
+    /* GEMM tiles of 2 x 6: 2 x 8 spills accumulators (GCC) and measured no faster; up to
+     * 8 tokens one tile of all of them */
+    const int tnt = n_tok <= QMM_PK_TILE_NT ? n_tok : 6;
     for (int tb = 0; tb < n_tok; tb += tb_n) {
         int te = tb + tb_n < n_tok ? tb + tb_n : n_tok;
         for (int64_t b0 = 0; b0 < p->nblk; b0 += kc) {
             int64_t b1 = b0 + kc < p->nblk ? b0 + kc : p->nblk;
             for (int64_t rg = rg0; rg < rg1; rg += 2) {
                 int ng = rg1 - rg < 2 ? 1 : 2;
-                for (int t = tb; t < te; t += 4) {
-                    int nt = te - t < 4 ? te - t : 4;
+                for (int t = tb; t < te; t += tnt) {
+                    int nt = te - t < tnt ? te - t : tnt;
                     (*tab)[p->q4][ng - 1][nt - 1](p, rg, t, b0, b1, out);
                     for (int g = 0; g < ng; g++) {
                         int64_t r = (rg + g) * QMM_RG;

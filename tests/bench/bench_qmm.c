@@ -12,7 +12,7 @@
  *   each kernel's ceiling: a GEMV whose weights (0.33 MB) stay in L2, 1 thread
  *
  * Short (a few seconds) and best-of-N single calls: the machine is shared and noisy. Usage:
- * bench-qmm [reps] (default 5). */
+ * bench-qmm [reps] (default 5) [gemm] (gemm: the GEMM comparison alone). */
 #include "backend.h"
 #include "backend_int.h"
 #include "cpu_qmm.h"
@@ -223,6 +223,12 @@ int main(int argc, char **argv)
     CpuQmmKernel k = cpu_qmm_kernel();
     printf("cpu: %s; kernel: %s; reps %d (best of)\n", cpucaps_describe(cpucaps_get()),
            cpu_qmm_kernel_name(), reps);
+    if (argc > 2 && !strcmp(argv[2], "gemm")) { /* the GEMM figures alone (seconds) */
+        bench_gemm_shape(2560, 9728, reps);
+        bench_gemm_shape(9728, 2560, reps);
+        cpu_qmm_release();
+        return 0;
+    }
 
     size_t n = (size_t)1 << 28; /* 1 GiB of floats */
     float *a = aligned_alloc(64, n * 4);
