@@ -10,7 +10,8 @@
  * tokens, so the INT4 cost is paid once per row per token block, not per token.
  * Attention is in cpu_attn.c, the elementwise and per-row ops in cpu_elem.c (run-time
  * AVX-512 / AVX2 dispatch); embeddings reuse the reference arithmetic with OpenMP over
- * rows. Nothing here allocates. */
+ * rows. Nothing here allocates in an op; the weight hook (cpu_weight) repacks Q4/Q8
+ * weights into memory the tensor owns (cpu_qmm's packed layout) on AVX-512 VNNI CPUs. */
 #include "backend.h"
 #include "backend_int.h"
 #include "cpu_attn.h"
@@ -286,8 +287,11 @@ static void cpu_describe(Backend *b, char *buf, size_t len)
 #else
     const char *mm = "baseline (one path in this build)";
 #endif
-    snprintf(buf, len, "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: matmul %s",
-             b->name, omp_get_max_threads(), cpucaps_describe(caps), mm);
+    snprintf(buf, len, "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: matmul %s, "
+             "%s, q4/q8 weights %s",
+             b->name, omp_get_max_threads(), cpucaps_describe(caps), mm, cpu_qmm_kernel_name(),
+             cpu_qmm_packed_kernel() != CPU_QMM_C ? "repacked (16 rows interleaved, avx512vnni)"
+                                                   : "in the file layout");
 }
 
 Backend backend_cpu = {

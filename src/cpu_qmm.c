@@ -1,4 +1,6 @@
-/* cpu_qmm: Q4/Q8 weights times int8-quantised activations (see cpu_qmm.h).
+/* cpu_qmm: Q4/Q8 weights times int8-quantised activations (see cpu_qmm.h). This comment
+ * is about the file layout; the packed layout (what the cpu backend binds on AVX-512 VNNI)
+ * has its own section and comment at the end of the file.
  *
  * Arithmetic. Activations are quantised per token row to int8 in blocks of 32 columns
  * (d = amax/127, q = rint(x/d), |q| <= 127). For one weight group of scale s_w and one
@@ -831,35 +833,55 @@ void cpu_qmm_pack(const Tensor *w, void *dst)
     assert(w->type == QUANT_Q4 || w->type == QUANT_Q8);
     assert(w->group >= 32 && w->group % 32 == 0 && w->cols % w->group == 0);
     const int64_t rows = w->rows, cols = w->cols, nblk = cols / 32, G = w->group;
-    const int64_t bb = qmm_blk_bytes(w->type);
+    const int64_t ng = cols / G, bpg = G / 32, bb = qmm_blk_bytes(w->type);
     const int q4 = w->type == QUANT_Q4;
     uint8_t *qs = dst;
     uint16_t *sc = (uint16_t *)(qs + qmm_packed_qs_bytes(w->type, rows, cols));
     const uint8_t *src = w->data;
     const uint16_t *ssrc = w->scale;
-    memset(dst, 0, cpu_qmm_packed_bytes(w->type, rows, cols, w->group));
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t rg = r / QMM_RG, lane = r % QMM_RG;
-        for (int64_t g = 0; g < cols / G; g++)
-            sc[(rg * (cols / G) + g) * QMM_RG + lane] = ssrc[r * (cols / G) + g];
-        for (int64_t col = 0; col < cols; col++) {
-            /* the weight as an unsigned byte: Q4 the file's nibble, Q8 w + 128 */
-            int u;
-            if (q4) {
-                int64_t g = col / G, j = col % G;
-                uint8_t byte = src[r * cols / 2 + g * G / 2 + j % (G / 2)];
-                u = j < G / 2 ? byte & 15 : byte >> 4;
-            } else {
-                u = (uint8_t)(src[r * cols + col] ^ 0x80);
+    if (rows % QMM_RG) /* the padding rows: zero weights and scales */
+        memset(dst, 0, cpu_qmm_packed_bytes(w->type, rows, cols, w->group));
+    /* row groups across the threads, one row at a time, each 32-column block's unsigned
+     * values gathered into u and scattered into its lane of the row group's block (Q4
+     * g32: the file's 4-byte chunks as they are); no divisions per element */
+    const int64_t nrg = (rows + QMM_RG - 1) / QMM_RG;
+#pragma omp parallel for schedule(static) if (rows * cols > QMM_PAR_MIN)
+    for (int64_t rg = 0; rg < nrg; rg++)
+        for (int64_t lane = 0; lane < QMM_RG && rg * QMM_RG + lane < rows; lane++) {
+            const int64_t r = rg * QMM_RG + lane;
+            for (int64_t g = 0; g < ng; g++) {
+                sc[(rg * ng + g) * QMM_RG + lane] = ssrc[r * ng + g];
+                for (int64_t bi = 0; bi < bpg; bi++) {
+                    const int64_t b = g * bpg + bi;
+                    uint8_t *blk = qs + (rg * nblk + b) * bb + lane * 4;
+                    if (q4 && G == 32) { /* packed chunk c is file bytes 4c .. 4c+3 as they are */
+                        const uint8_t *gp = src + r * (cols / 2) + b * 16;
+                        for (int c = 0; c < 4; c++)
+                            memcpy(blk + c * 64, gp + 4 * c, 4);
+                        continue;
+                    }
+                    uint8_t u[32];
+                    if (q4) { /* file: element j of a group is byte j's low nibble (j < G/2),
+                               * else byte j - G/2's high nibble */
+                        const uint8_t *gp = src + r * (cols / 2) + g * (G / 2);
+                        for (int k = 0; k < 32; k++) {
+                            int64_t j = bi * 32 + k;
+                            u[k] = j < G / 2 ? gp[j] & 15 : gp[j - G / 2] >> 4;
+                        }
+                    } else {
+                        const uint8_t *bp = src + r * cols + b * 32;
+                        for (int k = 0; k < 32; k++)
+                            u[k] = bp[k] ^ 0x80;
+                    }
+                    if (q4) /* chunk c: low nibbles columns 4c.., high nibbles 16 + 4c.. */
+                        for (int k = 0; k < 16; k++)
+                            blk[(k >> 2) * 64 + (k & 3)] = (uint8_t)(u[k] | u[k + 16] << 4);
+                    else
+                        for (int k = 0; k < 32; k++)
+                            blk[(k >> 2) * 64 + (k & 3)] = u[k];
+                }
             }
-            int64_t b = col / 32, k = col % 32, chunk = k / 4, pos = k % 4;
-            uint8_t *blk = qs + (rg * nblk + b) * bb;
-            if (q4) /* chunks 0..3 low nibbles, 4..7 the high nibbles of the same bytes */
-                blk[(chunk & 3) * 64 + lane * 4 + pos] |= (uint8_t)(chunk < 4 ? u : u << 4);
-            else
-                blk[chunk * 64 + lane * 4 + pos] = (uint8_t)u;
         }
-    }
 }
 
 typedef struct {

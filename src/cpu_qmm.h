@@ -1,7 +1,10 @@
 /* cpu_qmm: integer matmul of Q4/Q8 weights on the CPU (private to backend_cpu.c, the
  * tests and the benchmark). Activations are quantised once per matmul to int8 blocks of
- * 32 columns with one f32 scale each; the weights stay in quant.h's file layout (no
- * repacking). Kernels: plain C (the oracle), AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI
+ * 32 columns with one f32 scale each. Two weight layouts: the packed one (below; the cpu
+ * backend repacks Q4/Q8 weights into it at bind time when the CPU has AVX-512 VNNI: 16
+ * output rows in the lanes of a vector, no horizontal sums, 2.5-3x the GEMM rate of the
+ * file layout and a faster GEMV too), and quant.h's file layout (every other CPU, and any
+ * caller that did not repack). File-layout kernels: plain C (the oracle), AVX2 (vpmaddubsw + vpmaddwd), AVX-VNNI
  * (vpdpbusd on ymm) and AVX-512 VNNI (vpdpbusd on zmm), chosen at run time from
  * cpucaps_get(). Few token rows (decode) stream the weights once with both threads
  * busy; many rows (prefill) run register tiles of 4 weight rows x 4 tokens.

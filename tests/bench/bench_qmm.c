@@ -194,11 +194,14 @@ static void bench_gemm_shape(int64_t in, int64_t out, int reps)
 {
     BenchW b, bp;
     bench_weights(&b, out, in, 1);
+    double c0 = bench_cpu_now();
     bench_pack(&bp, &b);
+    double pack = bench_cpu_now() - c0;
     Tensor x = bench_act(512, in), y = bench_act(512, out);
     double flop = 2.0 * 512 * (double)in * (double)out;
-    printf("\nGEMM, 512 tokens, %lld->%lld Q4 g32 (GFLOP/s wall; per core by CPU time):\n",
-           (long long)in, (long long)out);
+    printf("\nGEMM, 512 tokens, %lld->%lld Q4 g32 (GFLOP/s wall; per core by CPU time; "
+           "repacking took %.1f ms of CPU):\n",
+           (long long)in, (long long)out, pack * 1e3);
     for (int packed = 0; packed <= 1; packed++) {
         CpuQmmKernel k = packed ? cpu_qmm_packed_kernel() : cpu_qmm_kernel();
         printf("  %-6s %-10s", packed ? "packed" : "file", cpu_qmm_kernel_label(k));
