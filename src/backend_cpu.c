@@ -10,7 +10,8 @@
  * tokens, so the INT4 cost is paid once per row per token block, not per token.
  * Attention is in cpu_attn.c, the elementwise and per-row ops in cpu_elem.c (run-time
  * AVX-512 / AVX2 dispatch); embeddings reuse the reference arithmetic with OpenMP over
- * rows. Nothing here allocates. */
+ * rows. Nothing here allocates in an op; the weight hook (cpu_weight) repacks Q4/Q8
+ * weights into memory the tensor owns (cpu_qmm's packed layout) on AVX-512 VNNI CPUs. */
 #include "backend.h"
 #include "backend_int.h"
 #include "cpu_attn.h"
@@ -18,11 +19,13 @@
 #include "cpu_elem.h"
 #include "cpu_qmm.h"
 #include "cpucaps.h"
+#include "err.h"
 
 #include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef float CpuV8 __attribute__((vector_size(32), aligned(4), may_alias));
@@ -153,9 +156,47 @@ static inline __attribute__((always_inline)) float cpu_dot(const float *a, const
     return s;
 }
 
+/* A Q4/Q8 weight repacked by cpu_weight: owned (release frees it) and tagged so. */
+#define CPU_OWNED_PACKED 2
+
+static int cpu_packed(const Tensor *w)
+{
+    return (w->type == QUANT_Q4 || w->type == QUANT_Q8) && w->owned == CPU_OWNED_PACKED;
+}
+
+/* Q4/Q8 weights with groups of whole 32-column blocks are repacked into cpu_qmm's packed
+ * layout (16 output rows interleaved) when the CPU has a packed SIMD kernel: the GEMM
+ * needs no horizontal sums and the GEMV streams faster too (bench-qmm), so there is one
+ * layout. The copy is 64-byte aligned, owned by the tensor (release frees it) and the
+ * same size as the file's bytes (rows padded to 16); weights.c then drops the mapping's
+ * pages of the original. Everything else is a view over the mapping. */
+static int cpu_weight(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols,
+                      int group, const void *bytes, char *err)
+{
+    int rc = bk_host_weight(b, t, type, rows, cols, group, bytes, err);
+    if (rc || (type != QUANT_Q4 && type != QUANT_Q8) || group % 32 ||
+        cpu_qmm_packed_kernel() == CPU_QMM_C)
+        return rc;
+    size_t n = (cpu_qmm_packed_bytes(type, rows, cols, group) + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n);
+    if (!p) {
+        memset(t, 0, sizeof *t);
+        return err_set(err, VLQ_ENOMEM, "%s backend: cannot allocate %zu bytes for a packed "
+                       "weight", b->name, n);
+    }
+    cpu_qmm_pack(t, p);
+    *t = cpu_qmm_packed_tensor(t, p);
+    t->owned = CPU_OWNED_PACKED;
+    return 0;
+}
+
 static void cpu_matmul(Backend *b, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
+    if (cpu_packed(w)) {
+        cpu_qmm_matmul_packed(y, x, w, bias);
+        return;
+    }
     if (w->type == QUANT_Q4 || w->type == QUANT_Q8) { /* int8 activations: cpu_qmm.c */
         cpu_qmm_matmul(y, x, w, bias);
         return;
@@ -172,6 +213,10 @@ static void cpu_embed(Backend *b, Tensor *y, const Tensor *table, const int32_t 
 #pragma omp parallel for if ((int64_t)n * table->cols > CPU_PAR_MIN)
     for (int i = 0; i < n; i++) {
         assert(ids[i] >= 0 && ids[i] < table->rows);
+        if (cpu_packed(table)) { /* a strided read of 16 rows' blocks: once per token */
+            cpu_qmm_packed_row(table, ids[i], cpu_row_mut(y, i));
+            continue;
+        }
         int64_t chunk = table->group ? CPU_CHUNK / table->group * table->group : CPU_CHUNK;
         for (int64_t c = 0; c < table->cols; c += chunk) {
             int64_t m = table->cols - c < chunk ? table->cols - c : chunk;
@@ -239,8 +284,10 @@ static void cpu_describe(Backend *b, char *buf, size_t len)
     const char *vec = caps & CPUCAPS_AVX512 ? "avx512" : caps & CPUCAPS_AVX2 ? "avx2" : "plain";
     snprintf(buf, len,
              "%s: host memory, %d OpenMP threads, CPU features: %s; kernels: quantised matmul "
-             "(%s), dense matmul (%s), attention and elementwise (%s)",
+             "(%s; weights %s), dense matmul (%s), attention and elementwise (%s)",
              b->name, omp_get_max_threads(), cpucaps_describe(caps), cpu_qmm_kernel_name(),
+             cpu_qmm_packed_kernel() != CPU_QMM_C ? "repacked, 16 rows interleaved"
+                                                  : "in the file layout",
              cpu_dense_kernel_name(), vec);
 }
 
@@ -254,7 +301,7 @@ Backend backend_cpu = {
     .alloc = bk_host_alloc,
     .alloc_typed = bk_host_alloc_typed,
     .release = bk_host_release,
-    .weight = bk_host_weight,
+    .weight = cpu_weight,
     .write = bk_host_write,
     .read = bk_host_read,
     .embed = cpu_embed,

@@ -1,4 +1,6 @@
-/* cpu_qmm: Q4/Q8 weights times int8-quantised activations (see cpu_qmm.h).
+/* cpu_qmm: Q4/Q8 weights times int8-quantised activations (see cpu_qmm.h). This comment
+ * is about the file layout; the packed layout (what the cpu backend binds on AVX-512 VNNI)
+ * has its own section and comment at the end of the file.
  *
  * Arithmetic. Activations are quantised per token row to int8 in blocks of 32 columns
  * (d = amax/127, q = rint(x/d), |q| <= 127). For one weight group of scale s_w and one
@@ -21,12 +23,15 @@
  * converted once and permuted to the lanes). A trailing unit of 32 columns (cols % 64 ==
  * 32) holds 32 slots (Q4: 16 bytes, low then high nibbles) and is summed by the C code.
  *
- * Kernels. One tile function per (kernel, weight type, NR weight rows, NT tokens): NR = 1
- * and NT <= 8 for decode (the GEMV: each thread streams its equal share of the rows once,
- * front to back, prefetching ahead), NR, NT <= 4 for prefill (the GEMM: 4 x 4 register
- * tiles, so one unpacked weight register serves 4 tokens, blocked by 64 tokens x 2048
- * columns so the activations stay in L2 and a tile's weights in L1). The plain C tile is
- * the oracle; the SIMD tiles sum the same integers, only the f32 summation order differs.
+ * Kernels. One tile function per (kernel, weight type, NR weight rows, NT tokens). Up to
+ * 8 token rows (decode) a matmul is a GEMV: each thread streams its equal share of the
+ * rows once, front to back, prefetching ahead, 2 adjacent rows x all tokens per call (1
+ * row past 4 tokens); the activations are quantised by both threads first. Past 8 rows
+ * (prefill) it is a GEMM of register tiles (4 rows x 4 tokens of zmm; 2 x 3 for the ymm
+ * kernels, which have 16 registers), so one unpacked weight register serves several
+ * tokens, blocked by 64 tokens x 2048 columns so the activations stay in L2 and a tile's
+ * weights in L1. The plain C tile is the oracle; the SIMD tiles sum the same integers,
+ * only the f32 summation order differs.
  *
  * State: one thread-local scratch buffer per calling thread (qmm_scratch), grown to the
  * largest shape seen; nothing else is global. */
@@ -40,6 +45,7 @@
 #include <assert.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +77,6 @@ typedef struct {
     int8_t *q;             /* [n_tok][qst] quantised activations, slot order */
     int32_t *init;         /* [n_tok][lst] -off * sum of the lane's 4 q */
     float *dq;             /* [n_tok][lst] the lane's activation block scale */
-    float *amax;           /* [n_tok][n_units * 2] max |x| of each block of 32 columns */
     int32_t *qcol;         /* [n_units * 4] the first column of each quarter */
     int32_t *grel;         /* [lst] the lane's weight group - its window's gbase */
     int32_t *gbase;        /* [windows] the first weight group of each window of 4 units */
@@ -88,6 +93,16 @@ static __thread struct {
     size_t cap;
 } qmm_scratch;
 
+/* A thread's scratch is freed when the thread exits (the engine's driver thread, a job's
+ * thread): the key's destructor gets the buffer registered with pthread_setspecific. */
+static pthread_key_t qmm_key;
+static pthread_once_t qmm_key_once = PTHREAD_ONCE_INIT;
+
+static void qmm_key_make(void)
+{
+    VLQ_ASSERT(pthread_key_create(&qmm_key, free) == 0);
+}
+
 static int64_t qmm_units(int64_t cols)
 {
     return (cols + 63) / 64;
@@ -96,10 +111,10 @@ static int64_t qmm_units(int64_t cols)
 size_t cpu_qmm_scratch_bytes(int64_t max_tok, int64_t max_cols)
 {
     int64_t nu = qmm_units(max_cols), nwin = (nu + 3) / 4;
-    /* per token: q, init, dq (64 bytes each per unit), amax (8); shared: grel (64 per
-     * unit), qcol (16), gbase (4 per window) */
-    return (size_t)(3 * max_tok * nu * 64 + (max_tok * nu * 8 + 63) / 64 * 64 + nu * 64 +
-                    (nu * 16 + 63) / 64 * 64 + (nwin * 4 + 63) / 64 * 64);
+    /* per token: q, init, dq (64 bytes each per unit); shared: grel (64 per unit), qcol
+     * (16), gbase (4 per window) */
+    return (size_t)(3 * max_tok * nu * 64 + nu * 64 + (nu * 16 + 63) / 64 * 64 +
+                    (nwin * 4 + 63) / 64 * 64);
 }
 
 static void *qmm_scratch_get(size_t bytes, char *err)
@@ -114,6 +129,8 @@ static void *qmm_scratch_get(size_t bytes, char *err)
     free(qmm_scratch.buf);
     qmm_scratch.buf = p;
     qmm_scratch.cap = bytes;
+    pthread_once(&qmm_key_once, qmm_key_make);
+    pthread_setspecific(qmm_key, p);
     return p;
 }
 
@@ -127,6 +144,8 @@ void cpu_qmm_release(void)
     free(qmm_scratch.buf);
     qmm_scratch.buf = NULL;
     qmm_scratch.cap = 0;
+    pthread_once(&qmm_key_once, qmm_key_make);
+    pthread_setspecific(qmm_key, NULL);
 }
 
 /* ---- activation quantisation (shared by every kernel) ---- */
@@ -168,87 +187,81 @@ static void qmm_tables(QmmCtx *c)
         c->grel[l] = c->grel[l] < 0 ? 0 : c->grel[l] - c->gbase[l / 64];
 }
 
-#ifdef QMM_X86
-/* The two inner loops of qmm_quantize on AVX2; the same results (max is exact, and
- * vcvtps2dq rounds to nearest even as the 1.5 * 2^23 trick does). */
-__attribute__((target("avx2,fma"))) static void qmm_amax_avx2(const float *x, int64_t n_blocks,
-                                                              float *amax)
+/* Max |x| over the 32 columns of block b0 (C). */
+static float qmm_amax_c(const float *x)
 {
-    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    for (int64_t b = 0; b < n_blocks; b++) {
-        const float *p = x + 32 * b;
-        __m256 m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs),
-                                 _mm256_and_ps(_mm256_loadu_ps(p + 8), abs));
-        m = _mm256_max_ps(m, _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p + 16), abs),
-                                           _mm256_and_ps(_mm256_loadu_ps(p + 24), abs)));
-        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_max_ss(h, _mm_movehdup_ps(h));
-        amax[b] = _mm_cvtss_f32(h);
+    float m = 0.0f;
+    for (int k = 0; k < 32; k++) {
+        float a = fabsf(x[k]);
+        m = a > m ? a : m;
     }
+    return m;
 }
 
-__attribute__((target("avx2,fma"))) static void qmm_q16_avx2(const float *x, float id,
-                                                             int8_t *qq)
+/* qq[16] = rint(x[e0 ..] * 127 / amax) for the block at x + b0; returns the block scale.
+ * Rounding to nearest even by the 1.5 * 2^23 trick (|v| <= 127): no libm call. */
+static float qmm_quarter_c(const float *x, int64_t e0, int64_t b0, int8_t *qq)
 {
+    float m = qmm_amax_c(x + b0), id = m > 0.0f ? 127.0f / m : 0.0f;
+    for (int k = 0; k < 16; k++) {
+        float v = x[e0 + k] * id;
+        v = (v + 12582912.0f) - 12582912.0f;
+        qq[k] = (int8_t)(int)v;
+    }
+    return m / 127.0f;
+}
+
+#ifdef QMM_X86
+/* The same on AVX2, with the same results: max is exact, and vcvtps2dq rounds to nearest
+ * even as the trick does. */
+__attribute__((target("avx2,fma"))) static float qmm_quarter_avx2(const float *x, int64_t e0,
+                                                                  int64_t b0, int8_t *qq)
+{
+    const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const float *p = x + b0;
+    __m256 m8 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p), abs),
+                              _mm256_and_ps(_mm256_loadu_ps(p + 8), abs));
+    m8 = _mm256_max_ps(m8, _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(p + 16), abs),
+                                         _mm256_and_ps(_mm256_loadu_ps(p + 24), abs)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float m = _mm_cvtss_f32(h), id = m > 0.0f ? 127.0f / m : 0.0f;
     const __m256 s = _mm256_set1_ps(id);
-    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), s));
-    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), s));
+    __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + e0), s));
+    __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + e0 + 8), s));
     __m256i w = _mm256_packs_epi32(a, b); /* 128-bit lanes: a0-3 b0-3 | a4-7 b4-7 */
     __m128i lo = _mm256_castsi256_si128(w), hi = _mm256_extracti128_si256(w, 1);
     __m128i ab = _mm_packs_epi16(_mm_unpacklo_epi64(lo, hi), _mm_unpackhi_epi64(lo, hi));
     _mm_storeu_si128((__m128i *)qq, ab);
+    return m / 127.0f;
 }
 #endif
 
-/* Token row t: x[cols] -> q, init, dq in slot order. Rounding to nearest even by the
- * 1.5 * 2^23 trick (|v| <= 127): no libm call. */
-static void qmm_quantize(QmmCtx *c, int64_t t, const float *x)
+/* Units u0 .. u1 of token row t: x[cols] -> q, init, dq in slot order. Each quarter
+ * finds its block's max itself (blocks are shared by 2-4 quarters, maybe in other units),
+ * so two threads can quantise halves of one row. */
+static void qmm_quantize(QmmCtx *c, int64_t t, const float *x, int64_t u0, int64_t u1)
 {
     int8_t *q = c->q + t * c->qst;
     int32_t *init = c->init + t * c->lst;
-    float *dq = c->dq + t * c->lst, *amax = c->amax + t * c->n_units * 2;
+    float *dq = c->dq + t * c->lst;
+    float (*quarter_fn)(const float *, int64_t, int64_t, int8_t *) = qmm_quarter_c;
 #ifdef QMM_X86
-    const int avx2 = (cpucaps_get() & CPUCAPS_AVX2) != 0;
-#else
-    const int avx2 = 0;
+    if (cpucaps_get() & CPUCAPS_AVX2)
+        quarter_fn = qmm_quarter_avx2;
 #endif
-    if (avx2) {
-#ifdef QMM_X86
-        qmm_amax_avx2(x, c->cols / 32, amax);
-#endif
-    } else {
-        for (int64_t b = 0; b < c->cols / 32; b++) {
-            float m = 0.0f;
-            for (int k = 0; k < 32; k++) {
-                float a = fabsf(x[32 * b + k]);
-                m = a > m ? a : m;
-            }
-            amax[b] = m;
-        }
-    }
-    memset(q, 0, (size_t)c->qst);
-    memset(init, 0, (size_t)c->lst * 4);
-    memset(dq, 0, (size_t)c->lst * 4);
-    for (int64_t u = 0; u < c->n_units; u++) {
+    memset(q + 64 * u0, 0, (size_t)(u1 - u0) * 64);
+    memset(init + 16 * u0, 0, (size_t)(u1 - u0) * 64);
+    memset(dq + 16 * u0, 0, (size_t)(u1 - u0) * 64);
+    for (int64_t u = u0; u < u1; u++) {
         for (int qi = 0; qi < 4; qi++) {
             int64_t quarter = 4 * u + qi;
             if (u >= c->n_full && qi >= 2)
                 break; /* padding of a trailing half unit: zeros, never summed */
             int64_t e0 = c->qcol[quarter];
-            float m = amax[e0 / 32], d = m / 127.0f, id = m > 0.0f ? 127.0f / m : 0.0f;
             int8_t *qq = q + 16 * quarter;
-            if (avx2) {
-#ifdef QMM_X86
-                qmm_q16_avx2(x + e0, id, qq);
-#endif
-            } else {
-                for (int k = 0; k < 16; k++) {
-                    float v = x[e0 + k] * id;
-                    v = (v + 12582912.0f) - 12582912.0f;
-                    qq[k] = (int8_t)(int)v;
-                }
-            }
+            float d = quarter_fn(x, e0, e0 & ~(int64_t)31, qq);
             for (int l = 0; l < 4; l++) {
                 init[4 * quarter + l] =
                     -c->off * (qq[4 * l] + qq[4 * l + 1] + qq[4 * l + 2] + qq[4 * l + 3]);
@@ -760,8 +773,6 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
     s += n * c.lst * 4;
     c.dq = (float *)s;
     s += n * c.lst * 4;
-    c.amax = (float *)s;
-    s += (n * c.n_units * 8 + 63) / 64 * 64;
     c.grel = (int32_t *)s;
     s += c.lst * 4;
     c.qcol = (int32_t *)s;
@@ -776,12 +787,17 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
     int64_t work = n * cols * w->rows;
 #pragma omp parallel if (work > QMM_PAR_MIN)
     {
-        /* quantise the token rows, then share them (the barrier ending the loop) */
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < n; i++)
-            qmm_quantize(&c, i, xd + i * cols);
-        /* equal shares of the rows: every row is the same number of bytes */
+        /* quantise the token rows, then share them (the barrier ending the loop); fewer
+         * rows than threads: each row in as many pieces as threads */
         int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+        int64_t pieces = n < nth ? nth : 1;
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < n * pieces; i++) {
+            int64_t t = i / pieces, piece = i % pieces;
+            qmm_quantize(&c, t, xd + t * cols, c.n_units * piece / pieces,
+                         c.n_units * (piece + 1) / pieces);
+        }
+        /* equal shares of the rows: every row is the same number of bytes */
         int64_t r0 = w->rows * tid / nth, r1 = w->rows * (tid + 1) / nth;
         qmm_rows(tab, tile_nr, tile_nt, &c, r0, r1, (int)n, y, bias);
     }
@@ -790,4 +806,421 @@ void cpu_qmm_matmul_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tenso
 void cpu_qmm_matmul(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     cpu_qmm_matmul_with(cpu_qmm_kernel(), y, x, w, bias);
+}
+
+/* ---- the packed layout: 16 output rows in the lanes of a vector ----
+ *
+ * Rows are taken 16 at a time (a "row group"; the last one padded with zero weights and
+ * zero scales). For each row group and each block of 32 columns, the 16 rows' weights lie
+ * in 4-byte column chunks, one int32 lane per row: Q8 (512 bytes) as 8 vectors of 64
+ * bytes, vector k = columns 4k .. 4k+3 of rows 0..15, each byte w + 128; Q4 (256 bytes) as
+ * 4 vectors whose low nibbles are columns 4k .. 4k+3 and high nibbles columns 16+4k ..
+ * 16+4k+3 (k < 4), each nibble w + 8 as in the file. Then vpdpbusd with 4 activation bytes
+ * of one token broadcast to every lane sums 16 rows at once: no horizontal reduction, and
+ * per block one convert and one FMA per 16 rows per token. The scale plane follows the qs
+ * plane: per row group and weight group, the 16 rows' half-float scales (32 bytes).
+ *
+ * Activations for this layout are in column order: per token row and block, 32 int8, the
+ * block scale d and corr = -off * (sum of the 32 q), the integer accumulator's start. */
+
+#define QMM_RG 16   /* rows per row group */
+#define QMM_PTB 64  /* GEMM: tokens per block */
+#define QMM_PKB 32  /* GEMM: 32-column blocks per column chunk (a row pair's weights in L1) */
+
+static int64_t qmm_blk_bytes(QuantType type)
+{
+    return type == QUANT_Q4 ? 256 : 512;
+}
+
+static int64_t qmm_packed_qs_bytes(QuantType type, int64_t rows, int64_t cols)
+{
+    return (rows + QMM_RG - 1) / QMM_RG * (cols / 32) * qmm_blk_bytes(type);
+}
+
+size_t cpu_qmm_packed_bytes(QuantType type, int64_t rows, int64_t cols, int group)
+{
+    int64_t nrg = (rows + QMM_RG - 1) / QMM_RG;
+    return (size_t)(qmm_packed_qs_bytes(type, rows, cols) + nrg * (cols / group) * QMM_RG * 2);
+}
+
+void cpu_qmm_pack(const Tensor *w, void *dst)
+{
+    assert(w->type == QUANT_Q4 || w->type == QUANT_Q8);
+    assert(w->group >= 32 && w->group % 32 == 0 && w->cols % w->group == 0);
+    const int64_t rows = w->rows, cols = w->cols, nblk = cols / 32, G = w->group;
+    const int64_t ng = cols / G, bpg = G / 32, bb = qmm_blk_bytes(w->type);
+    const int q4 = w->type == QUANT_Q4;
+    uint8_t *qs = dst;
+    uint16_t *sc = (uint16_t *)(qs + qmm_packed_qs_bytes(w->type, rows, cols));
+    const uint8_t *src = w->data;
+    const uint16_t *ssrc = w->scale;
+    if (rows % QMM_RG) /* the padding rows: zero weights and scales */
+        memset(dst, 0, cpu_qmm_packed_bytes(w->type, rows, cols, w->group));
+    /* row groups across the threads, one row at a time, each 32-column block's unsigned
+     * values gathered into u and scattered into its lane of the row group's block (Q4
+     * g32: the file's 4-byte chunks as they are); no divisions per element */
+    const int64_t nrg = (rows + QMM_RG - 1) / QMM_RG;
+#pragma omp parallel for schedule(static) if (rows * cols > QMM_PAR_MIN)
+    for (int64_t rg = 0; rg < nrg; rg++)
+        for (int64_t lane = 0; lane < QMM_RG && rg * QMM_RG + lane < rows; lane++) {
+            const int64_t r = rg * QMM_RG + lane;
+            for (int64_t g = 0; g < ng; g++) {
+                sc[(rg * ng + g) * QMM_RG + lane] = ssrc[r * ng + g];
+                for (int64_t bi = 0; bi < bpg; bi++) {
+                    const int64_t b = g * bpg + bi;
+                    uint8_t *blk = qs + (rg * nblk + b) * bb + lane * 4;
+                    if (q4 && G == 32) { /* packed chunk c is file bytes 4c .. 4c+3 as they are */
+                        const uint8_t *gp = src + r * (cols / 2) + b * 16;
+                        for (int c = 0; c < 4; c++)
+                            memcpy(blk + c * 64, gp + 4 * c, 4);
+                        continue;
+                    }
+                    uint8_t u[32];
+                    if (q4) { /* file: element j of a group is byte j's low nibble (j < G/2),
+                               * else byte j - G/2's high nibble */
+                        const uint8_t *gp = src + r * (cols / 2) + g * (G / 2);
+                        for (int k = 0; k < 32; k++) {
+                            int64_t j = bi * 32 + k;
+                            u[k] = j < G / 2 ? gp[j] & 15 : gp[j - G / 2] >> 4;
+                        }
+                    } else {
+                        const uint8_t *bp = src + r * cols + b * 32;
+                        for (int k = 0; k < 32; k++)
+                            u[k] = bp[k] ^ 0x80;
+                    }
+                    if (q4) /* chunk c: low nibbles columns 4c.., high nibbles 16 + 4c.. */
+                        for (int k = 0; k < 16; k++)
+                            blk[(k >> 2) * 64 + (k & 3)] = (uint8_t)(u[k] | u[k + 16] << 4);
+                    else
+                        for (int k = 0; k < 32; k++)
+                            blk[(k >> 2) * 64 + (k & 3)] = u[k];
+                }
+            }
+        }
+}
+
+typedef struct {
+    const uint8_t *qs;     /* packed qs plane */
+    const uint16_t *scale; /* packed scale plane */
+    int q4, off;
+    int64_t rows, cols, nblk, ngroups, nrg, bb;
+    int bpg;               /* blocks per weight group */
+    const int8_t *q;       /* [n][cols] quantised activations, column order */
+    const float *d;        /* [n][nblk] block scales */
+    const int32_t *corr;   /* [n][nblk] -off * sum of the block's q */
+} QmmPk;
+
+/* out[(g * NT + j) * 16 + l] = row (rg0 + g) * 16 + l of W . token t0 + j over blocks
+ * b0 .. b1 */
+typedef void (*QmmPkFn)(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1,
+                        float *out);
+
+static void qmm_pk_quantize(const QmmPk *p, int8_t *q, float *d, int32_t *corr,
+                            const float *x)
+{
+    float (*quarter_fn)(const float *, int64_t, int64_t, int8_t *) = qmm_quarter_c;
+#ifdef QMM_X86
+    if (cpucaps_get() & CPUCAPS_AVX2)
+        quarter_fn = qmm_quarter_avx2;
+#endif
+    for (int64_t b = 0; b < p->nblk; b++) {
+        int8_t *qb = q + 32 * b;
+        d[b] = quarter_fn(x, 32 * b, 32 * b, qb);
+        quarter_fn(x, 32 * b + 16, 32 * b, qb + 16);
+        int32_t s = 0;
+        for (int k = 0; k < 32; k++)
+            s += qb[k];
+        corr[b] = -p->off * s;
+    }
+}
+
+/* plain C: the oracle */
+static void qmm_pk_c_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1,
+                          float *out, int ng, int nt)
+{
+    for (int g = 0; g < ng; g++)
+        for (int j = 0; j < nt; j++)
+            for (int l = 0; l < QMM_RG; l++) {
+                int64_t rg = rg0 + g, t = t0 + j;
+                float acc = 0.0f;
+                for (int64_t b = b0; b < b1; b++) {
+                    const uint8_t *blk = p->qs + (rg * p->nblk + b) * p->bb;
+                    const int8_t *qa = p->q + t * p->cols + 32 * b;
+                    int32_t s = p->corr[t * p->nblk + b];
+                    for (int k = 0; k < 32; k++) {
+                        int chunk = k / 4, pos = k % 4, u;
+                        if (p->q4) {
+                            uint8_t byte = blk[(chunk & 3) * 64 + l * 4 + pos];
+                            u = chunk < 4 ? byte & 15 : byte >> 4;
+                        } else {
+                            u = blk[chunk * 64 + l * 4 + pos];
+                        }
+                        s += u * qa[k];
+                    }
+                    float sw = half_f16_to_f32(
+                        p->scale[(rg * p->ngroups + b / p->bpg) * QMM_RG + l]);
+                    acc += (float)s * (sw * p->d[t * p->nblk + b]);
+                }
+                out[(g * nt + j) * QMM_RG + l] = acc;
+            }
+}
+
+#define QMM_PK_SHAPES(M, Q)                                                                    \
+    M(Q, 1, 1) M(Q, 1, 2) M(Q, 1, 3) M(Q, 1, 4) M(Q, 1, 5) M(Q, 1, 6) M(Q, 1, 7) M(Q, 1, 8)    \
+    M(Q, 2, 1) M(Q, 2, 2) M(Q, 2, 3) M(Q, 2, 4) M(Q, 2, 5) M(Q, 2, 6) M(Q, 2, 7) M(Q, 2, 8)
+#define QMM_PK_ROW(P, Q)                                                                       \
+    {{P##_##Q##_1x1, P##_##Q##_1x2, P##_##Q##_1x3, P##_##Q##_1x4,                              \
+      P##_##Q##_1x5, P##_##Q##_1x6, P##_##Q##_1x7, P##_##Q##_1x8},                             \
+     {P##_##Q##_2x1, P##_##Q##_2x2, P##_##Q##_2x3, P##_##Q##_2x4,                              \
+      P##_##Q##_2x5, P##_##Q##_2x6, P##_##Q##_2x7, P##_##Q##_2x8}}
+
+#define QMM_PK_TILE_NT 8 /* most tokens per tile: one unpacked row group serves them all */
+
+/* the C tile reads the type from the context: both rows of the table are the same */
+#define QMM_PK_C_DEF(Q, NG, NT)                                                                \
+    static void qmm_pk_c_##Q##_##NG##x##NT(const QmmPk *p, int64_t rg0, int t0, int64_t b0,   \
+                                           int64_t b1, float *out)                             \
+    {                                                                                          \
+        qmm_pk_c_tile(p, rg0, t0, b0, b1, out, NG, NT);                                        \
+    }
+QMM_PK_SHAPES(QMM_PK_C_DEF, x)
+
+/* [q4][NG-1][NT-1] */
+typedef QmmPkFn QmmPkTab[2][2][QMM_PK_TILE_NT];
+static const QmmPkTab qmm_pk_tab_c = {QMM_PK_ROW(qmm_pk_c, x), QMM_PK_ROW(qmm_pk_c, x)};
+
+#ifdef QMM_X86
+/* s += w (u8) . the 4 signed bytes at a broadcast to every lane: vpdpbusd with an embedded
+ * broadcast operand. Written in asm because GCC loads the broadcast into a register and,
+ * seeing the same activations for both row groups, hoists them all, spilling the
+ * accumulators. */
+static inline __attribute__((always_inline)) QMM_T512 __m512i
+qmm_dpbusd_bcst(__m512i s, __m512i w, const int32_t *a)
+{
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(s) : "v"(w), "m"(*a));
+    return s;
+}
+
+/* AVX-512 VNNI: NG row groups x NT tokens of zmm accumulators, one block of 32 columns at
+ * a time. A row group's 8 weight vectors are unpacked once and serve NT tokens before the
+ * next group's: 8 + NG * NT registers live (at most 24 of 32), so nothing spills; each
+ * token's 4 activation bytes are a broadcast load per vpdpbusd. */
+static inline __attribute__((always_inline)) QMM_T512 void
+qmm_pk512_tile(const QmmPk *p, int64_t rg0, int t0, int64_t b0, int64_t b1, float *out,
+               const int Q4, const int NG, const int NT)
+{
+    __m512 acc[2][QMM_PK_TILE_NT];
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; g++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++)
+            acc[g][j] = _mm512_setzero_ps();
+    const int8_t *qa = p->q + t0 * p->cols;
+    const float *dd = p->d + t0 * p->nblk;
+    const int32_t *cc = p->corr + t0 * p->nblk;
+    const int64_t cols = p->cols, nblk = p->nblk, bb = Q4 ? 256 : 512;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    /* the block's weight group without a division per block */
+    int64_t gi = b0 / p->bpg, gk = b0 % p->bpg;
+    for (int64_t b = b0; b < b1; b++) {
+#pragma GCC unroll 2
+        for (int g = 0; g < NG; g++) {
+            const uint8_t *blk = p->qs + ((rg0 + g) * nblk + b) * bb;
+            _mm_prefetch((const char *)blk + 4 * bb, _MM_HINT_T0);
+            __m512i wv[8];
+            if (Q4) {
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                    __m512i v = _mm512_load_si512(blk + 64 * k);
+                    wv[k] = _mm512_and_si512(v, m4);
+                    wv[k + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+            } else {
+                _mm_prefetch((const char *)blk + 4 * bb + 256, _MM_HINT_T0);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    wv[k] = _mm512_load_si512(blk + 64 * k);
+            }
+            const __m512 sv = _mm512_cvtph_ps(_mm256_loadu_si256(
+                (const __m256i *)(p->scale + ((rg0 + g) * p->ngroups + gi) * QMM_RG)));
+#pragma GCC unroll 8
+            for (int j = 0; j < NT; j++) {
+                const int32_t *a4 = (const int32_t *)(qa + j * cols + 32 * b);
+                __m512i s = _mm512_set1_epi32(cc[j * nblk + b]);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                    s = qmm_dpbusd_bcst(s, wv[k], a4 + k);
+                const __m512 sd = _mm512_mul_ps(sv, _mm512_set1_ps(dd[j * nblk + b]));
+                acc[g][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sd, acc[g][j]);
+            }
+        }
+        if (++gk == p->bpg) {
+            gk = 0;
+            gi++;
+        }
+    }
+#pragma GCC unroll 2
+    for (int g = 0; g < NG; g++)
+#pragma GCC unroll 8
+        for (int j = 0; j < NT; j++)
+            _mm512_storeu_ps(out + (g * NT + j) * QMM_RG, acc[g][j]);
+}
+
+#define QMM_PK512_FN(Q, NG, NT)                                                                \
+    static QMM_T512 void qmm_pk512_##Q##_##NG##x##NT(const QmmPk *p, int64_t rg0, int t0,     \
+                                                     int64_t b0, int64_t b1, float *out)       \
+    {                                                                                          \
+        qmm_pk512_tile(p, rg0, t0, b0, b1, out, QMM_IS_##Q, NG, NT);                           \
+    }
+QMM_PK_SHAPES(QMM_PK512_FN, q8)
+QMM_PK_SHAPES(QMM_PK512_FN, q4)
+static const QmmPkTab qmm_pk_tab_512 = {QMM_PK_ROW(qmm_pk512, q8), QMM_PK_ROW(qmm_pk512, q4)};
+#endif
+
+int cpu_qmm_packed_available(CpuQmmKernel k)
+{
+    return k == CPU_QMM_C || (k == CPU_QMM_AVX512VNNI && cpu_qmm_kernel_available(k));
+}
+
+CpuQmmKernel cpu_qmm_packed_kernel(void)
+{
+    return cpu_qmm_packed_available(CPU_QMM_AVX512VNNI) ? CPU_QMM_AVX512VNNI : CPU_QMM_C;
+}
+
+/* Row groups rg0 .. rg1 of y, all tokens: one thread's share. */
+static void qmm_pk_rows(const QmmPkTab *tab, const QmmPk *p, int64_t rg0, int64_t rg1,
+                        int n_tok, Tensor *y, const Tensor *bias)
+{
+    float *yd = y->data, out[2 * QMM_PK_TILE_NT * QMM_RG];
+    const int64_t ldy = y->cols;
+    /* decode: the weights streamed once, front to back; prefill: chunks of columns so a
+     * row pair's weights stay in L1 across the token tiles */
+    const int64_t kc = n_tok <= 8 ? p->nblk : QMM_PKB;
+    const int tb_n = n_tok <= 8 ? n_tok : QMM_PTB;
+    /* GEMM tiles of 2 x 6: 2 x 8 spills accumulators (GCC) and measured no faster; up to
+     * 8 tokens one tile of all of them */
+    const int tnt = n_tok <= QMM_PK_TILE_NT ? n_tok : 6;
+    for (int tb = 0; tb < n_tok; tb += tb_n) {
+        int te = tb + tb_n < n_tok ? tb + tb_n : n_tok;
+        for (int64_t b0 = 0; b0 < p->nblk; b0 += kc) {
+            int64_t b1 = b0 + kc < p->nblk ? b0 + kc : p->nblk;
+            for (int64_t rg = rg0; rg < rg1; rg += 2) {
+                int ng = rg1 - rg < 2 ? 1 : 2;
+                for (int t = tb; t < te; t += tnt) {
+                    int nt = te - t < tnt ? te - t : tnt;
+                    (*tab)[p->q4][ng - 1][nt - 1](p, rg, t, b0, b1, out);
+                    for (int g = 0; g < ng; g++) {
+                        int64_t r = (rg + g) * QMM_RG;
+                        int m = p->rows - r < QMM_RG ? (int)(p->rows - r) : QMM_RG;
+                        for (int j = 0; j < nt; j++) {
+                            float *yr = yd + (t + j) * ldy + r;
+                            const float *o = out + (g * nt + j) * QMM_RG;
+                            if (b0 == 0)
+                                for (int l = 0; l < m; l++)
+                                    yr[l] = o[l] + qmm_bias(bias, r + l);
+                            else
+                                for (int l = 0; l < m; l++)
+                                    yr[l] += o[l];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void cpu_qmm_matmul_packed_with(CpuQmmKernel k, Tensor *y, const Tensor *x, const Tensor *w,
+                                const Tensor *bias)
+{
+    assert(w->type == QUANT_Q4 || w->type == QUANT_Q8);
+    assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
+    assert(w->group >= 32 && w->group % 32 == 0 && w->cols % w->group == 0);
+    VLQ_ASSERT(cpu_qmm_packed_available(k));
+    int64_t n = x->rows, cols = w->cols;
+    if (n == 0)
+        return;
+    QmmPk p = {
+        .qs = w->data,
+        .scale = w->scale,
+        .q4 = w->type == QUANT_Q4,
+        .off = w->type == QUANT_Q4 ? 8 : 128,
+        .rows = w->rows,
+        .cols = cols,
+        .nblk = cols / 32,
+        .ngroups = cols / w->group,
+        .nrg = (w->rows + QMM_RG - 1) / QMM_RG,
+        .bb = qmm_blk_bytes(w->type),
+        .bpg = w->group / 32,
+    };
+    char err[VLQ_ERRLEN] = "";
+    /* n * cols q bytes + 8 bytes per block: within cpu_qmm_scratch_bytes */
+    uint8_t *s = qmm_scratch_get(cpu_qmm_scratch_bytes(n, cols), err);
+    if (!s) {
+        fprintf(stderr, "fatal: %s\n", err);
+        abort();
+    }
+    int8_t *q = (int8_t *)s;
+    float *d = (float *)(s + (n * cols + 63) / 64 * 64);
+    int32_t *corr = (int32_t *)(d + n * p.nblk);
+    p.q = q;
+    p.d = d;
+    p.corr = corr;
+    const QmmPkTab *tab = &qmm_pk_tab_c;
+#ifdef QMM_X86
+    if (k == CPU_QMM_AVX512VNNI)
+        tab = &qmm_pk_tab_512;
+#endif
+    const float *xd = x->data;
+    int64_t work = n * cols * w->rows;
+#pragma omp parallel if (work > QMM_PAR_MIN)
+    {
+        int nth = omp_get_num_threads(), tid = omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < n; t++)
+            qmm_pk_quantize(&p, q + t * cols, d + t * p.nblk, corr + t * p.nblk, xd + t * cols);
+        /* equal shares of the row groups, in pairs */
+        int64_t npair = (p.nrg + 1) / 2;
+        int64_t rg0 = 2 * (npair * tid / nth), rg1 = 2 * (npair * (tid + 1) / nth);
+        if (rg1 > p.nrg)
+            rg1 = p.nrg;
+        qmm_pk_rows(tab, &p, rg0, rg1, (int)n, y, bias);
+    }
+}
+
+void cpu_qmm_matmul_packed(Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
+{
+    cpu_qmm_matmul_packed_with(cpu_qmm_packed_kernel(), y, x, w, bias);
+}
+
+Tensor cpu_qmm_packed_tensor(const Tensor *w, void *dst)
+{
+    Tensor t = *w;
+    t.data = dst;
+    t.scale = (uint8_t *)dst + qmm_packed_qs_bytes(w->type, w->rows, w->cols);
+    t.owned = 0;
+    return t;
+}
+
+void cpu_qmm_packed_row(const Tensor *w, int64_t r, float *out)
+{
+    assert(r >= 0 && r < w->rows);
+    const int64_t nblk = w->cols / 32, bb = qmm_blk_bytes(w->type), ng = w->cols / w->group;
+    const int64_t rg = r / QMM_RG, lane = r % QMM_RG, bpg = w->group / 32;
+    const uint8_t *qs = w->data;
+    const uint16_t *sc = w->scale;
+    const int q4 = w->type == QUANT_Q4;
+    for (int64_t b = 0; b < nblk; b++) {
+        const uint8_t *blk = qs + (rg * nblk + b) * bb;
+        float s = half_f16_to_f32(sc[(rg * ng + b / bpg) * QMM_RG + lane]);
+        for (int k = 0; k < 32; k++) {
+            int chunk = k / 4, pos = k % 4, v;
+            if (q4) {
+                uint8_t byte = blk[(chunk & 3) * 64 + lane * 4 + pos];
+                v = (chunk < 4 ? byte & 15 : byte >> 4) - 8;
+            } else {
+                v = (int)blk[chunk * 64 + lane * 4 + pos] - 128;
+            }
+            out[32 * b + k] = s * (float)v;
+        }
+    }
 }

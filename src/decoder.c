@@ -240,6 +240,18 @@ void decoder_free(Decoder *d)
                     &d->gate, &d->up, &d->vis, &d->last, &d->logits};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
         b->release(b, ts[i]);
+    /* weights: views (no-ops) or what the backend copied (the cpu backend's packed Q4/Q8) */
+    for (int i = 0; d->layers && i < d->cfg->n_layers; i++) {
+        DecoderLayer *l = &d->layers[i];
+        Tensor *ws[] = {&l->in_norm, &l->post_norm, &l->q_norm, &l->k_norm, &l->wq, &l->wk,
+                        &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+        for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
+            b->release(b, ws[k]);
+    }
+    if (d->lm_head.data != d->embed.data) /* tied: the same tensor */
+        b->release(b, &d->lm_head);
+    b->release(b, &d->embed);
+    b->release(b, &d->norm);
     free(d->layers);
     free(d->ids);
     free(d->pos);

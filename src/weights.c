@@ -2,6 +2,24 @@
 #include "weights.h"
 #include "err.h"
 
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* The backend copied mt (the cpu backend's packed layout, a device upload) and never
+ * reads the mapping's bytes again: drop their pages so RSS holds the weights once. The
+ * model is a private read-only file mapping, so this only drops pages (a later read
+ * faults them in again from the file); only the page-aligned interior, as neighbours may
+ * share the edge pages. */
+static void weights_drop_pages(const ModelTensor *mt)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)mt->data + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)mt->data + mt->nbytes) / page * page;
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int weights_get(Backend *b, const Model *m, const char *name, int64_t rows, int64_t cols,
                 Tensor *t, char *err)
 {
@@ -20,5 +38,7 @@ int weights_get(Backend *b, const Model *m, const char *name, int64_t rows, int6
     int rc = b->weight(b, t, mt->type, rows, cols, mt->group, mt->data, err);
     if (rc)
         err_prefix(err, "%s", name);
+    else if (t->owned)
+        weights_drop_pages(mt);
     return rc;
 }

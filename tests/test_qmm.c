@@ -12,6 +12,7 @@
 #include "backend_int.h"
 #include "cpu_qmm.h"
 #include "cpucaps.h"
+#include "err.h"
 #include "test.h"
 
 #include <math.h>
@@ -138,6 +139,33 @@ static void qmm_case(QuantType type, int64_t n, int64_t in, int64_t out, int gro
         if (check_ref && k == (int)cpu_qmm_kernel())
             qmm_check_ref(kw, &yk, &yr, &x, &w);
     }
+    /* the packed layout: its C kernel against the file-layout C kernel and ops_ref, its
+     * SIMD kernels against its C kernel */
+    size_t pbytes = cpu_qmm_packed_bytes(type, out, in, group);
+    CHECK(pbytes >= quant_nbytes(type, out, in, group));
+    CHECK(pbytes - quant_nbytes(type, out, in, group) <= (size_t)(15 * in + 15 * in / group * 2));
+    void *pk = aligned_alloc(64, (pbytes + 63) / 64 * 64);
+    cpu_qmm_pack(&w, pk);
+    Tensor wp = cpu_qmm_packed_tensor(&w, pk);
+    Tensor ypc;
+    bk_host_alloc(&ops_ref_backend, &ypc, n, out, NULL);
+    memset(ypc.data, 0xff, (size_t)(n * out) * 4);
+    cpu_qmm_matmul_packed_with(CPU_QMM_C, &ypc, &x, &wp, bp);
+    char pw[160];
+    snprintf(pw, sizeof pw, "packed c %s", what);
+    qmm_check_c(pw, &ypc, &yc, in);
+    if (check_ref)
+        qmm_check_ref(pw, &ypc, &yr, &x, &w);
+    for (int k = CPU_QMM_C + 1; k < CPU_QMM_N; k++) {
+        if (!cpu_qmm_packed_available(k))
+            continue;
+        memset(yk.data, 0xff, (size_t)(n * out) * 4);
+        cpu_qmm_matmul_packed_with(k, &yk, &x, &wp, bp);
+        snprintf(pw, sizeof pw, "packed %s %s", cpu_qmm_kernel_label(k), what);
+        qmm_check_c(pw, &yk, &ypc, in);
+    }
+    free(pk);
+    bk_host_release(NULL, &ypc);
     free(wb);
     free(bb);
     bk_host_release(NULL, &x);
@@ -175,6 +203,13 @@ static void test_odd_shapes(void)
         qmm_case(t, 17, 384, 6, 64, 0, 1);
         qmm_case(t, 40, 224, 31, 32, 1, 1); /* 40 tokens, rows % 4 = 3 */
         qmm_case(t, 70, 2304, 5, 64, 0, 1); /* > one token block, > one column chunk */
+        /* packed layout: rows % 16 != 0, odd row-group counts, > one column chunk of
+         * 32 blocks, > one token block of 64, token tails 1..3 */
+        qmm_case(t, 1, 1088, 33, 32, 1, 1);
+        qmm_case(t, 2, 64, 47, 64, 0, 1);
+        qmm_case(t, 7, 1152, 40, 128, 1, 1);
+        qmm_case(t, 66, 1088, 21, 32, 1, 1);
+        qmm_case(t, 100, 256, 50, 128, 0, 1);
     }
 }
 
@@ -213,5 +248,45 @@ static void test_backend_hook(void)
     bk_host_release(NULL, &yq);
 }
 
+/* The cpu backend's weight hook: Q4/Q8 repacked (when the CPU has a packed kernel) into
+ * memory it owns; its matmul gives what cpu_qmm_matmul_packed gives, its embed the file
+ * rows exactly, and release frees the copy (ASan would see a leak). */
+static void test_backend_packed(void)
+{
+    qmm_rng = 29;
+    static const QuantType types[] = {QUANT_Q4, QUANT_Q8};
+    for (int ti = 0; ti < 2; ti++) {
+        Tensor w, wc, x = qmm_act(5, 256, 1), y, yp, e, er;
+        void *wb = qmm_weight(&w, types[ti], 37, 256, 64);
+        char err[VLQ_ERRLEN];
+        CHECK_EQ(backend_cpu.weight(&backend_cpu, &wc, types[ti], 37, 256, 64, wb, err), 0);
+        int packed = cpu_qmm_packed_kernel() != CPU_QMM_C;
+        CHECK(packed ? wc.owned && wc.data != wb : !wc.owned && wc.data == wb);
+        CHECK(wc.type == types[ti] && wc.rows == 37 && wc.cols == 256 && wc.group == 64);
+        bk_host_alloc(&ops_ref_backend, &y, 5, 37, NULL);
+        bk_host_alloc(&ops_ref_backend, &yp, 5, 37, NULL);
+        backend_cpu.matmul(&backend_cpu, &y, &x, &wc, NULL);
+        if (packed)
+            cpu_qmm_matmul_packed(&yp, &x, &wc, NULL);
+        else
+            cpu_qmm_matmul(&yp, &x, &wc, NULL);
+        CHECK(!memcmp(y.data, yp.data, 5 * 37 * 4));
+        int32_t ids[4] = {0, 36, 17, 15};
+        bk_host_alloc(&ops_ref_backend, &e, 4, 256, NULL);
+        bk_host_alloc(&ops_ref_backend, &er, 4, 256, NULL);
+        backend_cpu.embed(&backend_cpu, &e, &wc, ids, 4);
+        ops_ref_backend.embed(&ops_ref_backend, &er, &w, ids, 4);
+        CHECK(!memcmp(e.data, er.data, 4 * 256 * 4));
+        backend_cpu.release(&backend_cpu, &wc);
+        CHECK(wc.data == NULL);
+        free(wb);
+        bk_host_release(NULL, &x);
+        bk_host_release(NULL, &y);
+        bk_host_release(NULL, &yp);
+        bk_host_release(NULL, &e);
+        bk_host_release(NULL, &er);
+    }
+}
+
 TEST_GROUP(qmm, {"odd_shapes", test_odd_shapes, 0}, {"real_shapes", test_real_shapes, 300},
-           {"backend_hook", test_backend_hook, 0})
+           {"backend_hook", test_backend_hook, 0}, {"backend_packed", test_backend_packed, 0})
