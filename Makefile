@@ -30,8 +30,11 @@ endif
 
 ifneq ($(MAKECMDGOALS),deps)
 MISSING := $(foreach p,$(PKGS),$(if $(shell $(PKG_CONFIG) --exists $(p) && echo y),,$(p)))
+# `make demo` installs what is missing itself (the README's first command on a fresh machine)
 ifneq ($(strip $(MISSING)),)
+ifneq ($(MAKECMDGOALS),demo)
 $(error missing libraries: $(MISSING); run `make deps` (apt-get install $(DEB_PKGS)))
+endif
 endif
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS))
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS))
@@ -156,8 +159,13 @@ test: $(TEST_BINS)
 	  VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) \
 	  VLQ_ROOT=$(CURDIR) $(BUILD)/vlq-test $(T)
 
-# make demo: the whole pipeline on a tiny random model (examples/demo.sh), in build/demo.
-demo: $(BUILD)/vlq $(BUILD)/make-tiny
+# make demo: on a fresh machine, install what is missing (make deps), build, then run the
+# whole pipeline on a tiny random model (examples/demo.sh) in build/demo.
+demo:
+	$(Q)if [ -n "$(strip $(MISSING))" ] || ! command -v ffmpeg >/dev/null || \
+	  ! command -v python3 >/dev/null; then \
+	  echo "demo: installing what is missing: $(strip $(MISSING) ffmpeg python3)"; $(MAKE) deps; fi
+	$(Q)$(MAKE) -j$$(nproc) $(BUILD)/vlq $(BUILD)/make-tiny
 	$(Q)VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) examples/demo.sh
 
 bench-queue: $(BUILD)/vlq-testkinds

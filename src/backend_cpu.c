@@ -1,15 +1,12 @@
-/* backend_cpu: the fast CPU backend: OpenMP over rows, heads and output features, inner
- * loops written so the compiler vectorises them (GCC vector extensions, 8 lanes), and
- * the matmul compiled twice (x86-64-v3 with AVX2+FMA, and baseline) with the choice made
- * at load time by the CPU (target_clones), so one binary runs on every x86-64.
+/* backend_cpu: the fast CPU backend. The hot ops live in their own files, each with
+ * kernels for AVX-512 (VNNI), AVX2 and plain C chosen at run time from cpucaps_get():
+ * Q4/Q8 matmul on int8 activations in cpu_qmm.c, dense (F32/F16/BF16) matmul as a packed
+ * GEMM in cpu_dense.c, attention by tiles with an online softmax in cpu_attn.c.
  *
- * Numerics: fp32 accumulation everywhere; sums are split into 8 lanes (a fixed order,
- * different from ops_ref's index order: test_ops.c states the tolerance per op). No
- * -ffast-math. The matmul dequantises a chunk of a weight row (Q4/Q8 per scale group,
- * F16/BF16 by conversion) into a thread-local buffer once and reuses it for a block of
- * tokens, so the INT4 cost is paid once per row per token block, not per token.
- * Attention is in cpu_attn.c, the elementwise and per-row ops in cpu_elem.c (run-time
- * AVX-512 / AVX2 dispatch); embeddings reuse the reference arithmetic with OpenMP over
+ * Numerics: fp32 accumulation; sums in a fixed order different from ops_ref's index
+ * order, and int8 activations for Q4/Q8 weights (test_ops.c, test_qmm.c state the
+ * tolerance per op). No -ffast-math.
+ * The elementwise and per-row ops are in cpu_elem.c; embeddings reuse the reference arithmetic with OpenMP over
  * rows. Nothing here allocates in an op; the weight hook (cpu_weight) repacks Q4/Q8
  * weights into memory the tensor owns (cpu_qmm's packed layout) on AVX-512 VNNI CPUs. */
 #include "backend.h"
@@ -36,17 +33,8 @@ typedef _Float16 CpuH8 __attribute__((vector_size(16), aligned(2), may_alias));
 typedef int32_t CpuI32x8 __attribute__((vector_size(32)));
 typedef uint8_t CpuU8x8 __attribute__((vector_size(8), aligned(1), may_alias));
 
-/* One path under the sanitizers: the baseline code, which the normal build on an AVX2
- * machine (this one, CI) never runs, so `make test SAN=1` is what tests it. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__)
-#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CPU_CLONES
-#endif
 
 #define CPU_CHUNK 512 /* weight columns dequantised at a time */
-#define CPU_TOK_BLOCK 32 /* tokens that share one dequantised chunk */
 /* Multiply-adds below which an op runs on the calling thread: a parallel region costs
  * microseconds of wake-up and barrier, more than a small op itself. */
 #define CPU_PAR_MIN (1 << 16)
@@ -138,23 +126,6 @@ static inline __attribute__((always_inline)) void cpu_deq(const Tensor *w, int64
     }
 }
 
-static inline __attribute__((always_inline)) float cpu_dot(const float *a, const float *b,
-                                                          int64_t n)
-{
-    CpuV8 acc0 = {0}, acc1 = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        acc0 += *(const CpuV8 *)(a + i) * *(const CpuV8 *)(b + i);
-        acc1 += *(const CpuV8 *)(a + i + 8) * *(const CpuV8 *)(b + i + 8);
-    }
-    acc0 += acc1;
-    float s = 0.0f;
-    for (int l = 0; l < 8; l++)
-        s += acc0[l];
-    for (; i < n; i++)
-        s += a[i] * b[i];
-    return s;
-}
 
 /* A Q4/Q8 weight repacked by cpu_weight: owned (release frees it) and tagged so. */
 #define CPU_OWNED_PACKED 2
