@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 Backend *backend_get(const char *name)
 {
@@ -82,13 +83,25 @@ int bk_host_alloc_typed(Backend *b, Tensor *t, QuantType type, int64_t rows, int
     size_t n = (size_t)rows * (size_t)cols;
     /* 64-byte alignment keeps rows of the common widths on cache lines for SIMD loads. */
     size_t bytes = (bk_dense_bytes(type, (int64_t)n) + 63) / 64 * 64;
-    void *p = bytes ? aligned_alloc(64, bytes) : NULL;
+    int owned = 1;
+    void *p = NULL;
+    if (bytes >= BK_MMAP_MIN) {
+        /* Large tensors (the KV cache above all) come from the kernel as zero pages that
+         * take memory only once written: a slot's KV rows cost RSS as its context fills,
+         * while the memory plan still counts them whole. */
+        p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            p = NULL;
+        owned = BK_OWNED_MMAP;
+    } else if (bytes) {
+        p = aligned_alloc(64, bytes);
+        if (p)
+            memset(p, 0, bytes);
+    }
     if (bytes && !p)
         return err_set(err, VLQ_ENOMEM, "%s backend: out of memory for a [%lld, %lld] tensor",
                        b->name, (long long)rows, (long long)cols);
-    if (p)
-        memset(p, 0, bytes);
-    *t = (Tensor){.type = type, .rows = rows, .cols = cols, .data = p, .owned = 1};
+    *t = (Tensor){.type = type, .rows = rows, .cols = cols, .data = p, .owned = owned};
     return 0;
 }
 
@@ -96,7 +109,9 @@ void bk_host_release(Backend *b, Tensor *t)
 {
     if (!t)
         return;
-    if (t->owned)
+    if (t->owned == BK_OWNED_MMAP)
+        munmap(t->data, (bk_dense_bytes(t->type, t->rows * t->cols) + 63) / 64 * 64);
+    else if (t->owned)
         free(t->data);
     memset(t, 0, sizeof *t);
 }

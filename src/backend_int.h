@@ -51,6 +51,11 @@ static inline size_t bk_dense_bytes(QuantType t, int64_t n)
     return (size_t)n * (t == QUANT_F32 ? 4 : 2);
 }
 
+/* Host tensors of at least this many bytes are anonymous mappings (zero pages, backed
+ * only once written), released with munmap: Tensor.owned says which. */
+#define BK_MMAP_MIN ((size_t)4 << 20)
+#define BK_OWNED_MMAP 3
+
 /* The shared generic parts of a table (memory, views); backend.c. */
 int bk_host_alloc(Backend *b, Tensor *t, int64_t rows, int64_t cols, char *err);
 int bk_host_alloc_typed(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols,

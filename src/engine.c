@@ -313,6 +313,13 @@ void engine_close(Engine *e)
     pthread_mutex_unlock(&e->mu);
     if (e->started)
         pthread_join(e->driver, NULL);
+    EngineStats st;
+    engine_stats(e, &st);
+    log_debug("engine: %lld steps, %lld decode and %lld prefill rows; vision encoder %lld "
+              "items; feature cache %lld hits, %lld misses, %lld bytes",
+              (long long)st.steps, (long long)st.rows_decode, (long long)st.rows_prefill,
+              (long long)st.vision_calls, (long long)st.vcache_hits,
+              (long long)st.vcache_misses, (long long)st.vcache_bytes);
     /* every request still queued or running ends as cancelled */
     pthread_mutex_lock(&e->mu);
     EngineReq *w = e->wait_head;
