@@ -10,7 +10,7 @@
 #include "err.h"
 #include "log.h"
 #include "util.h"
-#include "webhook.h"
+#include "whsec.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -116,7 +116,7 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
     switch (ck->type) {
     case CFG_STR:
         if (!strcmp(ck->key, "webhooks.secret") && text[0])
-            return webhook_check_secret(text, err);
+            return whsec_check(text, err);
         if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
             return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
         if (!strcmp(ck->key, "output.format") && strcmp(text, "txt") && strcmp(text, "md") &&

@@ -12,6 +12,7 @@
 #include "result.h"
 #include "util.h"
 #include "webhook.h"
+#include "whsec.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -323,7 +324,7 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         free(params_text);
         return CLI_EXIT_FAIL;
     }
-    if (spec.webhook_secret && webhook_check_secret(spec.webhook_secret, err)) {
+    if (spec.webhook_secret && whsec_check(spec.webhook_secret, err)) {
         cli_error("submit: --secret: %s", err);
         free(prompt_text);
         free(params_text);

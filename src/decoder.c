@@ -2,7 +2,7 @@
  * models/qwen3_vl/modeling_qwen3_vl.py: Qwen3VLTextModel.forward (+ _deepstack_process),
  * Qwen3VLTextDecoderLayer, Qwen3VLTextAttention (q_norm/k_norm per head before RoPE),
  * Qwen3VLTextRotaryEmbedding (interleaved MRoPE), Qwen3VLTextMLP, the tied lm_head of
- * Qwen3VLForConditionalGeneration, and Qwen3VLModel.get_rope_index (qwen3-vl.md §6).
+ * Qwen3VLForConditionalGeneration, and Qwen3VLModel.get_rope_index.
  *
  * The batch is the concatenation of every sequence's new tokens (row r of the
  * activations); keys and values go to KV cache row kv_row0 + position-in-sequence (the

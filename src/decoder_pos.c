@@ -1,5 +1,5 @@
-/* decoder_pos: Qwen3VLModel.get_rope_index (transformers 4.57.1 modeling_qwen3_vl.py;
- * qwen3-vl.md §6): the 3-D MRoPE positions of a prompt and its rope_delta. Part of the
+/* decoder_pos: Qwen3VLModel.get_rope_index (transformers 4.57.1 modeling_qwen3_vl.py):
+ * the 3-D MRoPE positions of a prompt and its rope_delta. Part of the
  * decoder module (decoder.h), in its own file because it needs no weights: the engine
  * and tests call it without a model. */
 #include "decoder.h"

@@ -232,7 +232,8 @@ static int model_parse_generation(const char *text, ModelConfig *c, char *err)
     return rc;
 }
 
-/* The consistency rules of qwen3-vl.md §1 that the engine's loops rely on. */
+/* The consistency rules of the config (Qwen3VLConfig, Qwen3VLTextConfig,
+ * Qwen3VLVisionConfig) that the engine's loops rely on. */
 static int model_check_config(const ModelConfig *c, char *err)
 {
     const int pos_side = (int)lrint(sqrt((double)c->v_num_position_embeddings));

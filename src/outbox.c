@@ -11,6 +11,7 @@
 #include "log.h"
 #include "util.h"
 #include "webhook.h"
+#include "whsec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -88,7 +89,7 @@ int outbox_settings_init(OutboxSettings *s, const Cfg *cfg, char *err)
         return err_set(err, VLQ_EINPUT, "webhooks.secret: too long");
     if (strlen(hosts) >= sizeof s->allow_hosts)
         return err_set(err, VLQ_EINPUT, "webhooks.allow_hosts: too long");
-    if (*secret && webhook_check_secret(secret, err) != 0) {
+    if (*secret && whsec_check(secret, err) != 0) {
         err_prefix(err, "webhooks.secret");
         return VLQ_EINPUT;
     }

@@ -1,6 +1,6 @@
 /* sample: Hugging Face's logits processing order (transformers generation/utils.py
  * _get_logits_processor; logits_process.py RepetitionPenaltyLogitsProcessor,
- * TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper; qwen3-vl.md §7):
+ * TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper):
  *   repetition penalty (l < 0 ? l*p : l/p, each distinct seen token once)
  *   -> temperature (l / T) -> top-k (keep scores >= the k-th largest: ties survive)
  *   -> top-p (sort ascending, softmax, cumulative sum; drop where cumsum <= 1 - top_p,

@@ -1,14 +1,14 @@
 /* vision: the Qwen3-VL vision encoder, mirroring transformers 4.57.1
  * models/qwen3_vl/modeling_qwen3_vl.py: Qwen3VLVisionModel.forward,
  * .fast_pos_embed_interpolate, .rot_pos_emb, Qwen3VLVisionBlock, Qwen3VLVisionAttention,
- * Qwen3VLVisionPatchMerger (qwen3-vl.md §5).
+ * Qwen3VLVisionPatchMerger.
  *
- * Tokens stay in the processor's 2x2 block order throughout (§9.5): the pos-embed rows
- * and rotary positions are generated in that order, and 4 consecutive rows form one
+ * Tokens stay in the processor's 2x2 block order throughout (Qwen3VLImageProcessor's
+ * patchify): the pos-embed rows and rotary positions are generated in that order, and 4 consecutive rows form one
  * merge block, so the merger's [n/4, 4*hidden] view is a reshape, not a gather.
  * Activations are fp32 whatever the weights' type; the pos-embed bilinear weights (and
  * the 4-term sum) are rounded to the table's dtype when it is bf16 or f16, as torch
- * does (§9.6). */
+ * does (fast_pos_embed_interpolate). */
 #include "vision.h"
 #include "err.h"
 #include "util.h"

@@ -5,7 +5,7 @@
  * It owns its weights' backend views and a run state sized once (vision_new) for at most
  * max_patches patches per call; vision_encode allocates nothing. Inputs and outputs are
  * host arrays (features go to the visual feature cache and the decoder from there).
- * It never tokenises or preprocesses: pixels come patchified (prep.h, qwen3-vl.md §3.6). */
+ * It never tokenises or preprocesses: pixels come patchified (prep.h: Qwen3VLImageProcessor's patch order). */
 #ifndef VLQ_VISION_H
 #define VLQ_VISION_H
 
@@ -30,7 +30,7 @@ int64_t vision_run_bytes(const ModelConfig *c, int max_patches);
 int vision_patch_dim(const Vision *v);
 
 /* Encode n_items images or videos in one batch: pixels[n_patches, patch_dim] (their
- * patches concatenated, each in §3.6 block order), grid[n_items][3] = (t, h, w) in
+ * patches concatenated, each in the processor's block order), grid[n_items][3] = (t, h, w) in
  * patches, n_patches = sum t*h*w. Writes embeds[n_patches/4, out_hidden] and, when
  * deepstack is not NULL, deepstack[n_deep][n_patches/4][out_hidden]. Returns 0, or
  * VLQ_EINPUT (a grid not a multiple of the merge size, more patches than max_patches). */

@@ -20,6 +20,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "whsec.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -41,9 +42,6 @@
 #include "version.h"
 
 
-#define WEBHOOK_SECRET_PREFIX "whsec_"
-#define WEBHOOK_KEY_MIN 24 /* bytes; Standard Webhooks: 24..64 */
-#define WEBHOOK_KEY_MAX 64
 #define WEBHOOK_MAX_RESPONSE_BYTES (64 * 1024)
 #define WEBHOOK_SNIPPET_BYTES 120 /* start of a failed response's body kept for the error */
 #define WEBHOOK_MAX_ID_LEN 256
@@ -74,45 +72,6 @@ int webhook_global_init(char *err)
 
 /* ---- base64 ---- */
 
-static int b64_char(int c)
-{
-    return isalnum(c) || c == '+' || c == '/';
-}
-
-/* Decode standard base64 s (padding optional, no whitespace) into a new buffer (caller
- * frees) of *out_len bytes; NULL when s is not base64. */
-static unsigned char *b64_decode(const char *s, size_t *out_len)
-{
-    size_t n = strlen(s), pad = 0;
-    while (n > 0 && s[n - 1] == '=') {
-        n--;
-        pad++;
-    }
-    if (pad > 2 || n == 0 || n % 4 == 1)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        if (!b64_char((unsigned char)s[i]))
-            return NULL;
-    if (pad && (n + pad) % 4 != 0)
-        return NULL;
-    /* EVP_DecodeBlock wants a multiple of 4 and returns 3 bytes per 4 chars, padding
-     * bytes included: re-pad here and drop the padding bytes from its count. */
-    size_t missing = (4 - n % 4) % 4;
-    char *padded = xmalloc(n + missing + 1);
-    memcpy(padded, s, n);
-    memset(padded + n, '=', missing);
-    padded[n + missing] = '\0';
-    unsigned char *out = xmalloc((n + missing) / 4 * 3 + 1);
-    int got = EVP_DecodeBlock(out, (const unsigned char *)padded, (int)(n + missing));
-    free(padded);
-    if (got < 0) {
-        free(out);
-        return NULL;
-    }
-    *out_len = (size_t)got - missing;
-    return out;
-}
-
 /* Encode n bytes as padded standard base64 into a new string (caller frees). */
 static char *b64_encode(const unsigned char *data, size_t n)
 {
@@ -122,41 +81,6 @@ static char *b64_encode(const unsigned char *data, size_t n)
 }
 
 /* ---- secrets and signatures ---- */
-
-/* The HMAC key of secret into a new buffer (caller frees, cleanses), or NULL with err. */
-static unsigned char *secret_key(const char *secret, size_t *key_len, char *err)
-{
-    size_t plen = strlen(WEBHOOK_SECRET_PREFIX);
-    if (!secret || strncmp(secret, WEBHOOK_SECRET_PREFIX, plen) != 0) {
-        err_set(err, VLQ_EINPUT, "webhook secret: must start with \"whsec_\"");
-        return NULL;
-    }
-    unsigned char *key = b64_decode(secret + plen, key_len);
-    if (!key) {
-        err_set(err, VLQ_EINPUT, "webhook secret: the part after \"whsec_\" is not base64");
-        return NULL;
-    }
-    if (*key_len < WEBHOOK_KEY_MIN || *key_len > WEBHOOK_KEY_MAX) {
-        err_set(err, VLQ_EINPUT, "webhook secret: key is %zu bytes, must be %d to %d", *key_len,
-                WEBHOOK_KEY_MIN, WEBHOOK_KEY_MAX);
-        OPENSSL_cleanse(key, *key_len);
-        free(key);
-        return NULL;
-    }
-    return key;
-}
-
-/* Check a "whsec_<base64>" secret. 0 or VLQ_EINPUT with the reason. */
-int webhook_check_secret(const char *secret, char *err)
-{
-    size_t key_len;
-    unsigned char *key = secret_key(secret, &key_len, err);
-    if (!key)
-        return VLQ_EINPUT;
-    OPENSSL_cleanse(key, key_len);
-    free(key);
-    return 0;
-}
 
 /* HMAC-SHA256(key, id "." ts "." body) into mac[32]. 0 or VLQ_EINPUT (libcrypto failed,
  * which only happens when SHA-256 is unavailable, e.g. a broken FIPS config). */
@@ -195,7 +119,7 @@ char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s
                    size_t body_len, char *err)
 {
     size_t key_len;
-    unsigned char *key = secret_key(secret, &key_len, err);
+    unsigned char *key = whsec_key(secret, &key_len, err);
     if (!key)
         return NULL;
     char ts[24];
@@ -676,7 +600,7 @@ int webhook_new_secret(char out[WEBHOOK_SECRET_SIZE], char *err)
     }
     char *b64 = b64_encode(key, sizeof key);
     OPENSSL_cleanse(key, sizeof key);
-    snprintf(out, WEBHOOK_SECRET_SIZE, "%s%s", WEBHOOK_SECRET_PREFIX, b64);
+    snprintf(out, WEBHOOK_SECRET_SIZE, "%s%s", WHSEC_PREFIX, b64);
     free(b64);
     return 0;
 }

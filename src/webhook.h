@@ -56,9 +56,6 @@ int webhook_global_init(char *err);
 
 /* Check that url is http(s) with a host, and the host is allowed. 0 or VLQ_EINPUT. */
 int webhook_check_url(const char *url, const char *allow_hosts, char *err);
-/* Check a "whsec_<base64>" secret: standard base64 (padding optional) of a 24..64-byte
- * key, as Standard Webhooks asks. 0 or VLQ_EINPUT. */
-int webhook_check_secret(const char *secret, char *err);
 /* The webhook-signature header value ("v1,<base64>") into a new string (caller frees),
  * or NULL with err set when the secret is malformed. */
 char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s,
