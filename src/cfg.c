@@ -76,6 +76,7 @@ static const CfgKey cfg_keys[] = {
     {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_ANY,
      "retry delays in seconds"},
     {"webhooks.allow_hosts", CFG_STR, "", CFG_ANY, "comma-separated hosts; empty = any"},
+    {"webhooks.max_parallel", CFG_INT, "4", 1, 64, "endpoints delivered to at once (each endpoint's events one at a time, in order)"},
     {"media.fps", CFG_DOUBLE, "2", 0.01, 120, "video frames sampled per second"},
     {"media.min_frames", CFG_INT, "4", 2, 100000, "fewest frames sampled from a video"},
     {"media.max_frames", CFG_INT, "768", 2, 100000, "most frames sampled from a video"},
