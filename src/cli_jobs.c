@@ -8,6 +8,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
+#include "jobs.h"
 #include "queue.h"
 #include "result.h"
 #include "util.h"
@@ -291,6 +292,11 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];
+    if (jobs_check_kind(spec.kind, err)) { /* no worker could ever run it */
+        cli_error("submit: %s", err);
+        json_decref(params);
+        return CLI_EXIT_USAGE;
+    }
     char *prompt_text = NULL, *params_text = NULL;
     if (prompt_file && spec.prompt) {
         cli_error("submit: --prompt and --prompt-file: give one");
