@@ -426,11 +426,14 @@ static int outbox_ref_cmp(const void *a, const void *b)
 }
 
 /* Fetch up to max due events and queue one lane per URL (in the fetch's order within a
- * URL), skipping the events of busy URLs. *lanes: the number queued. 0 or the queue's
- * error. */
-static int outbox_dispatch(OutboxPool *p, int max, int *lanes, char *err)
+ * URL), skipping the events of busy URLs. *lanes: the number queued; *fetched and
+ * *skipped (may be NULL): events fetched, and of those the busy URLs' ones. 0 or the
+ * queue's error. */
+static int outbox_dispatch(OutboxPool *p, int max, int *lanes, int *fetched, int *skipped,
+                           char *err)
 {
     *lanes = 0;
+    int n_skipped = 0;
     OutboxEvent **ev = NULL;
     int n = 0;
     /* qmu is held from the fetch to the lanes' queueing: a sender records its attempt
@@ -456,6 +459,7 @@ static int outbox_dispatch(OutboxPool *p, int max, int *lanes, char *err)
         if (p->track_busy && outbox_busy_find(p, ref[i].e->url) >= 0) {
             for (int k = i; k < j; k++) /* in flight: still pending, fetched again later */
                 queue_event_free(ref[k].e);
+            n_skipped += j - i;
         } else {
             OutboxLane *l = xcalloc(1, sizeof *l);
             l->n = j - i;
@@ -482,6 +486,10 @@ static int outbox_dispatch(OutboxPool *p, int max, int *lanes, char *err)
     pthread_mutex_unlock(&p->mu);
     pthread_mutex_unlock(&p->qmu);
     free(ref);
+    if (fetched)
+        *fetched = n;
+    if (skipped)
+        *skipped = n_skipped;
     return 0;
 }
 
@@ -497,7 +505,7 @@ static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *s
     OutboxPool p;
     outbox_pool_init(&p, q, s, NULL, NULL, 0);
     int lanes = 0;
-    int rc = outbox_dispatch(&p, max, &lanes, err);
+    int rc = outbox_dispatch(&p, max, &lanes, NULL, NULL, err);
     int want = s->max_parallel > 1 ? s->max_parallel : 1;
     if (want > lanes)
         want = lanes;
@@ -538,7 +546,8 @@ int outbox_send_due(Queue *q, const Cfg *cfg, int max, OutboxStats *stats, char 
 
 /* ---- the delivery thread ---- */
 
-#define OUTBOX_BATCH 100 /* events fetched per look at the queue */
+#define OUTBOX_BATCH 100       /* events fetched per look at the queue */
+#define OUTBOX_MAX_FETCH 6400  /* the most one look grows to (see outbox_thread_look) */
 
 struct OutboxThread {
     pthread_t thread;
@@ -556,13 +565,27 @@ static void outbox_poke_owner(OutboxThread *t)
     outbox_poke(t);
 }
 
+/* One look at the queue. The fetch is oldest due first, so an endpoint that hangs with a
+ * backlog of due events can fill a whole batch while its lane is busy, and the other
+ * endpoints' events behind them would wait for its timeouts one by one: when more than
+ * half of a full batch belongs to busy endpoints, look again further (x4, up to
+ * OUTBOX_MAX_FETCH events). */
+static int outbox_thread_look(OutboxThread *t, char *err)
+{
+    for (int max = OUTBOX_BATCH;; max *= 4) {
+        int lanes = 0, fetched = 0, skipped = 0;
+        int rc = outbox_dispatch(&t->pool, max, &lanes, &fetched, &skipped, err);
+        if (rc != 0 || fetched < max || skipped * 2 <= fetched || max >= OUTBOX_MAX_FETCH)
+            return rc;
+    }
+}
+
 static void *outbox_thread_main(void *arg)
 {
     OutboxThread *t = arg;
     while (!atomic_load(&t->stop)) {
         char err[VLQ_ERRLEN];
-        int lanes;
-        if (outbox_dispatch(&t->pool, OUTBOX_BATCH, &lanes, err) != 0)
+        if (outbox_thread_look(t, err) != 0)
             log_warn("webhooks: %s", err);
         pthread_mutex_lock(&t->pool.mu);
         if (t->pool.rc != 0) {

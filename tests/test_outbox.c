@@ -623,6 +623,58 @@ static void test_bad_endpoint_thread(void)
     receiver_stop(&r);
 }
 
+/* A hanging endpoint with a backlog larger than one fetch (150 due events, the thread
+ * looks at 100 at a time): the good endpoint's events behind that backlog still go out at
+ * once instead of waiting for the backlog's timeouts one by one. */
+static void test_bad_endpoint_backlog(void)
+{
+    Receiver r;
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --hang-path /hang", SECRET))
+        return;
+    char hang[80], err[VLQ_ERRLEN];
+    receiver_url(&r, "/hang", hang, sizeof hang);
+    const char *conf = "[webhooks]\nsecret = " SECRET "\ntimeout_ms = 3000\nschedule = 0,1\n"
+                       "max_parallel = 2\n";
+    util_write_file("vlq.conf", conf, strlen(conf), NULL);
+    Cfg *cfg = NULL;
+    if (cfg_load("vlq.conf", &cfg, err) != 0) {
+        test_fail(__FILE__, __LINE__, "cfg_load: %s", err);
+        receiver_stop(&r);
+        return;
+    }
+    Queue *q = open_queue();
+    for (int i = 0; i < 150; i++)
+        finish_job(q, hang, NULL, 1);
+    OutboxThread *t = NULL;
+    CHECK_EQ(outbox_start("q.db", cfg, &t, err), 0);
+    cfg_free(cfg);
+    util_sleep_ms(300); /* the first /hang event is in flight for 3 s */
+    enum { NGOOD = 3 };
+    int64_t good[NGOOD];
+    for (int i = 0; i < NGOOD; i++)
+        good[i] = finish_job(q, r.url, NULL, 1);
+    double t0 = (double)util_now_ms() / 1000.0;
+    outbox_poke(t);
+    double worst = 0;
+    for (int i = 0; i < NGOOD; i++) {
+        char eid[WEBHOOK_EVENT_ID_SIZE];
+        job_event_id(q, good[i], eid);
+        double at = -1;
+        for (int k = 0; k < 40 && (at = received_at(eid)) < 0; k++)
+            util_sleep_ms(50);
+        CHECK(at > 0);
+        if (at - t0 > worst)
+            worst = at - t0;
+    }
+    outbox_stop(t);
+    CHECK(worst < 1.5); /* not behind the /hang event's 3 s timeout */
+    CHECK_EQ(test_count_in_file("requests.jsonl", "\"hang\": true"), 1);
+    fprintf(stderr, "outbox: good endpoint behind a 150-event backlog of a hanging one: "
+                    "delivered %.0f ms after the poke\n", worst * 1000);
+    queue_close(q);
+    receiver_stop(&r);
+}
+
 /* A body that trickles is cut by libcurl's low-speed limit before a long total time. */
 static void test_trickle_low_speed(void)
 {
@@ -656,4 +708,5 @@ TEST_GROUP(outbox, {"schedule_parse", test_schedule_parse, 0},
            {"nothing_lost", test_nothing_lost, 0}, {"thread", test_thread, 0},
            {"bad_endpoint_send", test_bad_endpoint_send, 0},
            {"bad_endpoint_thread", test_bad_endpoint_thread, 0},
+           {"bad_endpoint_backlog", test_bad_endpoint_backlog, 0},
            {"trickle_low_speed", test_trickle_low_speed, 0})
