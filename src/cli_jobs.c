@@ -353,14 +353,14 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         JobSpec one = spec;
         one.inputs = &inputs.v[i];
         one.n_inputs = 1;
-        char key[512];
-        if (spec.idem_key && inputs.n > 1) {
-            snprintf(key, sizeof key, "%s:%d", spec.idem_key, i + 1);
-            one.idem_key = key;
-        }
+        char *key = NULL; /* never cut: a cut key would match another file's job */
+        if (spec.idem_key && inputs.n > 1)
+            one.idem_key = key = xasprintf("%s:%d", spec.idem_key, i + 1);
         int64_t id;
         int existed = 0;
-        if ((rc = queue_submit(q, &one, &id, &existed, err)) != 0) {
+        rc = queue_submit(q, &one, &id, &existed, err);
+        free(key);
+        if (rc != 0) {
             cli_error("%s", err);
             break;
         }
