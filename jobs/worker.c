@@ -213,7 +213,8 @@ static void *worker_thread(void *arg)
     const Cfg *cfg = w->o->cfg;
     char err[VLQ_ERRLEN];
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                       .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q = NULL;
     int rc = queue_open(w->o->db_path, &qo, 1, &q, err);
     if (rc) {
@@ -381,7 +382,8 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     /* open (creating and migrating) once up front, so a bad database is one clear error
      * before any thread starts */
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                       .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q0 = NULL;
     int rc = queue_open(o->db_path, &qo, 1, &q0, err);
     if (rc == 0)

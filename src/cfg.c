@@ -36,6 +36,7 @@ typedef struct {
 static const CfgKey cfg_keys[] = {
     {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue database (SQLite file)"},
     {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
+    {"queue.file_mode", CFG_STR, "0600", CFG_ANY, "mode of a new queue database and its -wal/-shm files (octal; 0660 for a group)"},
     {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
     {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, or ref (the scalar oracle, slow)"},
     {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
