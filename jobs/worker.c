@@ -42,7 +42,7 @@ typedef struct {
     const char *out_format;   /* [output] format */
     OutboxThread *outbox;
     Engine *engine;           /* o->engine, or the one opened here */
-    char worker_id[96];
+    char worker_id[300];      /* host:pid (host up to 255 bytes) */
     pthread_mutex_t mu;       /* guards the fields below */
     int64_t started, done, failed;
     int fatal;                /* a thread hit a database error: everyone stops */
@@ -228,7 +228,8 @@ static void *worker_thread(void *arg)
     const Cfg *cfg = w->o->cfg;
     char err[VLQ_ERRLEN];
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                       .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q = NULL;
     int rc = queue_open(w->o->db_path, &qo, 1, &q, err);
     if (rc) {
@@ -354,11 +355,18 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     pthread_mutex_init(&w.mu, NULL);
     w.lease_ms = o->lease_ms > 0 ? o->lease_ms : cfg_int(cfg, "worker.lease_seconds") * 1000;
     w.poll_ms = cfg_int(cfg, "worker.poll_ms");
-    int n_threads = o->concurrency > 0 ? o->concurrency : (int)cfg_int(cfg, "worker.concurrency");
-    if (n_threads > WORKER_MAX_THREADS)
-        n_threads = WORKER_MAX_THREADS;
-    char host[64] = "host";
-    gethostname(host, sizeof host - 1);
+    int64_t conc = o->concurrency > 0 ? o->concurrency : cfg_int(cfg, "worker.concurrency");
+    if (conc > WORKER_MAX_THREADS) { /* refused, not quietly cut to the limit */
+        pthread_mutex_destroy(&w.mu);
+        return err_set(err, VLQ_EINPUT, "worker: concurrency %lld: at most %d jobs in flight",
+                       (long long)conc, WORKER_MAX_THREADS);
+    }
+    int n_threads = conc > 0 ? (int)conc : 1;
+    /* the worker id names the host in `vlq show` and the attempt log: room for the whole
+     * name (HOST_NAME_MAX is 64 on Linux), where 64 bytes used to cut a 64-byte name */
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        snprintf(host, sizeof host, "host");
     snprintf(w.worker_id, sizeof w.worker_id, "%s:%ld", host, (long)getpid());
     /* the model, when a kind needs it and the config names one */
     int n_all = jobs_count(), n_skipped = 0, need_engine = 0;
@@ -399,7 +407,8 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     /* open (creating and migrating) once up front, so a bad database is one clear error
      * before any thread starts */
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                       .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q0 = NULL;
     int rc = queue_open(o->db_path, &qo, 1, &q0, err);
     if (rc == 0)

@@ -36,6 +36,7 @@ typedef struct {
 static const CfgKey cfg_keys[] = {
     {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue database (SQLite file)"},
     {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
+    {"queue.file_mode", CFG_STR, "0600", CFG_ANY, "mode of a new queue database and its -wal/-shm files (octal; 0660 for a group)"},
     {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
     {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, or ref (the scalar oracle, slow)"},
     {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
@@ -76,6 +77,7 @@ static const CfgKey cfg_keys[] = {
     {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_ANY,
      "retry delays in seconds"},
     {"webhooks.allow_hosts", CFG_STR, "", CFG_ANY, "comma-separated hosts; empty = any"},
+    {"webhooks.max_parallel", CFG_INT, "4", 1, 64, "endpoints delivered to at once (each endpoint's events one at a time, in order)"},
     {"media.fps", CFG_DOUBLE, "2", 0.01, 120, "video frames sampled per second"},
     {"media.min_frames", CFG_INT, "4", 2, 100000, "fewest frames sampled from a video"},
     {"media.max_frames", CFG_INT, "768", 2, 100000, "most frames sampled from a video"},

@@ -8,6 +8,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
+#include "jobs.h"
 #include "queue.h"
 #include "result.h"
 #include "util.h"
@@ -291,6 +292,11 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];
+    if (jobs_check_kind(spec.kind, err)) { /* no worker could ever run it */
+        cli_error("submit: %s", err);
+        json_decref(params);
+        return CLI_EXIT_USAGE;
+    }
     char *prompt_text = NULL, *params_text = NULL;
     if (prompt_file && spec.prompt) {
         cli_error("submit: --prompt and --prompt-file: give one");
@@ -347,14 +353,14 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         JobSpec one = spec;
         one.inputs = &inputs.v[i];
         one.n_inputs = 1;
-        char key[512];
-        if (spec.idem_key && inputs.n > 1) {
-            snprintf(key, sizeof key, "%s:%d", spec.idem_key, i + 1);
-            one.idem_key = key;
-        }
+        char *key = NULL; /* never cut: a cut key would match another file's job */
+        if (spec.idem_key && inputs.n > 1)
+            one.idem_key = key = xasprintf("%s:%d", spec.idem_key, i + 1);
         int64_t id;
         int existed = 0;
-        if ((rc = queue_submit(q, &one, &id, &existed, err)) != 0) {
+        rc = queue_submit(q, &one, &id, &existed, err);
+        free(key);
+        if (rc != 0) {
             cli_error("%s", err);
             break;
         }

@@ -11,6 +11,7 @@
 #include "util.h"
 #include "webhook.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -71,11 +72,38 @@ void queue_redact(const char *location, char *out, size_t size)
         snprintf(out, size, "%.*s:***%s", (int)(colon - location), location, at);
 }
 
+/* The [queue] file_mode text ("0600") as a mode into *mode; NULL or "" is 0600. The owner
+ * must read and write; execute bits and other users' bits are refused, since the database
+ * holds per-job webhook secrets. 0 or VLQ_EINPUT. */
+static int queue_file_mode(const char *text, unsigned *mode, char *err)
+{
+    *mode = 0600;
+    if (!text || !*text)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long v = text[0] >= '0' && text[0] <= '7' ? strtol(text, &end, 8) : -1;
+    if (v < 0 || errno || !end || *end || v > 0777)
+        return err_set(err, VLQ_EINPUT,
+                       "queue.file_mode: '%s' is not an octal mode such as 0600 or 0660", text);
+    if ((v & 0600) != 0600 || (v & 0111) || (v & 0007))
+        return err_set(err, VLQ_EINPUT,
+                       "queue.file_mode: %04lo: the owner must read and write it and other "
+                       "users get nothing (it holds webhook secrets): use 0600, 0640 or 0660",
+                       v);
+    *mode = (unsigned)v;
+    return 0;
+}
+
 int queue_open(const char *path, const QueueOptions *opt, int create, Queue **out, char *err)
 {
     *out = NULL;
     if (!path || !path[0])
         return err_set(err, VLQ_EINPUT, "no queue database given (an empty path)");
+    unsigned file_mode;
+    int mrc = queue_file_mode(opt ? opt->file_mode : NULL, &file_mode, err);
+    if (mrc != 0)
+        return mrc;
     Queue *q = xcalloc(1, sizeof *q);
     q->drv = queue_is_url(path) ? &queue_pg_driver : &queue_sqlite_driver;
     size_t size = strlen(path) + 8;
@@ -84,6 +112,7 @@ int queue_open(const char *path, const QueueOptions *opt, int create, Queue **ou
     q->busy_timeout_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
     q->default_max_attempts = opt && opt->default_max_attempts > 0 ? opt->default_max_attempts : 3;
     q->now_ms = opt && opt->now_ms ? opt->now_ms : util_now_ms;
+    q->file_mode = file_mode;
     RAND_bytes((unsigned char *)&q->rng, sizeof q->rng);
     int rc = q->drv->open(q, path, create, err);
     if (rc) {

@@ -96,6 +96,8 @@ typedef struct {
     int busy_timeout_ms;       /* how long one statement waits for a lock (default 5000) */
     int default_max_attempts;  /* default 3 */
     int64_t (*now_ms)(void);   /* clock, swappable by tests; NULL: util_now_ms */
+    const char *file_mode;     /* [queue] file_mode of an SQLite database created here, octal
+                                * ("0600", "0660"); NULL or "": 0600 */
 } QueueOptions;
 
 /* ---- open, migrate ---- */

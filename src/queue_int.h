@@ -40,6 +40,7 @@ struct Queue {
     int default_max_attempts; /* for specs with max_attempts 0 */
     int64_t (*now_ms)(void);  /* the clock (QueueOptions.now_ms or util_now_ms) */
     uint64_t rng;             /* backoff jitter and retry sleeps */
+    unsigned file_mode;       /* mode of a database file created here (SQLite; 0600) */
 };
 
 /* What queue_claim asks the driver for (kinds non-empty, token fresh). */

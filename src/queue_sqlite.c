@@ -17,10 +17,13 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 extern const char *const queue_migrations_sqlite[]; /* build/schema_sql.c */
@@ -42,10 +45,21 @@ static int queue_is_busy(int rc)
 }
 
 /* Translate a SQLite failure into a VLQ code with "path: what: message". */
+static int queue_access_reason(const char *path, char *why, size_t cap);
+
 static int queue_sqlerr(Queue *q, int rc, const char *what, char *err)
 {
     if (queue_is_busy(rc))
         SQ(q)->busy_hit = 1;
+    int prim = rc & 0xff;
+    char why[VLQ_ERRLEN];
+    /* "attempt to write a readonly database" names neither the file nor the reason */
+    if ((prim == SQLITE_READONLY || prim == SQLITE_CANTOPEN || prim == SQLITE_PERM) &&
+        queue_access_reason(q->location, why, sizeof why))
+        return err_set(err, VLQ_EINPUT, "%s", why);
+    if (prim == SQLITE_CORRUPT || prim == SQLITE_NOTADB)
+        return err_set(err, VLQ_EINPUT, "%s: %s: the file is damaged or not a database (%s)",
+                       q->location, what, sqlite3_errmsg(SQ(q)->db));
     int code = queue_is_busy(rc) ? VLQ_EBUSY : (rc & 0xff) == SQLITE_CORRUPT ||
                                                    (rc & 0xff) == SQLITE_NOTADB
                                                    ? VLQ_EINPUT
@@ -147,11 +161,29 @@ static int queue_migrate_tx(Queue *q, void *arg, char *err)
     if (!st)
         return queue_sqlerr(q, rc, "read the schema version", err);
     rc = sqlite3_step(st);
-    int have = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+    int have = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_finalize(st);
-    if (have < 0)
+    if (rc != SQLITE_ROW)
         return queue_sqlerr(q, rc, "read the schema version", err);
     int newest = queue_count_migrations();
+    if (have < 0)
+        return err_set(err, VLQ_EINPUT,
+                       "%s: the schema version is corrupt (%d, PRAGMA user_version); not changed",
+                       q->location, have);
+    if (have == 0) {
+        /* version 0 means empty: vlq's tables under it mean the version record was lost */
+        st = queue_prep(q, "SELECT count(*) FROM sqlite_master WHERE type='table' AND "
+                           "name='jobs'", &rc);
+        if (!st)
+            return queue_sqlerr(q, rc, "read the schema", err);
+        int jobs = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+        sqlite3_finalize(st);
+        if (jobs)
+            return err_set(err, VLQ_EINPUT,
+                           "%s: the schema version is 0 (PRAGMA user_version) but the database "
+                           "holds vlq's tables: the version record is damaged; not changed",
+                           q->location);
+    }
     if (have > newest)
         return err_set(err, VLQ_EINPUT,
                        "%s: written by a newer vlq (schema %d, this vlq knows %d); not changed",
@@ -195,6 +227,85 @@ static int queue_check_foreign(Queue *q, char *err)
     return 0;
 }
 
+/* ---- where the database lives: durable, private, writable ---- */
+
+/* Why path (a plain file path; URIs are not looked at) cannot be opened or written, in
+ * words, into why[cap]: a missing or read-only directory, a read-only file system, or a
+ * database, WAL or SHM file this user cannot write. 1 when a reason was found, else 0. */
+static int queue_access_reason(const char *path, char *why, size_t cap)
+{
+    if (!path || !*path || !strncmp(path, "file:", 5))
+        return 0;
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, strlen(dir) + 1, ".");
+    else if (slash == dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    struct statvfs vfs;
+    int found = 1;
+    char *wal = xasprintf("%s-wal", path), *shm = xasprintf("%s-shm", path);
+    if (access(dir, F_OK) != 0)
+        snprintf(why, cap, "%s: directory %s: %s", path, dir, strerror(errno));
+    else if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+        snprintf(why, cap, "%s: read-only file system (the queue database needs to write there)",
+                 dir);
+    else if (access(path, F_OK) == 0 && access(path, W_OK) != 0)
+        snprintf(why, cap, "%s: the database file is read-only for this user", path);
+    else if (access(wal, F_OK) == 0 && access(wal, W_OK) != 0)
+        snprintf(why, cap, "%s: read-only for this user (the database's write-ahead log)", wal);
+    else if (access(shm, F_OK) == 0 && access(shm, W_OK) != 0)
+        snprintf(why, cap, "%s: read-only for this user (the database's shared memory file)",
+                 shm);
+    else if (access(dir, W_OK) != 0)
+        snprintf(why, cap, "%s: directory is read-only (the queue keeps %s and its -wal and "
+                 "-shm files there)", dir, path);
+    else
+        found = 0;
+    free(wal);
+    free(shm);
+    free(dir);
+    return found;
+}
+
+/* After the open and journal_mode=WAL (whose answer is journal_mode): the database is a
+ * file that outlives the command, not ":memory:", a file: URI with mode=memory or an
+ * empty name (SQLite's private temporary database), or the memdb VFS. 0 or VLQ_EINPUT. */
+static int queue_check_durable(Queue *q, const char *journal_mode, char *err)
+{
+    const char *file = sqlite3_db_filename(SQ(q)->db, "main");
+    if (!file || !*file)
+        return err_set(err, VLQ_EINPUT, "%s: a temporary or in-memory database: jobs would be "
+                       "lost when the command exits; give a database file", q->location);
+    if (strcmp(journal_mode, "wal"))
+        return err_set(err, VLQ_EINPUT, "%s: not a durable database file (journal mode '%s', "
+                       "not WAL: in memory, or a file system without shared memory)",
+                       q->location, journal_mode);
+    return 0;
+}
+
+/* A database file this open just created (still empty) gets q->file_mode; SQLite gives
+ * its -wal and -shm files the database's mode. An existing one that other users can read
+ * is warned about, never changed. 0, or VLQ_EIO when the mode cannot be set. */
+static int queue_set_mode(Queue *q, char *err)
+{
+    const char *file = sqlite3_db_filename(SQ(q)->db, "main");
+    struct stat st;
+    if (!file || !*file || stat(file, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    mode_t mode = (mode_t)(q->file_mode ? q->file_mode : 0600);
+    if (st.st_size == 0 && (st.st_mode & 0777) != mode && chmod(file, mode) != 0)
+        return err_set(err, VLQ_EIO, "%s: cannot set mode %04o: %s", file, (unsigned)mode,
+                       strerror(errno));
+    if (st.st_size > 0 && (st.st_mode & 0007))
+        log_warn("%s: other users can read it (mode %04o) and it holds webhook secrets: "
+                 "chmod 600 it (or 660 with [queue] file_mode for a group)", file,
+                 (unsigned)(st.st_mode & 0777));
+    return 0;
+}
+
 static void queue_sqlite_log(void *arg, int code, const char *msg)
 {
     if (!queue_is_busy(code)) /* busy is retried; not worth a line */
@@ -212,11 +323,17 @@ static int sq_open(Queue *q, const char *path, int create, char *err)
     if (!create && access(path, F_OK) != 0)
         return err_set(err, VLQ_EINPUT,
                        "%s: no queue database here (run `vlq init`, or pass --db PATH)", path);
+    if (!strcmp(path, ":memory:"))
+        return err_set(err, VLQ_EINPUT, "%s: an in-memory database: jobs would be lost when "
+                       "the command exits; give a database file", path);
     SqConn *c = xcalloc(1, sizeof *c);
     q->conn = c;
     int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     int version = 0;
+    char why[VLQ_ERRLEN];
+    if (rc != SQLITE_OK && queue_access_reason(path, why, sizeof why))
+        return err_set(err, VLQ_EINPUT, "%s", why);
     if (rc != SQLITE_OK)
         return err_set(err, VLQ_EINPUT, "%s: cannot open the queue database: %s%s", path,
                        c->db ? sqlite3_errmsg(c->db) : "out of memory",
@@ -225,15 +342,27 @@ static int sq_open(Queue *q, const char *path, int create, char *err)
     sqlite3_extended_result_codes(c->db, 1);
     if ((rc = queue_check_foreign(q, err)) != 0)
         return rc;
-    /* journal_mode=WAL needs a write lock the first time: retry while busy */
+    if (create && (rc = queue_set_mode(q, err)) != 0)
+        return rc;
+    /* journal_mode=WAL needs a write lock the first time: retry while busy; its answer
+     * tells a real file ("wal") from a database in memory ("memory") */
+    char journal[16] = "";
     for (double end = util_mono_s() + q->busy_timeout_ms / 1000.0;;) {
-        rc = sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        sqlite3_stmt *st = queue_prep(q, "PRAGMA journal_mode=WAL", &rc);
+        if (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const unsigned char *m = sqlite3_column_text(st, 0);
+            snprintf(journal, sizeof journal, "%s", m ? (const char *)m : "");
+            rc = SQLITE_OK;
+        }
+        sqlite3_finalize(st);
         if (rc == SQLITE_OK || !queue_is_busy(rc) || util_mono_s() > end)
             break;
         util_sleep_ms(5);
     }
     if (rc != SQLITE_OK)
         return queue_sqlerr(q, rc, "set WAL mode", err);
+    if ((rc = queue_check_durable(q, journal, err)) != 0)
+        return rc;
     sqlite3_exec(c->db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
     return queue_tx(q, queue_migrate_tx, &version, err);
 }
@@ -502,18 +631,26 @@ static int queue_reap_tx(Queue *q, int64_t now, char *err)
     if (!st)
         return queue_sqlerr(q, rc, "reap", err);
     sqlite3_bind_int64(st, 1, now);
-    int64_t dead[64];
-    int n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (n < 64)
-            dead[n++] = sqlite3_column_int64(st, 0);
+    /* every job that died here gets its event, however many leases expired at once */
+    int64_t *dead = NULL;
+    int n = 0, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            dead = xrealloc(dead, (size_t)cap * sizeof *dead);
+        }
+        dead[n++] = sqlite3_column_int64(st, 0);
+    }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
+    if (rc != SQLITE_DONE) {
+        free(dead);
         return queue_sqlerr(q, rc, "reap", err);
-    for (int i = 0; i < n; i++)
-        if ((rc = queue_add_event(q, dead[i], "job.failed", NULL, err)) != 0)
-            return rc;
-    return 0;
+    }
+    rc = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = queue_add_event(q, dead[i], "job.failed", NULL, err);
+    free(dead);
+    return rc;
 }
 
 /* The claim: one UPDATE ... RETURNING whose subquery takes the best of two candidates,
@@ -621,11 +758,11 @@ static void bind_fence(sqlite3_stmt *st, const void *p)
 /* A fenced update of the job row: zero rows changed means the lease is lost. */
 static int queue_fenced(Queue *q, const char *set_sql, const FenceArg *f, char *err)
 {
-    char sql[1024];
-    snprintf(sql, sizeof sql, "UPDATE jobs SET %s WHERE id=?1 AND claim_token=?2 AND "
-                              "state='running'", set_sql);
+    char *sql = xasprintf("UPDATE jobs SET %s WHERE id=?1 AND claim_token=?2 AND "
+                          "state='running'", set_sql);
     int64_t changes = 0;
     int rc = queue_exec1(q, sql, &changes, err, bind_fence, f);
+    free(sql);
     if (rc == 0 && changes == 0)
         return queue_lease_lost(f->job, err);
     return rc;
