@@ -244,4 +244,13 @@ int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, c
 /* Make a failed or delivered event pending again, due now. */
 int queue_event_redeliver(Queue *q, const char *event_id, char *err);
 
+/* ---- http(s) inputs ---- */
+
+/* Record what the first download of the claimed job's URL input idx gave (hex SHA-256
+ * and size), fenced by j's claim token; later attempts compare against it. A URL input
+ * is submitted with an empty sha256; once recorded it is never changed (a second call
+ * changes nothing). Returns 0, VLQ_EBUSY "lease lost", or a database error. */
+int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                        int64_t size_bytes, char *err);
+
 #endif

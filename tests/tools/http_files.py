@@ -86,6 +86,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_body(404, b"unknown path\n")
 
 
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hangs up mid-body (the size cap) is expected, not news
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -94,8 +101,7 @@ def main():
     ap.add_argument("--port-file")
     ap.add_argument("--log")
     ARGS = ap.parse_args()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
-    srv.daemon_threads = True
+    srv = Server(("127.0.0.1", ARGS.port), Handler)
     if ARGS.port_file:
         tmp = ARGS.port_file + ".tmp"
         with open(tmp, "w") as f:
