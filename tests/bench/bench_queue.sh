@@ -13,7 +13,7 @@ COUNTS=${3:-"1 4 16"}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$(mktemp -d)
 chmod 755 "$dir"
-pg_dir="$dir/pg"
+pg_dir="$dir/pg" # $dir is opened (755) so the cluster's unprivileged owner reaches it
 pg_url=""
 cleanup() {
     [ -n "$pg_url" ] && "$ROOT/tests/pg/cluster.sh" stop "$pg_dir" >/dev/null 2>&1
@@ -26,10 +26,7 @@ for i in $(seq 1 "$N"); do echo "$i" > "in/$i.txt"; done
 now() { date +%s.%N; }
 rate() { python3 -c "print('%.0f' % ($1 / ($3 - $2)))"; }
 # the URL with its database name replaced by $2
-pg_db_url() { python3 -c '
-import sys, urllib.parse as u
-p = u.urlsplit(sys.argv[1])
-print(u.urlunsplit((p.scheme, p.netloc, "/" + sys.argv[2], p.query, p.fragment)))' "$1" "$2"; }
+pg_db_url() { printf '%s\n' "$1" | sed -E "s#^(postgres(ql)?://[^/?]*)(/[^?]*)?#\1/$2#"; }
 
 pg_why=""
 if [ ! -x "$ROOT/tests/pg/cluster.sh" ]; then
