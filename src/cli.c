@@ -45,9 +45,7 @@ Queue *cli_open_queue(const CliCommon *common, int create, Cfg **cfg_out)
     QueueOptions o = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
     Queue *q = NULL;
-    if (!create && access(db, F_OK) != 0)
-        cli_error("%s: no queue database here (run `vlq init`, or pass --db PATH)", db);
-    else if (queue_open(db, &o, create, &q, err))
+    if (queue_open(db, &o, create, &q, err)) /* the driver says when nothing is there */
         cli_error("%s", err);
     if (q && cfg_out)
         *cfg_out = cfg;

@@ -1,6 +1,7 @@
 /* queue: the durable job queue: jobs, their inputs, attempts, results, and the webhook
- * outbox. One interface; SQLite (src/queue_sqlite.c) is its first backend, PostgreSQL
- * (FOR UPDATE SKIP LOCKED) will be the second behind the same functions.
+ * outbox. One interface, two backends behind a driver table (src/queue_int.h): SQLite
+ * (src/queue_sqlite.c) and PostgreSQL (src/queue_pg.c, FOR UPDATE SKIP LOCKED); what
+ * does not depend on the database (states, backoff, the webhook payload) is src/queue.c.
  *
  * States: queued -> running -> succeeded | failed | cancelled | dead.
  *   - A worker claims the best runnable job (priority desc, run_after, id) of the kinds
@@ -99,11 +100,22 @@ typedef struct {
 
 /* ---- open, migrate ---- */
 
-/* Open (creating if create) the database at path and apply the migrations in schema/.
- * Returns 0 and *out, or VLQ_EINPUT (newer schema, not a vlq database, cannot create),
- * VLQ_EIO, VLQ_EBUSY with "path: reason". */
+/* Open (creating if create) the queue at path and apply the migrations in schema/. The
+ * location picks the backend: a postgresql:// or postgres:// URL (libpq's URI syntax) is
+ * PostgreSQL, anything else is an SQLite file path. Returns 0 and *out, or VLQ_EINPUT
+ * (newer schema, not a vlq database, cannot create, no database there), VLQ_EIO,
+ * VLQ_EBUSY with "location: reason" (a URL's password is never printed). */
 int queue_open(const char *path, const QueueOptions *opt, int create, Queue **out, char *err);
 void queue_close(Queue *q);
+/* 1 if location names a PostgreSQL queue (postgresql:// or postgres://), else 0. */
+int queue_is_url(const char *location);
+/* The backend's name: "sqlite" or "postgresql". Cannot fail. */
+const char *queue_backend(const Queue *q);
+/* Idle wait of a worker: return when a job may have been submitted, or after timeout_ms.
+ * PostgreSQL wakes on a notification sent by every submit (LISTEN/NOTIFY); SQLite just
+ * sleeps timeout_ms (the caller polls with queue_claim either way). 0, or a transient
+ * VLQ_EIO/VLQ_EBUSY when the connection is lost (the next call reconnects). */
+int queue_wait(Queue *q, int timeout_ms, char *err);
 
 /* ---- submit ---- */
 
