@@ -504,30 +504,12 @@ int queue_event_redeliver(Queue *q, const char *event_id, char *err)
 
 /* ---- http(s) inputs ---- */
 
-typedef struct {
-    const Job *job;
-    int idx;
-    const char *sha256;
-    int64_t size_bytes;
-} FetchedArg;
-
-static int queue_input_fetched_tx(Queue *q, void *arg, char *err)
-{
-    FetchedArg *a = arg;
-    FenceArg f = {.job = a->job, .i3 = a->idx, .s4 = a->sha256, .i6 = a->size_bytes};
-    int rc = queue_fenced(q, "lease_expires_ms=lease_expires_ms", &f, err);
-    if (rc)
-        return rc;
-    /* sha256='' is a URL input never downloaded: the first record wins, for good */
-    return queue_exec1(q,
-                       "UPDATE job_inputs SET sha256=?4, size_bytes=?6 WHERE job_id=?1 AND "
-                       "idx=?3 AND sha256=''",
-                       NULL, err, bind_fence, &f);
-}
-
 int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
                         int64_t size_bytes, char *err)
 {
-    FetchedArg a = {.job = j, .idx = idx, .sha256 = sha256, .size_bytes = size_bytes};
-    return queue_tx(q, queue_input_fetched_tx, &a, err);
+    if (!j || idx < 0 || idx >= j->n_inputs || !sha256 || strlen(sha256) != 64 ||
+        size_bytes < 0)
+        return err_set(err, VLQ_EINPUT, "job %lld: input %d: a bad download record",
+                       j ? (long long)j->id : 0LL, idx);
+    return q->drv->input_fetched(q, j, idx, sha256, size_bytes, err);
 }
