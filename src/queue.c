@@ -511,5 +511,8 @@ int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
         size_bytes < 0)
         return err_set(err, VLQ_EINPUT, "job %lld: input %d: a bad download record",
                        j ? (long long)j->id : 0LL, idx);
+    if (!q->drv->input_fetched)
+        return err_set(err, VLQ_EIO, "%s: the %s driver cannot record downloads", q->location,
+                       q->drv->name);
     return q->drv->input_fetched(q, j, idx, sha256, size_bytes, err);
 }

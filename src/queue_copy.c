@@ -104,6 +104,13 @@ int queue_copy(Queue *from, Queue *to, int force, QueueCopyProgressFn progress, 
                QueueCopyStats *st, char *err)
 {
     memset(st, 0, sizeof *st);
+    for (int k = 0; k < 2; k++) {
+        const Queue *x = k ? to : from;
+        if (!x->drv->copy_begin || !x->drv->copy_read || !x->drv->copy_write ||
+            !x->drv->copy_clear || !x->drv->copy_end)
+            return err_set(err, VLQ_EINPUT, "%s: the %s driver cannot copy queues",
+                           x->location, x->drv->name);
+    }
     int rc = to->drv->copy_begin(to, 1, err);
     if (rc) {
         err_prefix(err, "%s", to->location);
