@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #define WORKER_MAX_THREADS 256
+#define WORKER_DB_DOWN_MAX_S 120 /* a queue failing this long stops the worker */
 
 typedef struct {
     const WorkerOptions *o;
@@ -156,6 +157,27 @@ static void worker_local_free(const Job *j, JobInput *local)
     free(local);
 }
 
+/* The queue failed with rc. When that is transient (a lost connection: the driver
+ * reconnects on the next call; a database that stayed busy), log it, wait *backoff_ms
+ * (0.1 s doubling to 5 s) and return 1: try again. 0 when it is not transient, the worker
+ * is stopping, or the queue has been failing for WORKER_DB_DOWN_MAX_S. */
+static int worker_db_wait(Worker *w, int rc, const char *err, double *down_since,
+                          int64_t *backoff_ms)
+{
+    double now = util_mono_s();
+    if (!err_is_transient(rc) || worker_stopping(w))
+        return 0;
+    if (!*down_since)
+        *down_since = now;
+    if (now - *down_since > WORKER_DB_DOWN_MAX_S)
+        return 0;
+    *backoff_ms = *backoff_ms ? (*backoff_ms * 2 < 5000 ? *backoff_ms * 2 : 5000) : 100;
+    log_warn("%s (trying again in %.1f s)", err, *backoff_ms / 1000.0);
+    for (int64_t t = 0; t < *backoff_ms && !worker_stopping(w); t += 50)
+        util_sleep_ms(50);
+    return 1;
+}
+
 /* Is the job still ours? 1 yes, 0 no (another worker took it over, or it left
  * 'running'), -1 the queue could not say. This is how a VLQ_EBUSY is told apart: a lost
  * lease by the job's state, never by the message. */
@@ -260,6 +282,12 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     free(fetch_dir);
     worker_local_free(j, local);
     log_set_job(0);
+    if (qrc && err_is_transient(qrc)) {
+        /* a lost connection (the server restarted) or a busy database: the worker carries
+         * on; the job, unrecorded, runs again when its lease expires (fenced: once) */
+        log_warn("%s: the job's outcome is not recorded; it runs again after its lease", qerr);
+        return 0;
+    }
     if (qrc) {
         log_error("%s", qerr);
         worker_set_fatal(w, qrc, qerr);
@@ -298,14 +326,20 @@ static void *worker_thread(void *arg)
         worker_set_fatal(w, rc, err);
         return NULL;
     }
+    double down_since = 0; /* the queue has failed since (util_mono_s), 0: it works */
+    int64_t backoff_ms = 0;
     while (!worker_stopping(w) && worker_reserve(w)) {
         Job *j = NULL;
         if ((rc = queue_claim(q, w->kinds, w->n_kinds, w->lease_ms, w->worker_id, &j, err))) {
             worker_unreserve(w);
+            if (worker_db_wait(w, rc, err, &down_since, &backoff_ms))
+                continue;
             log_error("%s", err);
             worker_set_fatal(w, rc, err);
             break;
         }
+        down_since = 0;
+        backoff_ms = 0;
         if (!j) {
             worker_unreserve(w);
             if (w->o->drain || w->o->max_jobs)
