@@ -79,10 +79,8 @@ int queue_open(const char *path, const QueueOptions *opt, int create, Queue **ou
     *out = NULL;
     if (!path || !path[0])
         return err_set(err, VLQ_EINPUT, "no queue database given (an empty path)");
-    if (queue_is_url(path)) /* the PostgreSQL driver lands with src/queue_pg.c */
-        return err_set(err, VLQ_ENOTSUP, "PostgreSQL queues are not supported yet");
     Queue *q = xcalloc(1, sizeof *q);
-    q->drv = &queue_sqlite_driver;
+    q->drv = queue_is_url(path) ? &queue_pg_driver : &queue_sqlite_driver;
     q->location = queue_redact(path);
     q->busy_timeout_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
     q->default_max_attempts = opt && opt->default_max_attempts > 0 ? opt->default_max_attempts : 3;
