@@ -176,7 +176,7 @@ demo:
 	$(Q)VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) examples/demo.sh
 
 bench-queue: $(BUILD)/vlq-testkinds
-	$(Q)tests/bench/bench_queue.sh $(abspath $(BUILD)/vlq-testkinds) 2000
+	$(Q)tests/bench/bench_queue.sh $(abspath $(BUILD)/vlq-testkinds) 2000 "1 4 16"
 bench: bench-queue
 
 # make bench-jobs [VLQ_BENCH_MODEL=file.vlq]: OCR pages per minute of a 10-page PDF with 1

@@ -15,6 +15,7 @@
 #include "cfg.h"
 #include "engine.h"
 #include "err.h"
+#include "fetch.h"
 #include "jobs.h"
 #include "log.h"
 #include "model.h"
@@ -32,6 +33,7 @@
 #include <unistd.h>
 
 #define WORKER_MAX_THREADS 256
+#define WORKER_DB_DOWN_MAX_S 120 /* a queue failing this long stops the worker */
 
 typedef struct {
     const WorkerOptions *o;
@@ -91,6 +93,91 @@ static int worker_check_inputs(const Job *j, char *err)
     return 0;
 }
 
+/* The job's http(s) inputs, downloaded: a new directory (*dir, the caller removes it with
+ * fetch_dir_remove and frees it) and in *local a copy of the job's input list with each
+ * URL replaced by its local file, size and mtime (so worker_check_inputs passes it and
+ * the kind reads the file); *local is NULL when the job has no URL input. The SHA-256 of
+ * the first download is recorded in the queue; a later attempt that downloads other
+ * bytes fails the job with EINPUT (its input changed since it was first seen). */
+static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, char **dir,
+                               JobInput **local, char *err)
+{
+    *dir = NULL;
+    *local = NULL;
+    int n_urls = 0;
+    for (int i = 0; i < j->n_inputs; i++)
+        n_urls += fetch_is_url(j->inputs[i].path);
+    if (!n_urls)
+        return 0;
+    FetchOptions fo;
+    fetch_options_from_cfg(w->o->cfg, &fo);
+    int rc = fetch_dir_new(&fo, j->id, dir, err);
+    if (rc)
+        return rc;
+    JobInput *in = xcalloc((size_t)j->n_inputs, sizeof *in);
+    memcpy(in, j->inputs, (size_t)j->n_inputs * sizeof *in);
+    *local = in; /* paths borrowed from j, except the downloaded ones (see worker_local_free) */
+    for (int i = 0; i < j->n_inputs; i++)
+        if (fetch_is_url(j->inputs[i].path))
+            in[i].path = NULL; /* owned from here: set to the download, or freed as NULL */
+    for (int i = 0; i < j->n_inputs; i++) {
+        const JobInput *u = &j->inputs[i];
+        if (!fetch_is_url(u->path))
+            continue;
+        FetchResult r;
+        double t0 = util_mono_s();
+        if ((rc = fetch_url(&fo, u->path, *dir, i, &r, err)) != 0)
+            return rc;
+        in[i].path = r.path;
+        in[i].size_bytes = r.size_bytes;
+        memcpy(in[i].sha256, r.sha256, sizeof in[i].sha256);
+        struct stat st;
+        in[i].mtime_s = stat(r.path, &st) == 0 ? (int64_t)st.st_mtime : 0;
+        log_info("input %d downloaded: %lld bytes in %.2f s, sha256 %.12s", i,
+                 (long long)r.size_bytes, util_mono_s() - t0, r.sha256);
+        if (!u->sha256[0]) {
+            if ((rc = queue_input_fetched(q, j, i, r.sha256, r.size_bytes, err)) != 0)
+                return rc;
+        } else if (strcmp(u->sha256, r.sha256)) {
+            return err_set(err, VLQ_EINPUT,
+                           "input %d: the download differs from the first one (SHA-256 %.12s, "
+                           "was %.12s): the input changed since the job first ran", i,
+                           r.sha256, u->sha256);
+        }
+    }
+    return 0;
+}
+
+/* Free worker_fetch_inputs' list: the downloaded paths are its own, the others j's. */
+static void worker_local_free(const Job *j, JobInput *local)
+{
+    for (int i = 0; local && i < j->n_inputs; i++)
+        if (fetch_is_url(j->inputs[i].path))
+            free(local[i].path);
+    free(local);
+}
+
+/* The queue failed with rc. When that is transient (a lost connection: the driver
+ * reconnects on the next call; a database that stayed busy), log it, wait *backoff_ms
+ * (0.1 s doubling to 5 s) and return 1: try again. 0 when it is not transient, the worker
+ * is stopping, or the queue has been failing for WORKER_DB_DOWN_MAX_S. */
+static int worker_db_wait(Worker *w, int rc, const char *err, double *down_since,
+                          int64_t *backoff_ms)
+{
+    double now = util_mono_s();
+    if (!err_is_transient(rc) || worker_stopping(w))
+        return 0;
+    if (!*down_since)
+        *down_since = now;
+    if (now - *down_since > WORKER_DB_DOWN_MAX_S)
+        return 0;
+    *backoff_ms = *backoff_ms ? (*backoff_ms * 2 < 5000 ? *backoff_ms * 2 : 5000) : 100;
+    log_warn("%s (trying again in %.1f s)", err, *backoff_ms / 1000.0);
+    for (int64_t t = 0; t < *backoff_ms && !worker_stopping(w); t += 50)
+        util_sleep_ms(50);
+    return 1;
+}
+
 /* Is the job still ours? 1 yes, 0 no (another worker took it over, or it left
  * 'running'), -1 the queue could not say. This is how a VLQ_EBUSY is told apart: a lost
  * lease by the job's state, never by the message. */
@@ -146,7 +233,17 @@ static int worker_job(Worker *w, Queue *q, Job *j)
                   .cfg = w->o->cfg, .engine = w->engine};
     double t0 = util_mono_s();
     log_info("start kind=%s attempt=%d/%d", j->kind, j->attempts, j->max_attempts);
-    int rc = worker_check_inputs(j, err);
+    char *fetch_dir = NULL;
+    JobInput *local = NULL;
+    Job fetched; /* j with its URL inputs replaced by the downloads, for the kind */
+    int rc = worker_fetch_inputs(w, q, j, &fetch_dir, &local, err);
+    if (rc == 0 && local) {
+        fetched = *j;
+        fetched.inputs = local;
+        ctx.job = &fetched;
+    }
+    if (rc == 0)
+        rc = worker_check_inputs(ctx.job, err);
     if (rc == 0)
         rc = kind->run(&ctx, err);
     if (rc == 0 && !ctx.format)
@@ -192,9 +289,14 @@ static int worker_job(Worker *w, Queue *q, Job *j)
         ok = 0;
     }
     jobs_ctx_clear(&ctx);
+    fetch_dir_remove(fetch_dir); /* the downloads go whatever the outcome */
+    free(fetch_dir);
+    worker_local_free(j, local);
     log_set_job(0);
-    if (qrc == VLQ_EIO || qrc == VLQ_EBUSY) { /* the lease runs out; another worker redoes it */
-        log_error("%s (the job is left to its lease)", qerr);
+    if (qrc && err_is_transient(qrc)) {
+        /* a lost connection (the server restarted) or a busy database: the worker carries
+         * on; the job, unrecorded, runs again when its lease expires (fenced: once) */
+        log_warn("%s: the job's outcome is not recorded; it runs again after its lease", qerr);
         return 0;
     }
     if (qrc) {
@@ -236,20 +338,20 @@ static void *worker_thread(void *arg)
         worker_set_fatal(w, rc, err);
         return NULL;
     }
+    double down_since = 0; /* the queue has failed since (util_mono_s), 0: it works */
+    int64_t backoff_ms = 0;
     while (!worker_stopping(w) && worker_reserve(w)) {
         Job *j = NULL;
         if ((rc = queue_claim(q, w->kinds, w->n_kinds, w->lease_ms, w->worker_id, &j, err))) {
             worker_unreserve(w);
-            if ((rc == VLQ_EIO || rc == VLQ_EBUSY) && !w->o->drain) { /* reconnects next call */
-                log_warn("%s (trying again)", err);
-                for (int64_t t = 0; t < w->poll_ms && !worker_stopping(w); t += 50)
-                    queue_wait(q, 50, err);
+            if (worker_db_wait(w, rc, err, &down_since, &backoff_ms))
                 continue;
-            }
             log_error("%s", err);
             worker_set_fatal(w, rc, err);
             break;
         }
+        down_since = 0;
+        backoff_ms = 0;
         if (!j) {
             worker_unreserve(w);
             if (w->o->drain || w->o->max_jobs)

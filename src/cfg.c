@@ -85,6 +85,11 @@ static const CfgKey cfg_keys[] = {
     {"media.pdf_dpi", CFG_INT, "144", 18, 1200, "PDF rendering resolution"},
     {"media.threads", CFG_INT, "0", 0, 256, "decoding threads, 0 = FFmpeg's choice"},
     {"plan.min_group_tokens", CFG_INT, "64", 4, 1048576, "smallest frame pair before splitting"},
+    {"inputs.allowed_hosts", CFG_STR, "", CFG_ANY, "hosts http(s) inputs may come from, comma-separated; empty = no URL inputs"},
+    {"inputs.max_download_mb", CFG_INT, "1024", 1, 1048576, "a larger downloaded input fails its job"},
+    {"inputs.connect_timeout_ms", CFG_INT, "10000", 100, 600000, "connect time of one download"},
+    {"inputs.timeout_ms", CFG_INT, "600000", 100, 86400000, "total time of one download"},
+    {"inputs.download_dir", CFG_STR, "", CFG_ANY, "where the per-job download directories go; empty = $TMPDIR or /tmp"},
 };
 #define CFG_NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
 

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "err.h"
 #include "jobs.h"
+#include "fetch.h"
 #include "queue.h"
 #include "result.h"
 #include "util.h"
@@ -108,11 +109,13 @@ int cli_init(int argc, char **argv, const CliCommon *common)
 static void submit_usage(FILE *out)
 {
     fprintf(out,
-            "usage: vlq submit KIND FILE... [options]\n\n"
+            "usage: vlq submit KIND FILE|URL... [options]\n\n"
             "Queue one job per FILE (KIND is ocr or summarize) and print one job id per line.\n"
             "Every input is checked first (exists, regular file, readable); a bad one is an\n"
             "error naming it and nothing is queued. The absolute path, size, mtime and SHA-256\n"
-            "of each input are recorded, so a file changed before its run is reported.\n\n"
+            "of each input are recorded, so a file changed before its run is reported.\n"
+            "A FILE may also be an http:// or https:// URL on a host in [inputs]\n"
+            "allowed_hosts: the worker downloads it when the job runs.\n\n"
             "  --webhook URL        POST a signed event when the job ends (http or https)\n"
             "  --secret whsec_...   this job's signing secret (else [webhooks] secret)\n"
             "  --priority N         higher runs first (default 0)\n"
@@ -216,6 +219,29 @@ static int submit_add_file(InputList *l, const char *path, int recursive, char *
         l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
     }
     l->v[l->n++] = in;
+    return 0;
+}
+
+/* An http(s) input: checked against [inputs] allowed_hosts (the submitter's config; the
+ * worker checks its own again) and recorded as it is, nothing downloaded. Size and
+ * SHA-256 stay empty until the first download records them (queue_input_fetched). */
+static int submit_add_url(InputList *l, const char *url, const CliCommon *common, char *err)
+{
+    Cfg *cfg = NULL;
+    int rc = cfg_load(common->config_path, &cfg, err);
+    FetchOptions fo;
+    if (rc == 0) {
+        fetch_options_from_cfg(cfg, &fo);
+        rc = fetch_check_url(&fo, url, err);
+    }
+    cfg_free(cfg);
+    if (rc)
+        return rc;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = (JobInput){.path = xstrdup(url)};
     return 0;
 }
 
@@ -339,7 +365,8 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     InputList inputs = {0};
     int rc = 0;
     for (int i = optind; i < argc && rc == 0; i++)
-        rc = submit_add_file(&inputs, argv[i], recursive, err);
+        rc = fetch_is_url(argv[i]) ? submit_add_url(&inputs, argv[i], common, err)
+                                   : submit_add_file(&inputs, argv[i], recursive, err);
     if (rc == 0 && inputs.n == 0)
         rc = err_set(err, VLQ_EINPUT, "no files to submit");
     Queue *q = NULL;

@@ -554,3 +554,18 @@ int queue_event_redeliver(Queue *q, const char *event_id, char *err)
         return err_set(err, VLQ_EINPUT, "redeliver: no event id given");
     return q->drv->event_redeliver(q, event_id, err);
 }
+
+/* ---- http(s) inputs ---- */
+
+int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                        int64_t size_bytes, char *err)
+{
+    if (!j || idx < 0 || idx >= j->n_inputs || !sha256 || strlen(sha256) != 64 ||
+        size_bytes < 0)
+        return err_set(err, VLQ_EINPUT, "job %lld: input %d: a bad download record",
+                       j ? (long long)j->id : 0LL, idx);
+    if (!q->drv->input_fetched)
+        return err_set(err, VLQ_EIO, "%s: the %s driver cannot record downloads", q->location,
+                       q->drv->name);
+    return q->drv->input_fetched(q, j, idx, sha256, size_bytes, err);
+}

@@ -271,4 +271,32 @@ int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, c
 /* Make a failed or delivered event pending again, due now. */
 int queue_event_redeliver(Queue *q, const char *event_id, char *err);
 
+/* ---- http(s) inputs ---- */
+
+/* Record what the first download of the claimed job's URL input idx gave (hex SHA-256
+ * and size), fenced by j's claim token; later attempts compare against it. A URL input
+ * is submitted with an empty sha256; once recorded it is never changed (a second call
+ * changes nothing). Returns 0, VLQ_EBUSY "lease lost", or a database error. */
+int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                        int64_t size_bytes, char *err);
+
+/* ---- copying a whole queue (vlq queue copy) ---- */
+
+typedef struct {
+    int64_t jobs;    /* job rows copied */
+    int64_t events;  /* outbox event rows copied */
+    int64_t rows;    /* rows of every table */
+} QueueCopyStats;
+
+/* Called after each table with the rows copied (arg is queue_copy's). */
+typedef void (*QueueCopyProgressFn)(void *arg, const char *table, int64_t rows);
+
+/* Copy every row of every table of from into to (any backends), ids kept: jobs in every
+ * state with inputs, attempts, results and units, outbox events with their attempts,
+ * disabled endpoints. from is read in one snapshot and not changed; to is written in one
+ * transaction and must hold no rows (VLQ_EINPUT naming the table, nothing written) unless
+ * force, which deletes what it holds first. progress may be NULL. */
+int queue_copy(Queue *from, Queue *to, int force, QueueCopyProgressFn progress, void *arg,
+               QueueCopyStats *st, char *err);
+
 #endif

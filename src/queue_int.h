@@ -85,6 +85,43 @@ typedef struct {
     int64_t now_ms;           /* created_ms and first next_attempt_ms */
 } QueueNewEvent;
 
+/* ---- vlq queue copy (src/queue_copy.c): whole tables through the drivers ---- */
+
+typedef enum { QUEUE_COL_INT, QUEUE_COL_REAL, QUEUE_COL_TEXT, QUEUE_COL_BLOB } QueueColType;
+
+typedef struct {
+    const char *name;
+    QueueColType type;
+} QueueCol;
+
+/* One table of the queue as vlq queue copy moves it. */
+typedef struct {
+    const char *name;      /* table name, the same in every dialect */
+    const char *order_by;  /* its key: rows are read in this order */
+    const char *serial;    /* the column whose id sequence must pass the copied ids, or NULL */
+    const QueueCol *cols;  /* every column, in this order in the rows */
+    int n_cols;
+} QueueTable;
+
+/* One column value of a row; s/len for TEXT and BLOB (borrowed until the callback
+ * returns). */
+typedef struct {
+    int null;
+    int64_t i;
+    double d;
+    const char *s;
+    size_t len;
+} QueueValue;
+
+/* The tables, parents before children (queue_copy.c). */
+extern const QueueTable queue_tables[];
+extern const int queue_n_tables;
+
+/* Called for each row read; a nonzero return stops the read and is returned. */
+typedef int (*QueueRowFn)(void *arg, const QueueValue *row, char *err);
+
+#define QUEUE_COPY_MAX_COLS 32 /* the widest table has 22 */
+
 /* The driver table: one operation per public function that touches the database. Every
  * operation returns 0 or a negative VLQ_E* with err set; arguments are already checked. */
 struct QueueDriver {
@@ -152,6 +189,23 @@ struct QueueDriver {
     int (*event_release)(Queue *q, const OutboxEvent *e, char *err);
     /* Event pending again, due now; its endpoint re-enabled. */
     int (*event_redeliver)(Queue *q, const char *event_id, char *err);
+    /* ---- vlq queue copy (queue_copy.c) ---- */
+    /* Start a copy: write 0, a read snapshot of every table (the source); write 1, the
+     * one write transaction of the whole copy (the target). */
+    int (*copy_begin)(Queue *q, int write, char *err);
+    /* Call row() for each row of t in t->order_by order, the columns as t->cols; refuses
+     * (VLQ_EINPUT) a table whose columns are not exactly t->cols. */
+    int (*copy_read)(Queue *q, const QueueTable *t, QueueRowFn row, void *arg, char *err);
+    /* Insert one row of t (ids as given). */
+    int (*copy_write)(Queue *q, const QueueTable *t, const QueueValue *row, char *err);
+    /* Delete every row of t (vlq queue copy --force). */
+    int (*copy_clear)(Queue *q, const QueueTable *t, char *err);
+    /* End the copy: commit (write side: after moving the id sequences past the copied
+     * ids), or roll back. */
+    int (*copy_end)(Queue *q, int commit, char *err);
+    /* Fenced: record a URL input's first download (sha256 still ''). */
+    int (*input_fetched)(Queue *q, const Job *j, int idx, const char *sha256,
+                         int64_t size_bytes, char *err);
 };
 
 extern const QueueDriver queue_sqlite_driver; /* queue_sqlite.c */

@@ -1496,6 +1496,235 @@ static int pgq_event_redeliver(Queue *q, const char *event_id, char *err)
     return pg_tx(q, pg_redeliver_tx, (void *)event_id, err);
 }
 
+/* ---- http(s) inputs ---- */
+
+typedef struct {
+    const Job *job;
+    int idx;
+    const char *sha256;
+    int64_t size_bytes;
+} FetchedArg;
+
+static int pg_input_fetched_tx(Queue *q, void *arg, char *err)
+{
+    FetchedArg *a = arg;
+    int rc = pg_fenced(q, a->job, "lease_expires_ms=lease_expires_ms", NULL, NULL, NULL, err);
+    if (rc)
+        return rc;
+    PgArgs x = {0};
+    pa_i64(&x, a->job->id);
+    pa_i64(&x, a->idx);
+    pa_str(&x, a->sha256);
+    pa_i64(&x, a->size_bytes);
+    /* sha256='' is a URL input never downloaded: the first record wins, for good */
+    return pg_run(q,
+                  "UPDATE job_inputs SET sha256=$3, size_bytes=$4 WHERE job_id=$1 AND idx=$2 "
+                  "AND sha256=''",
+                  &x, 0, NULL, "record a download", err);
+}
+
+static int pgq_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                             int64_t size_bytes, char *err)
+{
+    FetchedArg a = {.job = j, .idx = idx, .sha256 = sha256, .size_bytes = size_bytes};
+    return pg_tx(q, pg_input_fetched_tx, &a, err);
+}
+
+/* ---- vlq queue copy: rows in and out (see queue_copy.c) ---- */
+
+#define PG_COPY_BYTEAOID 17 /* pg_type.oid of bytea (catalog/pg_type_d.h, not installed) */
+
+/* Run sql with no parameters; PGRES_COMMAND_OK or PGRES_TUPLES_OK expected. */
+static int pg_copy_exec(Queue *q, const char *sql, const char *what, char *err)
+{
+    PGresult *r = PQexec(PGC(q)->pg, sql);
+    ExecStatusType s = PQresultStatus(r);
+    int rc = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK ? 0 : pg_err(q, r, what, err);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_copy_begin(Queue *q, int write, char *err)
+{
+    int rc = pg_ensure(q, err);
+    if (rc)
+        return rc;
+    /* the source: one snapshot of every table; the target: one transaction */
+    return pg_copy_exec(q, write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                        "begin the copy", err);
+}
+
+static int pg_copy_end(Queue *q, int commit, char *err)
+{
+    int rc = 0;
+    char sql[512];
+    /* the id sequences continue after the copied ids (a no-op on a read snapshot's end,
+     * which never commits) */
+    for (int k = 0; commit && rc == 0 && k < queue_n_tables; k++) {
+        const QueueTable *t = &queue_tables[k];
+        if (!t->serial)
+            continue;
+        snprintf(sql, sizeof sql,
+                 "SELECT setval(pg_get_serial_sequence('%s', '%s'), "
+                 "coalesce((SELECT max(%s) FROM %s), 1), (SELECT max(%s) FROM %s) IS NOT NULL)",
+                 t->name, t->serial, t->serial, t->name, t->serial, t->name);
+        rc = pg_copy_exec(q, sql, "move the id sequence past the copied ids", err);
+    }
+    if (commit && rc == 0)
+        return pg_copy_exec(q, "COMMIT", "commit the copy", err);
+    char err2[VLQ_ERRLEN];
+    pg_copy_exec(q, "ROLLBACK", "roll back the copy", err2);
+    return rc;
+}
+
+static void pg_copy_cols(Buf *b, const QueueTable *t)
+{
+    for (int c = 0; c < t->n_cols; c++)
+        buf_printf(b, "%s%s", c ? ", " : "", t->cols[c].name);
+}
+
+/* 0 when t's columns in the database are exactly t->cols (as a set), else VLQ_EINPUT. */
+static int pg_copy_check_cols(Queue *q, const QueueTable *t, char *err)
+{
+    const char *params[1] = {t->name};
+    PGresult *r = PQexecParams(PGC(q)->pg,
+                               "SELECT column_name FROM information_schema.columns WHERE "
+                               "table_schema = current_schema() AND table_name = $1",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        int rc = pg_err(q, r, "read the columns", err);
+        PQclear(r);
+        return rc;
+    }
+    int n = PQntuples(r), rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        int known = 0;
+        for (int c = 0; c < t->n_cols && !known; c++)
+            known = !strcmp(name, t->cols[c].name);
+        if (!known)
+            rc = err_set(err, VLQ_EINPUT, "%s: table %s has a column this vlq cannot copy (%s)",
+                         q->location, t->name, name);
+    }
+    if (rc == 0 && n != t->n_cols)
+        rc = err_set(err, VLQ_EINPUT, "%s: table %s lacks %d column(s) this vlq copies",
+                     q->location, t->name, t->n_cols - n);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_copy_read(Queue *q, const QueueTable *t, QueueRowFn row, void *arg, char *err)
+{
+    int rc = pg_copy_check_cols(q, t, err);
+    if (rc)
+        return rc;
+    Buf b = {0};
+    buf_puts(&b, "SELECT ");
+    pg_copy_cols(&b, t);
+    buf_printf(&b, " FROM %s ORDER BY %s", t->name, t->order_by);
+    /* rows one at a time: a queue with large results is never all in memory */
+    int sent = PQsendQuery(PGC(q)->pg, b.data) && PQsetSingleRowMode(PGC(q)->pg);
+    buf_clear(&b);
+    if (!sent)
+        return pg_err(q, NULL, "read for the copy", err);
+    QueueValue v[QUEUE_COPY_MAX_COLS];
+    unsigned char *unesc[QUEUE_COPY_MAX_COLS];
+    PGresult *r;
+    while ((r = PQgetResult(PGC(q)->pg))) {
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_SINGLE_TUPLE && rc == 0) {
+            for (int c = 0; c < t->n_cols; c++) {
+                QueueValue *x = &v[c];
+                memset(x, 0, sizeof *x);
+                unesc[c] = NULL;
+                x->null = PQgetisnull(r, 0, c);
+                if (x->null)
+                    continue;
+                const char *s0 = PQgetvalue(r, 0, c);
+                switch (t->cols[c].type) {
+                case QUEUE_COL_INT:
+                    x->i = !strcmp(s0, "t") ? 1 : !strcmp(s0, "f") ? 0 : strtoll(s0, NULL, 10);
+                    break;
+                case QUEUE_COL_REAL: x->d = strtod(s0, NULL); break;
+                case QUEUE_COL_TEXT:
+                    x->s = s0;
+                    x->len = (size_t)PQgetlength(r, 0, c);
+                    break;
+                case QUEUE_COL_BLOB:
+                    if (PQftype(r, c) == PG_COPY_BYTEAOID) {
+                        size_t len = 0;
+                        unesc[c] = PQunescapeBytea((const unsigned char *)s0, &len);
+                        x->s = unesc[c] ? (const char *)unesc[c] : "";
+                        x->len = len;
+                    } else {
+                        x->s = s0;
+                        x->len = (size_t)PQgetlength(r, 0, c);
+                    }
+                    break;
+                }
+            }
+            rc = row(arg, v, err);
+            for (int c = 0; c < t->n_cols; c++)
+                if (t->cols[c].type == QUEUE_COL_BLOB && !v[c].null)
+                    PQfreemem(unesc[c]);
+        } else if (s != PGRES_SINGLE_TUPLE && s != PGRES_TUPLES_OK && rc == 0) {
+            rc = pg_err(q, r, "read for the copy", err);
+        }
+        PQclear(r); /* read every result, also after a failure, so the connection is free */
+    }
+    return rc;
+}
+
+static int pg_copy_write(Queue *q, const QueueTable *t, const QueueValue *v, char *err)
+{
+    Buf b = {0};
+    buf_printf(&b, "INSERT INTO %s (", t->name);
+    pg_copy_cols(&b, t);
+    buf_printf(&b, ")%s VALUES (", t->serial ? " OVERRIDING SYSTEM VALUE" : "");
+    for (int c = 0; c < t->n_cols; c++)
+        buf_printf(&b, "%s$%d", c ? ", " : "", c + 1);
+    buf_puts(&b, ")");
+    const char *vals[QUEUE_COPY_MAX_COLS];
+    int lens[QUEUE_COPY_MAX_COLS], fmts[QUEUE_COPY_MAX_COLS];
+    char num[QUEUE_COPY_MAX_COLS][32];
+    for (int c = 0; c < t->n_cols; c++) {
+        const QueueValue *x = &v[c];
+        lens[c] = 0;
+        fmts[c] = 0;
+        vals[c] = NULL;
+        if (x->null)
+            continue;
+        switch (t->cols[c].type) {
+        case QUEUE_COL_INT:
+            snprintf(num[c], sizeof num[c], "%lld", (long long)x->i);
+            vals[c] = num[c];
+            break;
+        case QUEUE_COL_REAL:
+            snprintf(num[c], sizeof num[c], "%.17g", x->d);
+            vals[c] = num[c];
+            break;
+        case QUEUE_COL_TEXT: vals[c] = x->s; break; /* NUL-terminated in both drivers */
+        case QUEUE_COL_BLOB: /* binary: bytea takes the bytes as they are */
+            vals[c] = x->s;
+            lens[c] = (int)x->len;
+            fmts[c] = 1;
+            break;
+        }
+    }
+    PGresult *r = PQexecParams(PGC(q)->pg, b.data, t->n_cols, NULL, vals, lens, fmts, 0);
+    buf_clear(&b);
+    int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : pg_err(q, r, "write the copy", err);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_copy_clear(Queue *q, const QueueTable *t, char *err)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "DELETE FROM %s", t->name);
+    return pg_copy_exec(q, sql, "empty the target", err);
+}
+
 const QueueDriver queue_pg_driver = {
     .name = "postgresql",
     .open = pgq_open,
@@ -1523,4 +1752,10 @@ const QueueDriver queue_pg_driver = {
     .event_attempt = pgq_event_attempt,
     .event_release = pgq_event_release,
     .event_redeliver = pgq_event_redeliver,
+    .copy_begin = pg_copy_begin,
+    .copy_read = pg_copy_read,
+    .copy_write = pg_copy_write,
+    .copy_clear = pg_copy_clear,
+    .copy_end = pg_copy_end,
+    .input_fetched = pgq_input_fetched,
 };

@@ -1469,6 +1469,191 @@ static int sq_event_redeliver(Queue *q, const char *event_id, char *err)
     return queue_tx(q, queue_redeliver_tx, &a, err);
 }
 
+/* ---- http(s) inputs ---- */
+
+typedef struct {
+    const Job *job;
+    int idx;
+    const char *sha256;
+    int64_t size_bytes;
+} FetchedArg;
+
+static int sq_input_fetched_tx(Queue *q, void *arg, char *err)
+{
+    FetchedArg *a = arg;
+    FenceArg f = {.job = a->job, .i3 = a->idx, .s4 = a->sha256, .i6 = a->size_bytes};
+    int rc = queue_fenced(q, "lease_expires_ms=lease_expires_ms", &f, err);
+    if (rc)
+        return rc;
+    /* sha256='' is a URL input never downloaded: the first record wins, for good */
+    return queue_exec1(q,
+                       "UPDATE job_inputs SET sha256=?4, size_bytes=?6 WHERE job_id=?1 AND "
+                       "idx=?3 AND sha256=''",
+                       NULL, err, bind_fence, &f);
+}
+
+static int sq_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                            int64_t size_bytes, char *err)
+{
+    FetchedArg a = {.job = j, .idx = idx, .sha256 = sha256, .size_bytes = size_bytes};
+    return queue_tx(q, sq_input_fetched_tx, &a, err);
+}
+
+/* ---- vlq queue copy: rows in and out (see queue_copy.c) ---- */
+
+static int sq_copy_begin(Queue *q, int write, char *err)
+{
+    /* the source: a deferred transaction is one snapshot in WAL mode; the target: one
+     * write transaction for the whole copy */
+    double deadline = util_mono_s() + q->busy_timeout_ms / 1000.0;
+    int rc;
+    while ((rc = sqlite3_exec(SQ(q)->db, write ? "BEGIN IMMEDIATE" : "BEGIN", NULL, NULL,
+                              NULL)) != SQLITE_OK &&
+           queue_is_busy(rc) && util_mono_s() < deadline)
+        util_sleep_ms(10); /* a worker's short transaction: wait for it */
+    return rc == SQLITE_OK ? 0 : queue_sqlerr(q, rc, "begin the copy", err);
+}
+
+static int sq_copy_end(Queue *q, int commit, char *err)
+{
+    if (commit) {
+        int rc = sqlite3_exec(SQ(q)->db, "COMMIT", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            return 0;
+        rc = queue_sqlerr(q, rc, "commit the copy", err);
+        sqlite3_exec(SQ(q)->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
+    }
+    sqlite3_exec(SQ(q)->db, "ROLLBACK", NULL, NULL, NULL);
+    return 0;
+}
+
+/* "c1, c2, ..." of t into b. */
+static void sq_copy_cols(Buf *b, const QueueTable *t)
+{
+    for (int c = 0; c < t->n_cols; c++)
+        buf_printf(b, "%s%s", c ? ", " : "", t->cols[c].name);
+}
+
+/* 0 when t's columns in the database are exactly t->cols (as a set), else VLQ_EINPUT. */
+static int sq_copy_check_cols(Queue *q, const QueueTable *t, char *err)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT name FROM pragma_table_info('%s')", t->name);
+    int rc, n = 0, unknown = 0;
+    char bad[64] = "";
+    sqlite3_stmt *st = queue_prep(q, sql, &rc);
+    if (!st)
+        return queue_sqlerr(q, rc, "read the columns", err);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        int known = 0;
+        for (int c = 0; c < t->n_cols && !known; c++)
+            known = name && !strcmp(name, t->cols[c].name);
+        if (!known && !unknown++)
+            snprintf(bad, sizeof bad, "%s", name ? name : "?");
+        n++;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return queue_sqlerr(q, rc, "read the columns", err);
+    if (unknown)
+        return err_set(err, VLQ_EINPUT, "%s: table %s has a column this vlq cannot copy (%s)",
+                       q->location, t->name, bad);
+    if (n != t->n_cols)
+        return err_set(err, VLQ_EINPUT, "%s: table %s lacks %d column(s) this vlq copies",
+                       q->location, t->name, t->n_cols - n);
+    return 0;
+}
+
+static int sq_copy_read(Queue *q, const QueueTable *t, QueueRowFn row, void *arg, char *err)
+{
+    int rc = sq_copy_check_cols(q, t, err);
+    if (rc)
+        return rc;
+    Buf b = {0};
+    buf_puts(&b, "SELECT ");
+    sq_copy_cols(&b, t);
+    buf_printf(&b, " FROM %s ORDER BY %s", t->name, t->order_by);
+    sqlite3_stmt *st = queue_prep(q, b.data, &rc);
+    buf_clear(&b);
+    if (!st)
+        return queue_sqlerr(q, rc, "read for the copy", err);
+    QueueValue v[QUEUE_COPY_MAX_COLS];
+    int code = 0;
+    while (code == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int c = 0; c < t->n_cols; c++) {
+            QueueValue *x = &v[c];
+            memset(x, 0, sizeof *x);
+            x->null = sqlite3_column_type(st, c) == SQLITE_NULL;
+            if (x->null)
+                continue;
+            switch (t->cols[c].type) {
+            case QUEUE_COL_INT: x->i = sqlite3_column_int64(st, c); break;
+            case QUEUE_COL_REAL: x->d = sqlite3_column_double(st, c); break;
+            case QUEUE_COL_TEXT:
+                x->s = (const char *)sqlite3_column_text(st, c);
+                x->len = (size_t)sqlite3_column_bytes(st, c);
+                break;
+            case QUEUE_COL_BLOB:
+                x->s = sqlite3_column_blob(st, c);
+                x->len = (size_t)sqlite3_column_bytes(st, c);
+                if (!x->s)
+                    x->s = "";
+                break;
+            }
+        }
+        code = row(arg, v, err);
+    }
+    if (code == 0 && rc != SQLITE_DONE)
+        code = queue_sqlerr(q, rc, "read for the copy", err);
+    sqlite3_finalize(st);
+    return code;
+}
+
+static int sq_copy_write(Queue *q, const QueueTable *t, const QueueValue *v, char *err)
+{
+    Buf b = {0};
+    buf_printf(&b, "INSERT INTO %s (", t->name);
+    sq_copy_cols(&b, t);
+    buf_puts(&b, ") VALUES (");
+    for (int c = 0; c < t->n_cols; c++)
+        buf_puts(&b, c ? ", ?" : "?");
+    buf_puts(&b, ")");
+    int rc;
+    sqlite3_stmt *st = queue_prep(q, b.data, &rc);
+    buf_clear(&b);
+    if (!st)
+        return queue_sqlerr(q, rc, "write the copy", err);
+    for (int c = 0; c < t->n_cols; c++) {
+        const QueueValue *x = &v[c];
+        if (x->null) {
+            sqlite3_bind_null(st, c + 1);
+            continue;
+        }
+        switch (t->cols[c].type) {
+        case QUEUE_COL_INT: sqlite3_bind_int64(st, c + 1, x->i); break;
+        case QUEUE_COL_REAL: sqlite3_bind_double(st, c + 1, x->d); break;
+        case QUEUE_COL_TEXT:
+            sqlite3_bind_text64(st, c + 1, x->s, x->len, SQLITE_TRANSIENT, SQLITE_UTF8);
+            break;
+        case QUEUE_COL_BLOB:
+            sqlite3_bind_blob64(st, c + 1, x->s, x->len, SQLITE_TRANSIENT);
+            break;
+        }
+    }
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "write the copy", err);
+}
+
+static int sq_copy_clear(Queue *q, const QueueTable *t, char *err)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "DELETE FROM %s", t->name);
+    return queue_exec1(q, sql, NULL, err, NULL, NULL);
+}
+
 const QueueDriver queue_sqlite_driver = {
     .name = "sqlite",
     .open = sq_open,
@@ -1496,4 +1681,10 @@ const QueueDriver queue_sqlite_driver = {
     .event_attempt = sq_event_attempt,
     .event_release = sq_event_release,
     .event_redeliver = sq_event_redeliver,
+    .copy_begin = sq_copy_begin,
+    .copy_read = sq_copy_read,
+    .copy_write = sq_copy_write,
+    .copy_clear = sq_copy_clear,
+    .copy_end = sq_copy_end,
+    .input_fetched = sq_input_fetched,
 };
