@@ -31,7 +31,8 @@
 #define VK_ATTN_ITEM_CAP 4096
 #define VK_ATTN_SEG_CAP 1024
 
-namespace {
+namespace
+{
 
 /* ---- loads ---- */
 
@@ -39,7 +40,8 @@ namespace {
  * so 16-byte aligned with an aligned base), widened to f32 exactly. */
 template <int KT> __device__ __forceinline__ void vk_load8(const void *base, int64_t e, float *f);
 
-template <> __device__ __forceinline__ void vk_load8<VK_T_F32>(const void *base, int64_t e, float *f)
+template <>
+__device__ __forceinline__ void vk_load8<VK_T_F32>(const void *base, int64_t e, float *f)
 {
     const float4 *p = (const float4 *)((const float *)base + e);
     float4 a = p[0], b = p[1];
@@ -58,12 +60,14 @@ __device__ __forceinline__ void vk_unpack8(uint4 u, float *f, int bf16)
     }
 }
 
-template <> __device__ __forceinline__ void vk_load8<VK_T_F16>(const void *base, int64_t e, float *f)
+template <>
+__device__ __forceinline__ void vk_load8<VK_T_F16>(const void *base, int64_t e, float *f)
 {
     vk_unpack8(*(const uint4 *)((const uint16_t *)base + e), f, 0);
 }
 
-template <> __device__ __forceinline__ void vk_load8<VK_T_BF16>(const void *base, int64_t e, float *f)
+template <>
+__device__ __forceinline__ void vk_load8<VK_T_BF16>(const void *base, int64_t e, float *f)
 {
     vk_unpack8(*(const uint4 *)((const uint16_t *)base + e), f, 1);
 }
@@ -108,7 +112,8 @@ struct TileArgs {
  * shared memory; item = 16 * RQ query rows (token, head) of one sequence. */
 template <int NJ, int KT> __global__ void __launch_bounds__(VK_ATTN_NT) attn_tile(TileArgs a)
 {
-    constexpr int RQ = VK_ATTN_RQ(NJ), HDP = 32 * NJ, LD = HDP + 4, BQ = 16 * RQ; /* vk_attn_ld, vk_attn_bq */
+    /* as vk_attn_ld and vk_attn_bq */
+    constexpr int RQ = VK_ATTN_RQ(NJ), HDP = 32 * NJ, LD = HDP + 4, BQ = 16 * RQ;
     constexpr int BK = VK_ATTN_BK, PLD = BK + 1, NS = BK / 8;
     extern __shared__ float4 vk_smem4[];
     float *qs = (float *)vk_smem4, *ks = qs + BQ * LD, *vs = ks + BK * LD, *ps = vs + BK * LD;
@@ -126,7 +131,8 @@ template <int NJ, int KT> __global__ void __launch_bounds__(VK_ATTN_NT) attn_til
         float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         if (p < n_pairs && col < a.hd) {
             int t = vk_attn_pair_tok(p, a.rep), h = vk_attn_pair_head(p, a.rep, kvh);
-            x = *(const float4 *)(a.q + (int64_t)(sq.row0 + t) * a.q_cols + (int64_t)h * a.hd + col);
+            x = *(const float4 *)(a.q + (int64_t)(sq.row0 + t) * a.q_cols + (int64_t)h * a.hd +
+                                  col);
             x.x *= a.qscale, x.y *= a.qscale, x.z *= a.qscale, x.w *= a.qscale;
         }
         *(float4 *)(qs + r * LD + col) = x;
@@ -137,8 +143,9 @@ template <int NJ, int KT> __global__ void __launch_bounds__(VK_ATTN_NT) attn_til
 #pragma unroll
     for (int i = 0; i < RQ; i++) {
         int p = it.p0 + vk_attn_srow(tid, i, RQ);
-        lim[i] = p < n_pairs ? vk_attn_limit(a.causal, sq.n_past, vk_attn_pair_tok(p, a.rep), n_keys)
-                             : 0; /* a row past the end sees no key */
+        lim[i] = p < n_pairs
+                     ? vk_attn_limit(a.causal, sq.n_past, vk_attn_pair_tok(p, a.rep), n_keys)
+                     : 0; /* a row past the end sees no key */
         m[i] = VK_NEG_INF;
         l[i] = 0.0f;
 #pragma unroll
@@ -297,8 +304,8 @@ template <int NCH, int KT> __global__ void __launch_bounds__(VK_DEC_NT) attn_dec
             for (int e = 0; e < 8; e++)
                 q[r][ci][e] = acc[r][ci][e] = 0.0f;
             if (r < nh && col < a.hd) {
-                vk_load8<VK_T_F32>(a.q, (int64_t)sq.row0 * a.q_cols + (int64_t)(h0 + r) * a.hd + col,
-                                   q[r][ci]);
+                vk_load8<VK_T_F32>(
+                    a.q, (int64_t)sq.row0 * a.q_cols + (int64_t)(h0 + r) * a.hd + col, q[r][ci]);
 #pragma unroll
                 for (int e = 0; e < 8; e++)
                     q[r][ci][e] *= a.qscale;
@@ -412,12 +419,18 @@ typedef void (*DecKernel)(DecArgs);
 template <int KT> static TileKernel vk_tile_kernel_kt(int nj)
 {
     switch (nj) {
-    case 1: return attn_tile<1, KT>;
-    case 2: return attn_tile<2, KT>;
-    case 3: return attn_tile<3, KT>;
-    case 4: return attn_tile<4, KT>;
-    case 6: return attn_tile<6, KT>;
-    default: return attn_tile<8, KT>;
+    case 1:
+        return attn_tile<1, KT>;
+    case 2:
+        return attn_tile<2, KT>;
+    case 3:
+        return attn_tile<3, KT>;
+    case 4:
+        return attn_tile<4, KT>;
+    case 6:
+        return attn_tile<6, KT>;
+    default:
+        return attn_tile<8, KT>;
     }
 }
 
@@ -431,8 +444,10 @@ static TileKernel vk_tile_kernel(int kt, int nj)
 template <int KT> static DecKernel vk_dec_kernel_kt(int nch)
 {
     switch (nch) {
-    case 1: return attn_dec<1, KT>;
-    default: return attn_dec<2, KT>;
+    case 1:
+        return attn_dec<1, KT>;
+    default:
+        return attn_dec<2, KT>;
     }
 }
 
@@ -480,8 +495,8 @@ static int vk_dec_run(VkCtx *c, Tensor *o, DecArgs a, const BackendSeq *seqs, in
         return vk_note(c, cudaErrorMemoryAllocation, "attention: workspace too small"), -1;
     int ch = vk_dec_pick_chunk(seqs, n_seq, n_kv_heads * hgroups, c->n_sm > 0 ? c->n_sm : 1, cap);
     DecKernel k = vk_dec_kernel(kt, nch);
-    CombArgs ca = {(float *)o->data, (const float *)c->work, o->cols, a.hd,
-                   a.n_heads, a.seqs, NULL};
+    CombArgs ca = {
+        (float *)o->data, (const float *)c->work, o->cols, a.hd, a.n_heads, a.seqs, NULL};
     a.part = (float *)c->work;
 
     VkDecItem items[VK_ATTN_ITEM_CAP];
@@ -499,6 +514,8 @@ static int vk_dec_run(VkCtx *c, Tensor *o, DecArgs a, const BackendSeq *seqs, in
         if (vk_note(c, cudaGetLastError(), "attention: combine kernel"))
             return -1;
     }
+    if (s < n_seq) /* a sequence whose splits exceed cap: vk_dec_pick_chunk prevents it */
+        return vk_note(c, cudaErrorInvalidValue, "attention: decode split list overflow"), -1;
     return 0;
 }
 
@@ -511,7 +528,8 @@ static int vk_attn_check(VkCtx *c, const Tensor *o, const Tensor *q, const Tenso
         return vk_note(c, cudaErrorInvalidValue, "attention: bad head counts or q/o shapes"), -1;
     int64_t hd = q->cols / n_heads;
     if (hd % 8 || hd > VK_ATTN_HD_MAX)
-        return vk_note(c, cudaErrorInvalidValue, "attention: head_dim not a multiple of 8 up to 256"),
+        return vk_note(c, cudaErrorInvalidValue,
+                       "attention: head_dim not a multiple of 8 up to 256"),
                -1;
     if (k->type != v->type || k->type > QUANT_BF16 || k->cols != n_kv_heads * hd ||
         v->cols != k->cols)
@@ -538,29 +556,50 @@ extern "C" void vk_attention(VkCtx *c, Tensor *o, const Tensor *q, const Tensor 
     if (!dev_seqs)
         return;
     if (n_tile) {
-        TileArgs a = {(float *)o->data, (const float *)q->data, kc->data, vc->data, q->cols,
-                      kc->cols, hd, rep, 1, vk_sm_qscale(scale), dev_seqs, NULL};
+        TileArgs a = {(float *)o->data,
+                      (const float *)q->data,
+                      kc->data,
+                      vc->data,
+                      q->cols,
+                      kc->cols,
+                      hd,
+                      rep,
+                      1,
+                      vk_sm_qscale(scale),
+                      dev_seqs,
+                      NULL};
         if (vk_tile_run(c, a, seqs, n_seq, 1, n_kv_heads, kt))
             return;
     }
     if (n_dec) {
-        DecArgs a = {(const float *)q->data, kc->data, vc->data, NULL, q->cols, kc->cols, hd, rep,
-                     n_heads, vk_sm_qscale(scale), dev_seqs, NULL};
+        DecArgs a = {
+            (const float *)q->data, kc->data, vc->data, NULL, q->cols, kc->cols, hd, rep, n_heads,
+            vk_sm_qscale(scale),    dev_seqs, NULL};
         vk_dec_run(c, o, a, seqs, n_seq, n_kv_heads, kt);
     }
 }
 
 extern "C" void vk_attention_seg(VkCtx *c, Tensor *o, const Tensor *q, const Tensor *k,
-                                 const Tensor *v, const int32_t *cu_seqlens, int n_seg,
-                                 int n_heads, float scale)
+                                 const Tensor *v, const int32_t *cu_seqlens, int n_seg, int n_heads,
+                                 float scale)
 {
     if (n_seg <= 0 || vk_attn_check(c, o, q, k, v, n_heads, n_heads))
         return;
     if (k->type != QUANT_F32)
         return (void)vk_note(c, cudaErrorInvalidValue, "attention_seg: K/V must be F32");
     int hd = (int)(q->cols / n_heads);
-    TileArgs a = {(float *)o->data, (const float *)q->data, k->data, v->data, q->cols, k->cols,
-                  hd, 1, 0, vk_sm_qscale(scale), NULL, NULL};
+    TileArgs a = {(float *)o->data,
+                  (const float *)q->data,
+                  k->data,
+                  v->data,
+                  q->cols,
+                  k->cols,
+                  hd,
+                  1,
+                  0,
+                  vk_sm_qscale(scale),
+                  NULL,
+                  NULL};
     /* segments as sequences without a past: rows = keys = cu_seqlens[s] .. [s+1] */
     BackendSeq segs[VK_ATTN_SEG_CAP];
     for (int s0 = 0; s0 < n_seg; s0 += VK_ATTN_SEG_CAP) {

@@ -20,7 +20,8 @@
 #define VK_NORM_NT 256 /* threads per row block, 8 warps */
 #define VK_ELEM_NT 256
 
-namespace {
+namespace
+{
 
 /* The sum of v over the block, the same value in every thread: a butterfly within each
  * warp, then the warp sums added in warp order. red holds VK_NORM_NT / 32 floats; the
@@ -60,8 +61,8 @@ __global__ void __launch_bounds__(VK_NORM_NT)
 /* Reference: ops_ref layernorm (biased variance, two passes). Tolerance: |y - ref| <=
  * 1e-5 + 1e-5 |ref|. Launch: one block of VK_NORM_NT threads per row. */
 __global__ void __launch_bounds__(VK_NORM_NT)
-    norm_layer(float *y, const float *x, const void *w, int wt, const void *b, int bt,
-               int64_t n, float eps)
+    norm_layer(float *y, const float *x, const void *w, int wt, const void *b, int bt, int64_t n,
+               float eps)
 {
     __shared__ float red[VK_NORM_NT / 32];
     const float *xr = x + (int64_t)blockIdx.x * n;
@@ -79,8 +80,8 @@ __global__ void __launch_bounds__(VK_NORM_NT)
 }
 
 /* Reference: ops_ref add. Exact (one f32 addition). Launch: grid-stride, VK_ELEM_NT. */
-__global__ void __launch_bounds__(VK_ELEM_NT) elem_add(float *y, const float *a, const float *c,
-                                                       int64_t n)
+__global__ void __launch_bounds__(VK_ELEM_NT)
+    elem_add(float *y, const float *a, const float *c, int64_t n)
 {
     for (int64_t i = (int64_t)blockIdx.x * VK_ELEM_NT + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * VK_ELEM_NT)
@@ -89,8 +90,8 @@ __global__ void __launch_bounds__(VK_ELEM_NT) elem_add(float *y, const float *a,
 
 /* Reference: ops_ref swiglu. Tolerance: 4 ulp (expf within 2 ulp, then a division and
  * a product). Launch: grid-stride, VK_ELEM_NT threads. */
-__global__ void __launch_bounds__(VK_ELEM_NT) elem_swiglu(float *y, const float *g, const float *u,
-                                                          int64_t n)
+__global__ void __launch_bounds__(VK_ELEM_NT)
+    elem_swiglu(float *y, const float *g, const float *u, int64_t n)
 {
     for (int64_t i = (int64_t)blockIdx.x * VK_ELEM_NT + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * VK_ELEM_NT)
@@ -109,11 +110,15 @@ __global__ void __launch_bounds__(VK_ELEM_NT) elem_gelu(float *x, int64_t n, int
 /* Blocks for a grid-stride launch over n elements: enough for 16 blocks per SM. */
 unsigned vk_elem_blocks(const VkCtx *c, int64_t n)
 {
-    int64_t want = (n + VK_ELEM_NT - 1) / VK_ELEM_NT, cap = (int64_t)(c->n_sm > 0 ? c->n_sm : 1) * 16;
+    int64_t want = (n + VK_ELEM_NT - 1) / VK_ELEM_NT,
+            cap = (int64_t)(c->n_sm > 0 ? c->n_sm : 1) * 16;
     return (unsigned)(want < cap ? want : cap);
 }
 
-int vk_dense_type(const Tensor *t) { return t && t->type <= QUANT_BF16; }
+int vk_dense_type(const Tensor *t)
+{
+    return t && t->type <= QUANT_BF16;
+}
 
 } // namespace
 
@@ -135,12 +140,12 @@ extern "C" void vk_layernorm(VkCtx *c, Tensor *y, const Tensor *x, const Tensor 
     if (x->rows == 0)
         return;
     if (!vk_dense_type(w) || w->rows * w->cols != x->cols || (bias && !vk_dense_type(bias)) ||
-        (bias && bias->rows * bias->cols != x->cols) || y->cols != x->cols ||
-        y->rows != x->rows || x->rows > 0x7fffffff)
+        (bias && bias->rows * bias->cols != x->cols) || y->cols != x->cols || y->rows != x->rows ||
+        x->rows > 0x7fffffff)
         return (void)vk_note(c, cudaErrorInvalidValue, "layernorm: weight type or shapes");
     norm_layer<<<(unsigned)x->rows, VK_NORM_NT, 0, c->stream>>>(
-        (float *)y->data, (const float *)x->data, w->data, (int)w->type,
-        bias ? bias->data : NULL, bias ? (int)bias->type : 0, x->cols, eps);
+        (float *)y->data, (const float *)x->data, w->data, (int)w->type, bias ? bias->data : NULL,
+        bias ? (int)bias->type : 0, x->cols, eps);
     vk_note(c, cudaGetLastError(), "layernorm");
 }
 

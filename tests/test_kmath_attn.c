@@ -239,7 +239,7 @@ static void test_tile_geometry(void)
     }
 
     BackendSeq seqs[] = {
-        {0, 5, 0, 0}, {5, 1, 100, 40}, {6, 37, 200, 70}, {43, 0, 400, 9},
+        {0, 5, 0, 0},     {5, 1, 100, 40},  {6, 37, 200, 70},   {43, 0, 400, 9},
         {43, 70, 500, 3}, {113, 1, 700, 0}, {114, 16, 800, 16}, {130, 2, 900, 1},
     };
     int n_seq = (int)(sizeof(seqs) / sizeof(seqs[0]));
@@ -278,8 +278,8 @@ static void test_dec_geometry(void)
             CHECK(cnt == rep && (hg - 1) * rb < rep);
         }
 
-    BackendSeq seqs[] = {{0, 1, 0, 0}, {1, 1, 5000, 4999}, {2, 3, 20000, 10}, {5, 1, 30000, 64},
-                         {6, 1, 40000, 65}, {7, 1, 50000, 1000}};
+    BackendSeq seqs[] = {{0, 1, 0, 0},      {1, 1, 5000, 4999}, {2, 3, 20000, 10},
+                         {5, 1, 30000, 64}, {6, 1, 40000, 65},  {7, 1, 50000, 1000}};
     int n_seq = 6;
     int sms[] = {1, 8, 132}, caps[] = {4096, 100, 25};
     for (int a = 0; a < 3; a++) {
@@ -316,8 +316,7 @@ static void test_dec_geometry(void)
         int bad = 0;
         for (int q = 0; q < n_seq; q++)
             for (int key = 0; key < 5001; key++)
-                bad += cover[q * 5001 + key] !=
-                       (seqs[q].n_tok == 1 && key <= seqs[q].n_past);
+                bad += cover[q * 5001 + key] != (seqs[q].n_tok == 1 && key <= seqs[q].n_past);
         CHECK_EQ(bad, 0);
         if (a == 2)
             CHECK(batches > 1); /* 25 items do not hold all 27 at ch 256 */
@@ -360,13 +359,13 @@ static void km_tile_block(const KmAttn *a, const BackendSeq *sq, VkAttnItem it, 
         int p = it.p0 + r;
         m[r] = VK_NEG_INF;
         l[r] = 0.0f;
-        lim[r] = p < n_pairs ? vk_attn_limit(a->causal, sq->n_past, vk_attn_pair_tok(p, a->rep),
-                                             n_keys)
-                             : 0;
+        lim[r] = p < n_pairs
+                     ? vk_attn_limit(a->causal, sq->n_past, vk_attn_pair_tok(p, a->rep), n_keys)
+                     : 0;
         for (int c = 0; c < hdp && p < n_pairs && c < a->hd; c++) {
             int t = vk_attn_pair_tok(p, a->rep), h = vk_attn_pair_head(p, a->rep, kvh);
-            qs[r * hdp + c] = a->q[(int64_t)(sq->row0 + t) * a->q_cols + (int64_t)h * a->hd + c] *
-                              a->qscale;
+            qs[r * hdp + c] =
+                a->q[(int64_t)(sq->row0 + t) * a->q_cols + (int64_t)h * a->hd + c] * a->qscale;
         }
     }
     for (int k0 = 0; k0 < kend; k0 += BK) {
@@ -383,7 +382,8 @@ static void km_tile_block(const KmAttn *a, const BackendSeq *sq, VkAttnItem it, 
                 float s[8][8], bm = VK_NEG_INF, rs[8];
                 for (int lane = 0; lane < 8; lane++)
                     for (int j = 0; j < ns; j++) {
-                        const float *qv = qs + row * hdp, *kv = ks + vk_attn_skey(grp + lane, j) * hdp;
+                        const float *qv = qs + row * hdp,
+                                    *kv = ks + vk_attn_skey(grp + lane, j) * hdp;
                         float d = 0.0f;
                         for (int c = 0; c < a->hd; c += 4)
                             d += qv[c] * kv[c] + qv[c + 1] * kv[c + 1] + qv[c + 2] * kv[c + 2] +
@@ -523,14 +523,14 @@ static void km_attention(const KmAttn *a, const BackendSeq *seqs, int n_seq, int
 
 static const BackendSeq km_seqs[] = {
     /* row0, n_tok, kv_row0, n_past */
-    {0, 5, 0, 0},        /* prefill from empty */
-    {5, 1, 64, 300},     /* decode, long: several splits */
-    {6, 37, 400, 70},    /* chunked prefill with a past */
-    {43, 1, 520, 0},     /* decode of the first token */
-    {44, 0, 530, 5},     /* nothing new */
-    {44, 70, 600, 3},    /* several query tiles */
-    {114, 1, 700, 64},   /* decode, exactly one chunk of 64 plus one */
-    {115, 2, 800, 33},   /* two tokens: the tile kernel */
+    {0, 5, 0, 0},      /* prefill from empty */
+    {5, 1, 64, 300},   /* decode, long: several splits */
+    {6, 37, 400, 70},  /* chunked prefill with a past */
+    {43, 1, 520, 0},   /* decode of the first token */
+    {44, 0, 530, 5},   /* nothing new */
+    {44, 70, 600, 3},  /* several query tiles */
+    {114, 1, 700, 64}, /* decode, exactly one chunk of 64 plus one */
+    {115, 2, 800, 33}, /* two tokens: the tile kernel */
 };
 #define KM_NSEQ 8
 #define KM_ROWS 117
@@ -549,8 +549,9 @@ static void km_attention_case(int hd, int n_heads, int n_kv, QuantType kt, int t
     km_poison(&want);
     km_poison(&got);
     ops_ref_backend.attention(NULL, &want, &q, &kc, &vc, km_seqs, KM_NSEQ, n_heads, n_kv, scale);
-    KmAttn a = {got.data, q.data, &kc, &vc, q.cols, kc.cols, hd, n_heads / n_kv, n_heads, 1,
-                vk_sm_qscale(scale)};
+    KmAttn a = {
+        got.data,           q.data, &kc, &vc, q.cols, kc.cols, hd, n_heads / n_kv, n_heads, 1,
+        vk_sm_qscale(scale)};
     km_attention(&a, km_seqs, KM_NSEQ, n_kv, tile_cap, dec_cap, n_sm);
     char what[96];
     snprintf(what, sizeof(what), "attention hd %d heads %d/%d kv type %d", hd, n_heads, n_kv,
@@ -570,7 +571,7 @@ static void test_attention_emulated(void)
         km_attention_case(16, 4, 2, types[t], 3, 7, 1);          /* tiny: small batches */
         km_attention_case(72, 6, 2, types[t], 4096, 4096, 16);   /* rep 3, padded to 96 */
     }
-    km_attention_case(256, 4, 4, QUANT_F16, 5, 4096, 132); /* rep 1, 2 chunks per lane */
+    km_attention_case(256, 4, 4, QUANT_F16, 5, 4096, 132);   /* rep 1, 2 chunks per lane */
     km_attention_case(200, 6, 1, QUANT_BF16, 4096, 4096, 8); /* rep 6 over heads groups of 2 */
     km_attention_case(64, 2, 2, QUANT_F16, 4096, 4096, 132);
 }
@@ -644,7 +645,8 @@ static void test_norm_emulated(void)
             int64_t n = widths[wi], rows = 3;
             Tensor x = km_tensor(QUANT_F32, rows, n, 2.0f), w = km_tensor(wts[ti], 1, n, 1.0f);
             Tensor b = km_tensor(wts[ti], 1, n, 1.0f);
-            Tensor want = km_tensor(QUANT_F32, rows, n, 0.0f), got = km_tensor(QUANT_F32, rows, n, 0.0f);
+            Tensor want = km_tensor(QUANT_F32, rows, n, 0.0f),
+                   got = km_tensor(QUANT_F32, rows, n, 0.0f);
             ops_ref_backend.rmsnorm(NULL, &want, &x, &w, 1e-6f);
             for (int64_t r = 0; r < rows; r++) {
                 const float *xr = (const float *)x.data + r * n;
@@ -705,10 +707,11 @@ static void km_rope(Tensor *x, const int32_t *pos, int n_heads, int mode, const 
         inv[j] = vk_rope_inv_freq(theta, j, mode == 0 ? hd : half);
     for (int64_t row = 0; row < x->rows; row++) {
         for (int j = 0; j < half; j++) {
-            float ang = mode == 0 ? vk_rope_angle(pos[vk_mrope_axis(j, sec[1], sec[2]) * x->rows + row],
-                                                  inv[j])
-                                  : vk_rope_angle(pos[row * 2 + vk_rope2d_axis(j, quarter)],
-                                                  inv[vk_rope2d_freq(j, quarter)]);
+            float ang =
+                mode == 0
+                    ? vk_rope_angle(pos[vk_mrope_axis(j, sec[1], sec[2]) * x->rows + row], inv[j])
+                    : vk_rope_angle(pos[row * 2 + vk_rope2d_axis(j, quarter)],
+                                    inv[vk_rope2d_freq(j, quarter)]);
             cs[j] = cosf(ang);
             sn[j] = sinf(ang);
         }

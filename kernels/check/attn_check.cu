@@ -33,7 +33,8 @@ extern "C" void *vk_stage(VkCtx *c, const void *host, size_t bytes)
         c->ring_head = 0; /* stream order keeps earlier launches' reads before the copy */
     char *dst = (char *)c->ring + c->ring_head;
     c->ring_head += need;
-    if (vk_note(c, cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, c->stream), "vk_stage"))
+    if (vk_note(c, cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, c->stream),
+                "vk_stage"))
         return NULL;
     return dst;
 }
@@ -131,7 +132,8 @@ static void report(VkCtx *c, const char *what, const std::vector<float> &got,
     }
     int ok = !bad && !c->error;
     printf("%-4s %-44s max %.2e  rel %.2e  bad %zu%s%s\n", ok ? "ok" : "FAIL", what, maxd,
-           sqrt(num / (den > 0 ? den : 1)), bad, c->error ? "  error: " : "", c->error ? c->err : "");
+           sqrt(num / (den > 0 ? den : 1)), bad, c->error ? "  error: " : "",
+           c->error ? c->err : "");
     c->error = 0;
     ok ? g_pass++ : g_fail++;
 }
@@ -237,7 +239,8 @@ static void case_norms(VkCtx *c, int64_t rows, int64_t n, QuantType wt)
     }
     poison(&y);
     vk_rmsnorm(c, &y, &x, &w, 1e-6f);
-    snprintf(name, sizeof(name), "rmsnorm %lld x %lld w type %d", (long long)rows, (long long)n, wt);
+    snprintf(name, sizeof(name), "rmsnorm %lld x %lld w type %d", (long long)rows, (long long)n,
+             wt);
     report(c, name, download(&y), ref, 1e-6, 1e-5);
     /* in place (y = x) */
     Tensor x2 = dev_tensor(QUANT_F32, rows, n, xv);
@@ -255,7 +258,8 @@ static void case_norms(VkCtx *c, int64_t rows, int64_t n, QuantType wt)
     }
     poison(&y);
     vk_layernorm(c, &y, &x, &w, &b, 1e-6f);
-    snprintf(name, sizeof(name), "layernorm %lld x %lld w type %d", (long long)rows, (long long)n, wt);
+    snprintf(name, sizeof(name), "layernorm %lld x %lld w type %d", (long long)rows, (long long)n,
+             wt);
     report(c, name, download(&y), ref, 1e-5, 1e-5);
     cudaFree(x.data), cudaFree(x2.data), cudaFree(w.data), cudaFree(b.data), cudaFree(y.data);
 }
@@ -264,7 +268,8 @@ static void case_elem(VkCtx *c)
 {
     size_t n = 1000003;
     auto av = rand_vec(n, 12.0f), bv = rand_vec(n, 3.0f), yv = rand_vec(n, 0.0f);
-    Tensor a = dev_tensor(QUANT_F32, 1, (int64_t)n, av), b = dev_tensor(QUANT_F32, 1, (int64_t)n, bv);
+    Tensor a = dev_tensor(QUANT_F32, 1, (int64_t)n, av),
+           b = dev_tensor(QUANT_F32, 1, (int64_t)n, bv);
     Tensor y = dev_tensor(QUANT_F32, 1, (int64_t)n, yv);
     std::vector<double> ref(n);
     for (size_t i = 0; i < n; i++)
@@ -308,7 +313,9 @@ static void case_rope(VkCtx *c, int mode, int hd, int n_heads, const int sec[3],
         for (int j = 0; j < half; j++) {
             /* ops_ref's inv_freq and angle are f32 */
             if (mode == 0) {
-                int axis = (j % 3 == 1 && j < 3 * sec[1]) ? 1 : (j % 3 == 2 && j < 3 * sec[2]) ? 2 : 0;
+                int axis = (j % 3 == 1 && j < 3 * sec[1])   ? 1
+                           : (j % 3 == 2 && j < 3 * sec[2]) ? 2
+                                                            : 0;
                 float inv = 1.0f / powf(theta, (float)(2 * j) / (float)hd);
                 ang[(size_t)j] = (float)pos[(size_t)(axis * n + i)] * inv;
             } else {
@@ -318,9 +325,12 @@ static void case_rope(VkCtx *c, int mode, int hd, int n_heads, const int sec[3],
         }
         for (int h = 0; h < n_heads; h++)
             for (int d = 0; d < half; d++) {
-                double x0 = xv[(size_t)(i * cols + h * hd + d)], x1 = xv[(size_t)(i * cols + h * hd + d + half)];
-                ref[(size_t)(i * cols + h * hd + d)] = x0 * cos(ang[(size_t)d]) - x1 * sin(ang[(size_t)d]);
-                ref[(size_t)(i * cols + h * hd + d + half)] = x1 * cos(ang[(size_t)d]) + x0 * sin(ang[(size_t)d]);
+                double x0 = xv[(size_t)(i * cols + h * hd + d)],
+                       x1 = xv[(size_t)(i * cols + h * hd + d + half)];
+                ref[(size_t)(i * cols + h * hd + d)] =
+                    x0 * cos(ang[(size_t)d]) - x1 * sin(ang[(size_t)d]);
+                ref[(size_t)(i * cols + h * hd + d + half)] =
+                    x1 * cos(ang[(size_t)d]) + x0 * sin(ang[(size_t)d]);
             }
     }
     if (mode == 0)
@@ -373,8 +383,8 @@ static void run_attn(VkCtx *c, void *p)
 static void run_seg(VkCtx *c, void *p)
 {
     AttnRun *r = (AttnRun *)p;
-    vk_attention_seg(c, &r->o, &r->q, &r->k, &r->v, r->cu.data(), (int)r->cu.size() - 1,
-                     r->n_heads, 0.125f);
+    vk_attention_seg(c, &r->o, &r->q, &r->k, &r->v, r->cu.data(), (int)r->cu.size() - 1, r->n_heads,
+                     0.125f);
 }
 
 /* A timing case: n_seq sequences of n_tok new tokens after n_past, 32/8 heads of 128, F16. */
@@ -432,11 +442,12 @@ int main(int argc, char **argv)
     c.work_bytes = VK_WORK_MIN, c.ring_bytes = VK_RING_BYTES;
     CK(cudaMalloc(&c.work, c.work_bytes));
     CK(cudaMalloc(&c.ring, c.ring_bytes));
-    printf("device %s, sm_%d%d, %d SMs\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    printf("device %s, sm_%d%d, %d SMs\n", prop.name, prop.major, prop.minor,
+           prop.multiProcessorCount);
 
     /* row0 and kv_row0 are assigned by case_attention */
     std::vector<BackendSeq> mix = {
-        {0, 300, 0, 0}, {0, 1, 0, 5000}, {0, 77, 0, 1000}, {0, 1, 0, 0}, {0, 1, 0, 63},
+        {0, 300, 0, 0}, {0, 1, 0, 5000}, {0, 77, 0, 1000}, {0, 1, 0, 0},    {0, 1, 0, 63},
         {0, 1, 0, 64},  {0, 0, 0, 9},    {0, 2, 0, 31},    {0, 1, 0, 2000},
     };
     QuantType kts[] = {QUANT_F16, QUANT_BF16, QUANT_F32};
