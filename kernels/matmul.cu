@@ -155,17 +155,22 @@ static void mm_dense(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w, cons
 
 /* ---- decode: the Q4/Q8 GEMV ----
  * Reference: ref_matmul. Tolerance: (in + 64) 2^-24 sum_k |x_k w_k| (f32, order only).
- * Launch: vk_gemv_blocks(out) blocks of VK_GEMV_THREADS (8 warps); warp w of block b owns
- * the VK_GEMV_RPW weight rows vk_gemv_row(b, w, r); dynamic shared memory NT * kc floats
- * (x of all NT tokens for one k-chunk, swizzled: vk_xs_idx). Each lane streams 16-byte
- * chunks of both its rows (two chunks ahead: 4 independent 128-bit loads in flight), and
- * the warp sums its lanes with shuffles. Memory-bound at n = 1: per 16 weight bytes the
- * lane does 2 f32 ops per weight and reads 128 bytes of x from shared memory for its two
- * rows (64 per row), within an SM's 128 bytes per clock at the bandwidth of an H100/H200. */
+ * Launch: vk_gemv_blocks(out, n_sm) blocks of VK_GEMV_THREADS (8 warps), block b taking
+ * the row groups b, b + grid, ...; in row group rg warp w owns the VK_GEMV_RPW weight
+ * rows vk_gemv_row(rg, w, r); dynamic shared memory NT * kc floats (x of all NT tokens for
+ * one k-chunk, swizzled: vk_xs_idx), staged once per block when kc covers all of in.
+ * Each lane streams 16-byte chunks of both its rows (two chunks ahead: 4 independent
+ * 128-bit loads in flight), and the warp sums its lanes with shuffles. Memory-bound at
+ * n = 1 (Q4 at group 32, per 16 weight bytes: 2 f32 ops per weight and 128 bytes of x
+ * read from shared memory for the two rows, within an SM's 128 bytes per clock at an
+ * H100/H200's bandwidth); from n = 3 or so the FMAs (n per weight) bound it instead. */
 #define MM_GEMV_AHEAD 2
 
+/* launch bounds: 4 blocks per SM at n = 1 (the memory-bound decode case keeps 32 warps
+ * streaming, 64 registers a thread); past it the compiler may take the registers it
+ * needs (the n x rows accumulators), as spilling costs more than occupancy there */
 template <int NT, int Q4>
-static __global__ void __launch_bounds__(VK_GEMV_THREADS)
+static __global__ void __launch_bounds__(VK_GEMV_THREADS, NT == 1 ? 4 : 1)
     mm_gemv_kernel(float *__restrict__ y, const float *__restrict__ x,
                    const uint8_t *__restrict__ qs, const uint16_t *__restrict__ sc, int64_t in,
                    int64_t out, int group, int kc, int btype, const void *bias)
@@ -174,79 +179,88 @@ static __global__ void __launch_bounds__(VK_GEMV_THREADS)
     float *xs = (float *)mm_xs4;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t row_bytes = Q4 ? in / 2 : in, row_groups = in / group;
-    int64_t rows[VK_GEMV_RPW];
-    bool valid[VK_GEMV_RPW];
-#pragma unroll
-    for (int r = 0; r < VK_GEMV_RPW; r++) {
-        rows[r] = vk_gemv_row(blockIdx.x, warp, r);
-        valid[r] = rows[r] < out;
-    }
-    float acc[VK_GEMV_RPW * NT];
-#pragma unroll
-    for (int i = 0; i < VK_GEMV_RPW * NT; i++)
-        acc[i] = 0.0f;
+    const int64_t n_rg = vk_gemv_groups(out);
+    const bool resident = kc >= in; /* one k-chunk: x stays for all row groups */
 
-    for (int64_t k0 = 0; k0 < in; k0 += kc) {
-        const int kn = (int)(in - k0 < kc ? in - k0 : kc);
-        __syncthreads(); /* the previous k-chunk's readers are done */
-        for (int i = threadIdx.x; i < NT * (kn / 4); i += VK_GEMV_THREADS) {
-            int t = i / (kn / 4), p = i - t * (kn / 4);
-            float4 v = __ldg((const float4 *)(x + t * in + k0) + p);
-            *(float4 *)(xs + t * kc + vk_xs_idx(p * 4)) = v;
+    for (int64_t rg = blockIdx.x; rg < n_rg; rg += gridDim.x) {
+        int64_t rows[VK_GEMV_RPW];
+        bool valid[VK_GEMV_RPW];
+#pragma unroll
+        for (int r = 0; r < VK_GEMV_RPW; r++) {
+            rows[r] = vk_gemv_row(rg, warp, r);
+            valid[r] = rows[r] < out;
         }
-        __syncthreads();
-        const int nch = Q4 ? kn / 32 : kn / 16;
-        const int64_t gbase = k0 / group;
-        for (int ch0 = lane; ch0 < nch; ch0 += 32 * MM_GEMV_AHEAD) {
-            uint32_t q[MM_GEMV_AHEAD][VK_GEMV_RPW * 4];
-            float s[MM_GEMV_AHEAD][VK_GEMV_RPW];
-            int e_lo[MM_GEMV_AHEAD], e_hi[MM_GEMV_AHEAD];
-            /* all loads first, then the arithmetic: the loads overlap */
+        float acc[VK_GEMV_RPW * NT];
 #pragma unroll
-            for (int a = 0; a < MM_GEMV_AHEAD; a++) {
-                int ch = ch0 + 32 * a, g;
-                if (Q4)
-                    vk_q4_chunk(ch, group, &e_lo[a], &e_hi[a], &g);
-                else
-                    vk_q8_chunk(ch, group, &e_lo[a], &g), e_hi[a] = 0;
+        for (int i = 0; i < VK_GEMV_RPW * NT; i++)
+            acc[i] = 0.0f;
+
+        for (int64_t k0 = 0; k0 < in; k0 += kc) {
+            const int kn = (int)(in - k0 < kc ? in - k0 : kc);
+            if (!resident || rg == blockIdx.x) {
+                __syncthreads(); /* the previous k-chunk's readers are done */
+                for (int i = threadIdx.x; i < NT * (kn / 4); i += VK_GEMV_THREADS) {
+                    int t = i / (kn / 4), p = i - t * (kn / 4);
+                    float4 v = __ldg((const float4 *)(x + t * in + k0) + p);
+                    *(float4 *)(xs + t * kc + vk_xs_idx(p * 4)) = v;
+                }
+                __syncthreads();
+            }
+            const int nch = Q4 ? kn / 32 : kn / 16;
+            const int64_t gbase = k0 / group;
+            for (int ch0 = lane; ch0 < nch; ch0 += 32 * MM_GEMV_AHEAD) {
+                uint32_t q[MM_GEMV_AHEAD][VK_GEMV_RPW * 4];
+                float s[MM_GEMV_AHEAD][VK_GEMV_RPW];
+                int e_lo[MM_GEMV_AHEAD], e_hi[MM_GEMV_AHEAD];
+                /* all loads first, then the arithmetic: the loads overlap */
 #pragma unroll
-                for (int r = 0; r < VK_GEMV_RPW; r++) {
-                    uint4 v = make_uint4(0, 0, 0, 0);
-                    uint16_t sh = 0;
-                    if (ch < nch && valid[r]) {
-                        v = __ldcs((const uint4 *)(qs + rows[r] * row_bytes + (Q4 ? k0 / 2 : k0)) +
-                                   ch);
-                        sh = __ldg(sc + rows[r] * row_groups + gbase + g);
+                for (int a = 0; a < MM_GEMV_AHEAD; a++) {
+                    int ch = ch0 + 32 * a, g;
+                    if (Q4)
+                        vk_q4_chunk(ch, group, &e_lo[a], &e_hi[a], &g);
+                    else
+                        vk_q8_chunk(ch, group, &e_lo[a], &g), e_hi[a] = 0;
+#pragma unroll
+                    for (int r = 0; r < VK_GEMV_RPW; r++) {
+                        uint4 v = make_uint4(0, 0, 0, 0);
+                        uint16_t sh = 0;
+                        if (ch < nch && valid[r]) {
+                            v = __ldcs((const uint4 *)(qs + rows[r] * row_bytes +
+                                                       (Q4 ? k0 / 2 : k0)) +
+                                       ch);
+                            sh = __ldg(sc + rows[r] * row_groups + gbase + g);
+                        }
+                        q[a][4 * r] = v.x, q[a][4 * r + 1] = v.y, q[a][4 * r + 2] = v.z,
+                        q[a][4 * r + 3] = v.w;
+                        s[a][r] = vk_f16_to_f32(sh);
                     }
-                    q[a][4 * r] = v.x, q[a][4 * r + 1] = v.y, q[a][4 * r + 2] = v.z,
-                    q[a][4 * r + 3] = v.w;
-                    s[a][r] = vk_f16_to_f32(sh);
+                }
+#pragma unroll
+                for (int a = 0; a < MM_GEMV_AHEAD; a++) {
+                    if (ch0 + 32 * a >= nch)
+                        break;
+                    if (Q4)
+                        vk_gemv_q4_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], e_hi[a],
+                                        acc);
+                    else
+                        vk_gemv_q8_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], acc);
                 }
             }
-#pragma unroll
-            for (int a = 0; a < MM_GEMV_AHEAD; a++) {
-                if (ch0 + 32 * a >= nch)
-                    break;
-                if (Q4)
-                    vk_gemv_q4_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], e_hi[a], acc);
-                else
-                    vk_gemv_q8_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], acc);
-            }
         }
-    }
 #pragma unroll
-    for (int i = 0; i < VK_GEMV_RPW * NT; i++)
-        for (int off = 16; off > 0; off >>= 1)
-            acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
-    /* every lane holds every sum; lane i writes sum i (constant register indices) */
+        for (int i = 0; i < VK_GEMV_RPW * NT; i++)
+            for (int off = 16; off > 0; off >>= 1)
+                acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
+        /* every lane holds every sum; lane i writes sum i (constant register indices) */
 #pragma unroll
-    for (int i = 0; i < VK_GEMV_RPW * NT; i++) {
-        const int r = i / NT, t = i % NT;
-        if (lane == i && valid[r]) {
-            float v = acc[i];
-            if (bias)
-                v += vk_elem(btype, bias, NULL, 0, rows[r]);
-            y[t * out + rows[r]] = v;
+        for (int i = 0; i < VK_GEMV_RPW * NT; i++) {
+            const int r = i / NT, t = i % NT;
+            if (lane == i && valid[r]) {
+                float v = acc[i];
+                if (bias)
+                    v += vk_elem(btype, bias, NULL, 0, rows[r]);
+                y[t * out + rows[r]] = v;
+            }
         }
     }
 }
@@ -458,9 +472,9 @@ static void mm_quant(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w, cons
                 "of 32");
         return;
     }
-    int kc = n <= VK_GEMV_MAX_N ? vk_gemv_kc((int)n, group) : 0;
+    int kc = n <= VK_GEMV_MAX_N ? vk_gemv_kc((int)n, group, in) : 0;
     if (kc) {
-        mm_gemv_fn((int)n, q4)<<<(unsigned)vk_gemv_blocks(out), VK_GEMV_THREADS,
+        mm_gemv_fn((int)n, q4)<<<(unsigned)vk_gemv_blocks(out, c->n_sm), VK_GEMV_THREADS,
                                  (size_t)n * kc * 4, c->stream>>>(
             (float *)y->data, (const float *)x->data, (const uint8_t *)w->data,
             (const uint16_t *)w->scale, in, out, group, kc, bt, bd);

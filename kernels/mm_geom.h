@@ -13,41 +13,54 @@
 #include <stdint.h>
 
 /* ---- GEMV (decode: n <= VK_GEMV_MAX_N token rows, Q4/Q8 weights) ----
- * A block of VK_GEMV_WARPS warps; warp w of block b owns weight rows
- * (b*VK_GEMV_WARPS + w)*VK_GEMV_RPW + r, r < VK_GEMV_RPW (the rows past out idle). Its 32
- * lanes stream those rows' 16-byte chunks side by side (lane l takes chunks l, l+32, ...
- * of each k-chunk), so a warp's loads are 512 contiguous bytes per row. The columns go in
- * k-chunks of kc (a multiple of the group) whose x for all tokens fits the block's shared
- * memory. */
+ * A block of VK_GEMV_WARPS warps works on row groups of VK_GEMV_ROWS_PER_BLOCK weight
+ * rows: group rg, warp w owns rows (rg*VK_GEMV_WARPS + w)*VK_GEMV_RPW + r, r < VK_GEMV_RPW
+ * (the rows past out idle). Its 32 lanes stream those rows' 16-byte chunks side by side
+ * (lane l takes chunks l, l+32, ... of each k-chunk), so a warp's loads are 512
+ * contiguous bytes per row. The grid is at most VK_GEMV_BLOCKS_PER_SM blocks per SM and
+ * block b takes row groups b, b + grid, ...: when all of x fits one k-chunk (kc >= in) a
+ * block stages x into shared memory once for all its row groups (the 151936-row lm_head
+ * stages it ~1000 times, not 9496). Otherwise the columns go in k-chunks of kc (a
+ * multiple of the group) whose x for all tokens fits the block's shared memory. */
 #define VK_GEMV_MAX_N 8
 #define VK_GEMV_WARPS 8
 #define VK_GEMV_RPW 2
 #define VK_GEMV_THREADS (VK_GEMV_WARPS * 32)
 #define VK_GEMV_ROWS_PER_BLOCK (VK_GEMV_WARPS * VK_GEMV_RPW)
-#define VK_GEMV_XS_FLOATS 8192          /* target floats of x per block (32 KiB) */
+#define VK_GEMV_BLOCKS_PER_SM 8
 #define VK_GEMV_XS_MAX_BYTES (48 << 10) /* without an opt-in to more shared memory */
+#define VK_GEMV_XS_FLOATS (VK_GEMV_XS_MAX_BYTES / 4)
 
-/* Blocks of the GEMV grid for out weight rows. */
-VK_HD int64_t vk_gemv_blocks(int64_t out)
+/* Row groups of out weight rows. */
+VK_HD int64_t vk_gemv_groups(int64_t out)
 {
     return (out + VK_GEMV_ROWS_PER_BLOCK - 1) / VK_GEMV_ROWS_PER_BLOCK;
 }
 
-/* Weight row r (< VK_GEMV_RPW) of warp w in block b (may be >= out: idle). */
-VK_HD int64_t vk_gemv_row(int64_t b, int w, int r)
+/* Blocks of the GEMV grid for out weight rows on n_sm multiprocessors (at least 1). */
+VK_HD int64_t vk_gemv_blocks(int64_t out, int n_sm)
 {
-    return (b * VK_GEMV_WARPS + w) * VK_GEMV_RPW + r;
+    int64_t g = vk_gemv_groups(out), cap = (int64_t)(n_sm > 0 ? n_sm : 1) * VK_GEMV_BLOCKS_PER_SM;
+    return g < cap ? (g > 0 ? g : 1) : cap;
 }
 
-/* Columns per k-chunk for nt tokens at this group: the largest multiple of the group up
- * to VK_GEMV_XS_FLOATS / nt (at least one group), or 0 when even one group of x for nt
- * tokens exceeds VK_GEMV_XS_MAX_BYTES (the caller takes the GEMM instead). */
-VK_HD int vk_gemv_kc(int nt, int group)
+/* Weight row r (< VK_GEMV_RPW) of warp w in row group rg (may be >= out: idle). */
+VK_HD int64_t vk_gemv_row(int64_t rg, int w, int r)
 {
-    int kc = VK_GEMV_XS_FLOATS / nt / group * group;
+    return (rg * VK_GEMV_WARPS + w) * VK_GEMV_RPW + r;
+}
+
+/* Columns per k-chunk for nt tokens, in columns and this group: all of in when it fits,
+ * else the largest multiple of the group whose x for nt tokens fits
+ * VK_GEMV_XS_MAX_BYTES; 0 when even one group does not (the caller takes the GEMM). */
+VK_HD int vk_gemv_kc(int nt, int group, int64_t in)
+{
+    int64_t kc = VK_GEMV_XS_FLOATS / nt / group * group;
+    if (kc > in)
+        kc = in;
     if (kc < group)
         kc = group;
-    return (size_t)kc * (size_t)nt * 4 <= VK_GEMV_XS_MAX_BYTES ? kc : 0;
+    return (size_t)kc * (size_t)nt * 4 <= VK_GEMV_XS_MAX_BYTES ? (int)kc : 0;
 }
 
 /* Q4 chunk c (16 bytes, 32 weights) of a k-chunk starting at a group boundary: its bytes

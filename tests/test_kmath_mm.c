@@ -319,15 +319,20 @@ static void km_check_mm(const char *what, const float *y, const int *writes, con
     bk_host_release(NULL, &yr);
 }
 
-/* mm_gemv_kernel on the host: per block the x k-chunk in its swizzled shared layout (the
- * rest poisoned with NaN), per lane the chunk loop with the kernel's look-ahead order and
- * helpers, per warp the butterfly of __shfl_xor_sync, per lane i the write of sum i. */
+/* The multiprocessor count the emulated GEMV grid is sized for (1: the grid is at most
+ * VK_GEMV_BLOCKS_PER_SM blocks, so blocks loop over row groups from 129 rows up). */
+static int km_n_sm = 132;
+
+/* mm_gemv_kernel on the host: per block its row groups (b, b + grid, ...), the x k-chunk
+ * in its swizzled shared layout (the rest poisoned with NaN), staged once per block when
+ * it is all of x; per lane the chunk loop with the kernel's look-ahead order and helpers,
+ * per warp the butterfly of __shfl_xor_sync, per lane i the write of sum i. */
 static void km_gemv_emulate(float *y, int *writes, const Tensor *x, const Tensor *w,
                             const Tensor *bias)
 {
     const int nt = (int)x->rows, q4 = w->type == QUANT_Q4, group = w->group;
     const int64_t in = x->cols, out = w->rows, row_bytes = q4 ? in / 2 : in, row_groups = in / group;
-    const int kc = vk_gemv_kc(nt, group);
+    const int kc = vk_gemv_kc(nt, group, in), resident = kc >= in;
     CHECK(kc > 0);
     float *xs = malloc((size_t)nt * kc * 4);
     const float *xd = x->data;
@@ -335,72 +340,80 @@ static void km_gemv_emulate(float *y, int *writes, const Tensor *x, const Tensor
     const uint16_t *sc = w->scale;
     enum { NA = VK_GEMV_RPW * VK_GEMV_MAX_N };
     static float acc[VK_GEMV_WARPS][32][NA];
-    for (int64_t b = 0; b < vk_gemv_blocks(out); b++) {
-        memset(acc, 0, sizeof acc);
-        for (int64_t k0 = 0; k0 < in; k0 += kc) {
-            int kn = (int)(in - k0 < kc ? in - k0 : kc);
-            for (int i = 0; i < nt * kc; i++)
-                xs[i] = NAN;
-            for (int i = 0; i < nt * (kn / 4); i++) {
-                int t = i / (kn / 4), p = i - t * (kn / 4);
-                memcpy(xs + t * kc + vk_xs_idx(p * 4), xd + t * in + k0 + p * 4, 16);
-            }
-            int nch = q4 ? kn / 32 : kn / 16;
-            for (int wp = 0; wp < VK_GEMV_WARPS; wp++) {
-                int64_t rows[VK_GEMV_RPW];
-                int valid[VK_GEMV_RPW];
-                for (int r = 0; r < VK_GEMV_RPW; r++) {
-                    rows[r] = vk_gemv_row(b, wp, r);
-                    valid[r] = rows[r] < out;
+    const int64_t grid = vk_gemv_blocks(out, km_n_sm), n_rg = vk_gemv_groups(out);
+    for (int64_t b = 0; b < grid; b++)
+        for (int64_t rg = b; rg < n_rg; rg += grid) {
+            memset(acc, 0, sizeof acc);
+            for (int64_t k0 = 0; k0 < in; k0 += kc) {
+                int kn = (int)(in - k0 < kc ? in - k0 : kc);
+                if (!resident || rg == b) {
+                    for (int i = 0; i < nt * kc; i++)
+                        xs[i] = NAN;
+                    for (int i = 0; i < nt * (kn / 4); i++) {
+                        int t = i / (kn / 4), p = i - t * (kn / 4);
+                        memcpy(xs + t * kc + vk_xs_idx(p * 4), xd + t * in + k0 + p * 4, 16);
+                    }
                 }
-                for (int lane = 0; lane < 32; lane++)
-                    for (int ch0 = lane; ch0 < nch; ch0 += 32 * 2)
-                        for (int a = 0; a < 2; a++) {
-                            int ch = ch0 + 32 * a, e_lo, e_hi = 0, g;
-                            if (ch >= nch)
-                                break;
-                            if (q4)
-                                vk_q4_chunk(ch, group, &e_lo, &e_hi, &g);
-                            else
-                                vk_q8_chunk(ch, group, &e_lo, &g);
-                            uint32_t q[VK_GEMV_RPW * 4] = {0};
-                            float s[VK_GEMV_RPW] = {0};
-                            for (int r = 0; r < VK_GEMV_RPW; r++)
-                                if (valid[r]) {
-                                    memcpy(q + 4 * r,
-                                           qs + rows[r] * row_bytes + (q4 ? k0 / 2 : k0) + ch * 16, 16);
-                                    s[r] = vk_f16_to_f32(sc[rows[r] * row_groups + k0 / group + g]);
-                                }
-                            if (q4)
-                                vk_gemv_q4_step(q, s, VK_GEMV_RPW, xs, kc, nt, e_lo, e_hi,
-                                                acc[wp][lane]);
-                            else
-                                vk_gemv_q8_step(q, s, VK_GEMV_RPW, xs, kc, nt, e_lo, acc[wp][lane]);
-                        }
+                int nch = q4 ? kn / 32 : kn / 16;
+                for (int wp = 0; wp < VK_GEMV_WARPS; wp++) {
+                    int64_t rows[VK_GEMV_RPW];
+                    int valid[VK_GEMV_RPW];
+                    for (int r = 0; r < VK_GEMV_RPW; r++) {
+                        rows[r] = vk_gemv_row(rg, wp, r);
+                        valid[r] = rows[r] < out;
+                    }
+                    for (int lane = 0; lane < 32; lane++)
+                        for (int ch0 = lane; ch0 < nch; ch0 += 32 * 2)
+                            for (int a = 0; a < 2; a++) {
+                                int ch = ch0 + 32 * a, e_lo, e_hi = 0, g;
+                                if (ch >= nch)
+                                    break;
+                                if (q4)
+                                    vk_q4_chunk(ch, group, &e_lo, &e_hi, &g);
+                                else
+                                    vk_q8_chunk(ch, group, &e_lo, &g);
+                                uint32_t q[VK_GEMV_RPW * 4] = {0};
+                                float s[VK_GEMV_RPW] = {0};
+                                for (int r = 0; r < VK_GEMV_RPW; r++)
+                                    if (valid[r]) {
+                                        memcpy(q + 4 * r,
+                                               qs + rows[r] * row_bytes + (q4 ? k0 / 2 : k0) +
+                                                   ch * 16,
+                                               16);
+                                        s[r] = vk_f16_to_f32(
+                                            sc[rows[r] * row_groups + k0 / group + g]);
+                                    }
+                                if (q4)
+                                    vk_gemv_q4_step(q, s, VK_GEMV_RPW, xs, kc, nt, e_lo, e_hi,
+                                                    acc[wp][lane]);
+                                else
+                                    vk_gemv_q8_step(q, s, VK_GEMV_RPW, xs, kc, nt, e_lo,
+                                                    acc[wp][lane]);
+                            }
+                }
             }
-        }
-        for (int wp = 0; wp < VK_GEMV_WARPS; wp++)
-            for (int i = 0; i < VK_GEMV_RPW * nt; i++) {
-                float v[32];
-                for (int l = 0; l < 32; l++)
-                    v[l] = acc[wp][l][i];
-                for (int off = 16; off > 0; off >>= 1) {
-                    float nv[32];
+            for (int wp = 0; wp < VK_GEMV_WARPS; wp++)
+                for (int i = 0; i < VK_GEMV_RPW * nt; i++) {
+                    float v[32];
                     for (int l = 0; l < 32; l++)
-                        nv[l] = v[l] + v[l ^ off];
-                    memcpy(v, nv, sizeof v);
+                        v[l] = acc[wp][l][i];
+                    for (int off = 16; off > 0; off >>= 1) {
+                        float nv[32];
+                        for (int l = 0; l < 32; l++)
+                            nv[l] = v[l] + v[l ^ off];
+                        memcpy(v, nv, sizeof v);
+                    }
+                    int r = i / nt, t = i % nt;
+                    int64_t row = vk_gemv_row(rg, wp, r);
+                    if (row < out) {
+                        float o = v[i]; /* lane i writes */
+                        if (bias)
+                            o += vk_elem(bias->type, bias->data, NULL, 0, row);
+                        y[t * out + row] = o;
+                        writes[t * out + row]++;
+                    }
                 }
-                int r = i / nt, t = i % nt;
-                int64_t row = vk_gemv_row(b, wp, r);
-                if (row < out) {
-                    float o = v[i]; /* lane i writes */
-                    if (bias)
-                        o += vk_elem(bias->type, bias->data, NULL, 0, row);
-                    y[t * out + row] = o;
-                    writes[t * out + row]++;
-                }
-            }
-    }
+        }
     free(xs);
 }
 
@@ -572,6 +585,11 @@ static void test_gemv_emulated(void)
         km_mm_case(km_gemv_emulate, (9728 + 64) * ldexp(1, -24), t, 1, 9728, 20, 32, -1);
         km_mm_case(km_gemv_emulate, (9728 + 64) * ldexp(1, -24), t, 8, 9728, 5, 32, 0);
         km_mm_case(km_gemv_emulate, (9728 + 64) * ldexp(1, -24), t, 5, 9728, 3, 128, -1);
+        /* a grid smaller than the row groups: blocks loop (x resident, then k-chunked) */
+        km_n_sm = 1;
+        km_mm_case(km_gemv_emulate, (2560 + 64) * ldexp(1, -24), t, 1, 2560, 300, 32, 0);
+        km_mm_case(km_gemv_emulate, (2560 + 64) * ldexp(1, -24), t, 8, 2560, 200, 64, -1);
+        km_n_sm = 132;
     }
 }
 
@@ -603,38 +621,53 @@ static void test_geom_gemv(void)
 {
     static const int64_t outs[] = {1,  2,  3,  5,  8,  9,   15,   16,   17,    31,
                                    32, 33, 40, 63, 64, 2560, 9728, 4096, 151936};
-    for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++) {
-        int64_t out = outs[oi], blocks = vk_gemv_blocks(out);
-        unsigned char *cnt = calloc((size_t)out, 1);
-        for (int64_t b = 0; b < blocks; b++)
-            for (int wp = 0; wp < VK_GEMV_WARPS; wp++)
-                for (int r = 0; r < VK_GEMV_RPW; r++) {
-                    int64_t row = vk_gemv_row(b, wp, r);
-                    CHECK(row >= 0);
-                    if (row < out)
-                        cnt[row]++;
-                }
-        int bad = 0;
-        for (int64_t i = 0; i < out; i++)
-            bad += cnt[i] != 1;
-        CHECK_EQ(bad, 0);
-        CHECK(vk_gemv_row(blocks - 1, 0, 0) < out); /* no idle block */
-        free(cnt);
-    }
-    /* k-chunks: whole groups, 32-column multiples (the swizzle), within shared memory */
-    static const int groups[] = {32, 64, 96, 128, 256, 1024, 2048, 4096, 8192};
-    for (int n = 1; n <= VK_GEMV_MAX_N; n++)
-        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++) {
-            int g = groups[gi], kc = vk_gemv_kc(n, g);
-            if (!kc) {
-                CHECK((size_t)g * n * 4 > VK_GEMV_XS_MAX_BYTES);
-                continue;
+    static const int sms[] = {0, 1, 7, 132};
+    for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++)
+        for (size_t si = 0; si < 4; si++) {
+            int64_t out = outs[oi], grid = vk_gemv_blocks(out, sms[si]), n_rg = vk_gemv_groups(out);
+            CHECK(grid >= 1 && grid <= (int64_t)(sms[si] ? sms[si] : 1) * VK_GEMV_BLOCKS_PER_SM);
+            unsigned char *cnt = calloc((size_t)out, 1);
+            for (int64_t b = 0; b < grid; b++) {
+                CHECK(b < n_rg); /* no idle block */
+                for (int64_t rg = b; rg < n_rg; rg += grid)
+                    for (int wp = 0; wp < VK_GEMV_WARPS; wp++)
+                        for (int r = 0; r < VK_GEMV_RPW; r++) {
+                            int64_t row = vk_gemv_row(rg, wp, r);
+                            CHECK(row >= 0);
+                            if (row < out)
+                                cnt[row]++;
+                        }
             }
-            CHECK(kc % g == 0 && kc % 32 == 0 && kc >= g);
-            CHECK((size_t)kc * n * 4 <= VK_GEMV_XS_MAX_BYTES);
+            int bad = 0;
+            for (int64_t i = 0; i < out; i++)
+                bad += cnt[i] != 1;
+            CHECK_EQ(bad, 0);
+            CHECK(vk_gemv_row(n_rg - 1, 0, 0) < out); /* no idle row group */
+            free(cnt);
         }
-    CHECK_EQ(vk_gemv_kc(1, 32), 8192);
-    CHECK_EQ(vk_gemv_kc(8, 32), 1024);
+    /* k-chunks: whole groups, 32-column multiples (the swizzle), within shared memory,
+     * all of in when it fits */
+    static const int groups[] = {32, 64, 96, 128, 256, 1024, 2048, 4096, 8192};
+    static const int64_t ins[] = {192, 2560, 9728, 24576};
+    for (int n = 1; n <= VK_GEMV_MAX_N; n++)
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+            for (size_t ii = 0; ii < 4; ii++) {
+                int g = groups[gi];
+                int64_t in = ins[ii];
+                if (in % g)
+                    continue;
+                int kc = vk_gemv_kc(n, g, in);
+                if (!kc) {
+                    CHECK((size_t)g * n * 4 > VK_GEMV_XS_MAX_BYTES);
+                    continue;
+                }
+                CHECK(kc % g == 0 && kc % 32 == 0 && kc >= g && kc <= in);
+                CHECK((size_t)kc * n * 4 <= VK_GEMV_XS_MAX_BYTES);
+                CHECK(kc == in || (size_t)(kc + g) * n * 4 > VK_GEMV_XS_MAX_BYTES);
+            }
+    CHECK_EQ(vk_gemv_kc(1, 32, 9728), 9728); /* decode's widest x stays resident */
+    CHECK_EQ(vk_gemv_kc(4, 32, 2560), 2560);
+    CHECK_EQ(vk_gemv_kc(8, 32, 9728), 1536);
     /* chunks: each local column of a k-chunk once, at the byte and nibble quant.h puts it */
     for (size_t gi = 0; gi < 4; gi++) {
         int g = groups[gi], kn = 3 * g;
