@@ -292,17 +292,18 @@ static __device__ __forceinline__ void mm_cp_async16(void *smem, const void *gme
 {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-                 "r"(src_bytes));
+                 "r"(src_bytes)
+                 : "memory");
 }
 
 static __device__ __forceinline__ void mm_cp_async_commit(void)
 {
-    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
 static __device__ __forceinline__ void mm_cp_async_wait1(void)
 {
-    asm volatile("cp.async.wait_group 1;\n" ::);
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
 }
 
 static __device__ __forceinline__ void mm_mma16816(float c[4], const uint32_t a[4],
