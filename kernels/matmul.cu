@@ -40,7 +40,7 @@
 
 /* ---- epilogue: undo the activation scale, add the bias ----
  * Reference: the `acc += bias` of ref_matmul. Launch: a grid-stride 1-D grid of 256
- * threads over y's n*out elements. Exact given the cuBLAS sums (ldexpf and one add). */
+ * threads over y's n*out elements. Exact given the cuBLAS sums (a power of two, one add). */
 static __global__ void mm_epilogue_kernel(float *y, int64_t n, int64_t out,
                                           const int32_t *rexp, int btype, const void *bias)
 {
@@ -49,7 +49,7 @@ static __global__ void mm_epilogue_kernel(float *y, int64_t n, int64_t out,
         int64_t t = i / out, o = i - t * out;
         float v = y[i];
         if (rexp)
-            v = ldexpf(v, -rexp[t]);
+            v *= vk_exp2i(-rexp[t]);
         if (bias)
             v += vk_elem(btype, bias, NULL, 0, o);
         y[i] = v;
@@ -355,12 +355,12 @@ static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
 /* the weights of k-step KT into wq / wsc / whi (global loads, in flight during compute) */
 #define MM_LOAD_W(KT)                                                                          \
     do {                                                                                       \
-        int64_t k_ = (int64_t)(KT) * VK_MMQ_BK + wk, g_ = k_ / group;                          \
+        int k_ = (KT) * VK_MMQ_BK + wk, g_ = vk_udiv(k_, group);                               \
         const uint8_t *p_;                                                                     \
         if (Q4) {                                                                              \
             int byte_;                                                                         \
-            vk_q4_loc16((int)(k_ - g_ * group), group, &byte_, &whi);                          \
-            p_ = qs + grow * row_bytes + g_ * (group / 2) + byte_;                             \
+            vk_q4_loc16(k_ - g_ * group, group, &byte_, &whi);                                 \
+            p_ = qs + grow * row_bytes + (int64_t)g_ * (group / 2) + byte_;                    \
         } else {                                                                               \
             p_ = qs + grow * row_bytes + k_;                                                   \
         }                                                                                      \
@@ -443,6 +443,27 @@ static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
 #undef MM_LOAD_W
 #undef MM_LOAD_X
 
+    /* epilogue: this lane's 2*MT output rows and 2*NT tokens (vk_mma_c) get their bias
+     * and their row's 2^-e once */
+    float bv[VK_MMQ_MT][2], sv[VK_MMQ_NT][2];
+#pragma unroll
+    for (int mi = 0; mi < VK_MMQ_MT; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int r, col;
+            vk_mma_c(lane, 2 * h, &r, &col);
+            int64_t o = m_blk + wm0 + mi * 16 + r;
+            bv[mi][h] = bias && o < out ? vk_elem(btype, bias, NULL, 0, o) : 0.0f;
+        }
+#pragma unroll
+    for (int ni = 0; ni < VK_MMQ_NT; ni++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int r, col;
+            vk_mma_c(lane, h, &r, &col);
+            int64_t t = n_blk + wn0 + ni * 8 + col;
+            sv[ni][h] = t < n ? vk_exp2i(-rexp[t]) : 0.0f;
+        }
 #pragma unroll
     for (int mi = 0; mi < VK_MMQ_MT; mi++)
 #pragma unroll
@@ -452,12 +473,8 @@ static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
                 int r, col;
                 vk_mma_c(lane, i, &r, &col);
                 int64_t o = m_blk + wm0 + mi * 16 + r, t = n_blk + wn0 + ni * 8 + col;
-                if (o < out && t < n) {
-                    float v = ldexpf(acc[mi][ni][i], -rexp[t]);
-                    if (bias)
-                        v += vk_elem(btype, bias, NULL, 0, o);
-                    y[t * out + o] = v;
-                }
+                if (o < out && t < n)
+                    y[t * out + o] = acc[mi][ni][i] * sv[ni][i & 1] + bv[mi][i >> 1];
             }
 }
 

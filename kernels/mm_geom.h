@@ -63,14 +63,31 @@ VK_HD int vk_gemv_kc(int nt, int group, int64_t in)
     return (size_t)kc * (size_t)nt * 4 <= VK_GEMV_XS_MAX_BYTES ? (int)kc : 0;
 }
 
+/* Trailing zero bits of d > 0. */
+VK_HD int vk_ctz(int d)
+{
+#ifdef __CUDA_ARCH__
+    return __ffs(d) - 1;
+#else
+    return __builtin_ctz((unsigned)d);
+#endif
+}
+
+/* a / d for a >= 0, d > 0: a shift when d is a power of two (the usual group sizes 32,
+ * 64, 128: the hot loops then divide by none), else a division (group 96). */
+VK_HD int vk_udiv(int a, int d)
+{
+    return (d & (d - 1)) == 0 ? a >> vk_ctz(d) : a / d;
+}
+
 /* Q4 chunk c (16 bytes, 32 weights) of a k-chunk starting at a group boundary: its bytes
  * start at c*16 from the k-chunk's first byte, its low nibbles are local columns
  * *e_lo .. +15 and its high nibbles *e_hi .. +15, in local group c / (group/32). */
 VK_HD void vk_q4_chunk(int c, int group, int *e_lo, int *e_hi, int *g)
 {
     int per = group / 32; /* chunks per group */
-    *g = c / per;
-    *e_lo = *g * group + (c % per) * 16;
+    *g = vk_udiv(c, per);
+    *e_lo = *g * group + (c - *g * per) * 16;
     *e_hi = *e_lo + group / 2;
 }
 
@@ -78,7 +95,7 @@ VK_HD void vk_q4_chunk(int c, int group, int *e_lo, int *e_hi, int *g)
 VK_HD void vk_q8_chunk(int c, int group, int *e0, int *g)
 {
     *e0 = c * 16;
-    *g = *e0 / group;
+    *g = vk_udiv(*e0, group);
 }
 
 /* ---- the activation conversion for the tensor-core GEMM and cuBLAS ----

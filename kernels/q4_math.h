@@ -20,6 +20,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef __CUDACC__
+#include <cuda_fp16.h>
+#endif
+
 /* unroll hint for the device pass only (the host compilers warn on an unknown pragma) */
 #ifdef __CUDA_ARCH__
 #define VK_UNROLL _Pragma("unroll")
@@ -153,10 +157,26 @@ VK_HD float vk_elem(int t, const void *data, const void *scale, int group, int64
 }
 
 /* ---- Q4/Q8 unpack of one 16-byte chunk (four little-endian words q[4]) ----
- * A byte b becomes the float 2^23 + b by or-ing it under the exponent of 2^23 (exact, no
- * int-to-float conversion), and one subtraction removes 2^23 and the offset, exactly. */
+ * A byte b becomes the float 2^23 + b by placing it under the exponent of 2^23 (exact, no
+ * int-to-float conversion), and one subtraction removes 2^23 and the offset, exactly. On
+ * the device the placing is one PRMT (byte permute) per weight: result byte 0 = byte b of
+ * w, bytes 1, 2 = 0x00, byte 3 = 0x4b, taken from the pair {VK_MAGIC, w}; the host does the
+ * same with shifts and masks, and tests/test_kmath_mm.c checks VK_MAGIC_SEL against PTX's
+ * definition of prmt. Integer work per Q4 weight: 1 PRMT + 3/8 of a mask and shift, so
+ * the unpack stays under the INT32 pipe's rate at memory speed. */
 
 #define VK_MAGIC 0x4b000000u /* the bits of 2^23 */
+#define VK_MAGIC_SEL(b) (0x7540u | (unsigned)(b)) /* prmt selector: byte b of w, 0, 0, 0x4b */
+
+/* 2^23 + byte b of w, as a float. */
+VK_HD float vk_magic_byte(uint32_t w, int b)
+{
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(__byte_perm(w, VK_MAGIC, VK_MAGIC_SEL(b)));
+#else
+    return vk_bits_f32(VK_MAGIC | ((w >> (8 * b)) & 0xffu));
+#endif
+}
 
 /* Q4: w[j] = low nibble of byte j - 8, w[16 + j] = high nibble of byte j - 8 (j < 16):
  * in a group, byte b holds elements b and b + group/2 (quant.h), so w[0..15] are 16
@@ -168,8 +188,8 @@ VK_HD void vk_q4_unpack32(const uint32_t q[4], float w[32])
         uint32_t lo = q[i] & 0x0f0f0f0fu, hi = (q[i] >> 4) & 0x0f0f0f0fu;
         VK_UNROLL
         for (int b = 0; b < 4; b++) {
-            w[4 * i + b] = vk_bits_f32(VK_MAGIC | ((lo >> (8 * b)) & 0xffu)) - 8388616.0f;
-            w[16 + 4 * i + b] = vk_bits_f32(VK_MAGIC | ((hi >> (8 * b)) & 0xffu)) - 8388616.0f;
+            w[4 * i + b] = vk_magic_byte(lo, b) - 8388616.0f;
+            w[16 + 4 * i + b] = vk_magic_byte(hi, b) - 8388616.0f;
         }
     }
 }
@@ -182,7 +202,7 @@ VK_HD void vk_q8_unpack16(const uint32_t q[4], float w[16])
         uint32_t u = q[i] ^ 0x80808080u; /* q + 128 as unsigned bytes */
         VK_UNROLL
         for (int b = 0; b < 4; b++)
-            w[4 * i + b] = vk_bits_f32(VK_MAGIC | ((u >> (8 * b)) & 0xffu)) - 8388736.0f;
+            w[4 * i + b] = vk_magic_byte(u, b) - 8388736.0f;
     }
 }
 
@@ -273,19 +293,41 @@ VK_HD void vk_gemv_q8_step(const uint32_t *q, const float *s, int rpw, const flo
  * activations' range, and no loss to f16 subnormals above amax * 2^-29. The scaling is
  * exact (a power of two), undone on the f32 result. */
 
-/* The exponent e for a row whose largest magnitude is amax: 15 - frexp exponent; 0 when
- * amax is 0, infinite or NaN (the row then goes through unscaled: inf/NaN propagate). */
+/* The exponent e for a row whose largest magnitude is amax: 15 - frexp exponent, at most
+ * VK_ACT_EXP_MAX so that 2^e and 2^-e are normal floats (any finite amax gives e >= -113;
+ * a row whose amax is below 2^-111 is scaled less than ideal, its values then lose to
+ * f16's subnormals: noise against any real activation); 0 when amax is 0, infinite or NaN
+ * (the row then goes through unscaled: inf/NaN propagate). */
+#define VK_ACT_EXP_MAX 126
 VK_HD int vk_act_exp(float amax)
 {
     if (!(amax > 0.0f) || !(amax <= 3.4028234663852886e38f))
         return 0;
     int e;
     (void)frexpf(amax, &e);
-    return 15 - e;
+    e = 15 - e;
+    return e > VK_ACT_EXP_MAX ? VK_ACT_EXP_MAX : e < -VK_ACT_EXP_MAX ? -VK_ACT_EXP_MAX : e;
 }
 
-/* x * 2^e as f16 bits (round to nearest even). */
-VK_HD uint16_t vk_act_f16(float x, int e) { return vk_f32_to_f16(ldexpf(x, e)); }
+/* 2^e as a float, |e| <= 126 (built from its bits: exact, no libm). */
+VK_HD float vk_exp2i(int e) { return vk_bits_f32((uint32_t)(127 + e) << 23); }
+
+/* x * 2^e as f16 bits (round to nearest even); |e| <= VK_ACT_EXP_MAX, so the product is
+ * exact unless it falls below 2^-126, where f16 rounds it to zero anyway. */
+VK_HD uint16_t vk_act_f16(float x, int e) { return vk_f32_to_f16(x * vk_exp2i(e)); }
+
+/* f rounded to nearest even f16, for values that are never NaN (the dequantised weights
+ * of finite scales): the device's cvt.rn.f16.f32 (one instruction; IEEE round to nearest
+ * even with subnormals and overflow to infinity, so it equals vk_f32_to_f16 on every
+ * non-NaN input), the host's vk_f32_to_f16. */
+VK_HD uint16_t vk_f32_to_f16_num(float f)
+{
+#ifdef __CUDA_ARCH__
+    return __half_as_ushort(__float2half_rn(f));
+#else
+    return vk_f32_to_f16(f);
+#endif
+}
 
 /* Q4: 16 weights of one group as f16 bits: the low (hi = 0) or high (hi = 1) nibbles of
  * the chunk's 16 bytes, times the group's scale s, each rounded to nearest even (the
@@ -296,10 +338,8 @@ VK_HD void vk_q4_deq16_f16(const uint32_t q[4], int hi, float s, uint16_t h[16])
     for (int i = 0; i < 4; i++) {
         uint32_t u = (hi ? q[i] >> 4 : q[i]) & 0x0f0f0f0fu;
         VK_UNROLL
-        for (int b = 0; b < 4; b++) {
-            float w = vk_bits_f32(VK_MAGIC | ((u >> (8 * b)) & 0xffu)) - 8388616.0f;
-            h[4 * i + b] = vk_f32_to_f16(s * w);
-        }
+        for (int b = 0; b < 4; b++)
+            h[4 * i + b] = vk_f32_to_f16_num(s * (vk_magic_byte(u, b) - 8388616.0f));
     }
 }
 
@@ -310,7 +350,7 @@ VK_HD void vk_q8_deq16_f16(const uint32_t q[4], float s, uint16_t h[16])
     vk_q8_unpack16(q, w);
     VK_UNROLL
     for (int j = 0; j < 16; j++)
-        h[j] = vk_f32_to_f16(s * w[j]);
+        h[j] = vk_f32_to_f16_num(s * w[j]);
 }
 
 #endif

@@ -126,6 +126,26 @@ static void test_conv_floats(void)
     for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++)
         bad += km_conv_one(specials[i]) + km_conv_one(specials[i] ^ 0x80000000u);
     CHECK_EQ(bad, 0);
+    /* the activation scaling: exact powers of two, exponents in range */
+    for (int e = -126; e <= 127; e++)
+        CHECK_EQ(km_bits(vk_exp2i(e)), km_bits(ldexpf(1.0f, e)));
+    CHECK_EQ(vk_act_exp(0.0f), 0);
+    CHECK_EQ(vk_act_exp(INFINITY), 0);
+    CHECK_EQ(vk_act_exp(NAN), 0);
+    CHECK_EQ(vk_act_exp(1e-40f), VK_ACT_EXP_MAX);
+    CHECK_EQ(vk_act_exp(3e38f), 15 - 128);
+    CHECK_EQ(vk_act_f16(3e38f, vk_act_exp(3e38f)), half_f32_to_f16(ldexpf(3e38f, -113)));
+    for (int i = 0; i < 10000; i++) {
+        float a = fabsf(km_float(km_u32()));
+        if (!(a > 0.0f) || !(a <= 3.4e38f))
+            continue;
+        int e = vk_act_exp(a);
+        float sa = ldexpf(a, e);
+        CHECK(e >= -VK_ACT_EXP_MAX && e <= VK_ACT_EXP_MAX);
+        /* the row's largest value lands in [2^14, 2^15) unless the clamp bit */
+        CHECK((sa >= 16384.0f && sa < 32768.0f) || e == VK_ACT_EXP_MAX || e == -VK_ACT_EXP_MAX);
+        CHECK_EQ(vk_act_f16(a, e), half_f32_to_f16(sa));
+    }
     /* the embed_mix4 rounders are the conversions' round trips */
     for (int i = 0; i < 100000; i++) {
         float f = km_float(km_u32());
@@ -215,12 +235,34 @@ static void test_elem_types(void)
         }
 }
 
+/* prmt.b32 d, a, b, c (default mode) as the PTX ISA defines it: the bytes of {b, a} are
+ * numbered 0..7 (a's bytes 0..3, b's 4..7); result byte i is the byte named by the low 3
+ * bits of nibble i of c, or, when the nibble's bit 3 is set, that byte's sign replicated. */
+static uint32_t km_prmt(uint32_t a, uint32_t b, uint32_t c)
+{
+    uint64_t src = (uint64_t)b << 32 | a;
+    uint32_t d = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned sel = (c >> (4 * i)) & 15, byte = (unsigned)(src >> (8 * (sel & 7))) & 0xff;
+        if (sel & 8)
+            byte = byte & 0x80 ? 0xff : 0;
+        d |= (uint32_t)byte << (8 * i);
+    }
+    return d;
+}
+
 /* The chunk unpackers against the nibbles and bytes, and the f16 dequantisation of every
  * 16-weight chunk of real tensors (located by vk_q4_loc16, as the GEMM loads them)
  * against half.h's rounding of bk_elem. */
 static void test_unpack(void)
 {
     km_rng = 12;
+    /* the device's byte placement (one prmt per weight) is the host's shifts and masks */
+    for (int it = 0; it < 1000; it++) {
+        uint32_t wd = km_u32();
+        for (int b = 0; b < 4; b++)
+            CHECK_EQ(km_prmt(wd, VK_MAGIC, VK_MAGIC_SEL(b)), km_bits(vk_magic_byte(wd, b)));
+    }
     for (int it = 0; it < 2000; it++) {
         uint32_t q[4];
         uint8_t b[16];
@@ -522,7 +564,24 @@ static void km_mmq_emulate(float *y, int *writes, const Tensor *x, const Tensor 
             for (int wp = 0; wp < VK_MMQ_WARPS; wp++) {
                 int wm0, wn0;
                 vk_mmq_warp(wp, &wm0, &wn0);
-                for (int lane = 0; lane < 32; lane++)
+                for (int lane = 0; lane < 32; lane++) {
+                    /* the kernel's epilogue: bias per row (i >> 1), 2^-e per token (i & 1) */
+                    float bv[VK_MMQ_MT][2], sv[VK_MMQ_NT][2];
+                    for (int mi = 0; mi < VK_MMQ_MT; mi++)
+                        for (int h = 0; h < 2; h++) {
+                            int r, col;
+                            vk_mma_c(lane, 2 * h, &r, &col);
+                            int64_t o = m_blk + wm0 + mi * 16 + r;
+                            bv[mi][h] = bias && o < out ? vk_elem(bias->type, bias->data, NULL, 0, o)
+                                                        : 0.0f;
+                        }
+                    for (int ni = 0; ni < VK_MMQ_NT; ni++)
+                        for (int h = 0; h < 2; h++) {
+                            int r, col;
+                            vk_mma_c(lane, h, &r, &col);
+                            int64_t t = n_blk + wn0 + ni * 8 + col;
+                            sv[ni][h] = t < n ? vk_exp2i(-rexp[t]) : 0.0f;
+                        }
                     for (int mi = 0; mi < VK_MMQ_MT; mi++)
                         for (int ni = 0; ni < VK_MMQ_NT; ni++)
                             for (int i = 0; i < 4; i++) {
@@ -530,13 +589,12 @@ static void km_mmq_emulate(float *y, int *writes, const Tensor *x, const Tensor 
                                 vk_mma_c(lane, i, &r, &col);
                                 int64_t o = m_blk + wm0 + mi * 16 + r, t = n_blk + wn0 + ni * 8 + col;
                                 if (o < out && t < n) {
-                                    float v = ldexpf(acc[wp][lane][mi][ni][i], -rexp[t]);
-                                    if (bias)
-                                        v += vk_elem(bias->type, bias->data, NULL, 0, o);
-                                    y[t * out + o] = v;
+                                    y[t * out + o] = acc[wp][lane][mi][ni][i] * sv[ni][i & 1] +
+                                                     bv[mi][i >> 1];
                                     writes[t * out + o]++;
                                 }
                             }
+                }
             }
         }
     free(xh);
