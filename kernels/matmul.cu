@@ -41,8 +41,8 @@
 /* ---- epilogue: undo the activation scale, add the bias ----
  * Reference: the `acc += bias` of ref_matmul. Launch: a grid-stride 1-D grid of 256
  * threads over y's n*out elements. Exact given the cuBLAS sums (a power of two, one add). */
-static __global__ void mm_epilogue_kernel(float *y, int64_t n, int64_t out,
-                                          const int32_t *rexp, int btype, const void *bias)
+static __global__ void mm_epilogue_kernel(float *y, int64_t n, int64_t out, const int32_t *rexp,
+                                          int btype, const void *bias)
 {
     int64_t total = n * out, step = (int64_t)gridDim.x * blockDim.x;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
@@ -105,8 +105,8 @@ static int mm_gemm_ex(VkCtx *c, float *y, const void *x, cudaDataType xt, const 
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t st = cublasSetStream(c->blas, c->stream);
     if (st == CUBLAS_STATUS_SUCCESS)
-        st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in, &one, w,
-                          wt, (int)in, x, xt, (int)in, &zero, y, CUDA_R_32F, (int)out,
+        st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in, &one, w, wt,
+                          (int)in, x, xt, (int)in, &zero, y, CUDA_R_32F, (int)out,
                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     return vk_note(c, (int)st, "vk_matmul: cublasGemmEx");
 }
@@ -120,8 +120,8 @@ static void mm_dense(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w, cons
         if (mm_gemm_ex(c, (float *)y->data, x->data, CUDA_R_32F, w->data, CUDA_R_32F, n, in, out))
             return;
         if (bias) {
-            mm_epilogue_kernel<<<mm_grid_1d(n * out, 256), 256, 0, c->stream>>>(
-                (float *)y->data, n, out, NULL, bt, bd);
+            mm_epilogue_kernel<<<mm_grid_1d(n * out, 256), 256, 0, c->stream>>>((float *)y->data, n,
+                                                                                out, NULL, bt, bd);
             vk_note(c, (int)cudaGetLastError(), "vk_matmul: mm_epilogue_kernel");
         }
         return;
@@ -225,12 +225,14 @@ static __global__ void __launch_bounds__(VK_GEMV_THREADS, NT == 1 ? 4 : 1)
                         uint4 v = make_uint4(0, 0, 0, 0);
                         uint16_t sh = 0;
                         if (ch < nch && valid[r]) {
-                            v = __ldcs((const uint4 *)(qs + rows[r] * row_bytes +
-                                                       (Q4 ? k0 / 2 : k0)) +
-                                       ch);
+                            v = __ldcs(
+                                (const uint4 *)(qs + rows[r] * row_bytes + (Q4 ? k0 / 2 : k0)) +
+                                ch);
                             sh = __ldg(sc + rows[r] * row_groups + gbase + g);
                         }
-                        q[a][4 * r] = v.x, q[a][4 * r + 1] = v.y, q[a][4 * r + 2] = v.z,
+                        q[a][4 * r] = v.x;
+                        q[a][4 * r + 1] = v.y;
+                        q[a][4 * r + 2] = v.z;
                         q[a][4 * r + 3] = v.w;
                         s[a][r] = vk_f16_to_f32(sh);
                     }
@@ -240,8 +242,7 @@ static __global__ void __launch_bounds__(VK_GEMV_THREADS, NT == 1 ? 4 : 1)
                     if (ch0 + 32 * a >= nch)
                         break;
                     if (Q4)
-                        vk_gemv_q4_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], e_hi[a],
-                                        acc);
+                        vk_gemv_q4_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], e_hi[a], acc);
                     else
                         vk_gemv_q8_step(q[a], s[a], VK_GEMV_RPW, xs, kc, NT, e_lo[a], acc);
                 }
@@ -251,9 +252,9 @@ static __global__ void __launch_bounds__(VK_GEMV_THREADS, NT == 1 ? 4 : 1)
         for (int i = 0; i < VK_GEMV_RPW * NT; i++)
             for (int off = 16; off > 0; off >>= 1)
                 acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], off);
-        /* every lane holds every sum; lane i writes sum i (constant register indices) */
 #pragma unroll
         for (int i = 0; i < VK_GEMV_RPW * NT; i++) {
+            /* every lane holds every sum; lane i writes sum i (constant register indices) */
             const int r = i / NT, t = i % NT;
             if (lane == i && valid[r]) {
                 float v = acc[i];
@@ -270,8 +271,9 @@ typedef void (*MmGemvFn)(float *, const float *, const uint8_t *, const uint16_t
 
 static MmGemvFn mm_gemv_fn(int n, int q4)
 {
-#define MM_GEMV_CASE(N)                                                                        \
-    case N: return q4 ? mm_gemv_kernel<N, 1> : mm_gemv_kernel<N, 0>;
+#define MM_GEMV_CASE(N)                                                                            \
+    case N:                                                                                        \
+        return q4 ? mm_gemv_kernel<N, 1> : mm_gemv_kernel<N, 0>;
     switch (n) {
         MM_GEMV_CASE(1)
         MM_GEMV_CASE(2)
@@ -325,8 +327,8 @@ template <int Q4>
 static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
     mm_mmq_kernel(float *__restrict__ y, const uint16_t *__restrict__ xh,
                   const int32_t *__restrict__ rexp, const uint8_t *__restrict__ qs,
-                  const uint16_t *__restrict__ sc, int64_t n, int64_t in, int64_t out,
-                  int group, int btype, const void *bias)
+                  const uint16_t *__restrict__ sc, int64_t n, int64_t in, int64_t out, int group,
+                  int btype, const void *bias)
 {
     __shared__ __align__(16) uint16_t ws[2][VK_MMQ_BM * VK_MMQ_LDS];
     __shared__ __align__(16) uint16_t xsm[2][VK_MMQ_BN * VK_MMQ_LDS];
@@ -353,38 +355,37 @@ static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
                 acc[mi][ni][i] = 0.0f;
 
 /* the weights of k-step KT into wq / wsc / whi (global loads, in flight during compute) */
-#define MM_LOAD_W(KT)                                                                          \
-    do {                                                                                       \
-        int k_ = (KT) * VK_MMQ_BK + wk, g_ = vk_udiv(k_, group);                               \
-        const uint8_t *p_;                                                                     \
-        if (Q4) {                                                                              \
-            int byte_;                                                                         \
-            vk_q4_loc16(k_ - g_ * group, group, &byte_, &whi);                                 \
-            p_ = qs + grow * row_bytes + (int64_t)g_ * (group / 2) + byte_;                    \
-        } else {                                                                               \
-            p_ = qs + grow * row_bytes + k_;                                                   \
-        }                                                                                      \
-        uint4 v_ = make_uint4(0, 0, 0, 0);                                                     \
-        uint16_t s_ = 0;                                                                       \
-        if (wvalid) {                                                                          \
-            v_ = __ldcs((const uint4 *)p_);                                                    \
-            s_ = __ldg(sc + grow * row_groups + g_);                                           \
-        }                                                                                      \
-        wq[0] = v_.x, wq[1] = v_.y, wq[2] = v_.z, wq[3] = v_.w;                                \
-        wsc = vk_f16_to_f32(s_);                                                               \
+#define MM_LOAD_W(KT)                                                                              \
+    do {                                                                                           \
+        int k_ = VK_MMQ_BK * (KT) + wk, g_ = vk_udiv(k_, group);                                   \
+        const uint8_t *p_;                                                                         \
+        if (Q4) {                                                                                  \
+            int byte_;                                                                             \
+            vk_q4_loc16(k_ - g_ * group, group, &byte_, &whi);                                     \
+            p_ = qs + grow * row_bytes + (int64_t)g_ * (group / 2) + byte_;                        \
+        } else {                                                                                   \
+            p_ = qs + grow * row_bytes + k_;                                                       \
+        }                                                                                          \
+        uint4 v_ = make_uint4(0, 0, 0, 0);                                                         \
+        uint16_t s_ = 0;                                                                           \
+        if (wvalid) {                                                                              \
+            v_ = __ldcs((const uint4 *)p_);                                                        \
+            s_ = __ldg(sc + grow * row_groups + g_);                                               \
+        }                                                                                          \
+        wq[0] = v_.x, wq[1] = v_.y, wq[2] = v_.z, wq[3] = v_.w;                                    \
+        wsc = vk_f16_to_f32(s_);                                                                   \
     } while (0)
 /* the activations of k-step KT into stage ST (cp.async; rows past n zero-filled) */
-#define MM_LOAD_X(ST, KT)                                                                      \
-    do {                                                                                       \
-        _Pragma("unroll") for (int i_ = 0; i_ < VK_MMQ_XCHUNKS; i_++)                          \
-        {                                                                                      \
-            int tok_, kx_;                                                                     \
-            vk_mmq_xload(tid, i_, &tok_, &kx_);                                                \
-            int64_t gt_ = n_blk + tok_;                                                        \
-            const uint16_t *src_ =                                                             \
-                gt_ < n ? xh + gt_ * in + (int64_t)(KT) * VK_MMQ_BK + kx_ : xh;                \
-            mm_cp_async16(&xsm[ST][tok_ * VK_MMQ_LDS + kx_], src_, gt_ < n ? 16 : 0);          \
-        }                                                                                      \
+#define MM_LOAD_X(ST, KT)                                                                          \
+    do {                                                                                           \
+        _Pragma("unroll") for (int i_ = 0; i_ < VK_MMQ_XCHUNKS; i_++)                              \
+        {                                                                                          \
+            int tok_, kx_;                                                                         \
+            vk_mmq_xload(tid, i_, &tok_, &kx_);                                                    \
+            int64_t gt_ = n_blk + tok_;                                                            \
+            const uint16_t *src_ = gt_ < n ? xh + gt_ * in + (int64_t)VK_MMQ_BK * (KT) + kx_ : xh; \
+            mm_cp_async16(&xsm[ST][tok_ * VK_MMQ_LDS + kx_], src_, gt_ < n ? 16 : 0);              \
+        }                                                                                          \
     } while (0)
 
     MM_LOAD_W(0);
@@ -420,8 +421,8 @@ static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
                 for (int i = 0; i < 4; i++) {
                     int r, k;
                     vk_mma_a(lane, i, &r, &k);
-                    a[mi][i] = *(const uint32_t *)&ws[st][(wm0 + mi * 16 + r) * VK_MMQ_LDS +
-                                                          ks * 16 + k];
+                    const uint16_t *p = &ws[st][(wm0 + mi * 16 + r) * VK_MMQ_LDS + ks * 16 + k];
+                    a[mi][i] = *(const uint32_t *)p;
                 }
 #pragma unroll
             for (int ni = 0; ni < VK_MMQ_NT; ni++)
@@ -429,8 +430,8 @@ static __global__ void __launch_bounds__(VK_MMQ_THREADS, 3)
                 for (int i = 0; i < 2; i++) {
                     int k, col;
                     vk_mma_b(lane, i, &k, &col);
-                    b[ni][i] = *(const uint32_t *)&xsm[st][(wn0 + ni * 8 + col) * VK_MMQ_LDS +
-                                                           ks * 16 + k];
+                    const uint16_t *p = &xsm[st][(wn0 + ni * 8 + col) * VK_MMQ_LDS + ks * 16 + k];
+                    b[ni][i] = *(const uint32_t *)p;
                 }
 #pragma unroll
             for (int mi = 0; mi < VK_MMQ_MT; mi++)
@@ -523,8 +524,7 @@ static void mm_quant(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w, cons
 
 /* y[n, out] = x[n, in] @ W[out, in]^T (+ bias[out]): the path per W's type and n (the file
  * comment). Enqueues on c->stream; errors go to vk_note. */
-extern "C" void vk_matmul(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w,
-                          const Tensor *bias)
+extern "C" void vk_matmul(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)
 {
     assert(x->cols == w->cols && y->cols == w->rows && y->rows == x->rows);
     if (x->rows == 0 || w->rows == 0)

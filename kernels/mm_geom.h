@@ -103,7 +103,10 @@ VK_HD void vk_q8_chunk(int c, int group, int *e0, int *g)
  * per row. The token rows a pass can take: the most whose buffers fit work_bytes (at
  * least 1 for any in the engine uses; 0 means even one row does not fit). */
 #define VK_MM_ALIGN 256
-VK_HD size_t vk_mm_align(size_t b) { return (b + VK_MM_ALIGN - 1) / VK_MM_ALIGN * VK_MM_ALIGN; }
+VK_HD size_t vk_mm_align(size_t b)
+{
+    return (b + VK_MM_ALIGN - 1) / VK_MM_ALIGN * VK_MM_ALIGN;
+}
 
 VK_HD size_t vk_mm_work_bytes(int64_t rows, int64_t in)
 {
@@ -130,15 +133,22 @@ VK_HD int64_t vk_mm_work_rows(size_t work_bytes, int64_t in)
 #define VK_MMQ_BK 32
 #define VK_MMQ_WARPS 4
 #define VK_MMQ_THREADS (VK_MMQ_WARPS * 32)
-#define VK_MMQ_WM 32            /* warp tile rows (M) */
-#define VK_MMQ_WN 64            /* warp tile columns (N) */
+#define VK_MMQ_WM 32               /* warp tile rows (M) */
+#define VK_MMQ_WN 64               /* warp tile columns (N) */
 #define VK_MMQ_MT (VK_MMQ_WM / 16) /* m16 tiles per warp */
 #define VK_MMQ_NT (VK_MMQ_WN / 8)  /* n8 tiles per warp */
-#define VK_MMQ_LDS (VK_MMQ_BK + 8) /* shared row stride in halves: 80 bytes, conflict-free
-                                      32-bit fragment loads, 16-byte aligned rows */
+/* shared row stride in halves: 80 bytes, conflict-free 32-bit fragment loads, 16-byte
+ * aligned rows */
+#define VK_MMQ_LDS (VK_MMQ_BK + 8)
 
-VK_HD int64_t vk_mmq_grid_m(int64_t out) { return (out + VK_MMQ_BM - 1) / VK_MMQ_BM; }
-VK_HD int64_t vk_mmq_grid_n(int64_t n) { return (n + VK_MMQ_BN - 1) / VK_MMQ_BN; }
+VK_HD int64_t vk_mmq_grid_m(int64_t out)
+{
+    return (out + VK_MMQ_BM - 1) / VK_MMQ_BM;
+}
+VK_HD int64_t vk_mmq_grid_n(int64_t n)
+{
+    return (n + VK_MMQ_BN - 1) / VK_MMQ_BN;
+}
 
 /* Warp w's tile origin inside the block tile: rows *m0, tokens *n0. */
 VK_HD void vk_mmq_warp(int w, int *m0, int *n0)

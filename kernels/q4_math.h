@@ -77,7 +77,10 @@ VK_HD float vk_add_rn(float a, float b)
 
 /* ---- f16 / bf16 (bit-exact with src/half.h) ---- */
 
-VK_HD float vk_bf16_to_f32(uint16_t h) { return vk_bits_f32((uint32_t)h << 16); }
+VK_HD float vk_bf16_to_f32(uint16_t h)
+{
+    return vk_bits_f32((uint32_t)h << 16);
+}
 
 /* f rounded to nearest even bf16; NaN stays a quiet NaN with its sign and top payload. */
 VK_HD uint16_t vk_f32_to_bf16(float f)
@@ -128,8 +131,14 @@ VK_HD uint16_t vk_f32_to_f16(float f)
     return (uint16_t)(sign | (((r >> 23) - 112) << 10) | ((r >> 13) & 0x3ff));
 }
 
-VK_HD float vk_round_bf16(float f) { return vk_bf16_to_f32(vk_f32_to_bf16(f)); }
-VK_HD float vk_round_f16(float f) { return vk_f16_to_f32(vk_f32_to_f16(f)); }
+VK_HD float vk_round_bf16(float f)
+{
+    return vk_bf16_to_f32(vk_f32_to_bf16(f));
+}
+VK_HD float vk_round_f16(float f)
+{
+    return vk_f16_to_f32(vk_f32_to_f16(f));
+}
 
 /* ---- element access (bk_elem's twin) ---- */
 
@@ -138,9 +147,12 @@ VK_HD float vk_round_f16(float f) { return vk_f16_to_f32(vk_f32_to_f16(f)); }
 VK_HD float vk_elem(int t, const void *data, const void *scale, int group, int64_t i)
 {
     switch (t) {
-    case QUANT_F32: return ((const float *)data)[i];
-    case QUANT_F16: return vk_f16_to_f32(((const uint16_t *)data)[i]);
-    case QUANT_BF16: return vk_bf16_to_f32(((const uint16_t *)data)[i]);
+    case QUANT_F32:
+        return ((const float *)data)[i];
+    case QUANT_F16:
+        return vk_f16_to_f32(((const uint16_t *)data)[i]);
+    case QUANT_BF16:
+        return vk_bf16_to_f32(((const uint16_t *)data)[i]);
     case QUANT_Q8: {
         float s = vk_f16_to_f32(((const uint16_t *)scale)[i / group]);
         return s * (float)((const int8_t *)data)[i];
@@ -165,7 +177,7 @@ VK_HD float vk_elem(int t, const void *data, const void *scale, int group, int64
  * definition of prmt. Integer work per Q4 weight: 1 PRMT + 3/8 of a mask and shift, so
  * the unpack stays under the INT32 pipe's rate at memory speed. */
 
-#define VK_MAGIC 0x4b000000u /* the bits of 2^23 */
+#define VK_MAGIC 0x4b000000u                      /* the bits of 2^23 */
 #define VK_MAGIC_SEL(b) (0x7540u | (unsigned)(b)) /* prmt selector: byte b of w, 0, 0, 0x4b */
 
 /* 2^23 + byte b of w, as a float. */
@@ -310,11 +322,17 @@ VK_HD int vk_act_exp(float amax)
 }
 
 /* 2^e as a float, |e| <= 126 (built from its bits: exact, no libm). */
-VK_HD float vk_exp2i(int e) { return vk_bits_f32((uint32_t)(127 + e) << 23); }
+VK_HD float vk_exp2i(int e)
+{
+    return vk_bits_f32((uint32_t)(127 + e) << 23);
+}
 
 /* x * 2^e as f16 bits (round to nearest even); |e| <= VK_ACT_EXP_MAX, so the product is
  * exact unless it falls below 2^-126, where f16 rounds it to zero anyway. */
-VK_HD uint16_t vk_act_f16(float x, int e) { return vk_f32_to_f16(x * vk_exp2i(e)); }
+VK_HD uint16_t vk_act_f16(float x, int e)
+{
+    return vk_f32_to_f16(x * vk_exp2i(e));
+}
 
 /* f rounded to nearest even f16, for values that are never NaN (the dequantised weights
  * of finite scales): the device's cvt.rn.f16.f32 (one instruction; IEEE round to nearest

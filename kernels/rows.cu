@@ -47,8 +47,8 @@ static __global__ void rows_mix4_kernel(float *y, int64_t d, int ttype, const vo
 {
     int64_t c = (int64_t)blockIdx.x * ROWS_THREADS + threadIdx.x;
     if (c < d)
-        y[blockIdx.y * d + c] = vk_mix4(ttype, tdata, tscale, group, d, idx + 4 * blockIdx.y,
-                                        w + 4 * blockIdx.y, c);
+        y[blockIdx.y * d + c] =
+            vk_mix4(ttype, tdata, tscale, group, d, idx + 4 * blockIdx.y, w + 4 * blockIdx.y, c);
 }
 
 /* dst[rows[i], :] = src[i, :], rounded to dst's type. Reference: ref_set_rows (exact:
@@ -71,8 +71,7 @@ static __global__ void rows_set_kernel(void *dst, int dtype, const float *src, i
 
 /* dst[rows[i], :] += src[i, :] for distinct rows. Reference: ref_add_rows (exact: one add
  * per element). Launch: rows_grid(d, n). */
-static __global__ void rows_add_kernel(float *dst, const float *src, int64_t d,
-                                       const int32_t *rows)
+static __global__ void rows_add_kernel(float *dst, const float *src, int64_t d, const int32_t *rows)
 {
     int64_t c = (int64_t)blockIdx.x * ROWS_THREADS + threadIdx.x;
     if (c < d)
@@ -93,8 +92,7 @@ static __global__ void rows_add_seq_kernel(float *dst, const float *src, int64_t
 }
 
 /* dst[i, :] = src[rows[i], :]. Reference: ref_get_rows (exact). Launch: rows_grid(d, n). */
-static __global__ void rows_get_kernel(float *dst, const float *src, int64_t d,
-                                       const int32_t *rows)
+static __global__ void rows_get_kernel(float *dst, const float *src, int64_t d, const int32_t *rows)
 {
     int64_t c = (int64_t)blockIdx.x * ROWS_THREADS + threadIdx.x;
     if (c < d)
@@ -169,8 +167,8 @@ extern "C" void vk_embed_mix4(VkCtx *c, Tensor *y, const Tensor *table, const in
     for (int i0 = 0; i0 < n; i0 += ROWS_MAX_Y) {
         int m = n - i0 < ROWS_MAX_Y ? n - i0 : ROWS_MAX_Y;
         const int32_t *didx = (const int32_t *)vk_stage(c, idx + 4 * (int64_t)i0, (size_t)m * 16);
-        const float *dw = didx ? (const float *)vk_stage(c, w + 4 * (int64_t)i0, (size_t)m * 16)
-                               : NULL;
+        const float *dw =
+            didx ? (const float *)vk_stage(c, w + 4 * (int64_t)i0, (size_t)m * 16) : NULL;
         if (!dw)
             return;
         rows_mix4_kernel<<<rows_grid(y->cols, m), ROWS_THREADS, 0, c->stream>>>(
@@ -269,8 +267,8 @@ extern "C" void vk_argmax(VkCtx *c, const Tensor *x, int32_t *out)
         if (vk_note(c, (int)cudaGetLastError(), "vk_argmax: rows_argmax_kernel"))
             return;
     }
-    if (vk_note(c, (int)cudaMemcpyAsync(out, dout, (size_t)n * 4, cudaMemcpyDeviceToHost,
-                                        c->stream),
+    if (vk_note(c,
+                (int)cudaMemcpyAsync(out, dout, (size_t)n * 4, cudaMemcpyDeviceToHost, c->stream),
                 "vk_argmax: copy to the host"))
         return;
     vk_note(c, (int)cudaStreamSynchronize(c->stream), "vk_argmax: sync");

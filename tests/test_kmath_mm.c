@@ -69,13 +69,15 @@ static void test_conv_half_all(void)
     for (uint32_t h = 0; h < 65536; h++) {
         float a = vk_f16_to_f32((uint16_t)h), b = half_f16_to_f32((uint16_t)h);
         if (km_bits(a) != km_bits(b) && bad++ < 5)
-            test_fail(__FILE__, __LINE__, "f16 %04x -> %08x, half.h %08x", h, km_bits(a), km_bits(b));
+            test_fail(__FILE__, __LINE__, "f16 %04x -> %08x, half.h %08x", h, km_bits(a),
+                      km_bits(b));
         if (vk_f32_to_f16(a) != half_f32_to_f16(b) && bad++ < 5)
             test_fail(__FILE__, __LINE__, "f16 %04x round trip %04x, half.h %04x", h,
                       vk_f32_to_f16(a), half_f32_to_f16(b));
         a = vk_bf16_to_f32((uint16_t)h), b = half_bf16_to_f32((uint16_t)h);
         if (km_bits(a) != km_bits(b) && bad++ < 5)
-            test_fail(__FILE__, __LINE__, "bf16 %04x -> %08x, half.h %08x", h, km_bits(a), km_bits(b));
+            test_fail(__FILE__, __LINE__, "bf16 %04x -> %08x, half.h %08x", h, km_bits(a),
+                      km_bits(b));
         if (vk_f32_to_bf16(a) != half_f32_to_bf16(b) && bad++ < 5)
             test_fail(__FILE__, __LINE__, "bf16 %04x round trip", h);
     }
@@ -102,7 +104,8 @@ static void test_conv_floats(void)
 {
     int bad = 0;
     for (uint32_t h = 0; h < 0x7c00 && bad < 5; h++) {
-        double lo = half_f16_to_f32((uint16_t)h), hi = h + 1 < 0x7c00 ? half_f16_to_f32((uint16_t)(h + 1)) : 65536.0;
+        double lo = half_f16_to_f32((uint16_t)h),
+               hi = h + 1 < 0x7c00 ? half_f16_to_f32((uint16_t)(h + 1)) : 65536.0;
         uint32_t m = km_bits((float)((lo + hi) / 2)); /* exact: f16 midpoints fit in f32 */
         for (int s = 0; s < 2; s++)
             for (int d = -1; d <= 1; d++)
@@ -118,11 +121,10 @@ static void test_conv_floats(void)
         bad += km_conv_one(u) + km_conv_one(u | 0x80000000u);
     for (uint64_t u = 0; u < 0x100000000ull && bad < 5; u += 4099)
         bad += km_conv_one((uint32_t)u);
-    static const uint32_t specials[] = {0, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u,
-                                        0xffc00001u, 0x7f800001u, 0x7fbfffffu, 0x477fe000u,
-                                        0x477fefffu, 0x477ff000u, 0x477ff001u, 0x7f7fffffu,
-                                        0x00000001u, 0x33000000u, 0x33000001u, 0x387fffffu,
-                                        0x38800000u, 0x337fffffu};
+    static const uint32_t specials[] = {
+        0,           0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffc00001u, 0x7f800001u,
+        0x7fbfffffu, 0x477fe000u, 0x477fefffu, 0x477ff000u, 0x477ff001u, 0x7f7fffffu, 0x00000001u,
+        0x33000000u, 0x33000001u, 0x387fffffu, 0x38800000u, 0x337fffffu};
     for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++)
         bad += km_conv_one(specials[i]) + km_conv_one(specials[i] ^ 0x80000000u);
     CHECK_EQ(bad, 0);
@@ -175,8 +177,8 @@ static void *km_tensor(Tensor *t, QuantType type, int64_t rows, int64_t cols, in
     case QUANT_F16:
     case QUANT_BF16:
         for (int64_t i = 0; i < ne; i++)
-            ((uint16_t *)bytes)[i] = type == QUANT_F16 ? half_f32_to_f16(km_rand())
-                                                       : half_f32_to_bf16(km_rand());
+            ((uint16_t *)bytes)[i] =
+                type == QUANT_F16 ? half_f32_to_f16(km_rand()) : half_f32_to_bf16(km_rand());
         break;
     case QUANT_Q8:
     case QUANT_Q4: {
@@ -373,7 +375,8 @@ static void km_gemv_emulate(float *y, int *writes, const Tensor *x, const Tensor
                             const Tensor *bias)
 {
     const int nt = (int)x->rows, q4 = w->type == QUANT_Q4, group = w->group;
-    const int64_t in = x->cols, out = w->rows, row_bytes = q4 ? in / 2 : in, row_groups = in / group;
+    const int64_t in = x->cols, out = w->rows, row_bytes = q4 ? in / 2 : in,
+                  row_groups = in / group;
     const int kc = vk_gemv_kc(nt, group, in), resident = kc >= in;
     CHECK(kc > 0);
     float *xs = malloc((size_t)nt * kc * 4);
@@ -572,8 +575,9 @@ static void km_mmq_emulate(float *y, int *writes, const Tensor *x, const Tensor 
                             int r, col;
                             vk_mma_c(lane, 2 * h, &r, &col);
                             int64_t o = m_blk + wm0 + mi * 16 + r;
-                            bv[mi][h] = bias && o < out ? vk_elem(bias->type, bias->data, NULL, 0, o)
-                                                        : 0.0f;
+                            bv[mi][h] = bias && o < out
+                                            ? vk_elem(bias->type, bias->data, NULL, 0, o)
+                                            : 0.0f;
                         }
                     for (int ni = 0; ni < VK_MMQ_NT; ni++)
                         for (int h = 0; h < 2; h++) {
@@ -587,10 +591,11 @@ static void km_mmq_emulate(float *y, int *writes, const Tensor *x, const Tensor 
                             for (int i = 0; i < 4; i++) {
                                 int r, col;
                                 vk_mma_c(lane, i, &r, &col);
-                                int64_t o = m_blk + wm0 + mi * 16 + r, t = n_blk + wn0 + ni * 8 + col;
+                                int64_t o = m_blk + wm0 + mi * 16 + r,
+                                        t = n_blk + wn0 + ni * 8 + col;
                                 if (o < out && t < n) {
-                                    y[t * out + o] = acc[wp][lane][mi][ni][i] * sv[ni][i & 1] +
-                                                     bv[mi][i >> 1];
+                                    y[t * out + o] =
+                                        acc[wp][lane][mi][ni][i] * sv[ni][i & 1] + bv[mi][i >> 1];
                                     writes[t * out + o]++;
                                 }
                             }
@@ -677,7 +682,7 @@ static void test_mmq_emulated(void)
 
 static void test_geom_gemv(void)
 {
-    static const int64_t outs[] = {1,  2,  3,  5,  8,  9,   15,   16,   17,    31,
+    static const int64_t outs[] = {1,  2,  3,  5,  8,  9,    15,   16,   17,    31,
                                    32, 33, 40, 63, 64, 2560, 9728, 4096, 151936};
     static const int sms[] = {0, 1, 7, 132};
     for (size_t oi = 0; oi < sizeof outs / sizeof outs[0]; oi++)
@@ -1013,18 +1018,26 @@ static void test_argmax_tree(void)
                 v[c] = kind == 6 ? 1.0f : (float)(int)(km_rand() * 8); /* many ties */
             int64_t a = km_u32() % cols, b = km_u32() % cols;
             switch (kind) {
-            case 1: v[0] = NAN; break;
-            case 2: v[a] = NAN, v[b] = NAN; break;
+            case 1:
+                v[0] = NAN;
+                break;
+            case 2:
+                v[a] = NAN, v[b] = NAN;
+                break;
             case 3:
                 for (int64_t c = 0; c < cols; c++)
                     v[c] = NAN;
                 break;
-            case 4: v[a] = INFINITY, v[b] = INFINITY; break;
+            case 4:
+                v[a] = INFINITY, v[b] = INFINITY;
+                break;
             case 5:
                 for (int64_t c = 0; c < cols; c++)
                     v[c] = c == b ? NAN : -INFINITY;
                 break;
-            case 7: v[0] = -0.0f, v[b] = 0.0f; break;
+            case 7:
+                v[0] = -0.0f, v[b] = 0.0f;
+                break;
             case 8:
                 for (int64_t c = 0; c < cols; c++)
                     v[c] = km_rand();
@@ -1041,9 +1054,9 @@ static void test_argmax_tree(void)
     }
 }
 
-TEST_GROUP(kmath_mm, {"conv_half_all", test_conv_half_all, 0},
-           {"conv_floats", test_conv_floats, 0}, {"elem_types", test_elem_types, 0},
-           {"unpack", test_unpack, 0}, {"gemv_emulated", test_gemv_emulated, 0},
-           {"mmq_emulated", test_mmq_emulated, 0}, {"geom_gemv", test_geom_gemv, 0},
-           {"geom_mmq", test_geom_mmq, 0}, {"mix4_exact", test_mix4_exact, 0},
-           {"set_rows_exact", test_set_rows_exact, 0}, {"argmax_tree", test_argmax_tree, 0})
+TEST_GROUP(kmath_mm, {"conv_half_all", test_conv_half_all, 0}, {"conv_floats", test_conv_floats, 0},
+           {"elem_types", test_elem_types, 0}, {"unpack", test_unpack, 0},
+           {"gemv_emulated", test_gemv_emulated, 0}, {"mmq_emulated", test_mmq_emulated, 0},
+           {"geom_gemv", test_geom_gemv, 0}, {"geom_mmq", test_geom_mmq, 0},
+           {"mix4_exact", test_mix4_exact, 0}, {"set_rows_exact", test_set_rows_exact, 0},
+           {"argmax_tree", test_argmax_tree, 0})

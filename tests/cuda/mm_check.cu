@@ -23,11 +23,11 @@ extern "C" {
 #include "backend_int.h"
 }
 
+#include <algorithm>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <algorithm>
 #include <vector>
 
 /* ---- the context's two helpers (test versions) ---- */
@@ -61,14 +61,13 @@ int vk_note(VkCtx *c, int e, const char *what)
     return 1;
 }
 
-#define CK(call)                                                                               \
-    do {                                                                                       \
-        cudaError_t e_ = (call);                                                               \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,                      \
-                    cudaGetErrorString(e_));                                                   \
-            exit(1);                                                                           \
-        }                                                                                      \
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 static VkCtx ctx;
@@ -91,7 +90,10 @@ static uint32_t ru32(void)
     rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
     return (uint32_t)(rng >> 32);
 }
-static float rf(void) { return (float)(ru32() >> 8) / 8388608.0f - 1.0f; }
+static float rf(void)
+{
+    return (float)(ru32() >> 8) / 8388608.0f - 1.0f;
+}
 
 struct Pair {
     Tensor h, d; /* host (ops_ref) and device views of the same bytes */
@@ -158,9 +160,12 @@ static double rel_bound(QuantType wt, int64_t n, int64_t in)
 {
     double order = (double)(in + 64);
     switch (wt) {
-    case QUANT_F32: return order * ldexp(1, -23);
-    case QUANT_F16: return ldexp(1, -11) + order * ldexp(1, -23);
-    case QUANT_BF16: return ldexp(1, -8) + order * ldexp(1, -23);
+    case QUANT_F32:
+        return order * ldexp(1, -23);
+    case QUANT_F16:
+        return ldexp(1, -11) + order * ldexp(1, -23);
+    case QUANT_BF16:
+        return ldexp(1, -8) + order * ldexp(1, -23);
     default:
         return n <= VK_GEMV_MAX_N ? order * ldexp(1, -24)
                                   : ldexp(1, -10) + ldexp(1, -22) + order * ldexp(1, -23);
@@ -314,11 +319,11 @@ static void check_rows(void)
         float *v = (float *)lg.h.data;
         for (int64_t i = 0; i < nr * V; i++)
             v[i] = (float)(int)(rf() * 50);
-        v[0 * V + 777] = 1e6f, v[0 * V + 99999] = 1e6f;           /* a tie: first wins */
-        v[1 * V + 0] = NAN;                                       /* NaN at 0 is kept */
-        v[2 * V + 5] = NAN, v[2 * V + 151000] = 1e7f;             /* other NaNs skipped */
+        v[0 * V + 777] = 1e6f, v[0 * V + 99999] = 1e6f; /* a tie: first wins */
+        v[1 * V + 0] = NAN;                             /* NaN at 0 is kept */
+        v[2 * V + 5] = NAN, v[2 * V + 151000] = 1e7f;   /* other NaNs skipped */
         for (int64_t i = 0; i < V; i++)
-            v[3 * V + i] = i == 4242 ? -1.0f : -INFINITY;         /* -inf everywhere else */
+            v[3 * V + i] = i == 4242 ? -1.0f : -INFINITY; /* -inf everywhere else */
         CK(cudaMemcpy(lg.d.data, v, (size_t)(nr * V) * 4, cudaMemcpyHostToDevice));
         int32_t got[nr], ref[nr];
         vk_argmax(&ctx, &lg.d, got);
