@@ -537,9 +537,13 @@ int main(int argc, char **argv)
         QuantType t = q4 ? QUANT_Q4 : QUANT_Q8;
         for (int n = 1; n <= 9; n++)
             check_matmul(t, n, 2560, 70 + n, 32, n % 3 == 0 ? 0 : -1);
-        check_matmul(t, 1, 9728, 300, 32, 2);  /* decode's widest x, resident */
-        check_matmul(t, 8, 9728, 33, 32, -1);  /* k-chunked */
-        check_matmul(t, 3, 2560, 4000, 64, 1); /* blocks loop over row groups */
+        check_matmul(t, 1, 9728, 300, 32, 2); /* decode's widest x, resident */
+        check_matmul(t, 8, 9728, 33, 32, -1); /* k-chunked */
+        int n_sm = ctx.n_sm;
+        ctx.n_sm = 1; /* a grid of 8 blocks: each loops over ~30 row groups */
+        check_matmul(t, 1, 2560, 4000, 64, 1); /* x resident across the row groups */
+        check_matmul(t, 3, 9728, 600, 32, -1); /* k-chunked and looping */
+        ctx.n_sm = n_sm;
         check_matmul(t, 5, 576, 17, 96, -1);
         check_matmul(t, 64, 2560, 130, 32, 0);
         check_matmul(t, 200, 9728, 65, 128, -1);
