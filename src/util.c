@@ -428,11 +428,18 @@ int util_atomic_commit(UtilAtomic *a, char *err)
         free(again);
     }
     if (!rc && (a->flags & UTIL_ATOMIC_NO_CLOBBER)) {
-        /* link() fails with EEXIST instead of replacing, unlike rename() */
-        if (link(a->tmp, a->target) != 0)
-            rc = errno == EEXIST
+        /* link() fails with EEXIST instead of replacing, unlike rename(); a file system
+         * without hard links gets a look and a rename (a race, but no worse) */
+        struct stat st;
+        int e = link(a->tmp, a->target) == 0 ? 0 : errno;
+        if ((e == EPERM || e == EOPNOTSUPP) && lstat(a->target, &st) != 0)
+            e = rename(a->tmp, a->target) == 0 ? 0 : errno;
+        else if (e == EPERM || e == EOPNOTSUPP)
+            e = EEXIST;
+        if (e)
+            rc = e == EEXIST
                      ? err_set(err, VLQ_EINPUT, "%s: exists (use --force to replace it)", a->path)
-                     : err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(errno));
+                     : err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(e));
     } else if (!rc && rename(a->tmp, a->target) != 0) {
         rc = err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(errno));
     }
