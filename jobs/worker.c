@@ -104,6 +104,8 @@ static int worker_check_inputs(const Job *j, volatile int *stop, char *err)
             return err_set(err, VLQ_EINPUT, "%s: changed since submit (modified)", in->path);
         }
         close(fd);
+        if (stop && *stop) /* told to stop during a long read: hand the job back */
+            return err_set(err, VLQ_ECANCEL, "the worker is stopping");
         if (rc)
             return rc;
         if (in->sha256[0] && strcmp(hex, in->sha256))

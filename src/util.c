@@ -1,4 +1,6 @@
-/* util: allocation, string buffer, file I/O, clocks, SHA-256 (see util.h). */
+/* util: allocation, string buffer, file I/O, clocks, SHA-256 (see util.h).
+ * Globals: one atomic counter that makes atomic-write temp names unique across threads
+ * (mkstemp would do it, but creates mode 0600 where an output should get 0666 & ~umask). */
 #define _GNU_SOURCE
 #include "util.h"
 

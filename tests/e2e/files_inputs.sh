@@ -86,4 +86,22 @@ id5=$("$T" submit test.echo touched.txt) || fail "submit 5"
 touch -d '2030-01-01' touched.txt
 timeout 60 "$T" worker --drain 2> w2.log
 s=$(show "$id5"); case $s in "succeeded "*) ;; *) fail "touched only: $s" ;; esac
+# SIGTERM while the worker reads an input to check it: the job is handed back (queued,
+# its attempt not spent), not failed and not run; a 1 GiB sparse file keeps the read long
+truncate -s 1G big.bin
+id6=$("$T" submit test.echo big.bin) || fail "submit big"
+"$T" worker 2> w3.log & wp=$!
+for _ in $(seq 1 400); do
+    [ "$("$T" --json show "$id6" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" = running ] && break
+    sleep 0.05
+done
+kill -TERM $wp
+rc=0; timeout 120 tail --pid=$wp -f /dev/null || rc=$?
+[ "$rc" = 0 ] || fail "the worker did not stop on SIGTERM"
+"$T" --json show "$id6" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["status"] == "queued" and j["attempts"] == 0, (j["status"], j["attempts"], j["error"])
+' || fail "SIGTERM during the input check: not handed back: $(cat w3.log)"
+rm -f big.bin
 echo ok
