@@ -6,8 +6,9 @@
  * error (a database failure stops every thread at its next look at the queue). The
  * stop flag is the caller's, written by a signal handler and only read here.
  *
- * A job's inputs are checked against what submit recorded (size, mtime, SHA-256) before
- * it runs: a changed or vanished file fails that job (EINPUT), never the worker. After a
+ * A job's inputs are checked against what submit recorded (size, SHA-256) before it
+ * runs: a changed or vanished file, or one replaced by a FIFO or a directory, fails that
+ * job (EINPUT), never the worker, and never blocks it. After a
  * success the result is also written under [output] dir (when set), atomically, named
  * after the job's first input. */
 #include "worker.h"
@@ -71,24 +72,47 @@ static void worker_set_fatal(Worker *w, int code, const char *err)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* The job's inputs are still what submit saw. */
-static int worker_check_inputs(const Job *j, char *err)
+/* The job's inputs are still what submit saw: each opened with util_open_regular (a
+ * file swapped for a FIFO or a directory is refused without blocking) and its content
+ * hashed and compared with the SHA-256 recorded at submit. Size is the fast path (a
+ * different size fails without reading); equal size and mtime prove nothing, as a
+ * rewrite within the same second keeps both. VLQ_EINPUT (the job dies, no retry),
+ * VLQ_ECANCEL when the worker is told to stop meanwhile, or VLQ_EIO. */
+static int worker_check_inputs(const Job *j, volatile int *stop, char *err)
 {
     for (int i = 0; i < j->n_inputs; i++) {
         const JobInput *in = &j->inputs[i];
+        if (stop && *stop)
+            return err_set(err, VLQ_ECANCEL, "the worker is stopping");
+        int fd;
         struct stat st;
-        if (stat(in->path, &st) != 0)
-            return err_set(err, VLQ_EINPUT, "%s: %s (gone since submit)", in->path,
-                           strerror(errno));
-        if (st.st_size != in->size_bytes || (int64_t)st.st_mtime != in->mtime_s) {
-            char hex[65];
-            int rc = util_sha256_file(in->path, hex, err);
-            if (rc)
-                return rc;
-            if (strcmp(hex, in->sha256))
-                return err_set(err, VLQ_EINPUT, "%s: changed since submit (SHA-256 differs)",
-                               in->path);
+        int rc = util_open_regular(in->path, 0, &fd, &st, err);
+        if (rc) {
+            size_t n = strlen(err);
+            snprintf(err + n, VLQ_ERRLEN - n, " (changed since submit)");
+            return rc;
         }
+        if (st.st_size != in->size_bytes) {
+            close(fd);
+            return err_set(err, VLQ_EINPUT, "%s: changed since submit (%lld bytes, %lld at "
+                           "submit)", in->path, (long long)st.st_size,
+                           (long long)in->size_bytes);
+        }
+        char hex[65];
+        if (in->sha256[0]) {
+            rc = util_sha256_fd(fd, in->path, hex, err);
+        } else if ((int64_t)st.st_mtime != in->mtime_s) { /* no hash recorded: mtime only */
+            close(fd);
+            return err_set(err, VLQ_EINPUT, "%s: changed since submit (modified)", in->path);
+        }
+        close(fd);
+        if (stop && *stop) /* told to stop during a long read: hand the job back */
+            return err_set(err, VLQ_ECANCEL, "the worker is stopping");
+        if (rc)
+            return rc;
+        if (in->sha256[0] && strcmp(hex, in->sha256))
+            return err_set(err, VLQ_EINPUT, "%s: changed since submit (SHA-256 differs)",
+                           in->path);
     }
     return 0;
 }
@@ -242,8 +266,11 @@ static int worker_job(Worker *w, Queue *q, Job *j)
         fetched.inputs = local;
         ctx.job = &fetched;
     }
-    if (rc == 0)
-        rc = worker_check_inputs(ctx.job, err);
+    if (rc == 0) {
+        rc = worker_check_inputs(ctx.job, w->o->stop, err);
+        if (rc == VLQ_ECANCEL)
+            ctx.stopping = 1; /* a stop during the check: the job goes back, unspent */
+    }
     if (rc == 0)
         rc = kind->run(&ctx, err);
     if (rc == 0 && !ctx.format)

@@ -254,9 +254,8 @@ static int cfg_read_file(Cfg *c, const char *path, char *err)
     if (!S_ISREG(st.st_mode))
         return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
     CfgReader r = {.cfg = c, .path = path, .err = err};
-    r.f = fopen(path, "r");
-    if (!r.f)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    if (util_fopen_regular(path, &r.f, NULL, err)) /* never blocks on a FIFO */
+        return VLQ_EINPUT;
     int line = ini_parse_stream(cfg_read_line, &r, cfg_handler, &r);
     fclose(r.f);
     if (r.rc)

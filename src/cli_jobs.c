@@ -162,14 +162,24 @@ typedef struct {
     int n, cap;
 } InputList;
 
-static int submit_add_file(InputList *l, const char *path, int recursive, char *err);
+/* The directories being walked by --recursive, innermost first: a symlink back to one
+ * of them is a loop. */
+typedef struct SubmitDir {
+    dev_t dev;
+    ino_t ino;
+    const char *path;
+    const struct SubmitDir *up;
+} SubmitDir;
+
+static int submit_add_file(InputList *l, const char *path, int recursive, const SubmitDir *up,
+                           char *err);
 
 static int submit_cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int submit_add_dir(InputList *l, const char *path, char *err)
+static int submit_add_dir(InputList *l, const char *path, const SubmitDir *up, char *err)
 {
     DIR *d = opendir(path);
     if (!d)
@@ -187,29 +197,39 @@ static int submit_add_dir(InputList *l, const char *path, char *err)
     int rc = 0;
     for (int i = 0; i < n; i++) {
         if (rc == 0)
-            rc = submit_add_file(l, names[i], 1, err);
+            rc = submit_add_file(l, names[i], 1, up, err);
         free(names[i]);
     }
     free(names);
     return rc;
 }
 
-static int submit_add_file(InputList *l, const char *path, int recursive, char *err)
+static int submit_add_file(InputList *l, const char *path, int recursive, const SubmitDir *up,
+                           char *err)
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+        return err_set(err, VLQ_EINPUT, "%s: %s", path,
+                       errno == ELOOP ? "symlink loop (too many levels of symbolic links)"
+                                      : strerror(errno));
     if (S_ISDIR(st.st_mode)) {
         if (!recursive)
             return err_set(err, VLQ_EINPUT, "%s: is a directory (use --recursive)", path);
-        return submit_add_dir(l, path, err);
+        for (const SubmitDir *d = up; d; d = d->up)
+            if (d->dev == st.st_dev && d->ino == st.st_ino)
+                return err_set(err, VLQ_EINPUT, "%s: symlink loop under --recursive (it is %s "
+                               "again)", path, d->path);
+        SubmitDir here = {.dev = st.st_dev, .ino = st.st_ino, .path = path, .up = up};
+        return submit_add_dir(l, path, &here, err);
     }
-    if (!S_ISREG(st.st_mode))
-        return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
-    if (access(path, R_OK) != 0)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    /* size, mtime and SHA-256 all of the one file opened (never blocks on a FIFO) */
+    int fd;
+    int rc = util_open_regular(path, 0, &fd, &st, err);
+    if (rc)
+        return rc;
     JobInput in = {.size_bytes = st.st_size, .mtime_s = st.st_mtime};
-    int rc = util_sha256_file(path, in.sha256, err);
+    rc = util_sha256_fd(fd, path, in.sha256, err);
+    close(fd);
     if (rc)
         return rc;
     if (!(in.path = util_abspath(path, err)))
@@ -366,7 +386,7 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     int rc = 0;
     for (int i = optind; i < argc && rc == 0; i++)
         rc = fetch_is_url(argv[i]) ? submit_add_url(&inputs, argv[i], common, err)
-                                   : submit_add_file(&inputs, argv[i], recursive, err);
+                                   : submit_add_file(&inputs, argv[i], recursive, NULL, err);
     if (rc == 0 && inputs.n == 0)
         rc = err_set(err, VLQ_EINPUT, "no files to submit");
     Queue *q = NULL;
