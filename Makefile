@@ -221,7 +221,7 @@ help:
 	@echo "make test       build and run every test (T=prefix filters); SAN=1 under ASan+UBSan"
 	@echo "make demo       the whole pipeline on a tiny random model (under two minutes)"
 	@echo "make bench      benchmarks (not timed tests)"
-	@echo "make fuzz       build the libFuzzer targets (clang)"
+	@echo "make fuzz       build the libFuzzer targets (clang); make fuzz-run runs each FUZZ_TIME s"
 	@echo "make fixtures   regenerate golden fixtures (needs PyPI: tests/golden/requirements.txt)"
 	@echo "make install    install vlq to /usr/local/bin"
 	@echo "make clean      remove build outputs"
@@ -246,6 +246,19 @@ build-fuzz/libvlq.a: $(FUZZ_OBJ)
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libvlq.a
 	@echo "  FUZZLD  $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread -ldl
+
+# make fuzz-run: every target for FUZZ_TIME seconds (default 600), one after another,
+# from the seeds in tests/fuzz/corpus/<target>/ (new inputs go to build-fuzz/corpus/);
+# stops at the first crash, leak or UB report, which libFuzzer saves as crash-*.
+FUZZ_TIME ?= 600
+.PHONY: fuzz-run
+fuzz-run: fuzz
+	$(Q)for f in $(FUZZ_BIN); do t=$${f#build-fuzz/}; mkdir -p build-fuzz/corpus/$$t; \
+	  seeds=; [ -d tests/fuzz/corpus/$$t ] && seeds=tests/fuzz/corpus/$$t; \
+	  echo "  FUZZ    $$t for $(FUZZ_TIME) s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 build-fuzz/corpus/$$t $$seeds \
+	    2>build-fuzz/$$t.log || { tail -n 40 build-fuzz/$$t.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units' build-fuzz/$$t.log; done
 
 # make bench-tok: the tokenizer beside HF tokenizers (tests/bench/bench_tok.py).
 REF_PYTHON ?= $(if $(wildcard /opt/ref/venv/bin/python),/opt/ref/venv/bin/python,python3)
