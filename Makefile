@@ -248,13 +248,13 @@ build-fuzz/%: tests/fuzz/%.c build-fuzz/libvlq.a
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread -ldl
 
 # make fuzz-run: every target for FUZZ_TIME seconds (default 600), one after another,
-# from the seeds in tests/fuzz/corpus/<target>/ (new inputs go to build-fuzz/corpus/);
+# from the seeds in tests/fuzz/corpus/<name>/ for fuzz_<name> (new inputs go to build-fuzz/corpus/);
 # stops at the first crash, leak or UB report, which libFuzzer saves as crash-*.
 FUZZ_TIME ?= 600
 .PHONY: fuzz-run
 fuzz-run: fuzz
 	$(Q)for f in $(FUZZ_BIN); do t=$${f#build-fuzz/}; mkdir -p build-fuzz/corpus/$$t; \
-	  seeds=; [ -d tests/fuzz/corpus/$$t ] && seeds=tests/fuzz/corpus/$$t; \
+	  s=tests/fuzz/corpus/$${t#fuzz_}; seeds=; [ -d $$s ] && seeds=$$s; \
 	  echo "  FUZZ    $$t for $(FUZZ_TIME) s"; \
 	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 build-fuzz/corpus/$$t $$seeds \
 	    2>build-fuzz/$$t.log || { tail -n 40 build-fuzz/$$t.log; exit 1; }; \
