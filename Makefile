@@ -152,6 +152,12 @@ $(BUILD)/vlq-backend-broken.so: $(filter-out $(BUILD)/pic/tests/plugins/cputest.
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
 TEST_PLUGINS += $(BUILD)/vlq-backend-broken.so
+# vlq-backend-devtest.so: the cpu backend as a pretend device (tests/plugins/devtest.c), for
+# the device memory plan and the layer offload without a GPU.
+$(BUILD)/vlq-backend-devtest.so: $(filter-out $(BUILD)/pic/tests/plugins/cputest.o,$(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)) $(BUILD)/pic/tests/plugins/devtest.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
+TEST_PLUGINS += $(BUILD)/vlq-backend-devtest.so
 
 # ---- the CUDA plugin: kernels/*.cu -> $(BUILD)/vlq-backend-cuda.so (part of `make`) ----
 # Built whenever nvcc is found (CUDA=auto; CUDA=0 skips it): machine code for each arch

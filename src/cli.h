@@ -70,5 +70,7 @@ int cli_webhooks(int argc, char **argv, const CliCommon *common);
 
 /* vlq doctor (src/cli_doctor.c). */
 int cli_doctor(int argc, char **argv, const CliCommon *common);
+/* vlq selftest (src/cli_selftest.c). */
+int cli_selftest(int argc, char **argv, const CliCommon *common);
 
 #endif

@@ -207,7 +207,7 @@ static void doctor_plan_text(Buf *o, const DoctorPlan *d)
                        d->o.classes[i].n_slots, d->o.classes[i].ctx_tok);
     char note[256];
     if (p->device && p->offload_layers)
-        snprintf(note, sizeof note, "on the device; %.0f MiB of %d layers offloaded, below",
+        snprintf(note, sizeof note, "on the device; %.1f MiB of %d layers offloaded, below",
                  doctor_mib(p->offload_bytes), p->offload_layers);
     else
         snprintf(note, sizeof note, "%s", p->device ? "uploaded at open" : "mapped, populated at open");
@@ -231,7 +231,7 @@ static void doctor_plan_text(Buf *o, const DoctorPlan *d)
         doctor_item(o, "feature cache", p->vcache, "[engine] vcache_mb");
         /* a decoder step reads each offloaded weight once over the bus, whatever the batch:
          * at PCIe 4.0 x16's ~25 GB/s that is the step's floor */
-        snprintf(note, sizeof note, "%d layers, pinned: %.0f MiB over the bus per decoder step, "
+        snprintf(note, sizeof note, "%d layers, pinned: %.1f MiB over the bus per decoder step, "
                  ">= %.1f ms at 25 GB/s", p->offload_layers, doctor_mib(p->offload_bytes),
                  (double)p->offload_bytes / 25e9 * 1e3);
         doctor_item(o, "offloaded layers", p->offload_bytes, note);
@@ -270,9 +270,10 @@ static void doctor_plan_json(Buf *o, const DoctorPlan *d)
     buf_puts(o, ", \"backend_why\": ");
     util_json_str(o, d->why);
     buf_printf(o, ", \"device\": %s, \"workspace_bytes\": %lld, \"offload_layers\": %d, "
-               "\"offload_bytes\": %lld, \"host_available_bytes\": %lld, "
+               "\"offload_bytes\": %lld, \"layer_bytes\": %lld, \"host_available_bytes\": %lld, "
                "\"host_total_bytes\": %lld", p->device ? "true" : "false",
                (long long)p->workspace, p->offload_layers, (long long)p->offload_bytes,
+               (long long)p->layer_bytes,
                (long long)p->host_available, (long long)p->host_total);
     buf_printf(o, ", \"available_bytes\": %lld, \"items\": {\"weights_text\": %lld, "
                "\"weights_vision\": %lld, \"kv\": %lld, \"activations\": %lld, "

@@ -373,10 +373,12 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
         goto fail;
     }
     if (p->offload_layers > 0)
-        log_warn("memory plan: the weights do not all fit on the device: the last %d decoder "
-                 "layers (%.0f MiB) stay in pinned host memory, read over the bus at every "
-                 "decoder step (%.0f MiB per step, shared by the batch's sequences)",
-                 p->offload_layers, engine_mib(p->offload_bytes), engine_mib(p->offload_bytes));
+        log_warn("memory plan: the last %d decoder layers (%.1f MiB) stay in pinned host memory "
+                 "(%s), read over the bus at every decoder step (%.1f MiB per step, shared by "
+                 "the batch's sequences)", p->offload_layers, engine_mib(p->offload_bytes),
+                 e->opt.offload_layers < 0 ? "the device cannot hold every weight"
+                                           : "[offload] layers",
+                 engine_mib(p->offload_bytes));
     for (int i = 0; i < e->opt.n_classes; i++)
         e->n_slots += e->opt.classes[i].n_slots;
     e->slots = xcalloc((size_t)e->n_slots, sizeof *e->slots);
