@@ -211,6 +211,14 @@ $(BUILD)/vlq-backend-cuda.so: $(CU_OBJ) $(BUILD)/pic/src/err.o
 	$(Q)$(NVCC) -shared -cudart static $(CU_GENCODE) -o $@ $^ -Xlinker --no-undefined \
 	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64 -lcublas -ldl -lrt -lpthread
 
+# tests/gpu/prove.sh's benchmark (C, any backend) and the device's copy bandwidth (nvcc)
+$(BUILD)/vlq-bench-gpu: $(BUILD)/tests/gpu/bench_gpu.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/vlq-copy-bw: tests/gpu/copy_bw.cu
+	@echo "  NVCC    $< ($(CUDA_ARCHS))"
+	$(Q)$(NVCC) -O2 $(CU_GENCODE) -o $@ $<
+
 TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny $(TEST_PLUGINS)
 
 # make test [T=prefix]: every C test and every tests/e2e/*.sh, each in its own process.
