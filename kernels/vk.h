@@ -13,7 +13,7 @@
  * and record the first launch error with vk_note (reported by the table's sync).
  *
  * Every kernel names its CPU reference (src/ops_ref.c) in a comment, and its arithmetic
- * lives in __host__ __device__ helpers (VK_HD) under kernels/<family>_math.h that the host tests
+ * lives in __host__ __device__ helpers (VK_HD) under kernels/<name>_math.h that the host tests
  * (tests/test_kmath.c) compile with gcc and compare against the plain C kernels. */
 #ifndef VLQ_VK_H
 #define VLQ_VK_H

@@ -393,6 +393,16 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
                            .offload_layers = p->offload_layers};
     if (!rc)
         rc = decoder_new(e->m, e->b, &dopt, &e->kv, &e->dec, err);
+    /* a device allocates all its memory at open, the vision encoder's too, so nothing can
+     * fail for memory half-way (a host backend makes it on the first visual request:
+     * text runs never touch the tower; engine_sched.c) */
+    if (!rc && p->device && p->weights_vision > 0) {
+        rc = vision_new(e->m, e->b, e->opt.max_patches, &e->vision, err);
+        size_t n = (size_t)(e->opt.max_patches / 4 + 1) * (size_t)e->cfg->hidden_size *
+                   (size_t)(e->cfg->n_deepstack ? e->cfg->n_deepstack : 1);
+        if (!rc && !(e->vision_deep = malloc(n * sizeof(float))))
+            rc = err_set(err, VLQ_ENOMEM, "vision: out of memory for the DeepStack rows");
+    }
     if (!rc)
         rc = engine_alloc_scratch(e, err);
     if (!rc && (e->opt.vcache_bytes > 0 || e->vcache_dir))
