@@ -43,8 +43,9 @@ extern "C" {
 #define CU_ALIGN ((size_t)256)
 
 typedef struct {
-    VkCtx vk;
+    VkCtx vk;        /* first: vk_stage gets the VkCtx and finds the rest from it */
     void *blas_work;
+    void *ring_host; /* pinned host twin of vk.ring: vk_stage copies through it */
     cudaDeviceProp prop;
 } CuCtx;
 
@@ -92,18 +93,27 @@ extern "C" int vk_note_blas(VkCtx *c, int status, const char *what)
 
 extern "C" void *vk_stage(VkCtx *c, const void *host, size_t bytes)
 {
+    CuCtx *cc = (CuCtx *)c;
     size_t n = cu_pad(bytes ? bytes : 1);
     if (n > c->ring_bytes) {
         vk_note(c, (int)cudaErrorMemoryAllocation, "vk_stage: a host array larger than the ring");
         return NULL;
     }
-    /* stream-ordered: the copy that overwrites an older array runs after every launch
-     * enqueued before it, which are the only readers of that array */
-    if (c->ring_head + n > c->ring_bytes)
+    /* The array goes through the pinned twin at the same offset, so the copy is truly
+     * asynchronous (from pageable memory the runtime may wait for the stream). The device
+     * side is safe by stream order: the copy that overwrites an older array runs after
+     * every launch enqueued before it, its only readers. The host side is written now, so
+     * before a lap reuses it the copies of the last lap must be done: one wait per lap of
+     * the ring (8 MiB of staged arrays), nothing otherwise. */
+    if (c->ring_head + n > c->ring_bytes) {
+        if (vk_note(c, (int)cudaStreamSynchronize(c->stream), "vk_stage: wrap"))
+            return NULL;
         c->ring_head = 0;
-    void *dst = (char *)c->ring + c->ring_head;
+    }
+    void *dst = (char *)c->ring + c->ring_head, *pin = (char *)cc->ring_host + c->ring_head;
     c->ring_head += n;
-    if (vk_note(c, (int)cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, c->stream),
+    memcpy(pin, host, bytes);
+    if (vk_note(c, (int)cudaMemcpyAsync(dst, pin, bytes, cudaMemcpyHostToDevice, c->stream),
                 "vk_stage: copy"))
         return NULL;
     return dst;
@@ -136,6 +146,7 @@ static void cu_close(Backend *b)
     cudaFree(c->blas_work);
     cudaFree(c->vk.work);
     cudaFree(c->vk.ring);
+    cudaFreeHost(c->ring_host);
     if (c->vk.stream)
         cudaStreamDestroy(c->vk.stream);
     free(c);
@@ -185,6 +196,10 @@ static int cu_open(Backend *b, const BackendOpenOptions *o, char *err)
     if (!e) {
         what = "ring";
         e = cudaMalloc(&c->vk.ring, VK_RING_BYTES);
+    }
+    if (!e) {
+        what = "pinned ring";
+        e = cudaHostAlloc(&c->ring_host, VK_RING_BYTES, cudaHostAllocDefault);
     }
     if (!e) {
         what = "cuBLAS workspace";
