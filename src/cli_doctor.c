@@ -184,8 +184,7 @@ static void doctor_total(Buf *o, int64_t total, int64_t available)
 
 static void doctor_plan_text(Buf *o, const DoctorPlan *d)
 {
-    if (d->why[0])
-        buf_printf(o, "%s\n", d->why);
+    /* auto's choice and reason are on the backends' list already */
     if (d->rc) {
         buf_printf(o, "memory plan: %s\n", d->err);
         return;

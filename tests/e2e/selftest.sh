@@ -100,4 +100,8 @@ grep -q "^devtest: 22 weights mapped" dev.err || fail "mapped weights: $(cat dev
 "$V" run --model tiny.vlq --backend cpu --max-new-tokens 6 "Hello" > cpu.txt 2> /dev/null || fail "cpu run"
 cmp -s dev.txt cpu.txt || fail "offloaded run differs from cpu: $(cat dev.txt) / $(cat cpu.txt)"
 "$V" selftest --backend devtest --model tiny.vlq > /dev/null || fail "devtest selftest"
+# a device error at a sync fails the request with EDEVICE, a clear message, exit 1
+VLQ_DEVTEST_FAIL_SYNC=1 "$V" run --model tiny.vlq --backend devtest --max-new-tokens 4 "Hello" \
+    > /dev/null 2> fault.err; [ $? = 1 ] || fail "device error: exit"
+grep -q "devtest: an injected device error (sync 1)" fault.err || fail "device error: $(cat fault.err)"
 exit 0

@@ -6,7 +6,9 @@
  * aside as a device backend's workspace would be (reserved_bytes); meminfo reports the
  * rest as free. weight_mapped makes the same host view as weight (the cpu kernels read
  * host memory either way) and counts its calls and bytes, which close prints to stderr
- * ("devtest: N weights mapped, B bytes"), so a test sees which layers were offloaded. */
+ * ("devtest: N weights mapped, B bytes"), so a test sees which layers were offloaded.
+ * With $VLQ_DEVTEST_FAIL_SYNC = N, the N-th sync and every later one fail with
+ * VLQ_EDEVICE, as a device that hit an illegal access would. */
 #include "backend.h"
 #include "backend_int.h"
 #include "err.h"
@@ -22,6 +24,8 @@ typedef struct {
     int64_t mem;      /* the pretended device's memory */
     int64_t n_mapped; /* weight_mapped calls */
     int64_t mapped;   /* their bytes */
+    int64_t fail_at;  /* the sync that fails first (0: none) */
+    int64_t syncs;    /* syncs so far */
 } DevTest;
 
 static int devtest_open(Backend *b, const BackendOpenOptions *o, char *err)
@@ -31,6 +35,8 @@ static int devtest_open(Backend *b, const BackendOpenOptions *o, char *err)
         return err_set(err, VLQ_ENOMEM, "devtest: out of memory");
     const char *env = getenv("VLQ_DEVTEST_MEM");
     d->mem = env && *env ? atoll(env) : (int64_t)1 << 30;
+    env = getenv("VLQ_DEVTEST_FAIL_SYNC");
+    d->fail_at = env && *env ? atoll(env) : 0;
     b->ctx = d;
     b->reserved_bytes = DEVTEST_RESERVED;
     return bk_host_open(b, o, err);
@@ -44,6 +50,15 @@ static void devtest_close(Backend *b)
                 (long long)d->mapped);
     free(d);
     b->ctx = NULL;
+}
+
+static int devtest_sync(Backend *b, char *err)
+{
+    DevTest *d = b->ctx;
+    if (d->fail_at > 0 && ++d->syncs >= d->fail_at)
+        return err_set(err, VLQ_EDEVICE, "devtest: an injected device error (sync %lld)",
+                       (long long)d->syncs);
+    return 0;
 }
 
 static int devtest_meminfo(Backend *b, int64_t *free_bytes, int64_t *total_bytes, char *err)
@@ -85,6 +100,7 @@ const Backend *vlq_backend_entry(int abi_version)
     table.open = devtest_open;
     table.close = devtest_close;
     table.meminfo = devtest_meminfo;
+    table.sync = devtest_sync;
     table.describe = devtest_describe;
     table.weight_mapped = devtest_weight_mapped;
     return &table;
