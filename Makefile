@@ -167,7 +167,10 @@ TEST_PLUGINS += $(BUILD)/vlq-backend-devtest.so
 # so); cuBLAS from the toolkit, found through the rpath. vlq never links CUDA.
 CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCHS ?= 80 86 89 90
-ifeq ($(CUDA),0)
+ifeq ($(SAN),1)
+# ASan's shadow memory and the CUDA runtime do not mix: SAN=1 builds no plugin
+HAVE_NVCC :=
+else ifeq ($(CUDA),0)
 HAVE_NVCC :=
 else
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo y)
@@ -197,7 +200,7 @@ ifneq ($(CU_MISSING),)
 endif
 else
 cuda:
-	@echo "  CUDA    skipped ($(if $(filter 0,$(CUDA)),CUDA=0,no nvcc at $(NVCC)))"
+	@echo "  CUDA    skipped ($(if $(filter 1,$(SAN)),SAN=1,$(if $(filter 0,$(CUDA)),CUDA=0,no nvcc at $(NVCC))))"
 endif
 
 $(BUILD)/cu/%.o: %.cu
@@ -227,7 +230,9 @@ TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make
 ifeq ($(SAN),1)
 TEST_ENV := LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
 endif
-test: $(TEST_BINS)
+# cuda: CI runs `make demo` and `make test`, so the plugin's compile is part of the tests
+# (a compile error fails them; e2e/selftest checks what the plugin says without a GPU)
+test: $(TEST_BINS) cuda
 	$(Q)$(TEST_ENV) VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_TESTKINDS_BIN=$(abspath $(BUILD)/vlq-testkinds) \
 	  VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) \
 	  VLQ_ROOT=$(CURDIR) $(BUILD)/vlq-test $(T)
