@@ -211,7 +211,9 @@ static void worker_write_output(Worker *w, const Job *j, const JobCtx *ctx)
     }
     const char *base = strrchr(j->inputs[0].path, '/');
     base = base ? base + 1 : j->inputs[0].path;
-    char *path = xasprintf("%s/%s.%s", w->out_dir, base, result_extension(fmt));
+    /* a URL input is named by its last path segment, without its query */
+    int base_len = fetch_is_url(j->inputs[0].path) ? (int)strcspn(base, "?#") : (int)strlen(base);
+    char *path = xasprintf("%s/%.*s.%s", w->out_dir, base_len, base, result_extension(fmt));
     if (rc == 0)
         rc = util_write_file(path, out.data ? out.data : "", out.len, err);
     if (rc)
@@ -241,6 +243,7 @@ static int worker_job(Worker *w, Queue *q, Job *j)
         fetched = *j;
         fetched.inputs = local;
         ctx.job = &fetched;
+        ctx.submitted = j;
     }
     if (rc == 0)
         rc = worker_check_inputs(ctx.job, err);

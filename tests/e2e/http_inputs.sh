@@ -32,7 +32,10 @@ download_dir = $TEST_TMPDIR/dl
 max_download_mb = 1
 [worker]
 poll_ms = 50
+[output]
+dir = $TEST_TMPDIR/out
 EOF
+mkdir out
 export VLQ_CONFIG="$TEST_TMPDIR/vlq.conf"
 if "$T" submit test.echo "http://localhost:1/a.pdf" 2> host.err; then fail "a host not allowed was accepted"; fi
 grep -q "not in \[inputs\] allowed_hosts" host.err || fail "host refusal: $(cat host.err)"
@@ -47,6 +50,7 @@ grep -q doc.txt req.log 2>/dev/null && fail "submit downloaded the input"
 [ "$("$T" result "$id")" = "$want" ] || fail "result '$("$T" result "$id")' != '$want'"
 [ "$(field "$id" 'j["inputs"][0]["sha256"]')" = "${want%% *}" ] || fail "the SHA-256 was not recorded"
 [ -z "$(ls -A dl)" ] || fail "download directory left behind: $(ls -A dl)"
+[ -f out/doc.txt.txt ] || fail "[output] dir: not named after the URL's last segment: $(ls out)"
 
 # the first download is recorded; a retry that gets other bytes is dead (EINPUT)
 printf 'version one\n' > srv/flip.txt
