@@ -33,7 +33,6 @@
 #include <unistd.h>
 
 #define WORKER_MAX_THREADS 256
-#define WORKER_DB_DOWN_MAX_S 120 /* a queue failing this long stops the worker */
 
 typedef struct {
     const WorkerOptions *o;
@@ -157,27 +156,6 @@ static void worker_local_free(const Job *j, JobInput *local)
     free(local);
 }
 
-/* The queue failed with rc. When that is transient (a lost connection: the driver
- * reconnects on the next call; a database that stayed busy), log it, wait *backoff_ms
- * (0.1 s doubling to 5 s) and return 1: try again. 0 when it is not transient, the worker
- * is stopping, or the queue has been failing for WORKER_DB_DOWN_MAX_S. */
-static int worker_db_wait(Worker *w, int rc, const char *err, double *down_since,
-                          int64_t *backoff_ms)
-{
-    double now = util_mono_s();
-    if (!err_is_transient(rc) || worker_stopping(w))
-        return 0;
-    if (!*down_since)
-        *down_since = now;
-    if (now - *down_since > WORKER_DB_DOWN_MAX_S)
-        return 0;
-    *backoff_ms = *backoff_ms ? (*backoff_ms * 2 < 5000 ? *backoff_ms * 2 : 5000) : 100;
-    log_warn("%s (trying again in %.1f s)", err, *backoff_ms / 1000.0);
-    for (int64_t t = 0; t < *backoff_ms && !worker_stopping(w); t += 50)
-        util_sleep_ms(50);
-    return 1;
-}
-
 /* Is the job still ours? 1 yes, 0 no (another worker took it over, or it left
  * 'running'), -1 the queue could not say. This is how a VLQ_EBUSY is told apart: a lost
  * lease by the job's state, never by the message. */
@@ -252,27 +230,38 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     if (rc == 0 && !ctx.format)
         rc = err_set(err, VLQ_EIO, "%s: finished without a result", j->kind);
     int ok = 0, qrc = 0;
-    if (rc == 0) {
-        qrc = queue_succeed(q, j, ctx.format, ctx.result, ctx.result_len, ctx.summary, qerr);
-        ok = qrc == 0;
-        if (ok) {
-            log_info("succeeded in %.2f s (%zu bytes)", util_mono_s() - t0, ctx.result_len);
-            worker_write_output(w, j, &ctx);
+    double t_rec = util_mono_s();
+    /* a transient failure of the finishing write (a lost connection, a busy database) is
+     * tried again while the job may still be ours: the claim token fences a second write */
+    for (int64_t pause_ms = 250;; pause_ms = pause_ms < 4000 ? pause_ms * 2 : 4000) {
+        if (rc == 0) {
+            qrc = queue_succeed(q, j, ctx.format, ctx.result, ctx.result_len, ctx.summary, qerr);
+            ok = qrc == 0;
+            if (ok) {
+                log_info("succeeded in %.2f s (%zu bytes)", util_mono_s() - t0, ctx.result_len);
+                worker_write_output(w, j, &ctx);
+            }
+        } else if (rc == VLQ_ECANCEL && ctx.stopping) {
+            qrc = queue_release(q, j, qerr);
+            log_info("handed back: the worker is stopping");
+            ok = 1; /* not a failure of the job */
+        } else if (rc == VLQ_ECANCEL) {
+            qrc = queue_ack_cancel(q, j, qerr);
+            log_info("cancelled");
+        } else if (rc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
+            log_warn("%s", err); /* another worker owns the job now: not ours to record */
+        } else {
+            JobState st = JOB_DEAD;
+            qrc = queue_fail(q, j, rc, err, &st, qerr);
+            if (qrc == 0)
+                log_warn("%s: %s (%s)", st == JOB_FAILED ? "failed, will retry" : "dead", err,
+                         err_name(rc));
         }
-    } else if (rc == VLQ_ECANCEL && ctx.stopping) {
-        qrc = queue_release(q, j, qerr);
-        log_info("handed back: the worker is stopping");
-        ok = 1; /* not a failure of the job */
-    } else if (rc == VLQ_ECANCEL) {
-        qrc = queue_ack_cancel(q, j, qerr);
-        log_info("cancelled");
-    } else if (rc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
-        log_warn("%s", err); /* another worker owns the job now: not ours to record */
-    } else {
-        JobState st = JOB_DEAD;
-        qrc = queue_fail(q, j, rc, err, &st, qerr);
-        log_warn("%s: %s (%s)", st == JOB_FAILED ? "failed, will retry" : "dead", err,
-                 err_name(rc));
+        if (!(qrc == VLQ_EIO || qrc == VLQ_EBUSY) || worker_still_owner(q, j) == 0 ||
+            util_mono_s() - t_rec > w->lease_ms / 1000.0 || worker_stopping(w))
+            break;
+        log_warn("%s (trying again in %lld ms)", qerr, (long long)pause_ms);
+        util_sleep_ms(pause_ms);
     }
     /* a finishing write refused because the lease was lost is not a worker error */
     if (qrc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
@@ -285,10 +274,8 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     free(fetch_dir);
     worker_local_free(j, local);
     log_set_job(0);
-    if (qrc && err_is_transient(qrc)) {
-        /* a lost connection (the server restarted) or a busy database: the worker carries
-         * on; the job, unrecorded, runs again when its lease expires (fenced: once) */
-        log_warn("%s: the job's outcome is not recorded; it runs again after its lease", qerr);
+    if (qrc == VLQ_EIO || qrc == VLQ_EBUSY) { /* the lease runs out; another worker redoes it */
+        log_error("%s (the job is left to its lease)", qerr);
         return 0;
     }
     if (qrc) {
@@ -329,26 +316,28 @@ static void *worker_thread(void *arg)
         worker_set_fatal(w, rc, err);
         return NULL;
     }
-    double down_since = 0; /* the queue has failed since (util_mono_s), 0: it works */
-    int64_t backoff_ms = 0;
     while (!worker_stopping(w) && worker_reserve(w)) {
         Job *j = NULL;
         if ((rc = queue_claim(q, w->kinds, w->n_kinds, w->lease_ms, w->worker_id, &j, err))) {
             worker_unreserve(w);
-            if (worker_db_wait(w, rc, err, &down_since, &backoff_ms))
+            if ((rc == VLQ_EIO || rc == VLQ_EBUSY) && !w->o->drain) { /* reconnects next call */
+                log_warn("%s (trying again)", err);
+                for (int64_t t = 0; t < w->poll_ms && !worker_stopping(w); t += 50)
+                    queue_wait(q, 50, err);
                 continue;
+            }
             log_error("%s", err);
             worker_set_fatal(w, rc, err);
             break;
         }
-        down_since = 0;
-        backoff_ms = 0;
         if (!j) {
             worker_unreserve(w);
             if (w->o->drain || w->o->max_jobs)
                 break;
+            /* woken early by a submit (PostgreSQL's NOTIFY); polling stays the fallback */
             for (int64_t t = 0; t < w->poll_ms && !worker_stopping(w); t += 50)
-                util_sleep_ms(50);
+                if (queue_wait(q, 50, err) > 0)
+                    break;
             continue;
         }
         int ok = worker_job(w, q, j);
@@ -483,9 +472,11 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     else if (n_skipped)
         log_warn("no model ([model] path): %d kind(s) that need it are not run; their jobs "
                  "stay queued (no attempt is spent)", n_skipped);
-    if (w.n_kinds)
-        log_info("worker ready: db=%s kinds=%d concurrency=%d", o->db_path, w.n_kinds,
-                 n_threads);
+    if (w.n_kinds) {
+        char db[1024];
+        queue_redact(o->db_path, db, sizeof db); /* a URL's password stays out of logs */
+        log_info("worker ready: db=%s kinds=%d concurrency=%d", db, w.n_kinds, n_threads);
+    }
     /* open (creating and migrating) once up front, so a bad database is one clear error
      * before any thread starts */
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),

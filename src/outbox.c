@@ -219,11 +219,14 @@ static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *s
     uint64_t rng = (uint64_t)util_now_ms() ^ ((uint64_t)getpid() << 32);
     OutboxEvent **ev = NULL;
     int n = 0;
-    int rc = queue_events_due(q, max, &ev, &n, err);
+    /* the batch is leased to this deliverer for as long as sending all of it may take */
+    int64_t lease_ms = (int64_t)max * (s->timeout_ms + s->connect_timeout_ms) + 30000;
+    int rc = queue_events_due(q, max, lease_ms, &ev, &n, err);
     if (rc != 0)
         return rc;
     int *gone = xcalloc((size_t)n + 1, sizeof *gone);
-    for (int i = 0; i < n && rc == 0; i++) {
+    int i = 0;
+    for (; i < n && rc == 0; i++) {
         if (stop && atomic_load(stop))
             break;
         st->due++;
@@ -239,8 +242,11 @@ static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *s
         }
         rc = outbox_deliver_one(q, s, ev[i], st, &rng, &gone[i], err);
     }
+    /* the events not tried (stopping, or an error) go back to the outbox now */
+    for (; i < n; i++)
+        queue_event_release(q, ev[i], NULL);
     free(gone);
-    for (int i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         queue_event_free(ev[i]);
     free(ev);
     return rc;

@@ -59,19 +59,16 @@ int queue_is_url(const char *location)
                         !strncasecmp(location, "postgres://", 11));
 }
 
-/* The location for messages: a URL's password (user:password@) becomes "***". */
-static char *queue_redact(const char *location)
+void queue_redact(const char *location, char *out, size_t size)
 {
     const char *scheme = strstr(location, "://");
-    if (!scheme)
-        return xstrdup(location);
-    const char *auth = scheme + 3, *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+    const char *auth = scheme ? scheme + 3 : NULL;
+    const char *at = auth ? strchr(auth, '@') : NULL, *slash = auth ? strchr(auth, '/') : NULL;
     const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
     if (!at || (slash && slash < at) || !colon)
-        return xstrdup(location);
-    Buf b = {0};
-    buf_printf(&b, "%.*s:***%s", (int)(colon - location), location, at);
-    return b.data;
+        snprintf(out, size, "%s", location);
+    else
+        snprintf(out, size, "%.*s:***%s", (int)(colon - location), location, at);
 }
 
 int queue_open(const char *path, const QueueOptions *opt, int create, Queue **out, char *err)
@@ -81,7 +78,9 @@ int queue_open(const char *path, const QueueOptions *opt, int create, Queue **ou
         return err_set(err, VLQ_EINPUT, "no queue database given (an empty path)");
     Queue *q = xcalloc(1, sizeof *q);
     q->drv = queue_is_url(path) ? &queue_pg_driver : &queue_sqlite_driver;
-    q->location = queue_redact(path);
+    size_t size = strlen(path) + 8;
+    q->location = xmalloc(size);
+    queue_redact(path, q->location, size);
     q->busy_timeout_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
     q->default_max_attempts = opt && opt->default_max_attempts > 0 ? opt->default_max_attempts : 3;
     q->now_ms = opt && opt->now_ms ? opt->now_ms : util_now_ms;
@@ -169,6 +168,7 @@ void queue_event_free(OutboxEvent *e)
     free(e->secret);
     free(e->body);
     free(e->last_error);
+    free(e->lease_token);
     free(e);
 }
 
@@ -178,6 +178,22 @@ int queue_lease_lost(const Job *j, char *err)
 {
     return err_set(err, VLQ_EBUSY, "job %lld: lease lost (another worker took the job over)",
                    (long long)j->id);
+}
+
+int queue_event_lease_lost(const OutboxEvent *e, char *err)
+{
+    return err_set(err, VLQ_EBUSY, "event %s: lease lost (another deliverer took it over)",
+                   e->event_id);
+}
+
+int queue_new_token(char out[33], char *err)
+{
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return err_set(err, VLQ_EIO, "no random bytes for a token");
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
 }
 
 int queue_no_job(int64_t id, char *err)
@@ -320,15 +336,13 @@ int queue_claim(Queue *q, const char *const *kinds, int n_kinds, int64_t lease_m
     if (n_kinds >= 900)
         return err_set(err, VLQ_EINPUT, "claim: %d job kinds (at most 899)", n_kinds);
     char token[33];
-    unsigned char raw[16];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return err_set(err, VLQ_EIO, "claim: no random bytes for the claim token");
-    for (int i = 0; i < 16; i++)
-        snprintf(token + 2 * i, 3, "%02x", raw[i]);
+    int rc = queue_new_token(token, err);
+    if (rc)
+        return rc;
     QueueClaimArgs a = {.kinds = kinds, .n_kinds = n_kinds, .lease_ms = lease_ms,
                         .worker_id = worker_id, .token = token};
     int64_t id = 0;
-    int rc = q->drv->claim(q, &a, &id, err);
+    rc = q->drv->claim(q, &a, &id, err);
     if (rc || !id)
         return rc;
     return queue_get(q, id, out, err);
@@ -466,11 +480,16 @@ int queue_attempts(Queue *q, int64_t id, JobAttempt **out, int *n, char *err)
 
 /* ---- webhook outbox ---- */
 
-int queue_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err)
+int queue_events_due(Queue *q, int max, int64_t lease_ms, OutboxEvent ***events, int *n,
+                     char *err)
 {
     *events = NULL;
     *n = 0;
-    return q->drv->events_due(q, max, events, n, err);
+    if (lease_ms <= 0)
+        return err_set(err, VLQ_EINPUT, "events: a lease of %lld ms", (long long)lease_ms);
+    char token[33];
+    int rc = queue_new_token(token, err);
+    return rc ? rc : q->drv->events_due(q, max, lease_ms, token, events, n, err);
 }
 
 int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err)
@@ -491,6 +510,13 @@ int queue_event_attempt(Queue *q, const OutboxEvent *e, EventState new_state,
                            .http_status = http_status, .error = error,
                            .duration_s = duration_s, .gone = gone};
     return q->drv->event_attempt(q, e, &d, err);
+}
+
+int queue_event_release(Queue *q, const OutboxEvent *e, char *err)
+{
+    if (!e->lease_token) /* not leased by this caller: nothing to give back */
+        return 0;
+    return q->drv->event_release(q, e, err);
 }
 
 int queue_event_redeliver(Queue *q, const char *event_id, char *err)

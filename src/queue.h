@@ -109,6 +109,9 @@ int queue_open(const char *path, const QueueOptions *opt, int create, Queue **ou
 void queue_close(Queue *q);
 /* 1 if location names a PostgreSQL queue (postgresql:// or postgres://), else 0. */
 int queue_is_url(const char *location);
+/* location for messages and logs into out: a URL's password (user:password@) becomes
+ * "***"; anything else is copied (truncated to size). Cannot fail. */
+void queue_redact(const char *location, char *out, size_t size);
 /* The backend's name: "sqlite" or "postgresql". Cannot fail. */
 const char *queue_backend(const Queue *q);
 /* Idle wait of a worker: return when a job may have been submitted, or after timeout_ms.
@@ -236,6 +239,7 @@ typedef struct {
     int64_t next_attempt_ms;
     char *last_error;       /* or NULL */
     int last_status;        /* last HTTP status, 0 none */
+    char *lease_token;      /* set by queue_events_due (this deliverer's lease), else NULL */
 } OutboxEvent;
 
 void queue_event_free(OutboxEvent *e);
@@ -243,14 +247,23 @@ void queue_event_free(OutboxEvent *e);
 const char *queue_event_state_name(EventState s);
 
 /* Events due now (pending, next_attempt_ms <= now, endpoint not disabled), oldest first,
- * at most max; the caller delivers them, then records each attempt. */
-int queue_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err);
+ * at most max (<= 0: all), leased to the caller for lease_ms: the outbox is shared by the
+ * delivery threads of every worker, and no other caller gets a leased event (nor any
+ * event of an endpoint with a leased one) until its attempt is recorded or the lease
+ * passes. The caller delivers them, then records each attempt. */
+int queue_events_due(Queue *q, int max, int64_t lease_ms, OutboxEvent ***events, int *n,
+                     char *err);
 /* Record one delivery attempt (logged in the attempt table): state and next attempt time
  * as the caller decided from the outcome and the schedule; gone = 1 disables the
- * endpoint (URL) for later events. */
+ * endpoint (URL) for later events. Fenced by e's lease_token (an event read otherwise,
+ * with no token, only while nobody holds it): VLQ_EBUSY "lease lost" when another
+ * deliverer took the event over; the lease ends with the attempt. */
 int queue_event_attempt(Queue *q, const OutboxEvent *e, EventState new_state,
                         int64_t next_attempt_ms, int http_status, const char *error,
                         double duration_s, int gone, char *err);
+/* Give back the lease of an event from queue_events_due that was not tried, so that any
+ * deliverer may send it now. Nothing happens when the lease is no longer e's. */
+int queue_event_release(Queue *q, const OutboxEvent *e, char *err);
 /* Events of one job (job_id > 0) or all, newest first. */
 int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err);
 /* Make a failed or delivered event pending again, due now. */

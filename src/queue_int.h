@@ -174,12 +174,18 @@ struct QueueDriver {
     /* The attempt rows of job id, oldest first. */
     int (*attempts)(Queue *q, int64_t id, JobAttempt **out, int *n, char *err);
 
-    /* Events due now (max <= 0: all), oldest first. */
-    int (*events_due)(Queue *q, int max, OutboxEvent ***events, int *n, char *err);
+    /* Lease the events due now (max <= 0: all) to token until now + lease_ms, and return
+     * them oldest first with lease_token set. One transaction. */
+    int (*events_due)(Queue *q, int max, int64_t lease_ms, const char *token,
+                      OutboxEvent ***events, int *n, char *err);
     /* Events of job_id (> 0) or all, newest first. */
     int (*events_list)(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err);
-    /* Record a delivery attempt of e; VLQ_EINPUT when the event does not exist. */
+    /* Record a delivery attempt of e, fenced by e->lease_token (NULL: only an unleased
+     * event), ending the lease; VLQ_EINPUT when the event does not exist, else
+     * queue_event_lease_lost when the fence fails. */
     int (*event_attempt)(Queue *q, const OutboxEvent *e, const QueueDeliveryArgs *d, char *err);
+    /* End e's lease if it is still e->lease_token's (else nothing). */
+    int (*event_release)(Queue *q, const OutboxEvent *e, char *err);
     /* Event pending again, due now; its endpoint re-enabled. */
     int (*event_redeliver)(Queue *q, const char *event_id, char *err);
     /* ---- vlq queue copy (queue_copy.c) ---- */
@@ -212,6 +218,10 @@ int queue_event_new(const Job *j, const char *type, int64_t now_ms, const QueueR
                     QueueNewEvent *ev, char *err);
 /* "job N: lease lost (another worker took the job over)" as VLQ_EBUSY. */
 int queue_lease_lost(const Job *j, char *err);
+/* "event X: lease lost (...)" as VLQ_EBUSY. */
+int queue_event_lease_lost(const OutboxEvent *e, char *err);
+/* A fresh random token: 32 hex characters. 0 or VLQ_EIO. */
+int queue_new_token(char out[33], char *err);
 /* "job N: no such job" as VLQ_EINPUT. */
 int queue_no_job(int64_t id, char *err);
 /* 0 when job id in state s can be cancelled, else VLQ_EINPUT "already ..." . */

@@ -1247,9 +1247,12 @@ static int pgq_attempts(Queue *q, int64_t id, JobAttempt **out, int *n, char *er
 
 /* ---- webhook outbox ---- */
 
+/* The event columns; the lease token is handed out by events_due only. */
 #define EVENT_COLS                                                                        \
     "id, event_id, job_id, type, url, secret, body, state, attempts, next_attempt_ms, " \
     "last_error, coalesce(last_status,0)"
+#define EVENT_COLS_LEASED EVENT_COLS ", lease_token"
+#define EVENT_COLS_LISTED EVENT_COLS ", NULL"
 
 static OutboxEvent *pg_row_event(const PGresult *r, int i)
 {
@@ -1267,16 +1270,15 @@ static OutboxEvent *pg_row_event(const PGresult *r, int i)
     e->next_attempt_ms = pg_i64(r, i, 9);
     e->last_error = pg_text(r, i, 10);
     e->last_status = (int)pg_i64(r, i, 11);
+    e->lease_token = pg_text(r, i, 12);
     return e;
 }
 
 static int pg_read_events(Queue *q, const char *sql, const PgArgs *a, OutboxEvent ***events,
                           int *n, char *err)
 {
-    int rc = pg_ensure(q, err);
-    if (rc)
-        return rc;
     PGresult *r;
+    int rc;
     if ((rc = pg_run(q, sql, a, 0, &r, "read events", err)) != 0)
         return rc;
     int rows = PQntuples(r);
@@ -1288,28 +1290,78 @@ static int pg_read_events(Queue *q, const char *sql, const PgArgs *a, OutboxEven
     return 0;
 }
 
-static int pgq_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err)
+typedef struct {
+    int max;
+    int64_t lease_ms;
+    const char *token;
+    OutboxEvent **events;
+    int n;
+} DueArg;
+
+static void pg_events_free(OutboxEvent **ev, int n)
 {
-    PgArgs a = {0};
-    pa_i64(&a, queue_now(q));
-    if (max > 0)
-        pa_i64(&a, max);
+    for (int i = 0; i < n; i++)
+        queue_event_free(ev[i]);
+    free(ev);
+}
+
+/* Lease the due events no other deliverer holds (endpoints with a leased event are
+ * skipped: one deliverer per endpoint keeps its order), then read them back by token. */
+static int pg_events_due_tx(Queue *q, void *arg, char *err)
+{
+    DueArg *a = arg;
+    pg_events_free(a->events, a->n); /* a transaction run again starts afresh */
+    a->events = NULL;
+    a->n = 0;
+    PgArgs p = {0};
+    pa_i64(&p, queue_now(q));
+    if (a->max > 0)
+        pa_i64(&p, a->max);
     else
-        pa_str(&a, NULL);
+        pa_str(&p, NULL);
+    pa_i64(&p, a->lease_ms);
+    pa_str(&p, a->token);
+    int rc = pg_run(q,
+                    "UPDATE events SET lease_until_ms=$1::bigint+$3, lease_token=$4 WHERE id IN "
+                    "(SELECT id FROM events WHERE state='pending' AND next_attempt_ms<=$1 AND "
+                    "url NOT IN (SELECT url FROM disabled_endpoints) AND url NOT IN (SELECT url "
+                    "FROM events WHERE state='pending' AND lease_until_ms>$1) "
+                    "ORDER BY next_attempt_ms, id LIMIT $2::bigint FOR UPDATE SKIP LOCKED)",
+                    &p, 0, NULL, "lease events", err);
+    if (rc)
+        return rc;
+    PgArgs t = {0};
+    pa_str(&t, a->token);
     return pg_read_events(q,
-                          "SELECT " EVENT_COLS " FROM events WHERE state='pending' AND "
-                          "next_attempt_ms<=$1 AND url NOT IN (SELECT url FROM "
-                          "disabled_endpoints) ORDER BY next_attempt_ms, id LIMIT $2::bigint",
-                          &a, events, n, err);
+                          "SELECT " EVENT_COLS_LEASED " FROM events WHERE lease_token=$1 "
+                          "ORDER BY next_attempt_ms, id",
+                          &t, &a->events, &a->n, err);
+}
+
+static int pgq_events_due(Queue *q, int max, int64_t lease_ms, const char *token,
+                          OutboxEvent ***events, int *n, char *err)
+{
+    DueArg a = {.max = max, .lease_ms = lease_ms, .token = token};
+    int rc = pg_tx(q, pg_events_due_tx, &a, err);
+    if (rc) {
+        pg_events_free(a.events, a.n);
+        return rc;
+    }
+    *events = a.events;
+    *n = a.n;
+    return 0;
 }
 
 static int pgq_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err)
 {
+    int rc = pg_ensure(q, err);
+    if (rc)
+        return rc;
     PgArgs a = {0};
     pa_i64(&a, job_id);
     return pg_read_events(q,
-                          "SELECT " EVENT_COLS " FROM events WHERE $1::bigint<=0 OR job_id=$1 "
-                          "ORDER BY id DESC",
+                          "SELECT " EVENT_COLS_LISTED " FROM events WHERE $1::bigint<=0 OR "
+                          "job_id=$1 ORDER BY id DESC",
                           &a, events, n, err);
 }
 
@@ -1333,17 +1385,28 @@ static int pg_event_attempt_tx(Queue *q, void *arg, char *err)
     else
         pa_str(&p, NULL);
     pa_str(&p, error);
+    pa_str(&p, a->e->lease_token);
     PGresult *r;
     int rc = pg_run(q,
                     "UPDATE events SET state=$2, attempts=attempts+1, next_attempt_ms=$3, "
-                    "last_status=$4, last_error=$5 WHERE id=$1 RETURNING attempts",
+                    "last_status=$4, last_error=$5, lease_until_ms=NULL, lease_token=NULL "
+                    "WHERE id=$1 AND lease_token IS NOT DISTINCT FROM $6::text RETURNING attempts",
                     &p, 0, &r, "record a delivery", err);
     if (rc)
         return rc;
     int attempt = PQntuples(r) == 1 ? (int)pg_i64(r, 0, 0) : 0;
     PQclear(r);
-    if (!attempt)
-        return err_set(err, VLQ_EINPUT, "event %s: no such event", a->e->event_id);
+    if (!attempt) { /* the fence failed: gone, or leased to another deliverer */
+        PgArgs x = {0};
+        pa_i64(&x, a->e->id);
+        if ((rc = pg_run(q, "SELECT 1 FROM events WHERE id=$1", &x, 0, &r, "record a delivery",
+                         err)) != 0)
+            return rc;
+        int found = PQntuples(r) == 1;
+        PQclear(r);
+        return found ? queue_event_lease_lost(a->e, err)
+                     : err_set(err, VLQ_EINPUT, "event %s: no such event", a->e->event_id);
+    }
     PgArgs t = {0};
     pa_i64(&t, a->e->id);
     pa_i64(&t, attempt);
@@ -1384,6 +1447,23 @@ static int pgq_event_attempt(Queue *q, const OutboxEvent *e, const QueueDelivery
 {
     AttemptArg a = {.e = e, .d = d};
     return pg_tx(q, pg_event_attempt_tx, &a, err);
+}
+
+static int pg_event_release_tx(Queue *q, void *arg, char *err)
+{
+    const OutboxEvent *e = arg;
+    PgArgs p = {0};
+    pa_i64(&p, e->id);
+    pa_str(&p, e->lease_token);
+    return pg_run(q,
+                  "UPDATE events SET lease_until_ms=NULL, lease_token=NULL WHERE id=$1 AND "
+                  "lease_token=$2",
+                  &p, 0, NULL, "release an event", err);
+}
+
+static int pgq_event_release(Queue *q, const OutboxEvent *e, char *err)
+{
+    return pg_tx(q, pg_event_release_tx, (void *)e, err);
 }
 
 static int pg_redeliver_tx(Queue *q, void *arg, char *err)
@@ -1670,6 +1750,7 @@ const QueueDriver queue_pg_driver = {
     .events_due = pgq_events_due,
     .events_list = pgq_events_list,
     .event_attempt = pgq_event_attempt,
+    .event_release = pgq_event_release,
     .event_redeliver = pgq_event_redeliver,
     .copy_begin = pg_copy_begin,
     .copy_read = pg_copy_read,

@@ -1061,9 +1061,12 @@ static int sq_attempts(Queue *q, int64_t id, JobAttempt **out, int *n, char *err
 
 /* ---- webhook outbox ---- */
 
+/* The event columns; the lease token is handed out by events_due only. */
 #define EVENT_COLS                                                                        \
     "id, event_id, job_id, type, url, secret, body, state, attempts, next_attempt_ms, " \
     "last_error, coalesce(last_status,0)"
+#define EVENT_COLS_LEASED EVENT_COLS ", lease_token"
+#define EVENT_COLS_LISTED EVENT_COLS ", NULL"
 
 static OutboxEvent *queue_row_event(sqlite3_stmt *st)
 {
@@ -1081,10 +1084,12 @@ static OutboxEvent *queue_row_event(sqlite3_stmt *st)
     e->next_attempt_ms = sqlite3_column_int64(st, 9);
     e->last_error = col_text(st, 10);
     e->last_status = sqlite3_column_int(st, 11);
+    e->lease_token = col_text(st, 12);
     return e;
 }
 
-static int queue_read_events(Queue *q, const char *sql, int64_t a1, int64_t a2,
+/* The events of sql, binding ?1 = a1 and ?2 = s2. */
+static int queue_read_events(Queue *q, const char *sql, int64_t a1, const char *s2,
                              OutboxEvent ***events, int *n, char *err)
 {
     *events = NULL;
@@ -1094,7 +1099,7 @@ static int queue_read_events(Queue *q, const char *sql, int64_t a1, int64_t a2,
     if (!st)
         return queue_sqlerr(q, rc, "read events", err);
     sqlite3_bind_int64(st, 1, a1);
-    sqlite3_bind_int64(st, 2, a2);
+    bind_text(st, 2, s2);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         *events = xrealloc(*events, (size_t)(*n + 1) * sizeof **events);
         (*events)[(*n)++] = queue_row_event(st);
@@ -1103,21 +1108,66 @@ static int queue_read_events(Queue *q, const char *sql, int64_t a1, int64_t a2,
     return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "read events", err);
 }
 
-static int sq_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err)
+typedef struct {
+    int max;
+    int64_t lease_ms;
+    const char *token;
+    OutboxEvent **events;
+    int n;
+} DueArg;
+
+/* Lease the due events (endpoints with a leased event are skipped: one deliverer per
+ * endpoint at a time keeps its order), then read them back by the token. */
+static int queue_events_due_tx(Queue *q, void *arg, char *err)
 {
+    DueArg *a = arg;
+    int64_t now = queue_now(q);
+    int rc;
+    sqlite3_stmt *st = queue_prep(
+        q,
+        "UPDATE events SET lease_until_ms=?1+?3, lease_token=?4 WHERE id IN (SELECT id FROM "
+        "events WHERE state='pending' AND next_attempt_ms<=?1 AND url NOT IN (SELECT url FROM "
+        "disabled_endpoints) AND url NOT IN (SELECT url FROM events WHERE state='pending' AND "
+        "lease_until_ms>?1) ORDER BY next_attempt_ms, id LIMIT ?2)",
+        &rc);
+    if (!st)
+        return queue_sqlerr(q, rc, "lease events", err);
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, a->max > 0 ? a->max : -1);
+    sqlite3_bind_int64(st, 3, a->lease_ms);
+    bind_text(st, 4, a->token);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return queue_sqlerr(q, rc, "lease events", err);
     return queue_read_events(q,
-                             "SELECT " EVENT_COLS " FROM events WHERE state='pending' AND "
-                             "next_attempt_ms<=?1 AND url NOT IN (SELECT url FROM "
-                             "disabled_endpoints) ORDER BY next_attempt_ms, id LIMIT ?2",
-                             queue_now(q), max > 0 ? max : -1, events, n, err);
+                             "SELECT " EVENT_COLS_LEASED " FROM events WHERE ?1=?1 AND "
+                             "lease_token=?2 ORDER BY next_attempt_ms, id",
+                             0, a->token, &a->events, &a->n, err);
+}
+
+static int sq_events_due(Queue *q, int max, int64_t lease_ms, const char *token,
+                         OutboxEvent ***events, int *n, char *err)
+{
+    DueArg a = {.max = max, .lease_ms = lease_ms, .token = token};
+    int rc = queue_tx(q, queue_events_due_tx, &a, err);
+    if (rc) { /* a retried transaction may have read some before */
+        for (int i = 0; i < a.n; i++)
+            queue_event_free(a.events[i]);
+        free(a.events);
+        return rc;
+    }
+    *events = a.events;
+    *n = a.n;
+    return 0;
 }
 
 static int sq_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err)
 {
     return queue_read_events(q,
-                             "SELECT " EVENT_COLS " FROM events WHERE ?1<=0 OR job_id=?1 "
+                             "SELECT " EVENT_COLS_LISTED " FROM events WHERE ?1<=0 OR job_id=?1 "
                              "ORDER BY id DESC",
-                             job_id, 0, events, n, err);
+                             job_id, NULL, events, n, err);
 }
 
 typedef struct {
@@ -1133,7 +1183,8 @@ static int queue_event_attempt_tx(Queue *q, void *arg, char *err)
     sqlite3_stmt *st = queue_prep(
         q,
         "UPDATE events SET state=?2, attempts=attempts+1, next_attempt_ms=?3, last_status=?4, "
-        "last_error=?5 WHERE id=?1 RETURNING attempts",
+        "last_error=?5, lease_until_ms=NULL, lease_token=NULL WHERE id=?1 AND lease_token IS ?6 "
+        "RETURNING attempts",
         &rc);
     if (!st)
         return queue_sqlerr(q, rc, "record a delivery", err);
@@ -1145,6 +1196,7 @@ static int queue_event_attempt_tx(Queue *q, void *arg, char *err)
     else
         sqlite3_bind_null(st, 4);
     bind_text(st, 5, a->d->error && a->d->error[0] ? a->d->error : NULL);
+    bind_text(st, 6, a->e->lease_token);
     rc = sqlite3_step(st);
     int attempt = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     if (rc == SQLITE_ROW)
@@ -1152,8 +1204,17 @@ static int queue_event_attempt_tx(Queue *q, void *arg, char *err)
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return queue_sqlerr(q, rc, "record a delivery", err);
-    if (!attempt)
-        return err_set(err, VLQ_EINPUT, "event %s: no such event", a->e->event_id);
+    if (!attempt) { /* the fence failed: gone, or leased to another deliverer */
+        if (!(st = queue_prep(q, "SELECT 1 FROM events WHERE id=?", &rc)))
+            return queue_sqlerr(q, rc, "record a delivery", err);
+        sqlite3_bind_int64(st, 1, a->e->id);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return queue_sqlerr(q, rc, "record a delivery", err);
+        return rc == SQLITE_ROW ? queue_event_lease_lost(a->e, err)
+                     : err_set(err, VLQ_EINPUT, "event %s: no such event", a->e->event_id);
+    }
     st = queue_prep(q,
                     "INSERT OR REPLACE INTO event_attempts (event_row, attempt, at_ms, "
                     "http_status, error, duration_s) VALUES (?,?,?,?,?,?)",
@@ -1200,6 +1261,31 @@ static int sq_event_attempt(Queue *q, const OutboxEvent *e, const QueueDeliveryA
 {
     AttemptArg a = {.e = e, .d = d};
     return queue_tx(q, queue_event_attempt_tx, &a, err);
+}
+
+typedef struct {
+    const OutboxEvent *e;
+} ReleaseArg;
+
+static void bind_release(sqlite3_stmt *st, const void *p)
+{
+    const OutboxEvent *e = ((const ReleaseArg *)p)->e;
+    sqlite3_bind_int64(st, 1, e->id);
+    bind_text(st, 2, e->lease_token);
+}
+
+static int queue_event_release_tx(Queue *q, void *arg, char *err)
+{
+    return queue_exec1(q,
+                       "UPDATE events SET lease_until_ms=NULL, lease_token=NULL WHERE id=?1 "
+                       "AND lease_token=?2",
+                       NULL, err, bind_release, arg);
+}
+
+static int sq_event_release(Queue *q, const OutboxEvent *e, char *err)
+{
+    ReleaseArg a = {.e = e};
+    return queue_tx(q, queue_event_release_tx, &a, err);
 }
 
 typedef struct {
@@ -1456,6 +1542,7 @@ const QueueDriver queue_sqlite_driver = {
     .events_due = sq_events_due,
     .events_list = sq_events_list,
     .event_attempt = sq_event_attempt,
+    .event_release = sq_event_release,
     .event_redeliver = sq_event_redeliver,
     .copy_begin = sq_copy_begin,
     .copy_read = sq_copy_read,

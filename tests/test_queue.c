@@ -52,7 +52,7 @@ static int pg_admin(const char *sql, char *err)
     int ok = PQstatus(c) == CONNECTION_OK;
     if (ok) {
         PGresult *r = PQexec(c, sql);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
         PQclear(r);
     }
     if (!ok)
@@ -223,7 +223,7 @@ static void test_succeed_once(void)
     free(res);
     OutboxEvent **ev;
     int n;
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     CHECK_EQ(n, 1);
     if (n == 1) {
         CHECK_STR(ev[0]->type, "job.succeeded");
@@ -269,7 +269,7 @@ static void test_retry_backoff_dead(void)
     CHECK(claim(q, "k") == NULL);
     OutboxEvent **ev;
     int n;
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     CHECK_EQ(n, 1); /* job.failed only once, at the end */
     for (int i = 0; i < n; i++) {
         CHECK_STR(ev[i]->type, "job.failed");
@@ -422,7 +422,7 @@ static void test_outbox(void)
     }
     OutboxEvent **ev;
     int n;
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     CHECK_EQ(n, 2);
     if (n == 2) {
         CHECK_EQ(queue_event_attempt(q, ev[0], EVENT_PENDING, fake_now + 5000, 500, "HTTP 500",
@@ -438,11 +438,11 @@ static void test_outbox(void)
     for (int i = 0; i < n; i++)
         queue_event_free(ev[i]);
     free(ev);
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     CHECK_EQ(n, 0);
     free(ev);
     fake_now += 5000;
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     CHECK_EQ(n, 1);
     if (n == 1) {
         CHECK_STR(ev[0]->event_id, id0);
@@ -452,14 +452,16 @@ static void test_outbox(void)
     }
     free(ev);
     CHECK_EQ(queue_event_redeliver(q, id1, err), 0);
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    fake_now += 60000; /* the lease on the event read above (and not attempted) passes */
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     CHECK_EQ(n, 2);
     for (int i = 0; i < n; i++)
         queue_event_free(ev[i]);
     free(ev);
     CHECK_EQ(queue_event_redeliver(q, "msg_nope", err), VLQ_EINPUT);
     /* after a 410, a new event for that URL is recorded failed, never due */
-    CHECK_EQ(queue_events_due(q, 10, &ev, &n, err), 0);
+    fake_now += 60000; /* the leases on the two events read above (not attempted) pass */
+    CHECK_EQ(queue_events_due(q, 10, 60000, &ev, &n, err), 0);
     for (int i = 0; i < n; i++) {
         if (!strcmp(ev[i]->url, "http://127.0.0.1:9/b"))
             CHECK_EQ(queue_event_attempt(q, ev[i], EVENT_FAILED, fake_now, 410, "gone", 0.1, 1,
@@ -482,6 +484,122 @@ static void test_outbox(void)
     free(ev);
     CHECK(failed_new);
     queue_close(q);
+}
+
+static void events_free(OutboxEvent **ev, int n)
+{
+    for (int i = 0; i < n; i++)
+        queue_event_free(ev[i]);
+    free(ev);
+}
+
+/* The outbox is shared: an event handed out is leased to one deliverer; nobody else gets
+ * it (nor another event of its endpoint) until the lease passes, and the first
+ * deliverer's late attempt is then refused (fenced by the lease token). */
+static void test_outbox_lease(void)
+{
+    Queue *q = open_q("q.db"), *q2 = open_q("q.db");
+    char err[VLQ_ERRLEN];
+    submit(q, "k", NULL, "http://127.0.0.1:9/a", 0);
+    submit(q, "k", NULL, "http://127.0.0.1:9/a", 0);
+    submit(q, "k", NULL, "http://127.0.0.1:9/b", 0);
+    for (int i = 0; i < 3; i++) {
+        Job *j = claim(q, "k");
+        queue_succeed(q, j, "text", "r", 1, NULL, err);
+        queue_job_free(j);
+    }
+    OutboxEvent **ev, **ev2, **ev3;
+    int n, n2, n3;
+    CHECK_EQ(queue_events_due(q, 1, 1000, &ev, &n, err), 0); /* the oldest: /a's first */
+    CHECK_EQ(n, 1);
+    CHECK(n == 1 && ev[0]->lease_token && strlen(ev[0]->lease_token) == 32);
+    /* the other deliverer gets /b only: /a has an event out */
+    CHECK_EQ(queue_events_due(q2, 10, 1000, &ev2, &n2, err), 0);
+    CHECK_EQ(n2, 1);
+    CHECK(n2 == 1 && !strcmp(ev2[0]->url, "http://127.0.0.1:9/b"));
+    CHECK_EQ(queue_events_due(q2, 10, 1000, &ev3, &n3, err), 0);
+    CHECK_EQ(n3, 0);
+    events_free(ev3, n3);
+    /* the lease passes: the first deliverer is presumed lost, the second takes over */
+    fake_now += 1000;
+    CHECK_EQ(queue_events_due(q2, 1, 1000, &ev3, &n3, err), 0);
+    CHECK_EQ(n3, 1);
+    if (n == 1 && n3 == 1) {
+        CHECK_STR(ev3[0]->event_id, ev[0]->event_id);
+        CHECK(strcmp(ev3[0]->lease_token, ev[0]->lease_token) != 0);
+        CHECK_EQ(queue_event_attempt(q, ev[0], EVENT_DELIVERED, fake_now, 200, NULL, 0.1, 0,
+                                     err), VLQ_EBUSY);
+        CHECK(strstr(err, "lease lost") != NULL);
+        CHECK_EQ(queue_event_attempt(q2, ev3[0], EVENT_DELIVERED, fake_now, 200, NULL, 0.1, 0,
+                                     err), 0);
+        /* the lease ended with the attempt: a second record with the token is refused */
+        CHECK_EQ(queue_event_attempt(q2, ev3[0], EVENT_DELIVERED, fake_now, 200, NULL, 0.1, 0,
+                                     err), VLQ_EBUSY);
+    }
+    if (n2 == 1)
+        CHECK_EQ(queue_event_attempt(q2, ev2[0], EVENT_DELIVERED, fake_now, 200, NULL, 0.1, 0,
+                                     err), 0);
+    events_free(ev, n);
+    events_free(ev2, n2);
+    events_free(ev3, n3);
+    /* /a's second event is free now: its endpoint has nothing out */
+    CHECK_EQ(queue_events_due(q, 10, 1000, &ev, &n, err), 0);
+    CHECK_EQ(n, 1);
+    if (n == 1) {
+        CHECK_STR(ev[0]->url, "http://127.0.0.1:9/a");
+        CHECK_EQ(ev[0]->attempts, 0);
+        CHECK_EQ(queue_event_release(q, ev[0], err), 0);
+    }
+    events_free(ev, n);
+    /* an event given back untried is anyone's at once */
+    CHECK_EQ(queue_events_due(q, 10, 1000, &ev, &n, err), 0);
+    CHECK_EQ(n, 1);
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(queue_event_release(q, ev[i], err), 0);
+    events_free(ev, n);
+    CHECK_EQ(queue_events_due(q2, 10, 1000, &ev, &n, err), 0);
+    CHECK_EQ(n, 1);
+    events_free(ev, n);
+    CHECK_EQ(queue_events_list(q, 0, &ev, &n, err), 0);
+    CHECK_EQ(n, 3);
+    int delivered = 0, tokens = 0;
+    for (int i = 0; i < n; i++) {
+        delivered += ev[i]->state == EVENT_DELIVERED && ev[i]->attempts == 1;
+        tokens += ev[i]->lease_token != NULL; /* a listed event carries no lease */
+    }
+    CHECK_EQ(delivered, 2);
+    CHECK_EQ(tokens, 0);
+    events_free(ev, n);
+    queue_close(q);
+    queue_close(q2);
+}
+
+/* queue_wait: on PostgreSQL a submit through another connection wakes the waiter at
+ * once; on SQLite it only sleeps the timeout (the worker polls). */
+static void test_wait(void)
+{
+    Queue *q = open_q("q.db"), *q2 = open_q("q.db");
+    char err[VLQ_ERRLEN];
+    int pg = !strcmp(queue_backend(q), "postgresql");
+    CHECK_EQ(pg, pg_server != NULL);
+    CHECK_EQ(queue_wait(q, 0, err), 0); /* (PostgreSQL: LISTENs from now on) */
+    double t0 = util_mono_s();
+    CHECK_EQ(queue_wait(q, 100, err), 0);
+    CHECK(util_mono_s() - t0 >= 0.09);
+    submit(q2, "k", NULL, NULL, 0);
+    t0 = util_mono_s();
+    int rc = queue_wait(q, pg ? 5000 : 100, err);
+    double dt = util_mono_s() - t0;
+    if (pg) {
+        CHECK_EQ(rc, 1);
+        CHECK(dt < 2.0);
+        CHECK_EQ(queue_wait(q, 0, err), 0); /* the notification was consumed */
+    } else {
+        CHECK_EQ(rc, 0);
+        CHECK(dt >= 0.09);
+    }
+    queue_close(q);
+    queue_close(q2);
 }
 
 static void test_newer_db_refused(void)
@@ -668,7 +786,57 @@ TEST_GROUP(queue, {"succeed_once", test_succeed_once}, {"retry_backoff_dead", te
            {"idempotency_priority", test_idempotency_priority},
            {"cancel_release_purge", test_cancel_release_purge}, {"outbox", test_outbox},
            {"newer_db_refused", test_newer_db_refused},
-           {"concurrent_claimers", test_concurrent_claimers}, {"backoff", test_backoff}, {"units", test_units})
+           {"concurrent_claimers", test_concurrent_claimers}, {"backoff", test_backoff}, {"units", test_units},
+           {"outbox_lease", test_outbox_lease}, {"wait", test_wait})
+
+
+/* PostgreSQL only (SQLite has no connection to lose): the server ends every session of
+ * the database, as a restart does. Each call fails with a transient code, never a crash;
+ * a later call reconnects (after its backoff) and LISTENs again; the job claimed before
+ * is still fenced by its token and finishes once. */
+static void test_reconnect(void)
+{
+    Queue *q = open_q("q.db"), *q2 = open_q("q.db");
+    char err[VLQ_ERRLEN], sql[256];
+    int64_t id = submit(q, "k", NULL, NULL, 0);
+    Job *j = claim(q, "k");
+    CHECK(j != NULL);
+    CHECK_EQ(queue_wait(q, 0, err), 0); /* LISTENing */
+    snprintf(sql, sizeof sql,
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='%s'",
+             pg_dbs[0]);
+    CHECK_EQ(pg_admin(sql, err), 0);
+    int rc = queue_renew(q, j, 60000, NULL, err);
+    CHECK(rc == VLQ_EIO || rc == VLQ_EBUSY);
+    for (int i = 0; i < 100 && rc; i++) {
+        util_sleep_ms(50);
+        rc = queue_renew(q, j, 60000, NULL, err);
+    }
+    CHECK_EQ(rc, 0);
+    /* the other connection was cut too: its submit gets through after a reconnect... */
+    JobSpec spec = {.kind = "k"};
+    int64_t id2 = 0;
+    rc = queue_submit(q2, &spec, &id2, NULL, err);
+    for (int i = 0; i < 100 && rc; i++) {
+        CHECK(rc == VLQ_EIO || rc == VLQ_EBUSY);
+        util_sleep_ms(50);
+        rc = queue_submit(q2, &spec, &id2, NULL, err);
+    }
+    CHECK_EQ(rc, 0);
+    /* ...and wakes q, which LISTENs again on its new connection */
+    CHECK_EQ(queue_wait(q, 5000, err), 1);
+    CHECK_EQ(queue_succeed(q, j, "text", "once", 4, NULL, err), 0);
+    CHECK_EQ(queue_succeed(q, j, "text", "twice", 5, NULL, err), VLQ_EBUSY);
+    char *format, *result;
+    size_t len;
+    CHECK_EQ(queue_result(q2, id, &format, &result, &len, err), 0);
+    CHECK_STR(result, "once");
+    free(format);
+    free(result);
+    queue_job_free(j);
+    queue_close(q);
+    queue_close(q2);
+}
 
 /* The same tests on PostgreSQL. */
 static void test_succeed_once_pg(void) { pg_run_test(test_succeed_once); }
@@ -682,6 +850,9 @@ static void test_newer_db_refused_pg(void) { pg_run_test(test_newer_db_refused);
 static void test_concurrent_claimers_pg(void) { pg_run_test(test_concurrent_claimers); }
 static void test_backoff_pg(void) { pg_run_test(test_backoff); }
 static void test_units_pg(void) { pg_run_test(test_units); }
+static void test_outbox_lease_pg(void) { pg_run_test(test_outbox_lease); }
+static void test_wait_pg(void) { pg_run_test(test_wait); }
+static void test_reconnect_pg(void) { pg_run_test(test_reconnect); }
 
 TEST_GROUP(queue_pg, {"succeed_once", test_succeed_once_pg},
            {"retry_backoff_dead", test_retry_backoff_dead_pg},
@@ -691,4 +862,5 @@ TEST_GROUP(queue_pg, {"succeed_once", test_succeed_once_pg},
            {"cancel_release_purge", test_cancel_release_purge_pg}, {"outbox", test_outbox_pg},
            {"newer_db_refused", test_newer_db_refused_pg},
            {"concurrent_claimers", test_concurrent_claimers_pg}, {"backoff", test_backoff_pg},
-           {"units", test_units_pg})
+           {"units", test_units_pg}, {"outbox_lease", test_outbox_lease_pg},
+           {"wait", test_wait_pg}, {"reconnect", test_reconnect_pg})
