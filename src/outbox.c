@@ -207,13 +207,38 @@ static int outbox_url_gone(OutboxEvent *const *ev, const int *gone, int i)
     return 0;
 }
 
-/* Deliver due events until none is due, max is reached, or *stop is set. */
+/* Events whose lease could not be given back (the connection was lost), kept by the
+ * delivery thread to give back once the queue answers again: until then they would hold
+ * their endpoint for the whole lease. */
+typedef struct {
+    OutboxEvent **ev;
+    int n;
+} OutboxHeld;
+
+/* Give back what h holds; 0 when it holds nothing any more, else the error. */
+static int outbox_release_held(Queue *q, OutboxHeld *h, char *err)
+{
+    int k = 0, rc = 0;
+    for (int i = 0; i < h->n; i++) {
+        if (rc == 0 && (rc = queue_event_release(q, h->ev[i], err)) == 0)
+            queue_event_free(h->ev[i]);
+        else
+            h->ev[k++] = h->ev[i];
+    }
+    h->n = k;
+    return rc;
+}
+
+/* Deliver due events until none is due, max is reached, or *stop is set. held (may be
+ * NULL) keeps the leases this call could not give back, for the next call. */
 static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *stats,
-                      const atomic_int *stop, char *err)
+                      const atomic_int *stop, OutboxHeld *held, char *err)
 {
     OutboxStats local = {0};
     OutboxStats *st = stats ? stats : &local;
     memset(st, 0, sizeof *st);
+    if (held && outbox_release_held(q, held, err) != 0)
+        return VLQ_EIO;
     if (max <= 0)
         max = 100;
     uint64_t rng = (uint64_t)util_now_ms() ^ ((uint64_t)getpid() << 32);
@@ -242,9 +267,18 @@ static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *s
         }
         rc = outbox_deliver_one(q, s, ev[i], st, &rng, &gone[i], err);
     }
-    /* the events not tried (stopping, or an error) go back to the outbox now */
-    for (; i < n; i++)
-        queue_event_release(q, ev[i], NULL);
+    /* the events not tried (stopping, or an error) go back to the outbox now; after an
+     * error so does the one whose attempt was not recorded (it may be sent again: at
+     * least once), and what cannot be given back now is held for the next call */
+    if (rc != 0 && i > 0)
+        i--;
+    for (int k = i; k < n; k++) {
+        if (queue_event_release(q, ev[k], NULL) != 0 && held) {
+            held->ev = xrealloc(held->ev, (size_t)(held->n + 1) * sizeof *held->ev);
+            held->ev[held->n++] = ev[k];
+            ev[k] = NULL;
+        }
+    }
     free(gone);
     for (i = 0; i < n; i++)
         queue_event_free(ev[i]);
@@ -256,7 +290,7 @@ static int outbox_run(Queue *q, const OutboxSettings *s, int max, OutboxStats *s
 int outbox_send_due_with(Queue *q, const OutboxSettings *s, int max, OutboxStats *stats,
                          char *err)
 {
-    return outbox_run(q, s, max, stats, NULL, err);
+    return outbox_run(q, s, max, stats, NULL, NULL, err);
 }
 
 /* Deliver every due event once (see outbox.h). */
@@ -266,7 +300,7 @@ int outbox_send_due(Queue *q, const Cfg *cfg, int max, OutboxStats *stats, char 
     int rc = outbox_settings_init(&s, cfg, err);
     if (rc != 0)
         return rc;
-    return outbox_run(q, &s, max, stats, NULL, err);
+    return outbox_run(q, &s, max, stats, NULL, NULL, err);
 }
 
 /* ---- the delivery thread ---- */
@@ -279,6 +313,7 @@ struct OutboxThread {
     int poked;           /* under mu */
     Queue *q;            /* the thread's own connection */
     OutboxSettings s;
+    OutboxHeld held;     /* leases to give back when the queue answers again */
 };
 
 static void *outbox_thread_main(void *arg)
@@ -287,7 +322,7 @@ static void *outbox_thread_main(void *arg)
     while (!atomic_load(&t->stop)) {
         char err[VLQ_ERRLEN];
         OutboxStats st;
-        if (outbox_run(t->q, &t->s, 100, &st, &t->stop, err) != 0)
+        if (outbox_run(t->q, &t->s, 100, &st, &t->stop, &t->held, err) != 0)
             log_warn("webhooks: %s", err);
         pthread_mutex_lock(&t->mu);
         if (!t->poked && !atomic_load(&t->stop)) {
@@ -362,6 +397,11 @@ void outbox_stop(OutboxThread *t)
     pthread_cond_signal(&t->cond);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
+    char err[VLQ_ERRLEN];
+    outbox_release_held(t->q, &t->held, err);
+    for (int i = 0; i < t->held.n; i++) /* their leases expire on their own */
+        queue_event_free(t->held.ev[i]);
+    free(t->held.ev);
     queue_close(t->q);
     pthread_cond_destroy(&t->cond);
     pthread_mutex_destroy(&t->mu);
