@@ -4,7 +4,6 @@
  * size of what was written, and the per-job directory removed with its files. */
 #include "fetch.h"
 
-#include "queue.h"
 #include "receiver.h"
 #include "test.h"
 #include "util.h"
@@ -198,49 +197,5 @@ static void test_refusals(void)
     server_stop(&s);
 }
 
-/* The queue side: a URL input is submitted with an empty SHA-256; the first download's
- * is recorded by the claimer only (fenced), once, and read back with the job. */
-static void test_recorded_once(void)
-{
-    char err[VLQ_ERRLEN] = "";
-    Queue *q = NULL;
-    CHECK_EQ(queue_open("q.db", NULL, 1, &q, err), 0);
-    if (!q)
-        return;
-    JobInput in = {.path = "https://files.example/a.pdf"};
-    JobSpec spec = {.kind = "test.echo", .inputs = &in, .n_inputs = 1};
-    int64_t id = 0;
-    int existed = 0;
-    CHECK_EQ(queue_submit(q, &spec, &id, &existed, err), 0);
-    const char *kinds[] = {"test.echo"};
-    Job *j = NULL;
-    CHECK_EQ(queue_claim(q, kinds, 1, 60000, "w1", &j, err), 0);
-    CHECK(j && j->inputs[0].sha256[0] == '\0');
-    if (!j) {
-        queue_close(q);
-        return;
-    }
-    char sha1[65], sha2[65];
-    util_sha256_hex("one", 3, sha1);
-    util_sha256_hex("two", 3, sha2);
-    /* a stale claim token writes nothing */
-    Job stale = *j;
-    stale.claim_token = "0000";
-    CHECK_EQ(queue_input_fetched(q, &stale, 0, sha2, 3, err), VLQ_EBUSY);
-    CHECK_EQ(queue_input_fetched(q, j, 0, sha1, 3, err), 0);
-    CHECK_EQ(queue_input_fetched(q, j, 0, sha2, 3, err), 0); /* the first one stays */
-    Job *back = NULL;
-    CHECK_EQ(queue_get(q, id, &back, err), 0);
-    if (back) {
-        CHECK_STR(back->inputs[0].sha256, sha1);
-        CHECK_EQ(back->inputs[0].size_bytes, 3);
-        CHECK_STR(back->inputs[0].path, "https://files.example/a.pdf");
-    }
-    queue_job_free(back);
-    queue_job_free(j);
-    queue_close(q);
-}
-
 TEST_GROUP(fetch, {"is_url", test_is_url, 0}, {"allow_list", test_allow_list, 0},
-           {"download", test_download, 0}, {"refusals", test_refusals, 30},
-           {"recorded_once", test_recorded_once, 0})
+           {"download", test_download, 0}, {"refusals", test_refusals, 30})
