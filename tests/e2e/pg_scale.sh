@@ -151,6 +151,9 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null; done
+for p in "${pids[@]:1}"; do wait "$p" 2>/dev/null; done
+# (under make test SAN=1 the workers' reports land in their logs)
+! grep -l "Sanitizer\|runtime error" logs/*.log || fail "sanitizer reports in the logs above"
 
 # the killed job: lease expired, then finished elsewhere, resuming after stored units
 "$T" --json show "$victim" | python3 -c '
