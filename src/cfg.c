@@ -34,7 +34,7 @@ typedef struct {
 #define CFG_ANY -1e300, 1e300
 
 static const CfgKey cfg_keys[] = {
-    {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue database (SQLite file)"},
+    {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue: an SQLite file, or a postgresql:// URL"},
     {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
     {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
     {"model.backend", CFG_STR, "cpu", CFG_ANY, "cpu, or ref (the scalar oracle, slow)"},

@@ -17,9 +17,13 @@
  *     listed, and can be retried by hand.
  *   - Results and the final state are written in one transaction (exactly-once results),
  *     together with the outbox event when the job has a webhook.
- * Concurrency: WAL, busy_timeout, short BEGIN IMMEDIATE transactions; SQLITE_BUSY is
- * retried inside and reported as VLQ_EBUSY only after the deadline; no transaction is
- * held across media or model work. A database written by a newer vlq is refused. */
+ * Concurrency: one short transaction per call, none held across media or model work.
+ * SQLite: WAL, BEGIN IMMEDIATE; a busy database is retried inside and reported as
+ * VLQ_EBUSY only after busy_timeout_ms. PostgreSQL: READ COMMITTED, claims with
+ * FOR UPDATE SKIP LOCKED, conflicts retried likewise; a lost connection (server restart)
+ * is VLQ_EIO and the next call reconnects. Times are always the queue's clock
+ * (QueueOptions.now_ms), never the server's. A database written by a newer vlq is
+ * refused untouched (SQLite: PRAGMA user_version; PostgreSQL: vlq_schema_version). */
 #ifndef VLQ_QUEUE_H
 #define VLQ_QUEUE_H
 

@@ -344,7 +344,13 @@ static int pgq_open(Queue *q, const char *url, int create, char *err)
     PQconninfoFree(opts);
     PgConn *c = xcalloc(1, sizeof *c);
     q->conn = c;
-    c->pg = PQconnectdb(url);
+    /* defaults the URL may override (it comes after them): a dead host or a silent
+     * network fails a connect or a query in seconds instead of hanging a worker */
+    static const char *const keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count",
+                                       "application_name", "dbname", NULL};
+    const char *const vals[] = {"10", "1", "30", "10", "3", "vlq", url, NULL};
+    c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg)
         return err_set(err, VLQ_ENOMEM, "%s: out of memory", q->location);
     if (PQstatus(c->pg) != CONNECTION_OK) {
@@ -713,16 +719,22 @@ static int pg_claim_tx(Queue *q, void *arg, char *err)
     pa_str(&p, a->c->worker_id);
     pa_str(&p, kinds);
     PGresult *r;
-    /* the best runnable job (a lost one whose lease expired, or a queued or failed one
-     * whose run_after passed) that no other claimer holds right now */
+    /* the best of two candidates that no other claimer holds right now: the best job
+     * whose worker was lost (lease expired) and the best queued or failed job whose
+     * run_after passed. Each candidate walks its partial index in claim order (one query
+     * with OR would sort every runnable job: 36 ms instead of 0.5 ms at 20,000 queued);
+     * the candidate not chosen stays locked only until this transaction ends. */
     rc = pg_run(q,
-                "UPDATE jobs SET state='running', claim_token=$1, lease_expires_ms=$2::bigint+$3, "
-                "attempts=attempts+1, started_ms=coalesce(started_ms, $2), worker_id=$4 "
-                "WHERE id=(SELECT id FROM jobs WHERE kind = ANY($5::text[]) AND "
-                "((state IN ('queued','failed') AND run_after_ms<=$2) OR "
-                "(state='running' AND lease_expires_ms<$2)) "
+                "WITH lost AS (SELECT id, priority, run_after_ms FROM jobs WHERE "
+                "state='running' AND lease_expires_ms<$2::bigint AND kind = ANY($5::text[]) "
+                "ORDER BY priority DESC, run_after_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED), "
+                "ready AS (SELECT id, priority, run_after_ms FROM jobs WHERE "
+                "state IN ('queued','failed') AND run_after_ms<=$2 AND kind = ANY($5) "
                 "ORDER BY priority DESC, run_after_ms, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                "RETURNING id, attempts",
+                "UPDATE jobs SET state='running', claim_token=$1, lease_expires_ms=$2+$3, "
+                "attempts=attempts+1, started_ms=coalesce(started_ms, $2), worker_id=$4 "
+                "WHERE id=(SELECT id FROM (SELECT * FROM lost UNION ALL SELECT * FROM ready) c "
+                "ORDER BY priority DESC, run_after_ms, id LIMIT 1) RETURNING id, attempts",
                 &p, 0, &r, "claim", err);
     free(kinds);
     if (rc)

@@ -502,18 +502,19 @@ static int queue_reap_tx(Queue *q, int64_t now, char *err)
     if (!st)
         return queue_sqlerr(q, rc, "reap", err);
     sqlite3_bind_int64(st, 1, now);
-    int64_t dead[64];
+    /* every job that died gets its event, however many died at once */
+    int64_t *dead = NULL;
     int n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (n < 64)
-            dead[n++] = sqlite3_column_int64(st, 0);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        dead = xrealloc(dead, (size_t)(n + 1) * sizeof *dead);
+        dead[n++] = sqlite3_column_int64(st, 0);
+    }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "reap", err);
-    for (int i = 0; i < n; i++)
-        if ((rc = queue_add_event(q, dead[i], "job.failed", NULL, err)) != 0)
-            return rc;
-    return 0;
+    rc = rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "reap", err);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = queue_add_event(q, dead[i], "job.failed", NULL, err);
+    free(dead);
+    return rc;
 }
 
 /* The claim: one UPDATE ... RETURNING whose subquery takes the best of two candidates,

@@ -493,6 +493,35 @@ static void events_free(OutboxEvent **ev, int n)
     free(ev);
 }
 
+/* 100 jobs lost at once on their last attempt: each goes dead with its own event. */
+static void test_many_lost(void)
+{
+    Queue *q = open_q("q.db");
+    char err[VLQ_ERRLEN];
+    for (int i = 0; i < 100; i++) {
+        JobSpec s = {.kind = "k", .max_attempts = 1, .webhook_url = "http://127.0.0.1:9/h"};
+        int64_t id;
+        CHECK_EQ(queue_submit(q, &s, &id, NULL, err), 0);
+    }
+    for (int i = 0; i < 100; i++)
+        queue_job_free(claim(q, "k"));
+    fake_now += 61000;
+    CHECK(claim(q, "k") == NULL); /* the reaping comes with a claim */
+    Job **jobs;
+    int n;
+    JobFilter f = {.state = JOB_DEAD};
+    CHECK_EQ(queue_list(q, &f, &jobs, &n, err), 0);
+    CHECK_EQ(n, 100);
+    for (int i = 0; i < n; i++)
+        queue_job_free(jobs[i]);
+    free(jobs);
+    OutboxEvent **ev;
+    CHECK_EQ(queue_events_list(q, 0, &ev, &n, err), 0);
+    CHECK_EQ(n, 100);
+    events_free(ev, n);
+    queue_close(q);
+}
+
 /* The outbox is shared: an event handed out is leased to one deliverer; nobody else gets
  * it (nor another event of its endpoint) until the lease passes, and the first
  * deliverer's late attempt is then refused (fenced by the lease token). */
@@ -787,7 +816,8 @@ TEST_GROUP(queue, {"succeed_once", test_succeed_once}, {"retry_backoff_dead", te
            {"cancel_release_purge", test_cancel_release_purge}, {"outbox", test_outbox},
            {"newer_db_refused", test_newer_db_refused},
            {"concurrent_claimers", test_concurrent_claimers}, {"backoff", test_backoff}, {"units", test_units},
-           {"outbox_lease", test_outbox_lease}, {"wait", test_wait})
+           {"outbox_lease", test_outbox_lease}, {"wait", test_wait},
+           {"many_lost", test_many_lost})
 
 
 /* PostgreSQL only (SQLite has no connection to lose): the server ends every session of
@@ -853,6 +883,7 @@ static void test_units_pg(void) { pg_run_test(test_units); }
 static void test_outbox_lease_pg(void) { pg_run_test(test_outbox_lease); }
 static void test_wait_pg(void) { pg_run_test(test_wait); }
 static void test_reconnect_pg(void) { pg_run_test(test_reconnect); }
+static void test_many_lost_pg(void) { pg_run_test(test_many_lost); }
 
 TEST_GROUP(queue_pg, {"succeed_once", test_succeed_once_pg},
            {"retry_backoff_dead", test_retry_backoff_dead_pg},
@@ -863,4 +894,5 @@ TEST_GROUP(queue_pg, {"succeed_once", test_succeed_once_pg},
            {"newer_db_refused", test_newer_db_refused_pg},
            {"concurrent_claimers", test_concurrent_claimers_pg}, {"backoff", test_backoff_pg},
            {"units", test_units_pg}, {"outbox_lease", test_outbox_lease_pg},
-           {"wait", test_wait_pg}, {"reconnect", test_reconnect_pg})
+           {"wait", test_wait_pg}, {"reconnect", test_reconnect_pg},
+           {"many_lost", test_many_lost_pg})

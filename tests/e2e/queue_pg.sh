@@ -55,7 +55,10 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 pg_ctl_bin=$( [ -x /usr/lib/postgresql/15/bin/pg_ctl ] && echo /usr/lib/postgresql/15/bin/pg_ctl || echo "$(pg_config --bindir)/pg_ctl")
-runas() { if [ "$(id -u)" = 0 ]; then runuser -u nobody -- "$@"; else "$@"; fi; }
+runas() { # as the cluster's owner (tests/pg/cluster.sh: nobody when root)
+    if [ "$(id -u)" = 0 ]; then "$(command -v runuser || echo /usr/sbin/runuser)" -u nobody -- "$@"
+    else "$@"; fi
+}
 submit_range 41 50 & s1=$!
 runas "$pg_ctl_bin" -D "$pgdir/data" -m fast -w restart > restart.log 2>&1 || fail "restart: $(cat restart.log)"
 submit_range 51 60 & s2=$!
