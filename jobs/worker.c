@@ -92,13 +92,19 @@ static int worker_check_inputs(const Job *j, char *err)
     return 0;
 }
 
-/* The job's http(s) inputs, downloaded: a new directory (*dir, the caller removes it with
+/* The job's http(s) inputs, downloaded (renewing the lease on the way, through ctx): a
+ * new directory (*dir, the caller removes it with
  * fetch_dir_remove and frees it) and in *local a copy of the job's input list with each
  * URL replaced by its local file, size and mtime (so worker_check_inputs passes it and
  * the kind reads the file); *local is NULL when the job has no URL input. The SHA-256 of
  * the first download is recorded in the queue; a later attempt that downloads other
  * bytes fails the job with EINPUT (its input changed since it was first seen). */
-static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, char **dir,
+static int worker_fetch_progress(void *arg, char *err)
+{
+    return jobs_checkpoint(arg, err); /* renews the lease; stops on a cancel or SIGTERM */
+}
+
+static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, JobCtx *ctx, char **dir,
                                JobInput **local, char *err)
 {
     *dir = NULL;
@@ -110,6 +116,8 @@ static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, char **dir,
         return 0;
     FetchOptions fo;
     fetch_options_from_cfg(w->o->cfg, &fo);
+    fo.on_progress = worker_fetch_progress;
+    fo.progress_arg = ctx;
     int rc = fetch_dir_new(&fo, j->id, dir, err);
     if (rc)
         return rc;
@@ -216,7 +224,7 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     char *fetch_dir = NULL;
     JobInput *local = NULL;
     Job fetched; /* j with its URL inputs replaced by the downloads, for the kind */
-    int rc = worker_fetch_inputs(w, q, j, &fetch_dir, &local, err);
+    int rc = worker_fetch_inputs(w, q, j, &ctx, &fetch_dir, &local, err);
     if (rc == 0 && local) {
         fetched = *j;
         fetched.inputs = local;

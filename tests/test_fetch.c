@@ -197,5 +197,40 @@ static void test_refusals(void)
     server_stop(&s);
 }
 
+static int stop_second_call(void *arg, char *err)
+{
+    int *calls = arg;
+    if (++*calls < 2)
+        return 0;
+    return err_set(err, VLQ_ECANCEL, "stopped by the caller");
+}
+
+/* on_progress runs about once a second during a transfer, and its code ends it. */
+static void test_progress_stops(void)
+{
+    Server s;
+    if (server_start(&s))
+        return;
+    FetchOptions o = opts();
+    int calls = 0;
+    o.on_progress = stop_second_call;
+    o.progress_arg = &calls;
+    char err[VLQ_ERRLEN] = "", *dir = NULL, url[256];
+    CHECK_EQ(fetch_dir_new(&o, 8, &dir, err), 0);
+    snprintf(url, sizeof url, "%s/slow/8000", s.base);
+    FetchResult r;
+    double t0 = util_mono_s();
+    CHECK_EQ(fetch_url(&o, url, dir, 0, &r, err), VLQ_ECANCEL);
+    double took = util_mono_s() - t0;
+    CHECK_STR(err, "stopped by the caller");
+    CHECK_EQ(calls, 2);
+    CHECK(took > 1.5 && took < 6);
+    CHECK_EQ(dir_entries(dir), 0);
+    fetch_dir_remove(dir);
+    free(dir);
+    server_stop(&s);
+}
+
 TEST_GROUP(fetch, {"is_url", test_is_url, 0}, {"allow_list", test_allow_list, 0},
-           {"download", test_download, 0}, {"refusals", test_refusals, 30})
+           {"download", test_download, 0}, {"refusals", test_refusals, 30},
+           {"progress_stops", test_progress_stops, 30})

@@ -84,4 +84,17 @@ sleep 1.2
 [ "$(field "$id503" 'j["status"]')" = succeeded ] || fail "503 then 200: not succeeded"
 [ "$("$T" result "$id503")" = "$want" ] || fail "503 then 200: wrong result"
 [ -z "$(ls -A dl)" ] || fail "download directory left behind"
+# SIGTERM during a slow download: the job is handed back (queued, the attempt not
+# counted), the worker exits within about a second, the directory is gone
+id=$("$T" submit test.echo "$base/slow/20000")
+"$T" worker 2> w6.log & wp=$!
+for _ in $(seq 1 200); do [ "$(field "$id" 'j["status"]')" = running ] && break; sleep 0.05; done
+[ "$(field "$id" 'j["status"]')" = running ] || fail "slow download: the job did not start"
+sleep 0.5
+kill -TERM $wp
+t0=$(date +%s)
+wait $wp
+[ $(($(date +%s) - t0)) -le 5 ] || fail "the worker took more than 5 s to stop during a download"
+[ "$(field "$id" 'j["status"]')" = queued ] || fail "SIGTERM mid-download: $(field "$id" 'j["status"]'), not queued"
+[ -z "$(ls -A dl)" ] || fail "download directory left behind after SIGTERM"
 echo "http inputs ok"
