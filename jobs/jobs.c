@@ -173,3 +173,9 @@ void jobs_plan_options(const Cfg *cfg, const char *budget_key, const char *max_n
     po->media.pdf_dpi = (int)cfg_int(cfg, "media.pdf_dpi");
     po->media.threads = (int)cfg_int(cfg, "media.threads");
 }
+
+const char *jobs_input_name(const JobCtx *ctx, int i)
+{
+    const Job *j = ctx->submitted ? ctx->submitted : ctx->job;
+    return j->inputs[i].path;
+}

@@ -50,6 +50,8 @@ struct JobCtx {
     int units_run;         /* generated in this attempt (for the rate and the ETA) */
     int64_t tok_out;       /* tokens generated in this attempt */
     double t_start;        /* util_mono_s() when this attempt started its first unit */
+    const Job *submitted;  /* the job as queued when job's URL inputs are local downloads
+                            * (for the names results show), else NULL */
 };
 
 /* The kinds built into vlq (jobs/ocr.c, jobs/summarize.c); they need the engine. */
@@ -70,6 +72,8 @@ const JobKind *jobs_at(int i);
 /* Renew the lease; VLQ_ECANCEL when the job was cancelled or the worker is stopping
  * (ctx->stopping tells which), VLQ_EBUSY when the lease was lost, else 0. */
 int jobs_checkpoint(JobCtx *ctx, char *err);
+/* Input i as the user named it (a URL input's URL, not its local download). */
+const char *jobs_input_name(const JobCtx *ctx, int i);
 /* Keep the result (copied) for the worker to store. */
 void jobs_set_result(JobCtx *ctx, const char *format, const char *data, size_t len,
                      const char *summary);

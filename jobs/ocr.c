@@ -139,7 +139,7 @@ static int ocr_run(JobCtx *ctx, char *err)
     if (rc || (rc = queue_units(ctx->queue, j->id, &done, &n_done, err)) != 0)
         goto out;
     int failed = 0;
-    doc = result_ocr_doc(path, version, done, n_done, &failed);
+    doc = result_ocr_doc(jobs_input_name(ctx, 0), version, done, n_done, &failed);
     if (failed == n_done) {
         rc = err_set(err, VLQ_EINPUT, "every page failed; page %d: %s", done[0].idx + 1,
                      done[0].error ? done[0].error : "");

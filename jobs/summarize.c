@@ -364,7 +364,7 @@ static int sum_run(JobCtx *ctx, char *err)
     }
     if ((rc = sum_reduce(&s, items, &n_items, &summary, err)) != 0)
         goto out;
-    doc = result_summary_doc(s.path, version, info.duration_s, s.po.media.fps > 0 ? s.po.media.fps
+    doc = result_summary_doc(jobs_input_name(ctx, 0), version, info.duration_s, s.po.media.fps > 0 ? s.po.media.fps
                                                                                  : MEDIA_DEFAULT_FPS,
                              s.done, n <= s.n_done ? n : s.n_done, summary);
     jobs_set_result(ctx, "json", doc, strlen(doc), summary);

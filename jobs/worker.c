@@ -34,7 +34,6 @@
 #include <unistd.h>
 
 #define WORKER_MAX_THREADS 256
-#define WORKER_DB_DOWN_MAX_S 120 /* a queue failing this long stops the worker */
 
 typedef struct {
     const WorkerOptions *o;
@@ -117,13 +116,19 @@ static int worker_check_inputs(const Job *j, volatile int *stop, char *err)
     return 0;
 }
 
-/* The job's http(s) inputs, downloaded: a new directory (*dir, the caller removes it with
+/* The job's http(s) inputs, downloaded (renewing the lease on the way, through ctx): a
+ * new directory (*dir, the caller removes it with
  * fetch_dir_remove and frees it) and in *local a copy of the job's input list with each
  * URL replaced by its local file, size and mtime (so worker_check_inputs passes it and
  * the kind reads the file); *local is NULL when the job has no URL input. The SHA-256 of
  * the first download is recorded in the queue; a later attempt that downloads other
  * bytes fails the job with EINPUT (its input changed since it was first seen). */
-static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, char **dir,
+static int worker_fetch_progress(void *arg, char *err)
+{
+    return jobs_checkpoint(arg, err); /* renews the lease; stops on a cancel or SIGTERM */
+}
+
+static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, JobCtx *ctx, char **dir,
                                JobInput **local, char *err)
 {
     *dir = NULL;
@@ -135,6 +140,8 @@ static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, char **dir,
         return 0;
     FetchOptions fo;
     fetch_options_from_cfg(w->o->cfg, &fo);
+    fo.on_progress = worker_fetch_progress;
+    fo.progress_arg = ctx;
     int rc = fetch_dir_new(&fo, j->id, dir, err);
     if (rc)
         return rc;
@@ -181,27 +188,6 @@ static void worker_local_free(const Job *j, JobInput *local)
     free(local);
 }
 
-/* The queue failed with rc. When that is transient (a lost connection: the driver
- * reconnects on the next call; a database that stayed busy), log it, wait *backoff_ms
- * (0.1 s doubling to 5 s) and return 1: try again. 0 when it is not transient, the worker
- * is stopping, or the queue has been failing for WORKER_DB_DOWN_MAX_S. */
-static int worker_db_wait(Worker *w, int rc, const char *err, double *down_since,
-                          int64_t *backoff_ms)
-{
-    double now = util_mono_s();
-    if (!err_is_transient(rc) || worker_stopping(w))
-        return 0;
-    if (!*down_since)
-        *down_since = now;
-    if (now - *down_since > WORKER_DB_DOWN_MAX_S)
-        return 0;
-    *backoff_ms = *backoff_ms ? (*backoff_ms * 2 < 5000 ? *backoff_ms * 2 : 5000) : 100;
-    log_warn("%s (trying again in %.1f s)", err, *backoff_ms / 1000.0);
-    for (int64_t t = 0; t < *backoff_ms && !worker_stopping(w); t += 50)
-        util_sleep_ms(50);
-    return 1;
-}
-
 /* Is the job still ours? 1 yes, 0 no (another worker took it over, or it left
  * 'running'), -1 the queue could not say. This is how a VLQ_EBUSY is told apart: a lost
  * lease by the job's state, never by the message. */
@@ -235,7 +221,9 @@ static void worker_write_output(Worker *w, const Job *j, const JobCtx *ctx)
     }
     const char *base = strrchr(j->inputs[0].path, '/');
     base = base ? base + 1 : j->inputs[0].path;
-    char *path = xasprintf("%s/%s.%s", w->out_dir, base, result_extension(fmt));
+    /* a URL input is named by its last path segment, without its query */
+    int base_len = fetch_is_url(j->inputs[0].path) ? (int)strcspn(base, "?#") : (int)strlen(base);
+    char *path = xasprintf("%s/%.*s.%s", w->out_dir, base_len, base, result_extension(fmt));
     if (rc == 0)
         rc = util_write_file(path, out.data ? out.data : "", out.len, err);
     if (rc)
@@ -260,11 +248,12 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     char *fetch_dir = NULL;
     JobInput *local = NULL;
     Job fetched; /* j with its URL inputs replaced by the downloads, for the kind */
-    int rc = worker_fetch_inputs(w, q, j, &fetch_dir, &local, err);
+    int rc = worker_fetch_inputs(w, q, j, &ctx, &fetch_dir, &local, err);
     if (rc == 0 && local) {
         fetched = *j;
         fetched.inputs = local;
         ctx.job = &fetched;
+        ctx.submitted = j;
     }
     if (rc == 0) {
         rc = worker_check_inputs(ctx.job, w->o->stop, err);
@@ -320,10 +309,8 @@ static int worker_job(Worker *w, Queue *q, Job *j)
     free(fetch_dir);
     worker_local_free(j, local);
     log_set_job(0);
-    if (qrc && err_is_transient(qrc)) {
-        /* a lost connection (the server restarted) or a busy database: the worker carries
-         * on; the job, unrecorded, runs again when its lease expires (fenced: once) */
-        log_warn("%s: the job's outcome is not recorded; it runs again after its lease", qerr);
+    if (qrc == VLQ_EIO || qrc == VLQ_EBUSY) { /* the lease runs out; another worker redoes it */
+        log_error("%s (the job is left to its lease)", qerr);
         return 0;
     }
     if (qrc) {
@@ -365,20 +352,20 @@ static void *worker_thread(void *arg)
         worker_set_fatal(w, rc, err);
         return NULL;
     }
-    double down_since = 0; /* the queue has failed since (util_mono_s), 0: it works */
-    int64_t backoff_ms = 0;
     while (!worker_stopping(w) && worker_reserve(w)) {
         Job *j = NULL;
         if ((rc = queue_claim(q, w->kinds, w->n_kinds, w->lease_ms, w->worker_id, &j, err))) {
             worker_unreserve(w);
-            if (worker_db_wait(w, rc, err, &down_since, &backoff_ms))
+            if ((rc == VLQ_EIO || rc == VLQ_EBUSY) && !w->o->drain) { /* reconnects next call */
+                log_warn("%s (trying again)", err);
+                for (int64_t t = 0; t < w->poll_ms && !worker_stopping(w); t += 50)
+                    queue_wait(q, 50, err);
                 continue;
+            }
             log_error("%s", err);
             worker_set_fatal(w, rc, err);
             break;
         }
-        down_since = 0;
-        backoff_ms = 0;
         if (!j) {
             worker_unreserve(w);
             if (w->o->drain || w->o->max_jobs)

@@ -49,6 +49,7 @@ int fetch_is_url(const char *s)
 
 void fetch_options_from_cfg(const Cfg *cfg, FetchOptions *o)
 {
+    memset(o, 0, sizeof *o);
     o->allowed_hosts = cfg_str(cfg, "inputs.allowed_hosts");
     o->max_bytes = cfg_int(cfg, "inputs.max_download_mb") * (1 << 20);
     o->connect_timeout_ms = cfg_int(cfg, "inputs.connect_timeout_ms");
@@ -227,7 +228,25 @@ typedef struct {
     int over_cap;        /* the body grew past max_bytes */
     int write_errno;     /* a local write failed */
     EVP_MD_CTX *md;
+    const FetchOptions *o;
+    double next_progress_s; /* util_mono_s() of the next on_progress call */
+    int stop_code;          /* on_progress stopped the download with this code */
+    char stop_err[VLQ_ERRLEN];
 } Sink;
+
+/* libcurl's progress hook: on_progress about once a second. */
+static int fetch_on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                             curl_off_t ultotal, curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    Sink *s = userdata;
+    double now = util_mono_s();
+    if (!s->o->on_progress || now < s->next_progress_s)
+        return 0;
+    s->next_progress_s = now + 1.0;
+    s->stop_code = s->o->on_progress(s->o->progress_arg, s->stop_err);
+    return s->stop_code != 0; /* nonzero aborts the transfer */
+}
 
 static size_t fetch_on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
@@ -290,11 +309,16 @@ static int fetch_once_url(const FetchOptions *o, CURLU *h, const char *shown, Si
     curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "vlq-fetch");
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, fetch_on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, s);
     CURLcode rc = curl_easy_perform(c);
     int code = 0;
     *status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-    if (s->over_cap || rc == CURLE_FILESIZE_EXCEEDED) {
+    if (s->stop_code) {
+        code = err_set(err, s->stop_code, "%s", s->stop_err);
+    } else if (s->over_cap || rc == CURLE_FILESIZE_EXCEEDED) {
         code = err_set(err, VLQ_EINPUT, "%s: larger than [inputs] max_download_mb (%lld MiB)",
                        shown, (long long)(o->max_bytes >> 20));
     } else if (s->write_errno) {
@@ -326,7 +350,8 @@ int fetch_url(const FetchOptions *o, const char *url, const char *dir, int n, Fe
     char *path = xasprintf("%s/%s", dir, name);
     int64_t deadline_ms = util_now_ms() + o->timeout_ms;
     Sink s = {.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600),
-              .max_bytes = o->max_bytes, .md = EVP_MD_CTX_new()};
+              .max_bytes = o->max_bytes, .md = EVP_MD_CTX_new(), .o = o,
+              .next_progress_s = util_mono_s() + 1.0};
     int rc = 0, created = s.fd >= 0; /* only a file made here is removed on failure */
     if (s.fd < 0) {
         rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));

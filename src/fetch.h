@@ -28,6 +28,11 @@ typedef struct {
     int64_t connect_timeout_ms; /* connecting to the server */
     int64_t timeout_ms;         /* the whole transfer, redirects included */
     const char *dir;            /* parent of the per-job directories; "" = $TMPDIR or /tmp */
+    /* Called about once a second while a download runs (NULL: never): a nonzero return
+     * stops the download, and fetch_url returns that code with the message it wrote in
+     * err (the worker renews the job's lease here and stops on a cancel or SIGTERM). */
+    int (*on_progress)(void *arg, char *err);
+    void *progress_arg;
 } FetchOptions;
 
 /* 1 when s starts with http:// or https:// (any case): a URL input, not a path. */

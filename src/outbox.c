@@ -187,6 +187,10 @@ typedef struct {
     int rc;                   /* the first database error of a sender, 0 none */
     char err[VLQ_ERRLEN];
     uint64_t seed;            /* jitter seed; each sender derives its own */
+    OutboxEvent **held;       /* under qmu: leases not given back yet (the connection was
+                               * lost); given back at the next fetch, else they would hold
+                               * their endpoint until the lease passes */
+    int n_held;
     pthread_t *threads;
     int n_threads;
 } OutboxPool;
@@ -195,7 +199,8 @@ static void outbox_poke_owner(OutboxThread *t);
 
 /* A fetch's lease covers this many sends at the full timeout (see outbox_dispatch). */
 #define OUTBOX_LEASE_SENDS 16
-static void outbox_lane_release(OutboxPool *p, const struct OutboxLane *l, int from);
+static void outbox_lane_release(OutboxPool *p, struct OutboxLane *l, int from);
+static void outbox_held_release(OutboxPool *p);
 
 static void outbox_lane_free(OutboxLane *l)
 {
@@ -231,6 +236,12 @@ static void outbox_pool_clear(OutboxPool *p)
         outbox_lane_release(p, l, 0);
         outbox_lane_free(l);
     }
+    pthread_mutex_lock(&p->qmu);
+    outbox_held_release(p);
+    pthread_mutex_unlock(&p->qmu);
+    for (int i = 0; i < p->n_held; i++) /* their leases pass on their own */
+        queue_event_free(p->held[i]);
+    free(p->held);
     for (int i = 0; i < p->n_busy; i++)
         free(p->busy[i]);
     free(p->busy);
@@ -304,15 +315,43 @@ static int outbox_deliver_one(OutboxPool *p, const OutboxEvent *e, OutboxStats *
     return 0;
 }
 
+/* Under qmu: give back e's lease so that any deliverer may send it now, and free it; when
+ * the queue does not answer (a lost connection), keep it in the held list instead. */
+static void outbox_give_back(OutboxPool *p, OutboxEvent *e)
+{
+    if (queue_event_release(p->q, e, NULL) == 0) {
+        queue_event_free(e);
+        return;
+    }
+    p->held = xrealloc(p->held, (size_t)(p->n_held + 1) * sizeof *p->held);
+    p->held[p->n_held++] = e;
+}
+
+/* Under qmu: give back what the held list keeps; what still fails stays there. */
+static void outbox_held_release(OutboxPool *p)
+{
+    int k = 0;
+    for (int i = 0; i < p->n_held; i++) {
+        if (queue_event_release(p->q, p->held[i], NULL) == 0)
+            queue_event_free(p->held[i]);
+        else
+            p->held[k++] = p->held[i];
+    }
+    p->n_held = k;
+}
+
 /* Give back the leases of a lane's events from index from on (not tried: stopping, an
- * endpoint that did not answer, an error), so that any deliverer may send them now. */
-static void outbox_lane_release(OutboxPool *p, const OutboxLane *l, int from)
+ * endpoint that did not answer, the lease running short; or not recorded: a database
+ * error, so sent again later, at least once), taking them out of the lane. */
+static void outbox_lane_release(OutboxPool *p, OutboxLane *l, int from)
 {
     if (from >= l->n)
         return;
     pthread_mutex_lock(&p->qmu);
-    for (int i = from; i < l->n; i++)
-        queue_event_release(p->q, l->ev[i], NULL);
+    for (int i = from; i < l->n; i++) {
+        outbox_give_back(p, l->ev[i]);
+        l->ev[i] = NULL;
+    }
     pthread_mutex_unlock(&p->qmu);
 }
 
@@ -323,6 +362,7 @@ static void outbox_lane_send(OutboxPool *p, OutboxLane *l, uint64_t *rng)
     OutboxStats st = {0};
     char err[VLQ_ERRLEN] = "";
     int rc = 0, gone = 0, i = 0;
+    char *url = xstrdup(l->ev[0]->url); /* the lane's events may be given back below */
     for (; i < l->n && rc == 0; i++) {
         if (p->stop && atomic_load(p->stop))
             break;
@@ -349,7 +389,8 @@ static void outbox_lane_send(OutboxPool *p, OutboxLane *l, uint64_t *rng)
             break; /* the rest would each wait out the same timeout: next round */
         }
     }
-    outbox_lane_release(p, l, i);
+    /* after a database error i is past the event whose attempt was not recorded */
+    outbox_lane_release(p, l, rc != 0 && i > 0 ? i - 1 : i);
     pthread_mutex_lock(&p->mu);
     p->st.due += st.due;
     p->st.delivered += st.delivered;
@@ -359,12 +400,13 @@ static void outbox_lane_send(OutboxPool *p, OutboxLane *l, uint64_t *rng)
         p->rc = rc;
         snprintf(p->err, sizeof p->err, "%s", err);
     }
-    int b = p->track_busy ? outbox_busy_find(p, l->ev[0]->url) : -1;
+    int b = p->track_busy ? outbox_busy_find(p, url) : -1;
     if (b >= 0) {
         free(p->busy[b]);
         p->busy[b] = p->busy[--p->n_busy];
     }
     pthread_mutex_unlock(&p->mu);
+    free(url);
     outbox_lane_free(l);
     outbox_poke_owner(p->owner);
 }
@@ -464,6 +506,7 @@ static int outbox_dispatch(OutboxPool *p, int max, int *lanes, int *fetched, int
      * is either in a lane still busy here, or was recorded before the fetch. Without it,
      * an event just sent could be queued again from a fetch taken before its record. */
     pthread_mutex_lock(&p->qmu);
+    outbox_held_release(p);
     /* The fetch is leased to this deliverer for a bounded time (OUTBOX_LEASE_SENDS sends'
      * worth, so a crashed worker's events wait minutes, not hours); a lane stops before
      * a send that could outlast the lease and gives the rest back. */
@@ -486,10 +529,8 @@ static int outbox_dispatch(OutboxPool *p, int max, int *lanes, int *fetched, int
         while (j < n && !strcmp(ref[j].e->url, ref[i].e->url))
             j++;
         if (p->track_busy && outbox_busy_find(p, ref[i].e->url) >= 0) {
-            for (int k = i; k < j; k++) { /* in flight: given back, fetched again later */
-                queue_event_release(p->q, ref[k].e, NULL);
-                queue_event_free(ref[k].e);
-            }
+            for (int k = i; k < j; k++) /* in flight: given back, fetched again later */
+                outbox_give_back(p, ref[k].e);
             n_skipped += j - i;
         } else {
             OutboxLane *l = xcalloc(1, sizeof *l);

@@ -47,7 +47,7 @@ static const QueueCol cols_events[] = {
     {"id", I},          {"event_id", T},       {"job_id", I},      {"type", T},
     {"url", T},         {"secret", T},         {"body", T},        {"state", T},
     {"attempts", I},    {"next_attempt_ms", I}, {"last_status", I}, {"last_error", T},
-    {"created_ms", I},
+    {"created_ms", I},  {"lease_until_ms", I}, {"lease_token", T},
 };
 static const QueueCol cols_event_attempts[] = {
     {"event_row", I}, {"attempt", I}, {"at_ms", I},

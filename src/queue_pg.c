@@ -1336,6 +1336,9 @@ static int pg_events_due_tx(Queue *q, void *arg, char *err)
     int rc = pg_run(q,
                     "UPDATE events SET lease_until_ms=$1::bigint+$3, lease_token=$4 WHERE id IN "
                     "(SELECT id FROM events WHERE state='pending' AND next_attempt_ms<=$1 AND "
+                    /* rechecked on a row another deliverer leased meanwhile (EvalPlanQual):
+                     * the url test below reads the statement's older snapshot */
+                    "(lease_until_ms IS NULL OR lease_until_ms<=$1) AND "
                     "url NOT IN (SELECT url FROM disabled_endpoints) AND url NOT IN (SELECT url "
                     "FROM events WHERE state='pending' AND lease_until_ms>$1) "
                     "ORDER BY next_attempt_ms, id LIMIT $2::bigint FOR UPDATE SKIP LOCKED)",

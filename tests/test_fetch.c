@@ -4,7 +4,6 @@
  * size of what was written, and the per-job directory removed with its files. */
 #include "fetch.h"
 
-#include "queue.h"
 #include "receiver.h"
 #include "test.h"
 #include "util.h"
@@ -198,49 +197,40 @@ static void test_refusals(void)
     server_stop(&s);
 }
 
-/* The queue side: a URL input is submitted with an empty SHA-256; the first download's
- * is recorded by the claimer only (fenced), once, and read back with the job. */
-static void test_recorded_once(void)
+static int stop_second_call(void *arg, char *err)
 {
-    char err[VLQ_ERRLEN] = "";
-    Queue *q = NULL;
-    CHECK_EQ(queue_open("q.db", NULL, 1, &q, err), 0);
-    if (!q)
+    int *calls = arg;
+    if (++*calls < 2)
+        return 0;
+    return err_set(err, VLQ_ECANCEL, "stopped by the caller");
+}
+
+/* on_progress runs about once a second during a transfer, and its code ends it. */
+static void test_progress_stops(void)
+{
+    Server s;
+    if (server_start(&s))
         return;
-    JobInput in = {.path = "https://files.example/a.pdf"};
-    JobSpec spec = {.kind = "test.echo", .inputs = &in, .n_inputs = 1};
-    int64_t id = 0;
-    int existed = 0;
-    CHECK_EQ(queue_submit(q, &spec, &id, &existed, err), 0);
-    const char *kinds[] = {"test.echo"};
-    Job *j = NULL;
-    CHECK_EQ(queue_claim(q, kinds, 1, 60000, "w1", &j, err), 0);
-    CHECK(j && j->inputs[0].sha256[0] == '\0');
-    if (!j) {
-        queue_close(q);
-        return;
-    }
-    char sha1[65], sha2[65];
-    util_sha256_hex("one", 3, sha1);
-    util_sha256_hex("two", 3, sha2);
-    /* a stale claim token writes nothing */
-    Job stale = *j;
-    stale.claim_token = "0000";
-    CHECK_EQ(queue_input_fetched(q, &stale, 0, sha2, 3, err), VLQ_EBUSY);
-    CHECK_EQ(queue_input_fetched(q, j, 0, sha1, 3, err), 0);
-    CHECK_EQ(queue_input_fetched(q, j, 0, sha2, 3, err), 0); /* the first one stays */
-    Job *back = NULL;
-    CHECK_EQ(queue_get(q, id, &back, err), 0);
-    if (back) {
-        CHECK_STR(back->inputs[0].sha256, sha1);
-        CHECK_EQ(back->inputs[0].size_bytes, 3);
-        CHECK_STR(back->inputs[0].path, "https://files.example/a.pdf");
-    }
-    queue_job_free(back);
-    queue_job_free(j);
-    queue_close(q);
+    FetchOptions o = opts();
+    int calls = 0;
+    o.on_progress = stop_second_call;
+    o.progress_arg = &calls;
+    char err[VLQ_ERRLEN] = "", *dir = NULL, url[256];
+    CHECK_EQ(fetch_dir_new(&o, 8, &dir, err), 0);
+    snprintf(url, sizeof url, "%s/slow/8000", s.base);
+    FetchResult r;
+    double t0 = util_mono_s();
+    CHECK_EQ(fetch_url(&o, url, dir, 0, &r, err), VLQ_ECANCEL);
+    double took = util_mono_s() - t0;
+    CHECK_STR(err, "stopped by the caller");
+    CHECK_EQ(calls, 2);
+    CHECK(took > 1.5 && took < 6);
+    CHECK_EQ(dir_entries(dir), 0);
+    fetch_dir_remove(dir);
+    free(dir);
+    server_stop(&s);
 }
 
 TEST_GROUP(fetch, {"is_url", test_is_url, 0}, {"allow_list", test_allow_list, 0},
            {"download", test_download, 0}, {"refusals", test_refusals, 30},
-           {"recorded_once", test_recorded_once, 0})
+           {"progress_stops", test_progress_stops, 30})

@@ -32,7 +32,10 @@ download_dir = $TEST_TMPDIR/dl
 max_download_mb = 1
 [worker]
 poll_ms = 50
+[output]
+dir = $TEST_TMPDIR/out
 EOF
+mkdir out
 export VLQ_CONFIG="$TEST_TMPDIR/vlq.conf"
 if "$T" submit test.echo "http://localhost:1/a.pdf" 2> host.err; then fail "a host not allowed was accepted"; fi
 grep -q "not in \[inputs\] allowed_hosts" host.err || fail "host refusal: $(cat host.err)"
@@ -47,6 +50,7 @@ grep -q doc.txt req.log 2>/dev/null && fail "submit downloaded the input"
 [ "$("$T" result "$id")" = "$want" ] || fail "result '$("$T" result "$id")' != '$want'"
 [ "$(field "$id" 'j["inputs"][0]["sha256"]')" = "${want%% *}" ] || fail "the SHA-256 was not recorded"
 [ -z "$(ls -A dl)" ] || fail "download directory left behind: $(ls -A dl)"
+[ -f out/doc.txt.txt ] || fail "[output] dir: not named after the URL's last segment: $(ls out)"
 
 # the first download is recorded; a retry that gets other bytes is dead (EINPUT)
 printf 'version one\n' > srv/flip.txt
@@ -80,4 +84,17 @@ sleep 1.2
 [ "$(field "$id503" 'j["status"]')" = succeeded ] || fail "503 then 200: not succeeded"
 [ "$("$T" result "$id503")" = "$want" ] || fail "503 then 200: wrong result"
 [ -z "$(ls -A dl)" ] || fail "download directory left behind"
+# SIGTERM during a slow download: the job is handed back (queued, the attempt not
+# counted), the worker exits within about a second, the directory is gone
+id=$("$T" submit test.echo "$base/slow/20000")
+"$T" worker 2> w6.log & wp=$!
+for _ in $(seq 1 200); do [ "$(field "$id" 'j["status"]')" = running ] && break; sleep 0.05; done
+[ "$(field "$id" 'j["status"]')" = running ] || fail "slow download: the job did not start"
+sleep 0.5
+kill -TERM $wp
+t0=$(date +%s)
+wait $wp
+[ $(($(date +%s) - t0)) -le 5 ] || fail "the worker took more than 5 s to stop during a download"
+[ "$(field "$id" 'j["status"]')" = queued ] || fail "SIGTERM mid-download: $(field "$id" 'j["status"]'), not queued"
+[ -z "$(ls -A dl)" ] || fail "download directory left behind after SIGTERM"
 echo "http inputs ok"
