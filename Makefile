@@ -122,7 +122,7 @@ $(BUILD)/vlq-test: $(TEST_OBJ) $(BUILD)/libvlq.a
 PLUGIN_SRC := src/backend_cpu.c src/backend.c src/ops_ref.c src/cpucaps.c src/err.c \
               src/util.c $(wildcard src/cpu_*.c) tests/plugins/cputest.c
 PLUGIN_FLAGS := -fPIC -fvisibility=hidden
-TEST_PLUGINS := $(patsubst %,$(BUILD)/vlq-backend-%.so,cputest nosym badabi refuse)
+TEST_PLUGINS := $(patsubst %,$(BUILD)/vlq-backend-%.so,cputest nosym badabi refuse empty)
 
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -147,6 +147,15 @@ $(BUILD)/pic/tests/plugins/refuse.o: tests/plugins/badabi.c
 	$(Q)$(CC) $(CFLAGS) $(PLUGIN_FLAGS) -DBADABI_REFUSE=1 -c -o $@ $<
 
 $(BUILD)/vlq-backend-refuse.so: $(BUILD)/pic/tests/plugins/refuse.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
+
+$(BUILD)/pic/tests/plugins/empty.o: tests/plugins/badabi.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (PIC, empty)"
+	$(Q)$(CC) $(CFLAGS) $(PLUGIN_FLAGS) -DBADABI_EMPTY=1 -c -o $@ $<
+
+$(BUILD)/vlq-backend-empty.so: $(BUILD)/pic/tests/plugins/empty.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
 

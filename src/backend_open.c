@@ -30,6 +30,24 @@ typedef struct {
 } BackendInstance;
 
 /* 1 if name is a plausible backend name (letters, digits, '_', '-'; 1..64 chars). */
+/* The name of the first op a table lacks, or NULL when it has every required one (open,
+' * close, sync and weight_mapped may be NULL): a plugin''s table is checked before
+ * any of it is called. */
+static const char *backend_missing_op(const Backend *t)
+{
+#define BACKEND_NEED(op)                                                                         \
+    if (!t->op)                                                                                  \
+        return #op;
+    BACKEND_NEED(describe) BACKEND_NEED(meminfo) BACKEND_NEED(alloc) BACKEND_NEED(alloc_typed) BACKEND_NEED(release)
+    BACKEND_NEED(weight) BACKEND_NEED(write) BACKEND_NEED(read) BACKEND_NEED(embed)
+    BACKEND_NEED(embed_mix4) BACKEND_NEED(set_rows) BACKEND_NEED(add_rows) BACKEND_NEED(get_rows)
+    BACKEND_NEED(matmul) BACKEND_NEED(rmsnorm) BACKEND_NEED(layernorm) BACKEND_NEED(add)
+    BACKEND_NEED(swiglu) BACKEND_NEED(gelu_tanh) BACKEND_NEED(gelu_erf) BACKEND_NEED(mrope)
+    BACKEND_NEED(rope2d) BACKEND_NEED(attention) BACKEND_NEED(attention_seg) BACKEND_NEED(argmax)
+#undef BACKEND_NEED
+    return NULL;
+}
+
 static int backend_name_ok(const char *name)
 {
     size_t n = strlen(name);
@@ -132,6 +150,12 @@ static int backend_load_plugin(const char *name, const Backend **table, void **d
         return err_set(err, VLQ_ENOTSUP,
                        "%s: built for backend ABI version %d, this vlq needs %d (rebuild it)",
                        path, v, BACKEND_ABI_VERSION);
+    }
+    const char *missing = backend_missing_op(t);
+    if (missing) {
+        dlclose(h);
+        return err_set(err, VLQ_ENOTSUP, "%s: its table has no '%s' op (an incomplete plugin)",
+                       path, missing);
     }
     *table = t;
     *dl = h;

@@ -720,6 +720,9 @@ static void test_loader_errors(void)
              BACKEND_ABI_VERSION + 1, BACKEND_ABI_VERSION);
     CHECK(strstr(err, want) != NULL);
     CHECK(strstr(err, "/vlq-backend-badabi.so") != NULL);
+    /* the right ABI but a table without ops: refused before any op is called */
+    CHECK_EQ(backend_open("empty", NULL, &b, err), VLQ_ENOTSUP);
+    CHECK(strstr(err, "/vlq-backend-empty.so: its table has no 'describe' op") != NULL);
     /* the plugins beside this binary, each once, built-in names never */
     char *list = backend_plugin_list();
     CHECK(list != NULL);

@@ -8,6 +8,8 @@
 #   1. build vlq, the tests and vlq-backend-cuda.so with nvcc for this GPU's arch only
 #   2. vlq selftest --backend cuda on the tiny model: every op and the forward pass
 #   3. the golden tests on the cuda backend (VLQ_TEST_BACKEND=cuda, forward/golden_env_*)
+#   2b. the kernel checks: tests/gpu/check_mm.sh (matmul, rows; compute-sanitizer) and
+#      tests/gpu/check_attn.sh --time (attention, norm, rope), each against references
 #   4. compute-sanitizer memcheck and racecheck on the selftest's ops
 #   5. a random 4B-shaped model (make-4b, converted to q4): decode tokens/s at batch 1,
 #      16 and 64 as a share of the device's copy bandwidth (measured here), prefill
@@ -84,6 +86,24 @@ if [ $GPU = 0 ]; then # and the cuda backend says why it cannot run
     rc=$?
     record "selftest (cuda)" "$([ $rc = 1 ] && echo ok || echo FAIL)" \
         "exit $rc: $(sed 's/^vlq: selftest: //' "$OUT/cuda.err" | head -1)"
+fi
+
+# 2b. the kernel families on the device against float64 / ops_ref references, with
+# their timings (tests/gpu/check_mm.sh: matmul and rows, with compute-sanitizer;
+# tests/gpu/check_attn.sh: attention, norm and rope)
+if [ $GPU = 1 ]; then
+    if timeout 240 tests/gpu/check_mm.sh "sm_$ARCH" > "$OUT/check_mm.txt" 2>&1; then
+        record "kernels mm/rows" ok "$(tail -1 "$OUT/check_mm.txt")"
+    else
+        record "kernels mm/rows" FAIL "$OUT/check_mm.txt: $(grep -m1 -E 'FAIL|error' "$OUT/check_mm.txt")"
+    fi
+    if ARCH="sm_$ARCH" OUT="$OUT" timeout 240 tests/gpu/check_attn.sh --time > "$OUT/check_attn.txt" 2>&1; then
+        record "kernels attn/norm/rope" ok "$(tail -1 "$OUT/check_attn.txt")"
+    else
+        record "kernels attn/norm/rope" FAIL "$OUT/check_attn.txt: $(grep -m1 -E 'FAIL|error' "$OUT/check_attn.txt")"
+    fi
+else
+    record "kernel checks" skip "no GPU (tests/gpu/check_mm.sh, check_attn.sh)"
 fi
 
 # 3. golden tests on the backend

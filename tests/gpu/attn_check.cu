@@ -1,5 +1,5 @@
 /* attn_check: the device check of kernels/attn.cu, norm.cu and rope.cu, one program for a
- * lent GPU (kernels/check/run.sh builds and runs it): every launcher on fresh random
+ * lent GPU (tests/gpu/check_attn.sh builds and runs it): every launcher on fresh random
  * data against a float64 reference written here from ops_ref's definitions, outputs
  * poisoned with NaN first, every CUDA call and launch checked; then a few timings (CUDA
  * events, median of repeats) with the achieved rate beside the floor.

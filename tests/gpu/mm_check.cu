@@ -1,7 +1,7 @@
 /* mm_check: kernels/matmul.cu and kernels/rows.cu on a device against ops_ref, then their
  * speed at the 4B shapes. What tests/test_kmath_mm.c cannot prove without a GPU: the data
  * movement (shared-memory fills, cp.async, mma fragments, shuffles), the launch
- * configurations, the cuBLAS calls. Run by tests/cuda/check_mm.sh (which builds it).
+ * configurations, the cuBLAS calls. Run by tests/gpu/check_mm.sh (which builds it).
  *
  *   mm_check            correctness (every path, edge shapes), then timings
  *   mm_check --quick    correctness only (for compute-sanitizer)

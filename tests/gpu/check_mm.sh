@@ -1,8 +1,8 @@
 #!/bin/sh
-# check_mm.sh: build and run tests/cuda/mm_check.cu (kernels/matmul.cu and rows.cu on a
+# check_mm.sh: build and run tests/gpu/mm_check.cu (kernels/matmul.cu and rows.cu on a
 # device against ops_ref, then decode and prefill timings at the 4B shapes), then, when
 # compute-sanitizer is installed, its memcheck and racecheck over the correctness part.
-# Usage: tests/cuda/check_mm.sh [ARCH]   (ARCH default sm_90; e.g. sm_89 on an RTX 4090)
+# Usage: tests/gpu/check_mm.sh [ARCH]   (ARCH default sm_90; e.g. sm_89 on an RTX 4090)
 # Exit: 0 pass, 1 failure, 77 no usable device. Run from the repository root; takes about
 # a minute to build and well under five to run.
 set -e
@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 for f in backend_cpu backend ops_ref cpucaps err util cpu_attn cpu_dense cpu_elem cpu_qmm; do
     cc -std=gnu11 -O2 -fopenmp -Isrc -c "src/$f.c" -o "$OUT/$f.o"
 done
-for f in kernels/matmul.cu kernels/rows.cu tests/cuda/mm_check.cu; do
+for f in kernels/matmul.cu kernels/rows.cu tests/gpu/mm_check.cu; do
     "$NVCC" -arch="$ARCH" -std=c++17 -O2 -Isrc -Ikernels -c "$f" -o "$OUT/$(basename "$f" .cu).o"
 done
 "$NVCC" -arch="$ARCH" -o "$OUT/mm_check" "$OUT"/*.o -lcublas -lgomp -lcrypto -lm
