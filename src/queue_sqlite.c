@@ -205,26 +205,43 @@ static int queue_migrate_tx(Queue *q, void *arg, char *err)
     return 0;
 }
 
-/* A database that has tables but no jobs table is someone else's. */
-static int queue_check_foreign(Queue *q, char *err)
+/* A database that has tables but no jobs table is someone else's. *busy: the read met
+ * a lock (another process creating or migrating the database): try again. */
+static int queue_check_foreign_once(Queue *q, int *busy, char *err)
 {
     int rc;
+    *busy = 0;
     sqlite3_stmt *st = queue_prep(
         q, "SELECT (SELECT count(*) FROM sqlite_master), (SELECT count(*) FROM sqlite_master "
            "WHERE type='table' AND name='jobs'), (SELECT user_version FROM pragma_user_version)",
         &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "not a vlq queue database", err);
-    rc = sqlite3_step(st);
-    int n = sqlite3_column_int(st, 0), jobs = sqlite3_column_int(st, 1);
-    int version = sqlite3_column_int(st, 2);
+    if (st)
+        rc = sqlite3_step(st);
+    int n = st ? sqlite3_column_int(st, 0) : 0, jobs = st ? sqlite3_column_int(st, 1) : 0;
+    int version = st ? sqlite3_column_int(st, 2) : 0;
     sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && queue_is_busy(rc)) {
+        *busy = 1;
+        return queue_sqlerr(q, rc, "read the schema", err);
+    }
     if (rc != SQLITE_ROW)
         return queue_sqlerr(q, rc, "not a vlq queue database", err);
     if (n > 0 && !jobs && version <= queue_count_migrations())
         return err_set(err, VLQ_EINPUT, "%s: not a vlq queue database (it has other tables)",
                        q->location);
     return 0;
+}
+
+/* queue_check_foreign_once, again while the database is locked, until busy_timeout. */
+static int queue_check_foreign(Queue *q, char *err)
+{
+    double end = util_mono_s() + q->busy_timeout_ms / 1000.0;
+    for (;;) {
+        int busy, rc = queue_check_foreign_once(q, &busy, err);
+        if (!busy || util_mono_s() > end)
+            return rc;
+        util_sleep_ms(5);
+    }
 }
 
 /* ---- where the database lives: durable, private, writable ---- */
