@@ -14,6 +14,7 @@
 #define VLQ_Q4_MATH_H
 
 #include "../src/quant.h"
+#include "half_math.h"
 #include "vk_hd.h"
 
 #include <math.h>
@@ -32,17 +33,6 @@
 #endif
 
 /* ---- bits and IEEE-exact arithmetic ---- */
-
-VK_HD float vk_bits_f32(uint32_t u)
-{
-#ifdef __CUDA_ARCH__
-    return __uint_as_float(u);
-#else
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-#endif
-}
 
 VK_HD uint32_t vk_f32_bits(float f)
 {
@@ -75,12 +65,7 @@ VK_HD float vk_add_rn(float a, float b)
 #endif
 }
 
-/* ---- f16 / bf16 (bit-exact with src/half.h) ---- */
-
-VK_HD float vk_bf16_to_f32(uint16_t h)
-{
-    return vk_bits_f32((uint32_t)h << 16);
-}
+/* ---- f16 / bf16 (bit-exact with src/half.h; the widenings are half_math.h's) ---- */
 
 /* f rounded to nearest even bf16; NaN stays a quiet NaN with its sign and top payload. */
 VK_HD uint16_t vk_f32_to_bf16(float f)
@@ -90,18 +75,6 @@ VK_HD uint16_t vk_f32_to_bf16(float f)
         return (uint16_t)((u >> 16) | 0x40);
     u += 0x7fffu + ((u >> 16) & 1);
     return (uint16_t)(u >> 16);
-}
-
-VK_HD float vk_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0x1f)
-        return vk_bits_f32(sign | 0x7f800000u | (man << 13));
-    if (exp == 0) { /* zero or subnormal: man * 2^-24, exact in f32 */
-        float v = (float)man * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    return vk_bits_f32(sign | ((exp + 112) << 23) | (man << 13));
 }
 
 /* f rounded to nearest even f16 (overflow to infinity, NaN to 0x7e00 with f's sign), by
