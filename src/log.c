@@ -3,6 +3,8 @@
  * is thread-local. One fprintf per line so concurrent threads do not interleave. */
 #include "log.h"
 
+#include "redact.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,6 +33,7 @@ static void log_vmsg(int level, const char *kv, const char *fmt, va_list ap)
         log_logfmt = !isatty(2);
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    redact_in_place(msg, sizeof msg); /* a URL or an error may carry a password or secret */
     char job[32] = "";
     if (!log_logfmt) {
         if (log_job)
