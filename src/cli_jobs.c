@@ -8,6 +8,7 @@
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
+#include "num.h"
 #include "queue.h"
 #include "result.h"
 #include "util.h"
@@ -104,6 +105,10 @@ int cli_init(int argc, char **argv, const CliCommon *common)
 
 /* ---- vlq submit ---- */
 
+/* --priority: higher runs first; a range wide enough for any scheme, stated when refused */
+#define SUBMIT_PRIORITY_MIN -1000000
+#define SUBMIT_PRIORITY_MAX 1000000
+
 static void submit_usage(FILE *out)
 {
     fprintf(out,
@@ -114,7 +119,7 @@ static void submit_usage(FILE *out)
             "of each input are recorded, so a file changed before its run is reported.\n\n"
             "  --webhook URL        POST a signed event when the job ends (http or https)\n"
             "  --secret whsec_...   this job's signing secret (else [webhooks] secret)\n"
-            "  --priority N         higher runs first (default 0)\n"
+            "  --priority N         higher runs first (default 0; -1000000 to 1000000)\n"
             "  --key KEY            idempotency key: a second submit with the same key\n"
             "                       returns the first job's id and queues nothing\n"
             "                       (with several files, KEY:N names the N-th, from 1)\n"
@@ -130,27 +135,58 @@ static void submit_usage(FILE *out)
             "  --json               print [{\"id\": N, \"file\": PATH, \"existed\": BOOL}]\n");
 }
 
-/* Parse --run-after into ms since the epoch; -1 when malformed. */
-static int64_t submit_parse_time(const char *s)
+/* --run-after: an offset of at most ten years, a date between 1970 and 9999 */
+#define SUBMIT_RUN_AFTER_MAX_S (10LL * 366 * 86400)
+
+/* Parse --run-after into *ms (since the epoch): "+N[s|m|h|d]" from now, or an ISO-8601
+ * UTC time of a day that exists (timegm would take 2026-02-30 for March 2). Returns 0,
+ * or prints the usage error and returns -1. */
+static int submit_parse_time(const char *s, int64_t *ms)
 {
+    static const char *const use = "use 2026-11-25T03:00:00Z or +30m";
     if (s[0] == '+') {
-        char *end;
-        double v = strtod(s + 1, &end);
-        double unit = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
-                      : !strcmp(end, "h")             ? 3600
-                      : !strcmp(end, "d")             ? 86400
-                                                      : -1;
-        if (end == s + 1 || unit < 0 || v < 0)
+        size_t n = strlen(s + 1);
+        char num[64];
+        char last = n ? s[n] : '\0';
+        double unit = last == 'm' ? 60 : last == 'h' ? 3600 : last == 'd' ? 86400 : 1;
+        int has_unit = last == 's' || last == 'm' || last == 'h' || last == 'd';
+        if (n == 0 || n >= sizeof num || (has_unit && n == 1)) {
+            cli_usage("submit", "--run-after '%s': %s", s, use);
             return -1;
-        return util_now_ms() + (int64_t)(v * unit * 1000);
+        }
+        snprintf(num, sizeof num, "%.*s", (int)(n - has_unit), s + 1);
+        double v;
+        char err[VLQ_ERRLEN];
+        const NumRange r = NUM_REAL(0, SUBMIT_RUN_AFTER_MAX_S / unit);
+        if (num_parse_double(num, &r, &v, err)) {
+            cli_usage("submit", "--run-after '%s': the offset %s (%s; at most 10 years)", s,
+                      err, use);
+            return -1;
+        }
+        *ms = util_now_ms() + (int64_t)(v * unit * 1000);
+        return 0;
     }
     struct tm tm = {0};
     const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end)
         end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
-    if (!end || (*end && strcmp(end, "Z")))
+    if (!end || (*end && strcmp(end, "Z"))) {
+        cli_usage("submit", "--run-after '%s': %s", s, use);
         return -1;
-    return (int64_t)timegm(&tm) * 1000;
+    }
+    struct tm want = tm;
+    time_t t = timegm(&tm);
+    struct tm got;
+    if (want.tm_year < 70 || want.tm_year > 9999 - 1900 || t == (time_t)-1 ||
+        !gmtime_r(&t, &got) || got.tm_year != want.tm_year || got.tm_mon != want.tm_mon ||
+        got.tm_mday != want.tm_mday || got.tm_hour != want.tm_hour ||
+        got.tm_min != want.tm_min || got.tm_sec != want.tm_sec) {
+        cli_usage("submit", "--run-after '%s': no such time (a date from 1970 to 9999, "
+                  "hours 00-23, minutes and seconds 00-59)", s);
+        return -1;
+    }
+    *ms = (int64_t)t * 1000;
+    return 0;
 }
 
 typedef struct {
@@ -236,23 +272,30 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     double d;
     const char *prompt_file = NULL;
     json_t *params = json_object();
+    /* the sampling flags stand for the [summarize] keys and take their ranges */
     static const char *const sampling_keys[] = {NULL, "temperature", "top_p", "top_k",
                                                 "repetition_penalty", "seed"};
-    static const double sampling_max[] = {0, 100, 1, 1000000, 100, 9.2e18};
+    static const char *const sampling_cfg[] = {NULL, "summarize.temperature", "summarize.top_p",
+                                               "summarize.top_k", "summarize.repetition_penalty",
+                                               "sampling.seed"};
+    static const NumRange priority_range = NUM_INT(SUBMIT_PRIORITY_MIN, SUBMIT_PRIORITY_MAX);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hR", opts, NULL)) != -1) {
+    while ((c = cli_getopt("submit", argc, argv, "hR", opts)) != -1) {
         if (c >= 1 && c <= 5) {
-            if (util_parse_double(optarg, &d) || d < 0 || d > sampling_max[c] ||
-                ((c == 3 || c == 5) && d != (double)(int64_t)d)) {
-                cli_error("submit: --%s '%s' is not in 0..%g", opts[c + 8].name, optarg,
-                          sampling_max[c]);
+            char flag[32];
+            snprintf(flag, sizeof flag, "--%s", opts[c + 8].name);
+            int is_int = c == 3 || c == 5;
+            if (is_int ? cli_num_i64("submit", flag, cfg_key_range(sampling_cfg[c]), optarg, &v)
+                       : cli_num_double("submit", flag, cfg_key_range(sampling_cfg[c]), optarg,
+                                        &d)) {
                 json_decref(params);
                 return CLI_EXIT_USAGE;
             }
             json_object_set_new(params, sampling_keys[c],
-                                c == 3 || c == 5 ? json_integer((json_int_t)d) : json_real(d));
+                                is_int ? json_integer((json_int_t)v) : json_real(d));
             continue;
         }
+        int bad = 0;
         switch (c) {
         case 'F': prompt_file = optarg; break;
         case 'w': spec.webhook_url = optarg; break;
@@ -261,41 +304,40 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         case 'P': spec.prompt = optarg; break;
         case 'R': recursive = 1; break;
         case 'p':
-            if (util_parse_i64(optarg, &v) || v < -1000000 || v > 1000000) {
-                cli_error("submit: --priority '%s' is not an integer", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            bad = cli_num_i64("submit", "--priority", &priority_range, optarg, &v);
             spec.priority = (int)v;
             break;
         case 'm':
-            if (util_parse_i64(optarg, &v) || v < 1 || v > 1000) {
-                cli_error("submit: --max-attempts '%s' is not in 1..1000", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            bad = cli_num_i64("submit", "--max-attempts", cfg_key_range("worker.max_attempts"),
+                              optarg, &v);
             spec.max_attempts = (int)v;
             break;
         case 'r':
-            if ((spec.run_after_ms = submit_parse_time(optarg)) < 0) {
-                cli_error("submit: --run-after '%s': use 2026-11-25T03:00:00Z or +30m", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            bad = submit_parse_time(optarg, &spec.run_after_ms);
             break;
-        case 'h': submit_usage(stdout); return CLI_EXIT_OK;
-        default: submit_usage(stderr); return CLI_EXIT_USAGE;
+        case 'h': submit_usage(stdout); json_decref(params); return CLI_EXIT_OK;
+        default: bad = 1; break;
+        }
+        if (bad) {
+            json_decref(params);
+            return CLI_EXIT_USAGE;
         }
     }
     if (argc - optind < 2) {
-        cli_error("submit: need a kind and at least one file");
+        json_decref(params);
         submit_usage(stderr);
-        return CLI_EXIT_USAGE;
+        return cli_usage("submit", "need a kind and at least one file");
+    }
+    if (!argv[optind][0]) {
+        json_decref(params);
+        return cli_usage("submit", "the job kind is empty");
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];
     char *prompt_text = NULL, *params_text = NULL;
     if (prompt_file && spec.prompt) {
-        cli_error("submit: --prompt and --prompt-file: give one");
         json_decref(params);
-        return CLI_EXIT_USAGE;
+        return cli_usage("submit", "--prompt and --prompt-file: give one");
     }
     if (prompt_file) {
         size_t plen;

@@ -20,8 +20,8 @@
 
 static void num_bound(double v, int is_int, char *buf, size_t n)
 {
-    if (is_int && fabs(v) < 1e15)
-        snprintf(buf, n, "%lld", (long long)v);
+    if (is_int && fabs(v) < 9.3e18)
+        snprintf(buf, n, "%.0f", v);
     else
         snprintf(buf, n, "%g", v);
 }
@@ -54,9 +54,10 @@ int num_parse_i64(const char *text, const NumRange *r, int64_t *out, char *err)
     char *end = NULL;
     errno = 0;
     long long v = text && *text ? strtoll(text, &end, 10) : 0;
+    char range[80];
     if (!text || !*text || *end)
-        return err_set(err, VLQ_EINPUT, NUM_QUOTE " is not an integer",
-                       NUM_QUOTE_ARGS(text ? text : ""));
+        return err_set(err, VLQ_EINPUT, NUM_QUOTE " is not an integer in %s",
+                       NUM_QUOTE_ARGS(text ? text : ""), num_range_text(r, range, sizeof range));
     if (errno == ERANGE || !num_in_range((double)v, r))
         return num_out_of_range(text, r, err);
     *out = v;
@@ -76,11 +77,14 @@ int num_parse_double(const char *text, const NumRange *r, double *out, char *err
     char *end = NULL;
     errno = 0;
     double v = text && *text ? strtod(text, &end) : 0;
+    char range[80];
+    num_range_text(r, range, sizeof range);
     if (!text || !*text || *end)
-        return err_set(err, VLQ_EINPUT, NUM_QUOTE " is not a number",
-                       NUM_QUOTE_ARGS(text ? text : ""));
+        return err_set(err, VLQ_EINPUT, NUM_QUOTE " is not a number in %s",
+                       NUM_QUOTE_ARGS(text ? text : ""), range);
     if (isnan(v) || (isinf(v) && errno != ERANGE))
-        return err_set(err, VLQ_EINPUT, NUM_QUOTE " is not a finite number", NUM_QUOTE_ARGS(text));
+        return err_set(err, VLQ_EINPUT, NUM_QUOTE " is not a finite number in %s",
+                       NUM_QUOTE_ARGS(text), range);
     if (r->f32 && isfinite(v) && fabs(v) <= FLT_MAX)
         v = (double)(float)v;
     if (isinf(v) || (r->f32 && fabs(v) > FLT_MAX) || !num_in_range(v, r))

@@ -29,8 +29,8 @@ typedef struct {
 #define NUM_REAL_F32_GT(l, h) {.lo = (l), .hi = (h), .lo_open = 1, .f32 = 1}
 
 /* Parse text as an integer within r (r->is_int must be set). Returns 0 and *out, or
- * VLQ_EINPUT with "'<text>' is not an integer" / "... is out of range [lo, hi]" in err;
- * *out is untouched on error. */
+ * VLQ_EINPUT with "'<text>' is not an integer in [lo, hi]" / "... is out of range
+ * [lo, hi]" in err (every refusal states the range); *out is untouched on error. */
 int num_parse_i64(const char *text, const NumRange *r, int64_t *out, char *err);
 /* Parse text as a finite real within r (an integer range also takes "3" but not "3.5").
  * Returns 0 and *out (rounded to float when r->f32), or VLQ_EINPUT with the reason. */
