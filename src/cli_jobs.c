@@ -10,6 +10,7 @@
 #include "err.h"
 #include "num.h"
 #include "queue.h"
+#include "redact.h"
 #include "result.h"
 #include "util.h"
 #include "webhook.h"
@@ -28,13 +29,14 @@
 
 /* ---- shared ---- */
 
+/* A job id argument: a positive integer; else the usage error is printed, -1. */
 static int jobs_parse_id(const char *cmd, const char *s, int64_t *id)
 {
-    if (!s || util_parse_i64(s, id) || *id <= 0) {
-        cli_error("%s: '%s' is not a job id", cmd, s ? s : "");
-        return -1;
-    }
-    return 0;
+    static const NumRange ids = NUM_INT(1, 9.2e18);
+    if (num_parse_i64(s, &ids, id, NULL) == 0)
+        return 0;
+    cli_usage(cmd, "'%s' is not a job id (a positive integer; `vlq list` shows them)", s ? s : "");
+    return -1;
 }
 
 static void jobs_time(char *buf, size_t n, int64_t ms)
@@ -49,26 +51,47 @@ static void jobs_time(char *buf, size_t n, int64_t ms)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A time for JSON: the ISO string, or null when unset (as every command's JSON). */
+static json_t *jobs_time_json(int64_t ms)
+{
+    char t[40];
+    jobs_time(t, sizeof t, ms);
+    return ms ? json_string(t) : json_null();
+}
+
+/* A stored string as JSON: secrets redacted (a URL's password), null when unset. */
+static json_t *jobs_str_json(const char *s)
+{
+    if (!s)
+        return json_null();
+    char *r = redact_text(s);
+    json_t *v = json_string(r);
+    if (!v) { /* not UTF-8 (a file name can be anything): its bytes as \xHH */
+        char *e = util_escape(r);
+        v = json_string(e);
+        free(e);
+    }
+    free(r);
+    return v ? v : json_null();
+}
+
 static json_t *jobs_json(const Job *j)
 {
-    char t[4][40];
-    jobs_time(t[0], sizeof t[0], j->created_ms);
-    jobs_time(t[1], sizeof t[1], j->started_ms);
-    jobs_time(t[2], sizeof t[2], j->finished_ms);
-    jobs_time(t[3], sizeof t[3], j->run_after_ms);
     json_t *inputs = json_array();
     for (int i = 0; i < j->n_inputs; i++)
-        json_array_append_new(inputs, json_pack("{s:s, s:I, s:s}", "path", j->inputs[i].path,
-                                                "size", (json_int_t)j->inputs[i].size_bytes,
-                                                "sha256", j->inputs[i].sha256));
-    return json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, "
-                     "s:o}",
-                     "id", (json_int_t)j->id, "kind", j->kind, "status",
+        json_array_append_new(inputs, json_pack("{s:o, s:I, s:s}", "path",
+                                                jobs_str_json(j->inputs[i].path), "size",
+                                                (json_int_t)j->inputs[i].size_bytes, "sha256",
+                                                j->inputs[i].sha256));
+    return json_pack("{s:I, s:o, s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:s?, s:o, s:o, s:o}",
+                     "id", (json_int_t)j->id, "kind", jobs_str_json(j->kind), "status",
                      queue_state_name(j->state), "priority", j->priority, "attempts",
-                     j->attempts, "max_attempts", j->max_attempts, "created_at", t[0],
-                     "started_at", t[1], "finished_at", t[2], "run_after", t[3], "error_code",
-                     j->error_code, "error", j->error, "webhook", j->webhook_url, "inputs",
-                     inputs);
+                     j->attempts, "max_attempts", j->max_attempts, "created_at",
+                     jobs_time_json(j->created_ms), "started_at", jobs_time_json(j->started_ms),
+                     "finished_at", jobs_time_json(j->finished_ms), "run_after",
+                     jobs_time_json(j->run_after_ms), "error_code", j->error_code, "error",
+                     jobs_str_json(j->error), "webhook", jobs_str_json(j->webhook_url),
+                     "inputs", inputs);
 }
 
 static void jobs_print_json(json_t *v)
@@ -88,16 +111,14 @@ int cli_init(int argc, char **argv, const CliCommon *common)
                "this vlq's schema).\nThe path is --db, else $VLQ_DB, else [queue] db.\n");
         return CLI_EXIT_OK;
     }
-    if (argc > 1) {
-        cli_error("init: unexpected argument '%s'", argv[1]);
-        return CLI_EXIT_USAGE;
-    }
+    if (argc > 1)
+        return cli_usage("init", "unexpected argument '%s'", argv[1]);
     Cfg *cfg = NULL;
     Queue *q = cli_open_queue(common, 1, &cfg);
     if (!q)
         return CLI_EXIT_FAIL;
     if (common->verbosity >= 0)
-        fprintf(stderr, "vlq: queue ready at %s\n", cfg_db_path(cfg, common->db_path));
+        cli_error("queue ready at %s", cfg_db_path(cfg, common->db_path)); /* redacted */
     queue_close(q);
     cfg_free(cfg);
     return CLI_EXIT_OK;
@@ -432,23 +453,21 @@ int cli_list(int argc, char **argv, const CliCommon *common)
     int64_t v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt("list", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 's':
-            if ((f.state = queue_state_parse(optarg)) < 0) {
-                cli_error("list: --status '%s': one of queued, running, succeeded, failed, "
-                          "dead, cancelled", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            if ((f.state = queue_state_parse(optarg)) < 0)
+                return cli_usage("list", "--status '%s': one of queued, running, succeeded, "
+                                 "failed, dead, cancelled", optarg);
             break;
         case 'k': f.kind = optarg; break;
-        case 'l':
-            if (util_parse_i64(optarg, &v) || v < 0) {
-                cli_error("list: --limit '%s' is not a count", optarg);
+        case 'l': {
+            static const NumRange limits = NUM_INT(0, 2147483647);
+            if (cli_num_i64("list", "--limit", &limits, optarg, &v))
                 return CLI_EXIT_USAGE;
-            }
             f.limit = (int)v;
             break;
+        }
         case 'h':
             printf("usage: vlq list [--status S] [--kind K] [--limit N (default 100, 0 = all)] "
                    "[--json]\n\nJobs, newest first: id, status, kind, attempts, inputs, and "
@@ -471,12 +490,15 @@ int cli_list(int argc, char **argv, const CliCommon *common)
             json_array_append_new(arr, jobs_json(jobs[i]));
         jobs_print_json(arr);
     } else {
+        CliStrs str = {0}; /* names and errors escaped: a file name may hold a newline */
         for (int i = 0; i < n; i++) {
             const Job *j = jobs[i];
             printf("%-6lld %-9s %-10s %d/%d  %s%s%s%s\n", (long long)j->id,
-                   queue_state_name(j->state), j->kind, j->attempts, j->max_attempts,
-                   j->n_inputs ? j->inputs[0].path : "", j->n_inputs > 1 ? " ..." : "",
-                   j->error_code ? "  " : "", j->error_code ? j->error : "");
+                   queue_state_name(j->state), cli_str(&str, j->kind), j->attempts,
+                   j->max_attempts, j->n_inputs ? cli_str(&str, j->inputs[0].path) : "",
+                   j->n_inputs > 1 ? " ..." : "", j->error_code ? "  " : "",
+                   j->error_code ? cli_str(&str, j->error) : "");
+            cli_strs_clear(&str);
         }
     }
     for (int i = 0; !rc && i < n; i++)
@@ -487,14 +509,24 @@ int cli_list(int argc, char **argv, const CliCommon *common)
     return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
-/* The readable view of `vlq show`: the same facts as --json, one per line. */
+/* A string field of o for a text line: "-" when null or absent. */
+static const char *show_field(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "-";
+}
+
+/* The readable view of `vlq show`: the same facts as --json, one per line; every stored
+ * string escaped and redacted (cli_str). */
 static void show_text(json_t *o, const Job *j)
 {
-    printf("job %lld  %s  %s  attempt %d/%d\n", (long long)j->id, j->kind,
+    CliStrs str = {0};
+    printf("job %lld  %s  %s  attempt %d/%d\n", (long long)j->id, cli_str(&str, j->kind),
            queue_state_name(j->state), j->attempts, j->max_attempts);
     for (int i = 0; i < j->n_inputs; i++)
-        printf("input     %s (%lld bytes, sha256 %.12s...)\n", j->inputs[i].path,
+        printf("input     %s (%lld bytes, sha256 %.12s...)\n", cli_str(&str, j->inputs[i].path),
                (long long)j->inputs[i].size_bytes, j->inputs[i].sha256);
+    cli_strs_clear(&str);
     if (j->units_total || j->units_done) {
         const char *unit = !strcmp(j->kind, "ocr")         ? "pages"
                            : !strcmp(j->kind, "summarize") ? "segments"
@@ -504,16 +536,15 @@ static void show_text(json_t *o, const Job *j)
         else
             printf("progress  %d %s done\n", j->units_done, unit);
     }
-    printf("created   %s\nstarted   %s\nfinished  %s\n",
-           json_string_value(json_object_get(o, "created_at")),
-           json_string_value(json_object_get(o, "started_at")),
-           json_string_value(json_object_get(o, "finished_at")));
+    printf("created   %s\nstarted   %s\nfinished  %s\n", show_field(o, "created_at"),
+           show_field(o, "started_at"), show_field(o, "finished_at"));
     if (j->state == JOB_QUEUED || j->state == JOB_FAILED)
-        printf("run after %s\n", json_string_value(json_object_get(o, "run_after")));
+        printf("run after %s\n", show_field(o, "run_after"));
     if (j->error_code)
-        printf("error     %s: %s\n", j->error_code, j->error ? j->error : "");
+        printf("error     %s: %s\n", cli_str(&str, j->error_code), cli_str(&str, j->error));
     if (j->webhook_url)
-        printf("webhook   %s\n", j->webhook_url);
+        printf("webhook   %s\n", cli_str(&str, j->webhook_url));
+    cli_strs_clear(&str);
     size_t i;
     json_t *a;
     json_array_foreach(json_object_get(o, "attempt_log"), i, a) {
@@ -521,28 +552,30 @@ static void show_text(json_t *o, const Job *j)
         const char *e = json_string_value(json_object_get(a, "error"));
         printf("attempt %lld  %s  %s .. %s  %s%s%s\n",
                (long long)json_integer_value(json_object_get(a, "attempt")),
-               json_string_value(json_object_get(a, "worker")) ?: "-",
-               json_string_value(json_object_get(a, "started_at")),
-               json_string_value(json_object_get(a, "finished_at")), out ? out : "running",
-               e ? ": " : "", e ? e : "");
+               cli_str(&str, show_field(a, "worker")), show_field(a, "started_at"),
+               show_field(a, "finished_at"), out ? cli_str(&str, out) : "running",
+               e ? ": " : "", e ? cli_str(&str, e) : "");
+        cli_strs_clear(&str);
     }
-    json_array_foreach(json_object_get(o, "events"), i, a)
-        printf("event     %s  %s  %s (%lld attempts)\n",
-               json_string_value(json_object_get(a, "event_id")),
-               json_string_value(json_object_get(a, "type")),
-               json_string_value(json_object_get(a, "state")),
+    json_array_foreach(json_object_get(o, "events"), i, a) {
+        printf("event     %s  %s  %s (%lld attempts)\n", cli_str(&str, show_field(a, "event_id")),
+               cli_str(&str, show_field(a, "type")), show_field(a, "state"),
                (long long)json_integer_value(json_object_get(a, "attempts")));
+        cli_strs_clear(&str);
+    }
     json_decref(o);
 }
 
 int cli_show(int argc, char **argv, const CliCommon *common)
 {
-    if (cli_wants_help(argc, argv) || argc != 2) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: vlq show ID [--json]\n\nOne job: its inputs, state, progress (pages or "
                "segments done of total), attempts\n(worker, times, outcome, error) and webhook "
                "events; --json for the same as JSON.\n");
-        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        return CLI_EXIT_OK;
     }
+    if (argc != 2)
+        return cli_usage("show", "one job ID is required (see `vlq show --help`)");
     int64_t id;
     if (jobs_parse_id("show", argv[1], &id))
         return CLI_EXIT_USAGE;
@@ -563,22 +596,24 @@ int cli_show(int argc, char **argv, const CliCommon *common)
         cli_error("%s", err);
     } else {
         json_t *o = jobs_json(j), *atts = json_array(), *evs = json_array();
-        for (int i = 0; i < n_at; i++) {
-            char s[40], f[40];
-            jobs_time(s, sizeof s, at[i].started_ms);
-            jobs_time(f, sizeof f, at[i].finished_ms);
-            json_array_append_new(atts, json_pack("{s:i, s:s?, s:s, s:s, s:s?, s:s?}",
-                                                  "attempt", at[i].attempt, "worker",
-                                                  at[i].worker_id, "started_at", s,
-                                                  "finished_at", f, "outcome", at[i].outcome,
-                                                  "error", at[i].error));
-        }
+        for (int i = 0; i < n_at; i++)
+            json_array_append_new(atts, json_pack("{s:i, s:o, s:o, s:o, s:s?, s:o}", "attempt",
+                                                  at[i].attempt, "worker",
+                                                  jobs_str_json(at[i].worker_id), "started_at",
+                                                  jobs_time_json(at[i].started_ms),
+                                                  "finished_at",
+                                                  jobs_time_json(at[i].finished_ms), "outcome",
+                                                  at[i].outcome, "error",
+                                                  jobs_str_json(at[i].error)));
         for (int i = 0; i < n_ev; i++)
-            json_array_append_new(evs, json_pack("{s:s, s:s, s:s, s:i, s:i, s:s?}", "event_id",
-                                                 ev[i]->event_id, "type", ev[i]->type, "state",
-                                                 queue_event_state_name(ev[i]->state), "attempts", ev[i]->attempts,
-                                                 "last_status", ev[i]->last_status,
-                                                 "last_error", ev[i]->last_error));
+            json_array_append_new(
+                evs, json_pack("{s:s, s:s, s:s, s:i, s:o, s:o}", "event_id", ev[i]->event_id,
+                               "type", ev[i]->type, "state",
+                               queue_event_state_name(ev[i]->state), "attempts",
+                               ev[i]->attempts, "last_status",
+                               ev[i]->last_status ? json_integer(ev[i]->last_status)
+                                                  : json_null(),
+                               "last_error", jobs_str_json(ev[i]->last_error)));
         json_object_set_new(o, "attempt_log", atts);
         json_object_set_new(o, "events", evs);
         json_object_set_new(o, "progress", j->units_total || j->units_done
@@ -609,7 +644,7 @@ int cli_result(int argc, char **argv, const CliCommon *common)
     const char *format = NULL, *out_path = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:f:", opts, NULL)) != -1) {
+    while ((c = cli_getopt("result", argc, argv, "ho:f:", opts)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
@@ -627,7 +662,9 @@ int cli_result(int argc, char **argv, const CliCommon *common)
         }
     }
     int64_t id;
-    if (optind + 1 != argc || jobs_parse_id("result", argv[optind], &id))
+    if (optind + 1 != argc)
+        return cli_usage("result", "one job ID is required (see `vlq result --help`)");
+    if (jobs_parse_id("result", argv[optind], &id))
         return CLI_EXIT_USAGE;
     Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
@@ -670,11 +707,13 @@ int cli_result(int argc, char **argv, const CliCommon *common)
 
 int cli_cancel(int argc, char **argv, const CliCommon *common)
 {
-    if (cli_wants_help(argc, argv) || argc != 2) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: vlq cancel ID\n\nA queued job is cancelled at once; a running one stops "
                "at its next checkpoint\n(a page or a chunk of frames).\n");
-        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        return CLI_EXIT_OK;
     }
+    if (argc != 2)
+        return cli_usage("cancel", "one job ID is required (see `vlq cancel --help`)");
     int64_t id;
     if (jobs_parse_id("cancel", argv[1], &id))
         return CLI_EXIT_USAGE;
@@ -696,11 +735,13 @@ int cli_cancel(int argc, char **argv, const CliCommon *common)
 
 int cli_retry(int argc, char **argv, const CliCommon *common)
 {
-    if (cli_wants_help(argc, argv) || argc != 2) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: vlq retry ID\n\nQueue a dead, failed or cancelled job again now, with "
                "its attempts reset.\n");
-        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        return CLI_EXIT_OK;
     }
+    if (argc != 2)
+        return cli_usage("retry", "one job ID is required (see `vlq retry --help`)");
     int64_t id;
     if (jobs_parse_id("retry", argv[1], &id))
         return CLI_EXIT_USAGE;
@@ -723,13 +764,13 @@ int cli_purge(int argc, char **argv, const CliCommon *common)
     double days = -1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    /* days: up to 100 years, so days * 86400000 stays far inside int64 */
+    static const NumRange day_range = NUM_REAL(0, 36525);
+    while ((c = cli_getopt("purge", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 'o':
-            if (util_parse_double(optarg, &days) || days < 0) {
-                cli_error("purge: --older-than '%s' is not a number of days", optarg);
+            if (cli_num_double("purge", "--older-than", &day_range, optarg, &days))
                 return CLI_EXIT_USAGE;
-            }
             break;
         case 'h':
             printf("usage: vlq purge --older-than DAYS\n\nDelete succeeded, dead and cancelled "
@@ -739,10 +780,10 @@ int cli_purge(int argc, char **argv, const CliCommon *common)
         default: return CLI_EXIT_USAGE;
         }
     }
-    if (days < 0 || optind != argc) {
-        cli_error("purge: --older-than DAYS is required");
-        return CLI_EXIT_USAGE;
-    }
+    if (optind != argc)
+        return cli_usage("purge", "unexpected argument '%s'", argv[optind]);
+    if (days < 0)
+        return cli_usage("purge", "--older-than DAYS is required");
     Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
