@@ -24,9 +24,8 @@ int cli_config(int argc, char **argv, const CliCommon *common)
         return CLI_EXIT_OK;
     }
     if (argc > 1) {
-        cli_error("config: unexpected argument '%s'", argv[1]);
         config_usage(stderr);
-        return CLI_EXIT_USAGE;
+        return cli_usage("config", "unexpected argument '%s'", argv[1]);
     }
     char err[VLQ_ERRLEN];
     Cfg *cfg;

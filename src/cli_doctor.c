@@ -255,17 +255,16 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
     const char *model_flag = NULL;
     int json = common->json, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
+    while ((c = cli_getopt("doctor", argc, argv, "m:", opts)) != -1) {
         switch (c) {
         case 'm': model_flag = optarg; break;
         case 'j': json = 1; break;
-        default: doctor_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
     if (optind < argc) {
-        cli_error("doctor: unexpected argument '%s'", argv[optind]);
         doctor_usage(stderr);
-        return CLI_EXIT_USAGE;
+        return cli_usage("doctor", "unexpected argument '%s'", argv[optind]);
     }
     char err[VLQ_ERRLEN] = "";
     Cfg *cfg;
