@@ -422,8 +422,9 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
             break;
         }
         if (common->json)
-            json_array_append_new(out, json_pack("{s:I, s:s, s:b}", "id", (json_int_t)id,
-                                                 "file", inputs.v[i].path, "existed", existed));
+            json_array_append_new(out, json_pack("{s:I, s:o, s:b}", "id", (json_int_t)id, "file",
+                                                 jobs_str_json(inputs.v[i].path), "existed",
+                                                 existed));
         else
             printf("%lld\n", (long long)id);
     }

@@ -334,7 +334,10 @@ static json_t *convert_load_json(const char *path, int required, char *err, int 
         return NULL;
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
-    if (!j)
+    struct stat st;
+    if (!j && stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+        *rc = err_set(err, VLQ_EMODEL, "%s: the file is empty (a JSON object was expected)", path);
+    else if (!j)
         *rc = err_set(err, VLQ_EMODEL, "%s: %s", path, je.text);
     return j;
 }
