@@ -24,8 +24,7 @@ int cli_config(int argc, char **argv, const CliCommon *common)
         return CLI_EXIT_OK;
     }
     if (argc > 1) {
-        config_usage(stderr);
-        return cli_usage("config", "unexpected argument '%s'", argv[1]);
+        return cli_usage("config", "unexpected argument '%s' (see `vlq config --help`)", argv[1]);
     }
     char err[VLQ_ERRLEN];
     Cfg *cfg;

@@ -97,9 +97,8 @@ int cli_convert(int argc, char **argv, const CliCommon *common)
         }
     }
     if (optind != argc - 1 || !out) {
-        cli_convert_usage(stderr);
-        return cli_usage("convert", "%s", !out ? "-o MODEL.vlq is required"
-                                             : "one HF_DIR is required");
+        return cli_usage("convert", "%s (see `vlq convert --help`)",
+                         !out ? "-o MODEL.vlq is required" : "one HF_DIR is required");
     }
     CliProgress prog = {.tty = isatty(2) && common->verbosity >= 0, .t0 = util_mono_s()};
     opt.progress = cli_convert_progress;

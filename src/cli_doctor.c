@@ -263,8 +263,8 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
         }
     }
     if (optind < argc) {
-        doctor_usage(stderr);
-        return cli_usage("doctor", "unexpected argument '%s'", argv[optind]);
+        return cli_usage("doctor", "unexpected argument '%s' (see `vlq doctor --help`)",
+                         argv[optind]);
     }
     char err[VLQ_ERRLEN] = "";
     Cfg *cfg;

@@ -346,8 +346,7 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     }
     if (argc - optind < 2) {
         json_decref(params);
-        submit_usage(stderr);
-        return cli_usage("submit", "need a kind and at least one file");
+        return cli_usage("submit", "need a kind and at least one file (see `vlq submit --help`)");
     }
     if (!argv[optind][0]) {
         json_decref(params);
@@ -477,6 +476,8 @@ int cli_list(int argc, char **argv, const CliCommon *common)
         default: return CLI_EXIT_USAGE;
         }
     }
+    if (optind < argc)
+        return cli_usage("list", "unexpected argument '%s'", argv[optind]);
     Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;

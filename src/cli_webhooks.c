@@ -190,6 +190,8 @@ static int cli_webhooks_redeliver(int argc, char **argv, const CliCommon *common
     if (argc != 2)
         return cli_usage("webhooks redeliver", "one EVENT_ID is required (see `vlq webhooks "
                          "redeliver --help`)");
+    if (argv[1][0] == '-')
+        return cli_usage("webhooks redeliver", "unknown option '%s'", argv[1]);
     Cfg *cfg;
     Queue *q;
     if (!(q = cli_open_queue(common, 0, &cfg)))
@@ -213,8 +215,8 @@ static int cli_webhooks_redeliver(int argc, char **argv, const CliCommon *common
 int cli_webhooks(int argc, char **argv, const CliCommon *common)
 {
     if (argc < 2) {
-        cli_webhooks_usage(stderr);
-        return cli_usage("webhooks", "a command is required: list, send or redeliver");
+        return cli_usage("webhooks", "a command is required: list, send or redeliver (see `vlq "
+                         "webhooks --help`)");
     }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         cli_webhooks_usage(stdout);
