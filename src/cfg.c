@@ -400,6 +400,10 @@ void cfg_print(const Cfg *c, FILE *out, int json)
         free(src);
         buf_puts(&b, ", \"doc\": ");
         util_json_str(&b, cfg_keys[k].doc);
+        char range[80];
+        int num = cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_DOUBLE;
+        buf_puts(&b, ", \"range\": ");
+        util_json_str(&b, num ? num_range_text(&cfg_keys[k].range, range, sizeof range) : NULL);
         buf_puts(&b, "}");
     }
     buf_puts(&b, "]}\n");
@@ -410,8 +414,9 @@ void cfg_print(const Cfg *c, FILE *out, int json)
 const NumRange *cfg_key_range(const char *key)
 {
     int k = cfg_find(key);
-    VLQ_ASSERT(k >= 0 && (cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_DOUBLE));
-    return &cfg_keys[k].range;
+    VLQ_ASSERT(k >= 0);
+    return cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_DOUBLE ? &cfg_keys[k].range
+                                                                         : NULL;
 }
 
 int cfg_key_count(void) { return CFG_NKEYS; }

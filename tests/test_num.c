@@ -124,6 +124,36 @@ static void test_num_cfg_ranges(void)
     CHECK_EQ(num_parse_i64("0", cfg_key_range("budgets.max_new_tokens"), &v, err), VLQ_EINPUT);
 }
 
+/* config/vlq.conf states each numeric key's range, as num_range_text writes it, on the
+ * doc line above the key: the documentation cannot drift from the table. */
+static void test_num_conf_ranges(void)
+{
+    char path[4200], err[VLQ_ERRLEN];
+    snprintf(path, sizeof path, "%s/config/vlq.conf", test_root());
+    char *text;
+    size_t len;
+    CHECK_EQ(util_read_file(path, 0, &text, &len, err), 0);
+    int n_num = 0;
+    for (int i = 0; i < cfg_key_count(); i++) {
+        const NumRange *r = cfg_key_range(cfg_key_name(i));
+        if (!r)
+            continue;
+        n_num++;
+        const char *dot = strchr(cfg_key_name(i), '.');
+        char section[64], want[256], range[80];
+        snprintf(section, sizeof section, "[%.*s]", (int)(dot - cfg_key_name(i)), cfg_key_name(i));
+        snprintf(want, sizeof want, " %s\n; %s = %s\n", num_range_text(r, range, sizeof range),
+                 dot + 1, cfg_key_default(i));
+        const char *sec = strstr(text, section);
+        if (!sec || !strstr(sec, want))
+            test_fail(__FILE__, __LINE__, "config/vlq.conf: %s: the doc line does not end with %s",
+                      cfg_key_name(i), range);
+    }
+    CHECK(n_num >= 30);
+    CHECK(cfg_key_range("queue.db") == NULL);
+    free(text);
+}
+
 static void test_redact(void)
 {
     static const struct {
@@ -191,4 +221,5 @@ static void test_escape(void)
 }
 
 TEST_GROUP(num, {"int", test_num_int}, {"real", test_num_real},
-           {"cfg_ranges", test_num_cfg_ranges}, {"redact", test_redact}, {"escape", test_escape})
+           {"cfg_ranges", test_num_cfg_ranges},
+           {"conf_ranges", test_num_conf_ranges}, {"redact", test_redact}, {"escape", test_escape})
