@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,21 @@ void cli_strs_clear(CliStrs *pool)
     for (int i = 0; i < pool->n; i++)
         free(pool->s[i]);
     pool->n = 0;
+}
+
+json_t *cli_json_str(const char *s, int redact)
+{
+    if (!s)
+        return json_null();
+    char *r = redact ? redact_text(s) : xstrdup(s);
+    json_t *v = json_string(r);
+    if (!v) {
+        char *e = util_escape(r);
+        v = json_string(e);
+        free(e);
+    }
+    free(r);
+    return v ? v : json_null();
 }
 
 int cli_finish_stdout(const char *cmd, int status)

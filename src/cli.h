@@ -75,6 +75,12 @@ typedef struct {
 const char *cli_str(CliStrs *pool, const char *s);
 void cli_strs_clear(CliStrs *pool);
 
+struct json_t;
+/* A stored or given string as a JSON value: null when NULL, the bytes as \xHH where they
+ * are not UTF-8 (jansson refuses those, and the value would silently go missing), secrets
+ * redacted when redact. A new reference. */
+struct json_t *cli_json_str(const char *s, int redact);
+
 /* Flush stdout at the end of command cmd: a write that failed (a full disk, a closed
  * pipe with SIGPIPE ignored) is an error, "vlq: CMD: stdout: <reason>", and turns a
  * success into CLI_EXIT_FAIL. Returns the exit status to use. */

@@ -10,7 +10,6 @@
 #include "err.h"
 #include "num.h"
 #include "queue.h"
-#include "redact.h"
 #include "result.h"
 #include "util.h"
 #include "webhook.h"
@@ -60,20 +59,7 @@ static json_t *jobs_time_json(int64_t ms)
 }
 
 /* A stored string as JSON: secrets redacted (a URL's password), null when unset. */
-static json_t *jobs_str_json(const char *s)
-{
-    if (!s)
-        return json_null();
-    char *r = redact_text(s);
-    json_t *v = json_string(r);
-    if (!v) { /* not UTF-8 (a file name can be anything): its bytes as \xHH */
-        char *e = util_escape(r);
-        v = json_string(e);
-        free(e);
-    }
-    free(r);
-    return v ? v : json_null();
-}
+static json_t *jobs_str_json(const char *s) { return cli_json_str(s, 1); }
 
 static json_t *jobs_json(const Job *j)
 {

@@ -98,7 +98,7 @@ static int cli_plan_pages(const char *s, int *first, int *last)
 static json_t *cli_plan_unit_json(const char *file, const PlanUnit *u)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "file", json_string(file));
+    json_object_set_new(o, "file", cli_json_str(file, 0));
     json_object_set_new(o, "page", u->page ? json_integer(u->page) : json_null());
     json_object_set_new(o, "start_s", u->page ? json_null() : json_real(u->start_s));
     json_object_set_new(o, "end_s", u->page ? json_null() : json_real(u->end_s));
@@ -262,16 +262,18 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
             status = CLI_EXIT_FAIL;
             continue;
         }
+        CliStrs str = {0};
+        const char *name = cli_str(&str, argv[i]); /* a file name may hold a newline */
         for (int k = 0; k < n; k++) {
             if (common->json) {
                 json_array_append_new(units, cli_plan_unit_json(argv[i], &u[k]));
                 continue;
             }
             if (u[k].page)
-                printf("%s page %d: %dx%d -> %dx%d", argv[i], u[k].page, u[k].src_width,
+                printf("%s page %d: %dx%d -> %dx%d", name, u[k].page, u[k].src_width,
                        u[k].src_height, u[k].width, u[k].height);
             else
-                printf("%s %.3f-%.3f s: %d frames %dx%d -> %dx%d", argv[i], u[k].start_s,
+                printf("%s %.3f-%.3f s: %d frames %dx%d -> %dx%d", name, u[k].start_s,
                        u[k].end_s, u[k].frames, u[k].src_width, u[k].src_height, u[k].width,
                        u[k].height);
             printf(" grid [%d,%d,%d] visual %lld + prompt %lld + max_new %lld = %lld / %lld%s\n",
@@ -280,6 +282,7 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
                    (long long)(u[k].visual_tok + u[k].prompt_tok + u[k].max_new_tok),
                    (long long)o.budget_tok, u[k].downscaled ? " (downscaled)" : "");
         }
+        cli_strs_clear(&str);
         free(u);
     }
     if (common->json) {

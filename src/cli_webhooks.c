@@ -6,7 +6,6 @@
 #include "err.h"
 #include "outbox.h"
 #include "queue.h"
-#include "redact.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -47,10 +46,7 @@ static json_t *cli_webhooks_event_json(const OutboxEvent *e)
     json_object_set_new(o, "event_id", json_string(e->event_id));
     json_object_set_new(o, "job", json_integer(e->job_id));
     json_object_set_new(o, "type", json_string(e->type));
-    char *url = redact_text(e->url);
-    json_t *ju = url ? json_string(url) : NULL;
-    json_object_set_new(o, "url", ju ? ju : json_null());
-    free(url);
+    json_object_set_new(o, "url", cli_json_str(e->url, 1));
     json_object_set_new(o, "state", json_string(queue_event_state_name(e->state)));
     json_object_set_new(o, "attempts", json_integer(e->attempts));
     json_object_set_new(o, "next_attempt_ms", e->state == EVENT_PENDING
@@ -58,10 +54,7 @@ static json_t *cli_webhooks_event_json(const OutboxEvent *e)
                                                   : json_null());
     json_object_set_new(o, "last_status", e->last_status ? json_integer(e->last_status)
                                                          : json_null());
-    char *last = redact_text(e->last_error);
-    json_t *jl = last ? json_string(last) : NULL;
-    json_object_set_new(o, "last_error", jl ? jl : json_null());
-    free(last);
+    json_object_set_new(o, "last_error", cli_json_str(e->last_error, 1));
     return o;
 }
 
