@@ -67,8 +67,22 @@ int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
         cli_usage(cmd, "option '%.*s' needs a value", len, name);
     else if (optopt && !strncmp(arg, "--", 2))
         cli_usage(cmd, "option '%.*s' takes no value", len, name);
-    else
-        cli_usage(cmd, "unknown option '%.*s' (see `vlq %s --help`)", len, name, cmd);
+    else {
+        /* getopt_long takes unique prefixes: name the options a prefix could mean */
+        int n_match = 0;
+        char matches[256] = "";
+        for (const struct option *o = longopts; !strncmp(name, "--", 2) && o->name; o++)
+            if (len > 2 && !strncmp(o->name, name + 2, (size_t)len - 2)) {
+                size_t used = strlen(matches);
+                snprintf(matches + used, sizeof matches - used, "%s--%s", n_match ? ", " : "",
+                         o->name);
+                n_match++;
+            }
+        if (n_match > 1)
+            cli_usage(cmd, "ambiguous option '%.*s' (%s)", len, name, matches);
+        else
+            cli_usage(cmd, "unknown option '%.*s' (see `vlq %s --help`)", len, name, cmd);
+    }
     return '?';
 }
 

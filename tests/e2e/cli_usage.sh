@@ -85,6 +85,10 @@ done
 usage worker --drain=yes
 grep -q "takes no value" err.txt || fail "--drain=yes: $(cat err.txt)"
 
+# an unfinished prefix that fits several options names them
+usage run --top 1 hi
+grep -q "ambiguous option '--top' (--top-k, --top-p)" err.txt || fail "--top: $(cat err.txt)"
+
 # an empty job kind is a usage error, not an assertion; nothing is queued
 n0=$("$V" list --limit 0 | wc -l)
 usage submit "" a.txt
