@@ -275,7 +275,7 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     JobSpec spec = {0};
     int recursive = 0, c;
-    int64_t v;
+    int64_t v = 0;
     double d;
     const char *prompt_file = NULL;
     json_t *params = json_object();
@@ -337,6 +337,11 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     if (!argv[optind][0]) {
         json_decref(params);
         return cli_usage("submit", "the job kind is empty");
+    }
+    if ((spec.idem_key && !spec.idem_key[0]) || (spec.prompt && !spec.prompt[0])) {
+        json_decref(params);
+        return cli_usage("submit", "%s is empty", spec.prompt && !spec.prompt[0] ? "--prompt"
+                                                                                 : "--key");
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];

@@ -94,4 +94,9 @@ n0=$("$V" list --limit 0 | wc -l)
 usage submit "" a.txt
 grep -q "the job kind is empty" err.txt || fail "empty kind: $(cat err.txt)"
 [ "$("$V" list --limit 0 | wc -l)" = "$n0" ] || fail "empty kind: something was queued"
+# and so are an empty idempotency key and an empty prompt
+usage submit ocr a.txt --key ""
+grep -q -- "--key is empty" err.txt || fail "empty key: $(cat err.txt)"
+usage submit ocr a.txt --prompt=
+grep -q -- "--prompt is empty" err.txt || fail "empty prompt: $(cat err.txt)"
 exit 0
