@@ -30,6 +30,13 @@ cmds=(
     "doctor" "--json doctor"
 )
 [ -f "$TOKJ" ] && cmds+=("tokenize --tokenizer $TOKJ")
+# vlq run streams tokens as they come: on a tiny random model (tests/tools/make_tiny.c)
+if [ -x "${VLQ_MAKE_TINY_BIN:-}" ] && "$VLQ_MAKE_TINY_BIN" tiny 7 >/dev/null 2>&1 &&
+    "$V" -q convert tiny -o tiny.vlq --quant q4 2>/dev/null; then
+    cmds+=("run --model tiny.vlq --max-new-tokens 4 hello")
+else
+    echo "note: no tiny model (make-tiny), vlq run is not checked here" >&2
+fi
 [ $have_png = 1 ] && cmds+=("plan p.png --kind ocr --prompt-tokens 40" "--json plan p.png --kind ocr --prompt-tokens 40")
 for c in "${cmds[@]}"; do
     # shellcheck disable=SC2086
