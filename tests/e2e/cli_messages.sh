@@ -104,4 +104,16 @@ assert e["last_status"] is None and e["last_error"] is None, e' || fail "webhook
 import json, sys
 e = json.load(sys.stdin)["events"][0]
 assert e["last_status"] is None and e["last_error"] is None, e' || fail "show --json event nulls"
+# the job's error names the file: escaped in the worker's log (logfmt, not a terminal) and in list
+evil2=$(printf 'ch\033]0;title\007anged.txt')
+echo one > "$evil2"
+cid=$("$T" submit test.echo "$evil2") || fail "submit evil2"
+echo "two, longer" > "$evil2" # changed after submit (another size): the job fails naming it
+"$T" worker --drain 2> w.log; rc=$?
+[ $rc = 3 ] || fail "worker: exit $rc: $(cat w.log)"
+! grep -q "$(printf '\033')" w.log || fail "worker log prints an escape character: $(cat -A w.log)"
+grep -q 'ch\\x1b\]0;title\\x07anged.txt' w.log || fail "worker log: $(cat w.log)"
+"$T" list --status dead > dead.txt
+! grep -q "$(printf '\033')" dead.txt || fail "list prints the error's escape character"
+grep -q "^$cid "'.*ch\\x1b\]0;title\\x07anged.txt.*changed' dead.txt || fail "list error: $(cat dead.txt)"
 exit 0
