@@ -358,12 +358,16 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
         if (!model_path) {
             buf_puts(&o, "model: none (--model PATH or [model] path): no memory plan\n");
         } else if (model_rc) {
-            buf_printf(&o, "model: %s\n", err);
+            buf_puts(&o, "model: ");
+            util_buf_escaped(&o, err); /* it names a file: escaped as every printed name */
+            buf_puts(&o, "\n");
         } else {
             int64_t tb, vb;
             doctor_model_bytes(m, &tb, &vb);
             const ModelConfig *mc = model_config(m);
-            buf_printf(&o, "model: %s\n", model_path);
+            buf_puts(&o, "model: ");
+            util_buf_escaped(&o, model_path);
+            buf_puts(&o, "\n");
             buf_printf(&o, "  text: %d layers, hidden %d, %.0f MiB; vision: %d blocks, hidden %d, "
                            "%.0f MiB\n",
                        mc->n_layers, mc->hidden_size, doctor_mib(tb), mc->v_depth,
