@@ -26,6 +26,9 @@ The failure options script a misbehaving receiver for tests:
     --hang                       never answer (with --fail-first N: only the first N)
     --retry-after 7              add "Retry-After: 7" to non-2xx answers
     --location URL               add "Location: URL" (for a 3xx --status)
+    --hang-path /p               never answer requests to path /p (others as usual)
+    --trickle-path /p            answer requests to /p with 200 and a body sent one byte
+                                 per --trickle-s seconds (1), never finished in time
 
 Example:
     python3 examples/webhook_receiver.py --port 8080 --secret whsec_... --out events.jsonl
@@ -111,6 +114,26 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             n = Receiver.requests_seen
         reason = verify(opts.secret, headers, body, opts.tolerance) if opts.secret else None
         failing = n <= opts.fail_first
+        path = self.path.split("?")[0]
+        if reason is None and opts.hang_path and path == opts.hang_path:
+            self.append(opts.log, {"n": n, "status": None, "verified": True, "hang": True,
+                                   "path": path, "id": headers.get("webhook-id")})
+            while True:  # never answer this endpoint; the sender's timeout must fire
+                time.sleep(3600)
+        if reason is None and opts.trickle_path and path == opts.trickle_path:
+            self.append(opts.log, {"n": n, "status": 200, "verified": True, "trickle": True,
+                                   "path": path, "id": headers.get("webhook-id")})
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                while True:  # a body that trickles: the sender's time limits must cut it
+                    self.wfile.write(b".")
+                    self.wfile.flush()
+                    time.sleep(opts.trickle_s)
+            except (BrokenPipeError, ConnectionResetError):
+                return
         if reason is not None:
             status = 400 if "timestamp" in reason or "missing" in reason else 401
         elif opts.hang and (failing or opts.fail_first == 0):
@@ -122,7 +145,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         else:
             status = opts.status
         record = {"n": n, "status": status, "verified": opts.secret is not None and reason is None,
-                  "reason": reason, "id": headers.get("webhook-id")}
+                  "reason": reason, "id": headers.get("webhook-id"), "path": path}
         self.append(opts.log, record)
         if reason is None and 200 <= status < 300:
             self.append(opts.out, {
@@ -134,6 +157,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
                 "user_agent": headers.get("user-agent"),
                 "content_type": headers.get("content-type"),
                 "verified": opts.secret is not None,
+                "path": path,
                 "received_at": time.time(),
             }, to_stdout=True)
         answer = (reason or "ok").encode() + b"\n"
@@ -194,6 +218,12 @@ def parse_args(argv):
                    help="never answer (all requests, or the first N with --fail-first N)")
     p.add_argument("--retry-after", help="Retry-After header value on non-2xx answers")
     p.add_argument("--location", help="Location header value (for a 3xx --status)")
+    p.add_argument("--hang-path", metavar="PATH",
+                   help="never answer requests to this path (other paths answer as usual)")
+    p.add_argument("--trickle-path", metavar="PATH",
+                   help="answer requests to this path with 200 and a body that trickles")
+    p.add_argument("--trickle-s", type=float, default=1.0, metavar="S",
+                   help="seconds between the bytes of a --trickle-path body (1)")
     p.add_argument("--cert", help="serve HTTPS with this PEM certificate (needs --key)")
     p.add_argument("--key", help="the PEM private key of --cert")
     p.add_argument("--response-bytes", type=int, default=0, metavar="N",

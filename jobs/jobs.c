@@ -31,6 +31,26 @@ const JobKind *jobs_find(const char *name)
     return NULL;
 }
 
+/* Is name a registered kind (see jobs.h)? The list is built in full, never cut: the
+ * table is small (JOBS_MAX_KINDS) and err_set truncates only the final line. */
+int jobs_check_kind(const char *name, char *err)
+{
+    if (name && *name && jobs_find(name))
+        return 0;
+    Buf known = {0};
+    for (int i = 0; i < jobs_n; i++)
+        buf_printf(&known, "%s%s", i ? ", " : "", jobs_kinds[i]->name);
+    int rc;
+    if (!name || !*name)
+        rc = err_set(err, VLQ_EINPUT, "the job kind is empty (this vlq runs: %s)",
+                     jobs_n ? known.data : "no kinds");
+    else
+        rc = err_set(err, VLQ_EINPUT, "unknown job kind '%s' (this vlq runs: %s)", name,
+                     jobs_n ? known.data : "no kinds");
+    buf_clear(&known);
+    return rc;
+}
+
 int jobs_count(void) { return jobs_n; }
 
 const JobKind *jobs_at(int i) { return i >= 0 && i < jobs_n ? jobs_kinds[i] : NULL; }

@@ -60,6 +60,10 @@ extern const JobKind summarize_kind;
 void jobs_register(const JobKind *kind);
 /* The kind called name, or NULL. */
 const JobKind *jobs_find(const char *name);
+/* 0 if a kind called name is registered; else VLQ_EINPUT with err naming it and listing
+ * the known kinds ("unknown job kind 'x' (this vlq runs: ocr, summarize)"), so a job no
+ * worker can run is refused at submit instead of sitting queued forever. */
+int jobs_check_kind(const char *name, char *err);
 int jobs_count(void);
 const JobKind *jobs_at(int i);
 

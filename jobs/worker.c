@@ -6,8 +6,9 @@
  * error (a database failure stops every thread at its next look at the queue). The
  * stop flag is the caller's, written by a signal handler and only read here.
  *
- * A job's inputs are checked against what submit recorded (size, mtime, SHA-256) before
- * it runs: a changed or vanished file fails that job (EINPUT), never the worker. After a
+ * A job's inputs are checked against what submit recorded (size, SHA-256) before it
+ * runs: a changed or vanished file, or one replaced by a FIFO or a directory, fails that
+ * job (EINPUT), never the worker, and never blocks it. After a
  * success the result is also written under [output] dir (when set), atomically, named
  * after the job's first input. */
 #include "worker.h"
@@ -15,6 +16,7 @@
 #include "cfg.h"
 #include "engine.h"
 #include "err.h"
+#include "fetch.h"
 #include "jobs.h"
 #include "log.h"
 #include "model.h"
@@ -32,6 +34,7 @@
 #include <unistd.h>
 
 #define WORKER_MAX_THREADS 256
+#define WORKER_DB_DOWN_MAX_S 120 /* a queue failing this long stops the worker */
 
 typedef struct {
     const WorkerOptions *o;
@@ -42,7 +45,7 @@ typedef struct {
     const char *out_format;   /* [output] format */
     OutboxThread *outbox;
     Engine *engine;           /* o->engine, or the one opened here */
-    char worker_id[96];
+    char worker_id[300];      /* host:pid (host up to 255 bytes) */
     pthread_mutex_t mu;       /* guards the fields below */
     int64_t started, done, failed;
     int fatal;                /* a thread hit a database error: everyone stops */
@@ -69,26 +72,134 @@ static void worker_set_fatal(Worker *w, int code, const char *err)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* The job's inputs are still what submit saw. */
-static int worker_check_inputs(const Job *j, char *err)
+/* The job's inputs are still what submit saw: each opened with util_open_regular (a
+ * file swapped for a FIFO or a directory is refused without blocking) and its content
+ * hashed and compared with the SHA-256 recorded at submit. Size is the fast path (a
+ * different size fails without reading); equal size and mtime prove nothing, as a
+ * rewrite within the same second keeps both. VLQ_EINPUT (the job dies, no retry),
+ * VLQ_ECANCEL when the worker is told to stop meanwhile, or VLQ_EIO. */
+static int worker_check_inputs(const Job *j, volatile int *stop, char *err)
 {
     for (int i = 0; i < j->n_inputs; i++) {
         const JobInput *in = &j->inputs[i];
+        if (stop && *stop)
+            return err_set(err, VLQ_ECANCEL, "the worker is stopping");
+        int fd;
         struct stat st;
-        if (stat(in->path, &st) != 0)
-            return err_set(err, VLQ_EINPUT, "%s: %s (gone since submit)", in->path,
-                           strerror(errno));
-        if (st.st_size != in->size_bytes || (int64_t)st.st_mtime != in->mtime_s) {
-            char hex[65];
-            int rc = util_sha256_file(in->path, hex, err);
-            if (rc)
+        int rc = util_open_regular(in->path, 0, &fd, &st, err);
+        if (rc) {
+            size_t n = strlen(err);
+            snprintf(err + n, VLQ_ERRLEN - n, " (changed since submit)");
+            return rc;
+        }
+        if (st.st_size != in->size_bytes) {
+            close(fd);
+            return err_set(err, VLQ_EINPUT, "%s: changed since submit (%lld bytes, %lld at "
+                           "submit)", in->path, (long long)st.st_size,
+                           (long long)in->size_bytes);
+        }
+        char hex[65];
+        if (in->sha256[0]) {
+            rc = util_sha256_fd(fd, in->path, hex, err);
+        } else if ((int64_t)st.st_mtime != in->mtime_s) { /* no hash recorded: mtime only */
+            close(fd);
+            return err_set(err, VLQ_EINPUT, "%s: changed since submit (modified)", in->path);
+        }
+        close(fd);
+        if (stop && *stop) /* told to stop during a long read: hand the job back */
+            return err_set(err, VLQ_ECANCEL, "the worker is stopping");
+        if (rc)
+            return rc;
+        if (in->sha256[0] && strcmp(hex, in->sha256))
+            return err_set(err, VLQ_EINPUT, "%s: changed since submit (SHA-256 differs)",
+                           in->path);
+    }
+    return 0;
+}
+
+/* The job's http(s) inputs, downloaded: a new directory (*dir, the caller removes it with
+ * fetch_dir_remove and frees it) and in *local a copy of the job's input list with each
+ * URL replaced by its local file, size and mtime (so worker_check_inputs passes it and
+ * the kind reads the file); *local is NULL when the job has no URL input. The SHA-256 of
+ * the first download is recorded in the queue; a later attempt that downloads other
+ * bytes fails the job with EINPUT (its input changed since it was first seen). */
+static int worker_fetch_inputs(Worker *w, Queue *q, const Job *j, char **dir,
+                               JobInput **local, char *err)
+{
+    *dir = NULL;
+    *local = NULL;
+    int n_urls = 0;
+    for (int i = 0; i < j->n_inputs; i++)
+        n_urls += fetch_is_url(j->inputs[i].path);
+    if (!n_urls)
+        return 0;
+    FetchOptions fo;
+    fetch_options_from_cfg(w->o->cfg, &fo);
+    int rc = fetch_dir_new(&fo, j->id, dir, err);
+    if (rc)
+        return rc;
+    JobInput *in = xcalloc((size_t)j->n_inputs, sizeof *in);
+    memcpy(in, j->inputs, (size_t)j->n_inputs * sizeof *in);
+    *local = in; /* paths borrowed from j, except the downloaded ones (see worker_local_free) */
+    for (int i = 0; i < j->n_inputs; i++)
+        if (fetch_is_url(j->inputs[i].path))
+            in[i].path = NULL; /* owned from here: set to the download, or freed as NULL */
+    for (int i = 0; i < j->n_inputs; i++) {
+        const JobInput *u = &j->inputs[i];
+        if (!fetch_is_url(u->path))
+            continue;
+        FetchResult r;
+        double t0 = util_mono_s();
+        if ((rc = fetch_url(&fo, u->path, *dir, i, &r, err)) != 0)
+            return rc;
+        in[i].path = r.path;
+        in[i].size_bytes = r.size_bytes;
+        memcpy(in[i].sha256, r.sha256, sizeof in[i].sha256);
+        struct stat st;
+        in[i].mtime_s = stat(r.path, &st) == 0 ? (int64_t)st.st_mtime : 0;
+        log_info("input %d downloaded: %lld bytes in %.2f s, sha256 %.12s", i,
+                 (long long)r.size_bytes, util_mono_s() - t0, r.sha256);
+        if (!u->sha256[0]) {
+            if ((rc = queue_input_fetched(q, j, i, r.sha256, r.size_bytes, err)) != 0)
                 return rc;
-            if (strcmp(hex, in->sha256))
-                return err_set(err, VLQ_EINPUT, "%s: changed since submit (SHA-256 differs)",
-                               in->path);
+        } else if (strcmp(u->sha256, r.sha256)) {
+            return err_set(err, VLQ_EINPUT,
+                           "input %d: the download differs from the first one (SHA-256 %.12s, "
+                           "was %.12s): the input changed since the job first ran", i,
+                           r.sha256, u->sha256);
         }
     }
     return 0;
+}
+
+/* Free worker_fetch_inputs' list: the downloaded paths are its own, the others j's. */
+static void worker_local_free(const Job *j, JobInput *local)
+{
+    for (int i = 0; local && i < j->n_inputs; i++)
+        if (fetch_is_url(j->inputs[i].path))
+            free(local[i].path);
+    free(local);
+}
+
+/* The queue failed with rc. When that is transient (a lost connection: the driver
+ * reconnects on the next call; a database that stayed busy), log it, wait *backoff_ms
+ * (0.1 s doubling to 5 s) and return 1: try again. 0 when it is not transient, the worker
+ * is stopping, or the queue has been failing for WORKER_DB_DOWN_MAX_S. */
+static int worker_db_wait(Worker *w, int rc, const char *err, double *down_since,
+                          int64_t *backoff_ms)
+{
+    double now = util_mono_s();
+    if (!err_is_transient(rc) || worker_stopping(w))
+        return 0;
+    if (!*down_since)
+        *down_since = now;
+    if (now - *down_since > WORKER_DB_DOWN_MAX_S)
+        return 0;
+    *backoff_ms = *backoff_ms ? (*backoff_ms * 2 < 5000 ? *backoff_ms * 2 : 5000) : 100;
+    log_warn("%s (trying again in %.1f s)", err, *backoff_ms / 1000.0);
+    for (int64_t t = 0; t < *backoff_ms && !worker_stopping(w); t += 50)
+        util_sleep_ms(50);
+    return 1;
 }
 
 /* Is the job still ours? 1 yes, 0 no (another worker took it over, or it left
@@ -146,33 +257,57 @@ static int worker_job(Worker *w, Queue *q, Job *j)
                   .cfg = w->o->cfg, .engine = w->engine};
     double t0 = util_mono_s();
     log_info("start kind=%s attempt=%d/%d", j->kind, j->attempts, j->max_attempts);
-    int rc = worker_check_inputs(j, err);
+    char *fetch_dir = NULL;
+    JobInput *local = NULL;
+    Job fetched; /* j with its URL inputs replaced by the downloads, for the kind */
+    int rc = worker_fetch_inputs(w, q, j, &fetch_dir, &local, err);
+    if (rc == 0 && local) {
+        fetched = *j;
+        fetched.inputs = local;
+        ctx.job = &fetched;
+    }
+    if (rc == 0) {
+        rc = worker_check_inputs(ctx.job, w->o->stop, err);
+        if (rc == VLQ_ECANCEL)
+            ctx.stopping = 1; /* a stop during the check: the job goes back, unspent */
+    }
     if (rc == 0)
         rc = kind->run(&ctx, err);
     if (rc == 0 && !ctx.format)
         rc = err_set(err, VLQ_EIO, "%s: finished without a result", j->kind);
     int ok = 0, qrc = 0;
-    if (rc == 0) {
-        qrc = queue_succeed(q, j, ctx.format, ctx.result, ctx.result_len, ctx.summary, qerr);
-        ok = qrc == 0;
-        if (ok) {
-            log_info("succeeded in %.2f s (%zu bytes)", util_mono_s() - t0, ctx.result_len);
-            worker_write_output(w, j, &ctx);
+    double t_rec = util_mono_s();
+    /* a transient failure of the finishing write (a lost connection, a busy database) is
+     * tried again while the job may still be ours: the claim token fences a second write */
+    for (int64_t pause_ms = 250;; pause_ms = pause_ms < 4000 ? pause_ms * 2 : 4000) {
+        if (rc == 0) {
+            qrc = queue_succeed(q, j, ctx.format, ctx.result, ctx.result_len, ctx.summary, qerr);
+            ok = qrc == 0;
+            if (ok) {
+                log_info("succeeded in %.2f s (%zu bytes)", util_mono_s() - t0, ctx.result_len);
+                worker_write_output(w, j, &ctx);
+            }
+        } else if (rc == VLQ_ECANCEL && ctx.stopping) {
+            qrc = queue_release(q, j, qerr);
+            log_info("handed back: the worker is stopping");
+            ok = 1; /* not a failure of the job */
+        } else if (rc == VLQ_ECANCEL) {
+            qrc = queue_ack_cancel(q, j, qerr);
+            log_info("cancelled");
+        } else if (rc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
+            log_warn("%s", err); /* another worker owns the job now: not ours to record */
+        } else {
+            JobState st = JOB_DEAD;
+            qrc = queue_fail(q, j, rc, err, &st, qerr);
+            if (qrc == 0)
+                log_warn("%s: %s (%s)", st == JOB_FAILED ? "failed, will retry" : "dead", err,
+                         err_name(rc));
         }
-    } else if (rc == VLQ_ECANCEL && ctx.stopping) {
-        qrc = queue_release(q, j, qerr);
-        log_info("handed back: the worker is stopping");
-        ok = 1; /* not a failure of the job */
-    } else if (rc == VLQ_ECANCEL) {
-        qrc = queue_ack_cancel(q, j, qerr);
-        log_info("cancelled");
-    } else if (rc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
-        log_warn("%s", err); /* another worker owns the job now: not ours to record */
-    } else {
-        JobState st = JOB_DEAD;
-        qrc = queue_fail(q, j, rc, err, &st, qerr);
-        log_warn("%s: %s (%s)", st == JOB_FAILED ? "failed, will retry" : "dead", err,
-                 err_name(rc));
+        if (!(qrc == VLQ_EIO || qrc == VLQ_EBUSY) || worker_still_owner(q, j) == 0 ||
+            util_mono_s() - t_rec > w->lease_ms / 1000.0 || worker_stopping(w))
+            break;
+        log_warn("%s (trying again in %lld ms)", qerr, (long long)pause_ms);
+        util_sleep_ms(pause_ms);
     }
     /* a finishing write refused because the lease was lost is not a worker error */
     if (qrc == VLQ_EBUSY && worker_still_owner(q, j) == 0) {
@@ -181,7 +316,16 @@ static int worker_job(Worker *w, Queue *q, Job *j)
         ok = 0;
     }
     jobs_ctx_clear(&ctx);
+    fetch_dir_remove(fetch_dir); /* the downloads go whatever the outcome */
+    free(fetch_dir);
+    worker_local_free(j, local);
     log_set_job(0);
+    if (qrc && err_is_transient(qrc)) {
+        /* a lost connection (the server restarted) or a busy database: the worker carries
+         * on; the job, unrecorded, runs again when its lease expires (fenced: once) */
+        log_warn("%s: the job's outcome is not recorded; it runs again after its lease", qerr);
+        return 0;
+    }
     if (qrc) {
         log_error("%s", qerr);
         worker_set_fatal(w, qrc, qerr);
@@ -213,27 +357,36 @@ static void *worker_thread(void *arg)
     const Cfg *cfg = w->o->cfg;
     char err[VLQ_ERRLEN];
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                       .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q = NULL;
     int rc = queue_open(w->o->db_path, &qo, 1, &q, err);
     if (rc) {
         worker_set_fatal(w, rc, err);
         return NULL;
     }
+    double down_since = 0; /* the queue has failed since (util_mono_s), 0: it works */
+    int64_t backoff_ms = 0;
     while (!worker_stopping(w) && worker_reserve(w)) {
         Job *j = NULL;
         if ((rc = queue_claim(q, w->kinds, w->n_kinds, w->lease_ms, w->worker_id, &j, err))) {
             worker_unreserve(w);
+            if (worker_db_wait(w, rc, err, &down_since, &backoff_ms))
+                continue;
             log_error("%s", err);
             worker_set_fatal(w, rc, err);
             break;
         }
+        down_since = 0;
+        backoff_ms = 0;
         if (!j) {
             worker_unreserve(w);
             if (w->o->drain || w->o->max_jobs)
                 break;
+            /* woken early by a submit (PostgreSQL's NOTIFY); polling stays the fallback */
             for (int64_t t = 0; t < w->poll_ms && !worker_stopping(w); t += 50)
-                util_sleep_ms(50);
+                if (queue_wait(q, 50, err) > 0)
+                    break;
             continue;
         }
         int ok = worker_job(w, q, j);
@@ -331,11 +484,18 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     pthread_mutex_init(&w.mu, NULL);
     w.lease_ms = o->lease_ms > 0 ? o->lease_ms : cfg_int(cfg, "worker.lease_seconds") * 1000;
     w.poll_ms = cfg_int(cfg, "worker.poll_ms");
-    int n_threads = o->concurrency > 0 ? o->concurrency : (int)cfg_int(cfg, "worker.concurrency");
-    if (n_threads > WORKER_MAX_THREADS)
-        n_threads = WORKER_MAX_THREADS;
-    char host[64] = "host";
-    gethostname(host, sizeof host - 1);
+    int64_t conc = o->concurrency > 0 ? o->concurrency : cfg_int(cfg, "worker.concurrency");
+    if (conc > WORKER_MAX_THREADS) { /* refused, not quietly cut to the limit */
+        pthread_mutex_destroy(&w.mu);
+        return err_set(err, VLQ_EINPUT, "worker: concurrency %lld: at most %d jobs in flight",
+                       (long long)conc, WORKER_MAX_THREADS);
+    }
+    int n_threads = conc > 0 ? (int)conc : 1;
+    /* the worker id names the host in `vlq show` and the attempt log: room for the whole
+     * name (HOST_NAME_MAX is 64 on Linux), where 64 bytes used to cut a 64-byte name */
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        snprintf(host, sizeof host, "host");
     snprintf(w.worker_id, sizeof w.worker_id, "%s:%ld", host, (long)getpid());
     /* the model, when a kind needs it and the config names one */
     int n_all = jobs_count(), n_skipped = 0, need_engine = 0;
@@ -368,13 +528,16 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     else if (n_skipped)
         log_warn("no model ([model] path): %d kind(s) that need it are not run; their jobs "
                  "stay queued (no attempt is spent)", n_skipped);
-    if (w.n_kinds)
-        log_info("worker ready: db=%s kinds=%d concurrency=%d", o->db_path, w.n_kinds,
-                 n_threads);
+    if (w.n_kinds) {
+        char db[1024];
+        queue_redact(o->db_path, db, sizeof db); /* a URL's password stays out of logs */
+        log_info("worker ready: db=%s kinds=%d concurrency=%d", db, w.n_kinds, n_threads);
+    }
     /* open (creating and migrating) once up front, so a bad database is one clear error
      * before any thread starts */
     QueueOptions qo = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                       .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                       .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q0 = NULL;
     int rc = queue_open(o->db_path, &qo, 1, &q0, err);
     if (rc == 0)

@@ -11,8 +11,9 @@
  * and record the first launch error with vk_note (reported by the table's sync).
  *
  * Every kernel names its CPU reference (src/ops_ref.c) in a comment, and its arithmetic
- * lives in __host__ __device__ helpers (VK_HD) under kernels/*_math.h that the host tests
- * (tests/test_kmath.c) compile with gcc and compare against the plain C kernels. */
+ * lives in __host__ __device__ helpers (VK_HD) under kernels/<name>_math.h, which the host
+ * tests (tests/test_kmath_mm.c, tests/test_kmath_attn.c) compile with gcc and compare
+ * against the plain C kernels. */
 #ifndef VLQ_VK_H
 #define VLQ_VK_H
 

@@ -1,4 +1,4 @@
-/* vk_hd: the qualifier of the kernels' arithmetic helpers (kernels/*_math.h): device and
+/* vk_hd: the qualifier of the kernels' arithmetic helpers (kernels/<name>_math.h): device and
  * host functions under nvcc, plain static inline C under gcc, so the host tests compile
  * the very same code the kernels run. Headers using it are C (no C++ features). */
 #ifndef VLQ_VK_HD_H

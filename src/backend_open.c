@@ -48,7 +48,7 @@ static int backend_exe_dir(char *dir, size_t len)
 {
     char path[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-    if (n <= 0)
+    if (n <= 0 || n >= (ssize_t)sizeof path - 1) /* a full buffer may be a cut path */
         return -1;
     path[n] = 0;
     char *slash = strrchr(path, '/');
@@ -81,9 +81,13 @@ static int backend_find_plugin(const char *name, char *path, size_t len, char *e
     char dirs[2][PATH_MAX];
     int nd = backend_plugin_dirs(dirs);
     const char *env = getenv("VLQ_BACKEND_DIR");
+    if (env && strlen(env) >= PATH_MAX)
+        return err_set(err, VLQ_EINPUT, "$VLQ_BACKEND_DIR: longer than %d bytes", PATH_MAX - 1);
     char tried[2 * PATH_MAX + 16] = "";
     for (int i = 0; i < nd; i++) {
-        snprintf(path, len, "%s/vlq-backend-%s.so", dirs[i], name);
+        if (snprintf(path, len, "%s/vlq-backend-%s.so", dirs[i], name) >= (int)len)
+            return err_set(err, VLQ_EINPUT, "backend '%s': plugin path in %s too long", name,
+                           dirs[i]);
         struct stat sb;
         if (!stat(path, &sb) && S_ISREG(sb.st_mode))
             return 0;

@@ -37,8 +37,9 @@ typedef struct {
 #define CFG_TEXT {0} /* the range of a string key: unused */
 
 static const CfgKey cfg_keys[] = {
-    {"queue.db", CFG_STR, "./vlq.db", CFG_TEXT, "the queue database (SQLite file)"},
+    {"queue.db", CFG_STR, "./vlq.db", CFG_TEXT, "the queue: an SQLite file, or a postgresql:// URL"},
     {"queue.busy_timeout_ms", CFG_INT, "5000", NUM_INT(1, 600000), "how long a statement waits for a lock"},
+    {"queue.file_mode", CFG_STR, "0600", CFG_TEXT, "mode of a new queue database and its -wal/-shm files (octal; 0660 for a group)"},
     {"model.path", CFG_STR, "", CFG_TEXT, "the converted model file (.vlq)"},
     {"model.backend", CFG_STR, "cpu", CFG_TEXT, "cpu, or ref (the scalar oracle, slow)"},
     {"model.threads", CFG_INT, "0", NUM_INT(0, 4096), "CPU threads, 0 = all cores"},
@@ -79,6 +80,7 @@ static const CfgKey cfg_keys[] = {
     {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_TEXT,
      "retry delays in seconds"},
     {"webhooks.allow_hosts", CFG_STR, "", CFG_TEXT, "comma-separated hosts; empty = any"},
+    {"webhooks.max_parallel", CFG_INT, "4", NUM_INT(1, 64), "endpoints delivered to at once (each endpoint's events one at a time, in order)"},
     {"media.fps", CFG_DOUBLE, "2", NUM_REAL(0.01, 120), "video frames sampled per second"},
     {"media.min_frames", CFG_INT, "4", NUM_INT(2, 100000), "fewest frames sampled from a video"},
     {"media.max_frames", CFG_INT, "768", NUM_INT(2, 100000), "most frames sampled from a video"},
@@ -86,6 +88,11 @@ static const CfgKey cfg_keys[] = {
     {"media.pdf_dpi", CFG_INT, "144", NUM_INT(18, 1200), "PDF rendering resolution"},
     {"media.threads", CFG_INT, "0", NUM_INT(0, 256), "decoding threads, 0 = FFmpeg's choice"},
     {"plan.min_group_tokens", CFG_INT, "64", NUM_INT(4, 1048576), "smallest frame pair before splitting"},
+    {"inputs.allowed_hosts", CFG_STR, "", CFG_TEXT, "hosts http(s) inputs may come from, comma-separated; empty = no URL inputs"},
+    {"inputs.max_download_mb", CFG_INT, "1024", NUM_INT(1, 1048576), "a larger downloaded input fails its job"},
+    {"inputs.connect_timeout_ms", CFG_INT, "10000", NUM_INT(100, 600000), "connect time of one download"},
+    {"inputs.timeout_ms", CFG_INT, "600000", NUM_INT(100, 86400000), "total time of one download"},
+    {"inputs.download_dir", CFG_STR, "", CFG_TEXT, "where the per-job download directories go; empty = $TMPDIR or /tmp"},
 };
 #define CFG_NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
 
@@ -248,9 +255,8 @@ static int cfg_read_file(Cfg *c, const char *path, char *err)
     if (!S_ISREG(st.st_mode))
         return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
     CfgReader r = {.cfg = c, .path = path, .err = err};
-    r.f = fopen(path, "r");
-    if (!r.f)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    if (util_fopen_regular(path, &r.f, NULL, err)) /* never blocks on a FIFO */
+        return VLQ_EINPUT;
     int line = ini_parse_stream(cfg_read_line, &r, cfg_handler, &r);
     fclose(r.f);
     if (r.rc)

@@ -174,11 +174,10 @@ Queue *cli_open_queue(const CliCommon *common, int create, Cfg **cfg_out)
     }
     const char *db = cfg_db_path(cfg, common->db_path);
     QueueOptions o = {.busy_timeout_ms = (int)cfg_int(cfg, "queue.busy_timeout_ms"),
-                      .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts")};
+                      .default_max_attempts = (int)cfg_int(cfg, "worker.max_attempts"),
+                      .file_mode = cfg_str(cfg, "queue.file_mode")};
     Queue *q = NULL;
-    if (!create && access(db, F_OK) != 0)
-        cli_error("%s: no queue database here (run `vlq init`, or pass --db PATH)", db);
-    else if (queue_open(db, &o, create, &q, err))
+    if (queue_open(db, &o, create, &q, err)) /* the driver says when nothing is there */
         cli_error("%s", err);
     if (q && cfg_out)
         *cfg_out = cfg;

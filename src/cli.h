@@ -115,5 +115,7 @@ int cli_webhooks(int argc, char **argv, const CliCommon *common);
 
 /* vlq doctor (src/cli_doctor.c). */
 int cli_doctor(int argc, char **argv, const CliCommon *common);
+/* vlq queue copy (src/cli_queue.c). */
+int cli_queue(int argc, char **argv, const CliCommon *common);
 
 #endif

@@ -21,7 +21,7 @@ static void cli_convert_usage(FILE *out)
 {
     fprintf(out,
             "usage: vlq convert HF_DIR -o MODEL.vlq [--quant q4|q8|f16|none] [--group N]\n"
-            "                   [--tokenizer FILE]\n\n"
+            "                   [--tokenizer FILE] [--force]\n\n"
             "Convert a Hugging Face Qwen3-VL checkpoint (config.json, model.safetensors or\n"
             "shards with model.safetensors.index.json, tokenizer.json, chat template,\n"
             "generation_config.json) into one vlq model file.\n\n"
@@ -30,7 +30,8 @@ static void cli_convert_usage(FILE *out)
             "                      with an f16 scale per group; q8: 8 bits; f16: 16-bit floats;\n"
             "                      none: every tensor exactly as in the checkpoint\n"
             "  --group N           columns per scale for q4/q8 (multiple of 32, default %d)\n"
-            "  --tokenizer FILE    tokenizer.json to embed (default HF_DIR/tokenizer.json)\n",
+            "  --tokenizer FILE    tokenizer.json to embed (default HF_DIR/tokenizer.json)\n"
+            "  --force             replace an existing MODEL.vlq (never one of the inputs)\n",
             QUANT_DEFAULT_GROUP);
 }
 
@@ -60,7 +61,8 @@ int cli_convert(int argc, char **argv, const CliCommon *common)
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'}, {"quant", required_argument, NULL, 'q'},
         {"group", required_argument, NULL, 'g'},  {"tokenizer", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"force", no_argument, NULL, 'f'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     ConvertOptions opt = {.quant = CONVERT_QUANT_Q4, .group = QUANT_DEFAULT_GROUP};
     const char *out = NULL;
@@ -70,6 +72,7 @@ int cli_convert(int argc, char **argv, const CliCommon *common)
         switch (c) {
         case 'o': out = optarg; break;
         case 't': opt.tokenizer_path = optarg; break;
+        case 'f': opt.force = 1; break;
         case 'q':
             if (!strcmp(optarg, "q4"))
                 opt.quant = CONVERT_QUANT_Q4;
@@ -119,16 +122,20 @@ int cli_convert(int argc, char **argv, const CliCommon *common)
 int cli_export(int argc, char **argv, const CliCommon *common)
 {
     const char *out = NULL, *in = NULL;
+    int force = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: vlq export MODEL.vlq -o DIR\n\n"
+            printf("usage: vlq export MODEL.vlq -o DIR [--force]\n\n"
                    "Write the model's weights as vlq uses them (quantised ones dequantised),\n"
                    "in f32, as a Hugging Face checkpoint in DIR: model.safetensors,\n"
-                   "config.json, generation_config.json, chat_template.json, tokenizer.json.\n");
+                   "config.json, generation_config.json, chat_template.json, tokenizer.json.\n"
+                   "Files of those names already in DIR are refused unless --force.\n");
             return CLI_EXIT_OK;
         }
         if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc)
             out = argv[++i];
+        else if (!strcmp(argv[i], "--force"))
+            force = 1;
         else if (argv[i][0] != '-' && !in)
             in = argv[i];
         else
@@ -136,10 +143,10 @@ int cli_export(int argc, char **argv, const CliCommon *common)
                              argv[i]);
     }
     if (!in || !out)
-        return cli_usage("export", "usage: vlq export MODEL.vlq -o DIR");
+        return cli_usage("export", "usage: vlq export MODEL.vlq -o DIR [--force]");
     char err[VLQ_ERRLEN];
     double t0 = util_mono_s();
-    if (convert_export(in, out, err)) {
+    if (convert_export(in, out, force, err)) {
         cli_error("%s", err);
         return CLI_EXIT_FAIL;
     }

@@ -8,6 +8,8 @@
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
+#include "fetch.h"
+#include "jobs.h"
 #include "num.h"
 #include "queue.h"
 #include "result.h"
@@ -119,11 +121,13 @@ int cli_init(int argc, char **argv, const CliCommon *common)
 static void submit_usage(FILE *out)
 {
     fprintf(out,
-            "usage: vlq submit KIND FILE... [options]\n\n"
+            "usage: vlq submit KIND FILE|URL... [options]\n\n"
             "Queue one job per FILE (KIND is ocr or summarize) and print one job id per line.\n"
             "Every input is checked first (exists, regular file, readable); a bad one is an\n"
             "error naming it and nothing is queued. The absolute path, size, mtime and SHA-256\n"
-            "of each input are recorded, so a file changed before its run is reported.\n\n"
+            "of each input are recorded, so a file changed before its run is reported.\n"
+            "A FILE may also be an http:// or https:// URL on a host in [inputs]\n"
+            "allowed_hosts: the worker downloads it when the job runs.\n\n"
             "  --webhook URL        POST a signed event when the job ends (http or https)\n"
             "  --secret whsec_...   this job's signing secret (else [webhooks] secret)\n"
             "  --priority N         higher runs first (default 0; -1000000 to 1000000)\n"
@@ -201,14 +205,24 @@ typedef struct {
     int n, cap;
 } InputList;
 
-static int submit_add_file(InputList *l, const char *path, int recursive, char *err);
+/* The directories being walked by --recursive, innermost first: a symlink back to one
+ * of them is a loop. */
+typedef struct SubmitDir {
+    dev_t dev;
+    ino_t ino;
+    const char *path;
+    const struct SubmitDir *up;
+} SubmitDir;
+
+static int submit_add_file(InputList *l, const char *path, int recursive, const SubmitDir *up,
+                           char *err);
 
 static int submit_cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int submit_add_dir(InputList *l, const char *path, char *err)
+static int submit_add_dir(InputList *l, const char *path, const SubmitDir *up, char *err)
 {
     DIR *d = opendir(path);
     if (!d)
@@ -226,29 +240,39 @@ static int submit_add_dir(InputList *l, const char *path, char *err)
     int rc = 0;
     for (int i = 0; i < n; i++) {
         if (rc == 0)
-            rc = submit_add_file(l, names[i], 1, err);
+            rc = submit_add_file(l, names[i], 1, up, err);
         free(names[i]);
     }
     free(names);
     return rc;
 }
 
-static int submit_add_file(InputList *l, const char *path, int recursive, char *err)
+static int submit_add_file(InputList *l, const char *path, int recursive, const SubmitDir *up,
+                           char *err)
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+        return err_set(err, VLQ_EINPUT, "%s: %s", path,
+                       errno == ELOOP ? "symlink loop (too many levels of symbolic links)"
+                                      : strerror(errno));
     if (S_ISDIR(st.st_mode)) {
         if (!recursive)
             return err_set(err, VLQ_EINPUT, "%s: is a directory (use --recursive)", path);
-        return submit_add_dir(l, path, err);
+        for (const SubmitDir *d = up; d; d = d->up)
+            if (d->dev == st.st_dev && d->ino == st.st_ino)
+                return err_set(err, VLQ_EINPUT, "%s: symlink loop under --recursive (it is %s "
+                               "again)", path, d->path);
+        SubmitDir here = {.dev = st.st_dev, .ino = st.st_ino, .path = path, .up = up};
+        return submit_add_dir(l, path, &here, err);
     }
-    if (!S_ISREG(st.st_mode))
-        return err_set(err, VLQ_EINPUT, "%s: not a regular file", path);
-    if (access(path, R_OK) != 0)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
+    /* size, mtime and SHA-256 all of the one file opened (never blocks on a FIFO) */
+    int fd;
+    int rc = util_open_regular(path, 0, &fd, &st, err);
+    if (rc)
+        return rc;
     JobInput in = {.size_bytes = st.st_size, .mtime_s = st.st_mtime};
-    int rc = util_sha256_file(path, in.sha256, err);
+    rc = util_sha256_fd(fd, path, in.sha256, err);
+    close(fd);
     if (rc)
         return rc;
     if (!(in.path = util_abspath(path, err)))
@@ -258,6 +282,29 @@ static int submit_add_file(InputList *l, const char *path, int recursive, char *
         l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
     }
     l->v[l->n++] = in;
+    return 0;
+}
+
+/* An http(s) input: checked against [inputs] allowed_hosts (the submitter's config; the
+ * worker checks its own again) and recorded as it is, nothing downloaded. Size and
+ * SHA-256 stay empty until the first download records them (queue_input_fetched). */
+static int submit_add_url(InputList *l, const char *url, const CliCommon *common, char *err)
+{
+    Cfg *cfg = NULL;
+    int rc = cfg_load(common->config_path, &cfg, err);
+    FetchOptions fo;
+    if (rc == 0) {
+        fetch_options_from_cfg(cfg, &fo);
+        rc = fetch_check_url(&fo, url, err);
+    }
+    cfg_free(cfg);
+    if (rc)
+        return rc;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = (JobInput){.path = xstrdup(url)};
     return 0;
 }
 
@@ -345,6 +392,11 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];
+    if (jobs_check_kind(spec.kind, err)) { /* no worker could ever run it */
+        cli_error("submit: %s", err);
+        json_decref(params);
+        return CLI_EXIT_USAGE;
+    }
     char *prompt_text = NULL, *params_text = NULL;
     if (prompt_file && spec.prompt) {
         json_decref(params);
@@ -386,7 +438,8 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     InputList inputs = {0};
     int rc = 0;
     for (int i = optind; i < argc && rc == 0; i++)
-        rc = submit_add_file(&inputs, argv[i], recursive, err);
+        rc = fetch_is_url(argv[i]) ? submit_add_url(&inputs, argv[i], common, err)
+                                   : submit_add_file(&inputs, argv[i], recursive, NULL, err);
     if (rc == 0 && inputs.n == 0)
         rc = err_set(err, VLQ_EINPUT, "no files to submit");
     Queue *q = NULL;
@@ -400,14 +453,14 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         JobSpec one = spec;
         one.inputs = &inputs.v[i];
         one.n_inputs = 1;
-        char key[512];
-        if (spec.idem_key && inputs.n > 1) {
-            snprintf(key, sizeof key, "%s:%d", spec.idem_key, i + 1);
-            one.idem_key = key;
-        }
+        char *key = NULL; /* never cut: a cut key would match another file's job */
+        if (spec.idem_key && inputs.n > 1)
+            one.idem_key = key = xasprintf("%s:%d", spec.idem_key, i + 1);
         int64_t id;
         int existed = 0;
-        if ((rc = queue_submit(q, &one, &id, &existed, err)) != 0) {
+        rc = queue_submit(q, &one, &id, &existed, err);
+        free(key);
+        if (rc != 0) {
             cli_error("%s", err);
             break;
         }

@@ -39,6 +39,7 @@ static const MainCommand main_commands[] = {
     {"plan", cli_plan, "how files are cut into model inputs under a token budget"},
     {"webhooks", cli_webhooks, "webhook events: list, send what is due, redeliver"},
     {"doctor", cli_doctor, "CPU, backends, model residency and the memory plan: what fits"},
+    {"queue", cli_queue, "vlq queue copy: move a whole queue to another database"},
     {NULL, NULL, NULL},
 };
 

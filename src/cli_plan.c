@@ -187,8 +187,13 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
     int64_t cfg_max_new[2] = {cfg_int(cfg, "budgets.max_new_tokens"),
                               cfg_int(cfg, "budgets.summarize_max_new_tokens")};
     char model_path[4096];
-    snprintf(model_path, sizeof model_path, "%s", cfg_str(cfg, "model.path"));
+    int path_cut = snprintf(model_path, sizeof model_path, "%s", cfg_str(cfg, "model.path")) >=
+                   (int)sizeof model_path;
     cfg_free(cfg);
+    if (path_cut) { /* refused, never cut: a cut path would name another file */
+        cli_error("[model] path: longer than %zu bytes", sizeof model_path - 1);
+        return CLI_EXIT_FAIL;
+    }
     optind = 1;
     int c;
     while ((c = cli_getopt("plan", argc, argv, "", longopts)) != -1) {

@@ -327,15 +327,20 @@ static unsigned char *convert_tensor(const ConvertItem *it, const void **direct,
     return out;
 }
 
+/* A JSON file of the checkpoint, read with util_read_file (never blocks on a FIFO). */
 static json_t *convert_load_json(const char *path, int required, char *err, int *rc)
 {
     *rc = 0;
     if (!required && access(path, F_OK))
         return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if ((*rc = util_read_file(path, 64 << 20, &text, &len, err)))
+        return NULL;
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    struct stat st;
-    if (!j && stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)
+    json_t *j = json_loadb(text, len, 0, &je);
+    free(text);
+    if (!j && len == 0)
         *rc = err_set(err, VLQ_EMODEL, "%s: the file is empty (a JSON object was expected)", path);
     else if (!j)
         *rc = err_set(err, VLQ_EMODEL, "%s: %s", path, je.text);
@@ -355,7 +360,8 @@ static char *convert_chat_template(const char *dir)
     const char *files[] = {"chat_template.json", "tokenizer_config.json"};
     for (int i = 0; i < 2 && !text; i++) {
         p = xasprintf("%s/%s", dir, files[i]);
-        json_t *j = json_load_file(p, 0, NULL);
+        int rc;
+        json_t *j = convert_load_json(p, 0, NULL, &rc);
         const char *s = json_string_value(json_object_get(j, "chat_template"));
         if (s)
             text = xstrdup(s);
@@ -476,6 +482,34 @@ static int convert_body(ConvertOut *o, ConvertItem *items, int n, const char *to
     return 0;
 }
 
+/* Refuse an output that is one of the files convert reads: its config, tokenizer, chat
+ * template, index or a shard (a rename over a shard would destroy the checkpoint, even
+ * with --force). */
+static int convert_check_output(const char *hf_dir, const char *p_tok, const SafeSet *st,
+                                const char *out_path, char *err)
+{
+    static const char *const names[] = {"config.json", "generation_config.json",
+                                        "tokenizer.json", "chat_template.jinja",
+                                        "chat_template.json", "tokenizer_config.json",
+                                        "model.safetensors.index.json", "model.safetensors"};
+    int rc = 0;
+    if (util_same_file(out_path, p_tok))
+        return err_set(err, VLQ_EINPUT, "%s: is the tokenizer being read (%s): choose another "
+                       "output", out_path, p_tok);
+    for (size_t i = 0; !rc && i < sizeof names / sizeof *names; i++) {
+        char *p = xasprintf("%s/%s", hf_dir, names[i]);
+        if (util_same_file(out_path, p))
+            rc = err_set(err, VLQ_EINPUT, "%s: is the input %s: choose another output",
+                         out_path, p);
+        free(p);
+    }
+    for (int i = 0; !rc && i < safetensors_count(st); i++)
+        if (util_same_file(out_path, safetensors_at(st, i)->file))
+            rc = err_set(err, VLQ_EINPUT, "%s: is the input %s: choose another output",
+                         out_path, safetensors_at(st, i)->file);
+    return rc;
+}
+
 int convert_run(const char *hf_dir, const char *out_path, const ConvertOptions *opt, char *err)
 {
     int rc = 0, n = 0;
@@ -483,13 +517,13 @@ int convert_run(const char *hf_dir, const char *out_path, const ConvertOptions *
     char *p_gen = xasprintf("%s/generation_config.json", hf_dir);
     char *p_tok = opt->tokenizer_path ? xstrdup(opt->tokenizer_path)
                                       : xasprintf("%s/tokenizer.json", hf_dir);
-    char *tmp = xasprintf("%s.tmp%d", out_path, (int)getpid());
     json_t *config = NULL, *gen = NULL, *meta = NULL;
     char *cfg_text = NULL, *gen_text = NULL, *tok = NULL, *tmpl = NULL;
     SafeSet *st = NULL;
     ModelTensorSpec *specs = NULL;
     ConvertItem *items = NULL;
-    ConvertOut o = {.path = tmp};
+    UtilAtomic out = {0};
+    ConvertOut o = {.path = out_path};
     size_t len, tok_len = 0;
     uint64_t tok_off = 0;
     ModelConfig cfg;
@@ -512,15 +546,17 @@ int convert_run(const char *hf_dir, const char *out_path, const ConvertOptions *
     }
     if ((rc = safetensors_open_dir(hf_dir, &st, err)))
         goto out;
+    if ((rc = convert_check_output(hf_dir, p_tok, st, out_path, err)))
+        goto out;
+    /* opened now, so an existing output (without --force) is refused before the work */
+    if ((rc = util_atomic_open(out_path, opt->force ? 0 : UTIL_ATOMIC_NO_CLOBBER, &out, err)))
+        goto out;
+    o.f = out.f;
     specs = model_tensor_specs(&cfg, &n);
     items = xcalloc((size_t)n, sizeof *items);
     if ((rc = convert_plan(st, &cfg, specs, n, opt, items, err)))
         goto out;
     tmpl = convert_chat_template(hf_dir);
-    if (!(o.f = fopen(tmp, "wb"))) {
-        rc = err_set(err, VLQ_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
     if ((rc = convert_body(&o, items, n, tok, tok_len, &tok_off, opt, err)))
         goto out;
     meta = convert_meta(items, n, config, gen, tmpl, convert_quant_name(opt->quant), group);
@@ -530,15 +566,9 @@ int convert_run(const char *hf_dir, const char *out_path, const ConvertOptions *
                                   (json_int_t)crc32(0L, (const Bytef *)tok, (uInt)tok_len)));
     if ((rc = convert_finish(&o, meta, err)))
         goto out;
-    int closed = fclose(o.f);
-    o.f = NULL;
-    if (closed || rename(tmp, out_path))
-        rc = err_set(err, VLQ_EIO, "%s: %s", out_path, strerror(errno));
+    rc = util_atomic_commit(&out, err);
 out:
-    if (o.f)
-        fclose(o.f);
-    if (rc)
-        unlink(tmp);
+    util_atomic_abort(&out); /* a no-op after the commit */
     json_decref(meta);
     json_decref(config);
     json_decref(gen);
@@ -549,7 +579,6 @@ out:
     free(tok);
     free(gen_text);
     free(cfg_text);
-    free(tmp);
     free(p_tok);
     free(p_gen);
     free(p_cfg);
@@ -576,25 +605,56 @@ static int convert_export_fill(void *ctx, int i, void *dst, char *err)
 }
 
 static int convert_write_text(const char *dir, const char *name, const char *text, size_t len,
-                              char *err)
+                              int flags, char *err)
 {
     char *p = xasprintf("%s/%s", dir, name);
-    int rc = util_write_file(p, text, len, err);
+    int rc = util_write_file_ex(p, flags, text, len, err);
     free(p);
     return rc;
 }
 
-int convert_export(const char *model_path, const char *out_dir, char *err)
+/* The files export writes into its folder. */
+static const char *const convert_export_names[] = {"model.safetensors", "config.json",
+                                                   "generation_config.json", "tokenizer.json",
+                                                   "chat_template.json"};
+
+/* Before anything is written: out_dir is a folder (made if missing), none of the files
+ * export writes is the model being read (refused even with --force), and without force
+ * none of them exists, so a refused export leaves the folder as it was. */
+static int convert_export_check(const char *model_path, const char *out_dir, int force,
+                                char *err)
+{
+    struct stat sb;
+    if (mkdir(out_dir, 0755) && errno != EEXIST)
+        return err_set(err, errno == EACCES || errno == EROFS || errno == ENOENT ? VLQ_EINPUT
+                                                                                 : VLQ_EIO,
+                       "%s: %s", out_dir, strerror(errno));
+    if (stat(out_dir, &sb) || !S_ISDIR(sb.st_mode))
+        return err_set(err, VLQ_EINPUT, "%s: not a directory", out_dir);
+    int rc = 0;
+    size_t n = sizeof convert_export_names / sizeof *convert_export_names;
+    for (size_t i = 0; !rc && i < n; i++) {
+        char *p = xasprintf("%s/%s", out_dir, convert_export_names[i]);
+        struct stat st;
+        if (util_same_file(p, model_path))
+            rc = err_set(err, VLQ_EINPUT, "%s: is the model being exported: choose another "
+                         "folder", p);
+        else if (!force && lstat(p, &st) == 0)
+            rc = err_set(err, VLQ_EINPUT, "%s: exists (use --force to replace it)", p);
+        free(p);
+    }
+    return rc;
+}
+
+int convert_export(const char *model_path, const char *out_dir, int force, char *err)
 {
     Model *m = NULL;
-    int rc = model_open(model_path, &m, err);
+    int rc = convert_export_check(model_path, out_dir, force, err);
+    if (!rc)
+        rc = model_open(model_path, &m, err);
     if (rc)
         return rc;
-    if (mkdir(out_dir, 0755) && errno != EEXIST) {
-        rc = err_set(err, VLQ_EIO, "%s: %s", out_dir, strerror(errno));
-        model_close(m);
-        return rc;
-    }
+    const int wflags = force ? 0 : UTIL_ATOMIC_NO_CLOBBER;
     const ModelConfig *c = model_config(m);
     int n = model_tensor_count(m);
     SafeWriteTensor *w = xcalloc((size_t)(n ? n : 1), sizeof *w);
@@ -613,7 +673,7 @@ int convert_export(const char *model_path, const char *out_dir, char *err)
     }
     ConvertExport x = {.m = m};
     char *p = xasprintf("%s/model.safetensors", out_dir);
-    rc = safetensors_write(p, w, n, convert_export_fill, &x, err);
+    rc = safetensors_write_ex(p, wflags, w, n, convert_export_fill, &x, err);
     free(p);
     free(w);
     /* config.json says f32 now: the weights are */
@@ -623,19 +683,20 @@ int convert_export(const char *model_path, const char *out_dir, char *err)
     char *cfg_text = json_dumps(cfg, JSON_INDENT(2));
     json_decref(cfg);
     if (!rc)
-        rc = convert_write_text(out_dir, "config.json", cfg_text, strlen(cfg_text), err);
+        rc = convert_write_text(out_dir, "config.json", cfg_text, strlen(cfg_text), wflags, err);
     free(cfg_text);
     const char *gen = model_generation_json(m);
     if (!rc && gen)
-        rc = convert_write_text(out_dir, "generation_config.json", gen, strlen(gen), err);
+        rc = convert_write_text(out_dir, "generation_config.json", gen, strlen(gen), wflags,
+                                err);
     size_t tok_len;
     const char *tok = model_tokenizer_json(m, &tok_len);
     if (!rc && tok)
-        rc = convert_write_text(out_dir, "tokenizer.json", tok, tok_len, err);
+        rc = convert_write_text(out_dir, "tokenizer.json", tok, tok_len, wflags, err);
     if (!rc && model_chat_template(m)) {
         json_t *j = json_pack("{s:s}", "chat_template", model_chat_template(m));
         char *text = json_dumps(j, JSON_INDENT(2));
-        rc = convert_write_text(out_dir, "chat_template.json", text, strlen(text), err);
+        rc = convert_write_text(out_dir, "chat_template.json", text, strlen(text), wflags, err);
         free(text);
         json_decref(j);
     }

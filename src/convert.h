@@ -28,20 +28,25 @@ typedef struct {
     ConvertQuant quant;
     int group;                  /* columns per scale, multiple of 32; 0: QUANT_DEFAULT_GROUP */
     const char *tokenizer_path; /* NULL: HF_DIR/tokenizer.json */
+    int force;                  /* replace an existing output file (never an input) */
     /* called after each tensor (may be NULL) */
     void (*progress)(void *ctx, int done, int total, uint64_t bytes_done, uint64_t bytes_total);
     void *progress_ctx;
 } ConvertOptions;
 
 /* Convert the checkpoint in hf_dir into out_path (written to a temp file beside it, then
- * renamed). Returns 0, VLQ_EMODEL (missing/wrong tensor, unknown architecture, bad
- * config: err names the file, the tensor and the reason), VLQ_EIO or VLQ_ENOMEM. */
+ * renamed: util_atomic_*). An output that is one of the files read is refused; an
+ * existing output is refused unless opt->force. Returns 0, VLQ_EMODEL (missing/wrong
+ * tensor, unknown architecture, bad config: err names the file, the tensor and the
+ * reason), VLQ_EINPUT (the output refused), VLQ_EIO or VLQ_ENOMEM. */
 int convert_run(const char *hf_dir, const char *out_path, const ConvertOptions *opt, char *err);
 
 /* Write the weights of a .vlq file, dequantised to f32, as a Hugging Face checkpoint
  * in out_dir (created if missing): model.safetensors, config.json,
- * generation_config.json, chat_template.json, tokenizer.json. Returns 0 or a VLQ_E*. */
-int convert_export(const char *model_path, const char *out_dir, char *err);
+ * generation_config.json, chat_template.json, tokenizer.json, each atomically. Unless
+ * force, an existing one of those files is refused before anything is written; one that
+ * is the model itself is refused always. Returns 0 or a VLQ_E*. */
+int convert_export(const char *model_path, const char *out_dir, int force, char *err);
 
 /* ---- the quantiser (quant.h layout) ---- */
 /* Quantise w[rows, cols] (f32) to Q4 or Q8 into out (quant_nbytes bytes). Per group it

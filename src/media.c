@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- FFmpeg logging and errors ---- */
 
@@ -107,8 +108,8 @@ static int media_has_ext(const char *path, const char *ext)
 /* media_kind: PDF by magic or extension, still images by extension, else video. */
 int media_kind(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (f) {
+    FILE *f;
+    if (util_fopen_regular(path, &f, NULL, NULL) == 0) { /* never blocks on a FIFO */
         char magic[5] = {0};
         size_t n = fread(magic, 1, 5, f);
         fclose(f);
@@ -131,18 +132,66 @@ static int64_t media_max_pixels(const MediaOptions *opt)
     return opt && opt->max_image_pixels > 0 ? opt->max_image_pixels : MEDIA_DEFAULT_MAX_IMAGE_PIXELS;
 }
 
+/* The file under FFmpeg's demuxer: a descriptor opened and checked by
+ * util_open_regular. FFmpeg reads through an AVIOContext over it and never opens a path
+ * itself, so a file swapped for a FIFO after the check cannot block it. */
+typedef struct {
+    int fd;
+    int64_t size;
+} MediaFile;
+
+static int media_file_read(void *opaque, uint8_t *buf, int n)
+{
+    MediaFile *mf = opaque;
+    for (;;) {
+        ssize_t r = read(mf->fd, buf, (size_t)n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return AVERROR(errno);
+        return r == 0 ? AVERROR_EOF : (int)r;
+    }
+}
+
+static int64_t media_file_seek(void *opaque, int64_t off, int whence)
+{
+    MediaFile *mf = opaque;
+    if (whence & AVSEEK_SIZE)
+        return mf->size;
+    off_t r = lseek(mf->fd, (off_t)off, whence & ~AVSEEK_FORCE);
+    return r < 0 ? AVERROR(errno) : (int64_t)r;
+}
+
+/* FFmpeg asks to open another file (a playlist entry, a reference in a container): an
+ * input is one file, so every such open is refused. */
+static int media_no_open(struct AVFormatContext *s, AVIOContext **pb, const char *url, int flags,
+                         AVDictionary **options)
+{
+    return AVERROR(EPERM);
+}
+
 /* An open input: the demuxer, the chosen video stream and its decoder. */
 typedef struct {
     AVFormatContext *fmt;
     AVCodecContext *dec;
     AVStream *st;
     int stream;
+    AVIOContext *pb;  /* our reader over file->fd */
+    MediaFile *file;  /* NULL when not open */
 } MediaInput;
 
 static void media_input_close(MediaInput *in)
 {
     avcodec_free_context(&in->dec);
-    avformat_close_input(&in->fmt);
+    avformat_close_input(&in->fmt); /* leaves a custom pb alone */
+    if (in->pb) {
+        av_freep(&in->pb->buffer);
+        avio_context_free(&in->pb);
+    }
+    if (in->file) {
+        close(in->file->fd);
+        free(in->file);
+    }
     memset(in, 0, sizeof *in);
 }
 
@@ -180,16 +229,37 @@ static int media_input_open(MediaInput *in, const char *path, const MediaOptions
     media_setup();
     memset(in, 0, sizeof *in);
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        return err_set(err, VLQ_EINPUT, "%s: is a directory", path);
-    if (sb.st_size == 0)
+    int fd;
+    int ret = util_open_regular(path, 0, &fd, &sb, err);
+    if (ret)
+        return ret;
+    if (sb.st_size == 0) {
+        close(fd);
         return err_set(err, VLQ_EINPUT, "%s: empty file", path);
+    }
+    in->file = xmalloc(sizeof *in->file);
+    *in->file = (MediaFile){.fd = fd, .size = (int64_t)sb.st_size};
+    const int io_size = 1 << 16;
+    unsigned char *io_buf = av_malloc(io_size);
+    in->pb = io_buf ? avio_alloc_context(io_buf, io_size, 0, in->file, media_file_read, NULL,
+                                         media_file_seek)
+                    : NULL;
+    in->fmt = in->pb ? avformat_alloc_context() : NULL;
+    if (!in->pb || !in->fmt) {
+        if (!in->pb)
+            av_free(io_buf);
+        ret = err_set(err, VLQ_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    in->fmt->pb = in->pb;
+    in->fmt->io_open = media_no_open;
     media_av_last[0] = '\0';
-    int ret = avformat_open_input(&in->fmt, path, NULL, NULL);
-    if (ret < 0)
-        return media_averr(err, path, "not a media file FFmpeg can read", ret);
+    /* the path still names the input, for the demuxers that look at its extension */
+    ret = avformat_open_input(&in->fmt, path, NULL, NULL);
+    if (ret < 0) { /* it has freed fmt (not our pb) */
+        ret = media_averr(err, path, "not a media file FFmpeg can read", ret);
+        goto fail;
+    }
     /* Probe with the pixel limit so no oversized picture is decoded while probing. */
     unsigned ns = in->fmt->nb_streams;
     AVDictionary **sopt = ns ? calloc(ns, sizeof *sopt) : NULL;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int media_pdf_dpi(const MediaOptions *opt)
 {
@@ -36,23 +37,18 @@ static int media_pdf_open(const char *path, PopplerDocument **doc, char *err)
 {
     *doc = NULL;
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        return err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
-    if (sb.st_size == 0)
+    int fd;
+    int rc = util_open_regular(path, 0, &fd, &sb, err);
+    if (rc)
+        return rc;
+    if (sb.st_size == 0) {
+        close(fd);
         return err_set(err, VLQ_EINPUT, "%s: empty file", path);
-    GError *gerr = NULL;
-    char *abs = util_abspath(path, err);
-    if (!abs)
-        return VLQ_EINPUT;
-    char *uri = g_filename_to_uri(abs, NULL, &gerr);
-    free(abs);
-    if (!uri) {
-        int r = err_set(err, VLQ_EINPUT, "%s: %s", path, gerr ? gerr->message : "bad path");
-        g_clear_error(&gerr);
-        return r;
     }
-    *doc = poppler_document_new_from_file(uri, NULL, &gerr);
-    g_free(uri);
+    /* poppler reads the descriptor we checked (and owns it from here, even on error),
+     * never the path: a swap for a FIFO after the check cannot block it */
+    GError *gerr = NULL;
+    *doc = poppler_document_new_from_fd(fd, NULL, &gerr);
     if (*doc)
         return 0;
     int code = VLQ_EINPUT;

@@ -38,6 +38,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
+/* Elements one tensor may have: 4 TiB of f32, far above any real weight; a directory
+ * entry past it is corrupt, and the products of its dimensions never wrap. */
+#define MODEL_MAX_NUMEL ((int64_t)1 << 40)
+
 /* What model_open and model_prepare_vision did to bring the mapping in; mutable behind
  * a const Model (model_prepare_vision, model_residency take one). */
 typedef struct {
@@ -496,8 +500,12 @@ static int model_dir_entry(Model *m, json_t *e, ModelTensor *t, uint32_t *crc, c
         t->shape[d] = d < t->ndim ? (int64_t)json_integer_value(v) : 1;
         if (d < t->ndim && (!json_is_integer(v) || t->shape[d] <= 0 || t->shape[d] > (1 << 30)))
             return err_set(err, VLQ_EMODEL, "%s: bad shape", t->name);
-        numel *= t->shape[d];
     }
+    /* each dimension fits, their product may not: checked, never wrapped */
+    if (util_numel(t->shape, 4, MODEL_MAX_NUMEL, &numel))
+        return err_set(err, VLQ_EMODEL, "%s: shape [%lld, %lld, %lld, %lld] overflows: more "
+                       "than 2^40 elements", t->name, (long long)t->shape[0],
+                       (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3]);
     json_int_t group = json_integer_value(json_object_get(e, "group"));
     json_int_t off = json_integer_value(json_object_get(e, "offset"));
     json_int_t nbytes = json_integer_value(json_object_get(e, "nbytes"));
@@ -704,15 +712,11 @@ static int model_load_meta(Model *m, uint64_t meta_off, uint64_t meta_size, int 
 int model_open_ex(const char *path, int flags, Model **out, char *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return err_set(err, errno == ENOENT ? VLQ_EMODEL : VLQ_EIO, "%s: %s", path,
-                       strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(err, VLQ_EMODEL, "%s: not a regular file", path);
-    }
+    int orc = util_open_regular(path, 0, &fd, &st, err); /* never blocks on a FIFO */
+    if (orc)
+        return orc == VLQ_EINPUT ? VLQ_EMODEL : orc;
     if (st.st_size < MODEL_HEADER_SIZE) {
         close(fd);
         return err_set(err, VLQ_EMODEL, "%s: %lld bytes: truncated or not a vlq model file", path,

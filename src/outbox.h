@@ -15,8 +15,18 @@
  * the delay before attempt i+1 counted from the previous one; s0 is normally 0 (the first
  * attempt is immediate), so the schedule has as many attempts as entries.
  *
- * Threads: outbox_send_due runs on the caller's Queue. outbox_start runs a delivery thread
- * with its own Queue connection (the worker's is never shared across threads). */
+ * Endpoints: events of different endpoints (URLs) are delivered concurrently by up to
+ * [webhooks] max_parallel sender threads, so an endpoint that hangs holds one sender for at
+ * most timeout_ms and never delays the others. One endpoint's events go one at a time, in
+ * the order the queue gives them (oldest due first): the next is not sent before the
+ * previous attempt is recorded. An attempt that got no answer at all (timeout, refused
+ * connection) ends that endpoint's turn: its later events wait for the next round rather
+ * than each waiting out a timeout in a row.
+ *
+ * Threads: outbox_send_due runs on the caller's Queue (its senders use it one at a time,
+ * under a lock, and are joined before it returns). outbox_start runs a delivery thread with
+ * its own Queue connection, shared the same way by that thread's senders only (the
+ * worker's connection is never shared across threads). */
 #ifndef VLQ_OUTBOX_H
 #define VLQ_OUTBOX_H
 
@@ -44,17 +54,19 @@ typedef struct {
     int max_attempts;                   /* <= 0: the schedule's length */
     int64_t schedule_s[OUTBOX_MAX_SCHEDULE];
     int n_schedule;
+    int max_parallel;                   /* endpoints sent to at once; <= 0: 1 */
 } OutboxSettings;
 
-/* Read [webhooks] secret, timeout_ms, connect_timeout_ms, max_attempts, schedule and
- * allow_hosts into *s. 0, or VLQ_EINPUT ("webhooks.schedule: reason"). */
+/* Read [webhooks] secret, timeout_ms, connect_timeout_ms, max_attempts, schedule,
+ * allow_hosts and max_parallel into *s. 0, or VLQ_EINPUT ("webhooks.schedule: reason"). */
 int outbox_settings_init(OutboxSettings *s, const Cfg *cfg, char *err);
 /* Parse a schedule "0,5,5m,30m,2h" into s[0..*n) (at most max entries; "" gives the
  * Standard Webhooks default). 0 or VLQ_EINPUT. */
 int outbox_parse_schedule(const char *text, int64_t *s, int max, int *n, char *err);
 
 /* Deliver every event due now once (at most max events; max <= 0: 100 per call) and
- * record each attempt. Returns 0 (whatever the receivers answered), or the error of the
+ * record each attempt; endpoints in parallel as above (an endpoint that did not answer
+ * keeps its later events for the next call, which stats->due does not count). Returns 0 (whatever the receivers answered), or the error of the
  * database or config (VLQ_EBUSY, VLQ_EIO, VLQ_EINPUT) with err set; stats may be NULL. */
 int outbox_send_due(Queue *q, const Cfg *cfg, int max, OutboxStats *stats, char *err);
 /* The same with settings already read (the delivery thread's form). */
@@ -65,7 +77,8 @@ int outbox_send_due_with(Queue *q, const OutboxSettings *s, int max, OutboxStats
 typedef struct OutboxThread OutboxThread;
 
 /* Start a thread that opens its own connection to the queue at db_path and delivers due
- * events every OUTBOX_POLL_MS, or at once when poked. The config is read at start (cfg
+ * events every OUTBOX_POLL_MS, or at once when poked, through max_parallel senders: while
+ * an endpoint's events are in flight, newly due events of other endpoints still go out. The config is read at start (cfg
  * may be freed afterwards). 0 and *out, or VLQ_EINPUT/VLQ_EIO/VLQ_EBUSY with err. */
 int outbox_start(const char *db_path, const Cfg *cfg, OutboxThread **out, char *err);
 /* Wake the thread now (e.g. a job just finished and wrote an event). NULL-safe, cannot

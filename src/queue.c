@@ -1,42 +1,25 @@
-/* queue: the job queue on SQLite (see queue.h for the semantics).
+/* queue: the backend-neutral half of the job queue (see queue.h for the semantics and
+ * queue_int.h for the driver contract).
  *
- * Design:
- *   - One connection per Queue; WAL, synchronous=NORMAL, foreign keys on. Every write is
- *     a short BEGIN IMMEDIATE transaction run by queue_tx(), which retries the whole
- *     transaction on SQLITE_BUSY/SQLITE_LOCKED until busy_timeout passes, so callers
- *     never see "database is locked"; after the deadline it is VLQ_EBUSY.
- *   - Fencing: every write after a claim has `WHERE id=? AND claim_token=? AND
- *     state='running'`; zero rows changed is VLQ_EBUSY "job N: lease lost".
- *   - The finishing writes (result, state, attempt row, outbox event) share one
- *     transaction: exactly-once results.
- *   - Migrations are compiled in (build/schema_sql.c, from schema/NNN_*.sql) and
- *     recorded in PRAGMA user_version; a newer database is refused untouched.
- * SQLite codes and messages never leave this file (style rule 12).
- * The PostgreSQL backend will sit behind these same functions. */
-#include "queue.h"
+ * This file never sees SQL: it picks the driver from the location, checks arguments,
+ * resolves defaults, decides retry or dead and the backoff, builds the webhook payload
+ * (queue_event_new, called by the drivers inside their finishing transaction), frees
+ * what the queue hands out, and dispatches each public function to one driver operation.
+ * So both backends share one definition of every state change's meaning. */
+#include "queue_int.h"
 
-#include "log.h"
 #include "util.h"
 #include "webhook.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
-extern const char *const queue_migrations[]; /* build/schema_sql.c */
-
-struct Queue {
-    sqlite3 *db;
-    char *path;
-    int busy_timeout_ms;
-    int default_max_attempts;
-    int64_t (*now_ms)(void);
-    uint64_t rng;  /* jitter */
-    int busy_hit;  /* a statement of the current transaction found the database busy */
-};
+/* ---- names ---- */
 
 static const char *const queue_state_names[] = {"queued", "running", "succeeded",
                                                 "failed", "dead",    "cancelled"};
@@ -54,290 +37,115 @@ int queue_state_parse(const char *name)
     return -1;
 }
 
-static int64_t queue_now(const Queue *q) { return q->now_ms(); }
+static const char *const queue_event_states[] = {"pending", "delivered", "failed"};
 
-/* ---- statements ---- */
-
-static int queue_is_busy(int rc)
+const char *queue_event_state_name(EventState s)
 {
-    rc &= 0xff;
-    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED;
+    return s >= EVENT_PENDING && s <= EVENT_FAILED ? queue_event_states[s] : "unknown";
 }
 
-/* Translate a SQLite failure into a VLQ code with "path: what: message". */
-static int queue_sqlerr(Queue *q, int rc, const char *what, char *err)
+int queue_event_state_parse(const char *name)
 {
-    if (queue_is_busy(rc))
-        q->busy_hit = 1;
-    int code = queue_is_busy(rc) ? VLQ_EBUSY : (rc & 0xff) == SQLITE_CORRUPT ||
-                                                   (rc & 0xff) == SQLITE_NOTADB
-                                                   ? VLQ_EINPUT
-                                                   : VLQ_EIO;
-    return err_set(err, code, "%s: %s: %s", q->path, what, sqlite3_errmsg(q->db));
+    for (int i = 0; i <= EVENT_FAILED; i++)
+        if (name && !strcmp(name, queue_event_states[i]))
+            return i;
+    return -1;
 }
 
-static sqlite3_stmt *queue_prep(Queue *q, const char *sql, int *rc)
+/* ---- open, close ---- */
+
+int queue_is_url(const char *location)
 {
-    sqlite3_stmt *st = NULL;
-    *rc = sqlite3_prepare_v2(q->db, sql, -1, &st, NULL);
-    return st;
+    return location && (!strncasecmp(location, "postgresql://", 13) ||
+                        !strncasecmp(location, "postgres://", 11));
 }
 
-/* Bind helpers: NULL strings bind NULL. */
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
+void queue_redact(const char *location, char *out, size_t size)
 {
-    if (s)
-        sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+    const char *scheme = strstr(location, "://");
+    const char *auth = scheme ? scheme + 3 : NULL;
+    const char *at = auth ? strchr(auth, '@') : NULL, *slash = auth ? strchr(auth, '/') : NULL;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!at || (slash && slash < at) || !colon)
+        snprintf(out, size, "%s", location);
     else
-        sqlite3_bind_null(st, i);
+        snprintf(out, size, "%.*s:***%s", (int)(colon - location), location, at);
 }
 
-static char *col_text(sqlite3_stmt *st, int i)
+/* The [queue] file_mode text ("0600") as a mode into *mode; NULL or "" is 0600. The owner
+ * must read and write; execute bits and other users' bits are refused, since the database
+ * holds per-job webhook secrets. 0 or VLQ_EINPUT. */
+static int queue_file_mode(const char *text, unsigned *mode, char *err)
 {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? xstrdup((const char *)s) : NULL;
-}
-
-/* Run one statement that returns no rows; *changes gets the rows changed. */
-static int queue_exec1(Queue *q, const char *sql, int64_t *changes, char *err,
-                       void (*bind)(sqlite3_stmt *, const void *), const void *arg)
-{
-    int rc;
-    sqlite3_stmt *st = queue_prep(q, sql, &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "prepare", err);
-    if (bind)
-        bind(st, arg);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return queue_sqlerr(q, rc, "write", err);
-    if (changes)
-        *changes = sqlite3_changes(q->db);
-    return 0;
-}
-
-/* ---- transactions with busy retry ---- */
-
-typedef int (*QueueTxFn)(Queue *q, void *arg, char *err);
-
-/* Run fn inside BEGIN IMMEDIATE ... COMMIT, retrying the whole transaction while the
- * database is busy (a busy BEGIN, statement or COMMIT sets q->busy_hit), up to
- * busy_timeout_ms. fn returns 0 to commit; any other code rolls back and is returned. */
-static int queue_tx(Queue *q, QueueTxFn fn, void *arg, char *err)
-{
-    double deadline = util_mono_s() + q->busy_timeout_ms / 1000.0;
-    int64_t sleep_ms = 1;
-    for (;;) {
-        q->busy_hit = 0;
-        int rc = sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc == SQLITE_OK) {
-            rc = fn(q, arg, err);
-            if (rc == 0) {
-                int crc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
-                if (crc == SQLITE_OK)
-                    return 0;
-                rc = queue_sqlerr(q, crc, "commit", err);
-            }
-            sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-            if (!q->busy_hit)
-                return rc;
-        } else if (!queue_is_busy(rc)) {
-            return queue_sqlerr(q, rc, "begin", err);
-        }
-        if (util_mono_s() > deadline)
-            return err_set(err, VLQ_EBUSY, "%s: the database stayed busy for %d ms", q->path,
-                           q->busy_timeout_ms);
-        q->rng = q->rng * 6364136223846793005ULL + 1442695040888963407ULL;
-        util_sleep_ms(sleep_ms + (int64_t)(q->rng >> 61));
-        sleep_ms = sleep_ms < 32 ? sleep_ms * 2 : 32;
-    }
-}
-
-/* ---- open and migrate ---- */
-
-static int queue_count_migrations(void)
-{
-    int n = 0;
-    while (queue_migrations[n])
-        n++;
-    return n;
-}
-
-static int queue_migrate_tx(Queue *q, void *arg, char *err)
-{
-    int *version = arg, rc;
-    sqlite3_stmt *st = queue_prep(q, "PRAGMA user_version", &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read the schema version", err);
-    rc = sqlite3_step(st);
-    int have = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
-    sqlite3_finalize(st);
-    if (have < 0)
-        return queue_sqlerr(q, rc, "read the schema version", err);
-    int newest = queue_count_migrations();
-    if (have > newest)
+    *mode = 0600;
+    if (!text || !*text)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long v = text[0] >= '0' && text[0] <= '7' ? strtol(text, &end, 8) : -1;
+    if (v < 0 || errno || !end || *end || v > 0777)
         return err_set(err, VLQ_EINPUT,
-                       "%s: written by a newer vlq (schema %d, this vlq knows %d); not changed",
-                       q->path, have, newest);
-    for (int v = have; v < newest; v++) {
-        char *msg = NULL;
-        if (sqlite3_exec(q->db, queue_migrations[v], NULL, NULL, &msg) != SQLITE_OK) {
-            int code = err_set(err, VLQ_EIO, "%s: migration %d: %s", q->path, v + 1,
-                               msg ? msg : "failed");
-            sqlite3_free(msg);
-            return code;
-        }
-        char pragma[64];
-        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
-        if (sqlite3_exec(q->db, pragma, NULL, NULL, NULL) != SQLITE_OK)
-            return queue_sqlerr(q, SQLITE_ERROR, "set the schema version", err);
-    }
-    *version = newest;
+                       "queue.file_mode: '%s' is not an octal mode such as 0600 or 0660", text);
+    if ((v & 0600) != 0600 || (v & 0111) || (v & 0007))
+        return err_set(err, VLQ_EINPUT,
+                       "queue.file_mode: %04lo: the owner must read and write it and other "
+                       "users get nothing (it holds webhook secrets): use 0600, 0640 or 0660",
+                       v);
+    *mode = (unsigned)v;
     return 0;
-}
-
-/* A database that has tables but no jobs table is someone else's. */
-static int queue_check_foreign(Queue *q, char *err)
-{
-    int rc;
-    sqlite3_stmt *st = queue_prep(
-        q, "SELECT (SELECT count(*) FROM sqlite_master), (SELECT count(*) FROM sqlite_master "
-           "WHERE type='table' AND name='jobs'), (SELECT user_version FROM pragma_user_version)",
-        &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "not a vlq queue database", err);
-    rc = sqlite3_step(st);
-    int n = sqlite3_column_int(st, 0), jobs = sqlite3_column_int(st, 1);
-    int version = sqlite3_column_int(st, 2);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW)
-        return queue_sqlerr(q, rc, "not a vlq queue database", err);
-    if (n > 0 && !jobs && version <= queue_count_migrations())
-        return err_set(err, VLQ_EINPUT, "%s: not a vlq queue database (it has other tables)",
-                       q->path);
-    return 0;
-}
-
-static void queue_sqlite_log(void *arg, int code, const char *msg)
-{
-    if (!queue_is_busy(code)) /* busy is retried; not worth a line */
-        log_debug("sqlite: %s (%d)", msg, code);
 }
 
 int queue_open(const char *path, const QueueOptions *opt, int create, Queue **out, char *err)
 {
-    static int log_set;
-    if (!log_set) {
-        sqlite3_config(SQLITE_CONFIG_LOG, queue_sqlite_log, NULL);
-        log_set = 1;
-    }
     *out = NULL;
+    if (!path || !path[0])
+        return err_set(err, VLQ_EINPUT, "no queue database given (an empty path)");
+    unsigned file_mode;
+    int mrc = queue_file_mode(opt ? opt->file_mode : NULL, &file_mode, err);
+    if (mrc != 0)
+        return mrc;
     Queue *q = xcalloc(1, sizeof *q);
-    q->path = xstrdup(path);
+    q->drv = queue_is_url(path) ? &queue_pg_driver : &queue_sqlite_driver;
+    size_t size = strlen(path) + 8;
+    q->location = xmalloc(size);
+    queue_redact(path, q->location, size);
     q->busy_timeout_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
     q->default_max_attempts = opt && opt->default_max_attempts > 0 ? opt->default_max_attempts : 3;
     q->now_ms = opt && opt->now_ms ? opt->now_ms : util_now_ms;
+    q->file_mode = file_mode;
     RAND_bytes((unsigned char *)&q->rng, sizeof q->rng);
-    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(path, &q->db, flags, NULL);
-    int version = 0;
-    if (rc != SQLITE_OK) {
-        rc = err_set(err, VLQ_EINPUT, "%s: cannot open the queue database: %s%s", path,
-                     q->db ? sqlite3_errmsg(q->db) : "out of memory",
-                     create ? "" : " (run `vlq init` or any `vlq submit` to create it)");
-        goto fail;
+    int rc = q->drv->open(q, path, create, err);
+    if (rc) {
+        queue_close(q);
+        return rc;
     }
-    sqlite3_busy_timeout(q->db, 20); /* short: queue_tx retries whole transactions */
-    sqlite3_extended_result_codes(q->db, 1);
-    if ((rc = queue_check_foreign(q, err)) != 0)
-        goto fail;
-    /* journal_mode=WAL needs a write lock the first time: retry while busy */
-    for (double end = util_mono_s() + q->busy_timeout_ms / 1000.0;;) {
-        rc = sqlite3_exec(q->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
-        if (rc == SQLITE_OK || !queue_is_busy(rc) || util_mono_s() > end)
-            break;
-        util_sleep_ms(5);
-    }
-    if (rc != SQLITE_OK) {
-        rc = queue_sqlerr(q, rc, "set WAL mode", err);
-        goto fail;
-    }
-    sqlite3_exec(q->db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON", NULL, NULL, NULL);
-    if ((rc = queue_tx(q, queue_migrate_tx, &version, err)) != 0)
-        goto fail;
     *out = q;
     return 0;
-fail:
-    queue_close(q);
-    return rc;
 }
 
 void queue_close(Queue *q)
 {
     if (!q)
         return;
-    sqlite3_close(q->db);
-    free(q->path);
+    q->drv->close(q);
+    free(q->location);
     free(q);
 }
 
-/* ---- jobs: reading ---- */
+const char *queue_backend(const Queue *q) { return q->drv->name; }
 
-#define JOB_COLS                                                                                \
-    "id, kind, state, priority, attempts, max_attempts, created_ms, run_after_ms, "             \
-    "coalesce(started_ms,0), coalesce(finished_ms,0), coalesce(lease_expires_ms,0), idem_key, " \
-    "prompt, webhook_url, webhook_secret, params_json, error_code, error, cancel_requested, "    \
-    "claim_token, units_total, (SELECT count(*) FROM job_units u WHERE u.job_id=jobs.id)"
-
-static Job *queue_row_job(sqlite3_stmt *st)
+int queue_wait(Queue *q, int timeout_ms, char *err)
 {
-    Job *j = xcalloc(1, sizeof *j);
-    j->id = sqlite3_column_int64(st, 0);
-    j->kind = col_text(st, 1);
-    j->state = queue_state_parse((const char *)sqlite3_column_text(st, 2));
-    j->priority = sqlite3_column_int(st, 3);
-    j->attempts = sqlite3_column_int(st, 4);
-    j->max_attempts = sqlite3_column_int(st, 5);
-    j->created_ms = sqlite3_column_int64(st, 6);
-    j->run_after_ms = sqlite3_column_int64(st, 7);
-    j->started_ms = sqlite3_column_int64(st, 8);
-    j->finished_ms = sqlite3_column_int64(st, 9);
-    j->lease_expires_ms = sqlite3_column_int64(st, 10);
-    j->idem_key = col_text(st, 11);
-    j->prompt = col_text(st, 12);
-    j->webhook_url = col_text(st, 13);
-    j->webhook_secret = col_text(st, 14);
-    j->params_json = col_text(st, 15);
-    j->error_code = col_text(st, 16);
-    j->error = col_text(st, 17);
-    j->cancel_requested = sqlite3_column_int(st, 18);
-    j->claim_token = col_text(st, 19);
-    j->units_total = sqlite3_column_int(st, 20);
-    j->units_done = sqlite3_column_int(st, 21);
-    return j;
+    return q->drv->wait(q, timeout_ms > 0 ? timeout_ms : 0, err);
 }
 
-static int queue_load_inputs(Queue *q, Job *j, char *err)
+void queue_retry_sleep(Queue *q, int64_t ms)
 {
-    int rc;
-    sqlite3_stmt *st = queue_prep(
-        q, "SELECT path, size_bytes, mtime_s, sha256 FROM job_inputs WHERE job_id=? ORDER BY idx",
-        &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read inputs", err);
-    sqlite3_bind_int64(st, 1, j->id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        j->inputs = xrealloc(j->inputs, (size_t)(j->n_inputs + 1) * sizeof *j->inputs);
-        JobInput *in = &j->inputs[j->n_inputs++];
-        in->path = col_text(st, 0);
-        in->size_bytes = sqlite3_column_int64(st, 1);
-        in->mtime_s = sqlite3_column_int64(st, 2);
-        snprintf(in->sha256, sizeof in->sha256, "%s", sqlite3_column_text(st, 3));
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "read inputs", err);
+    q->rng = q->rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    util_sleep_ms(ms + (int64_t)(q->rng >> 61));
 }
+
+/* ---- frees ---- */
 
 void queue_job_free(Job *j)
 {
@@ -358,119 +166,85 @@ void queue_job_free(Job *j)
     free(j);
 }
 
-/* Read job id (inside or outside a transaction); *out NULL if there is none. */
-static int queue_read_job(Queue *q, int64_t id, Job **out, char *err)
+void queue_units_free(JobUnit *u, int n)
 {
-    *out = NULL;
-    int rc;
-    sqlite3_stmt *st = queue_prep(q, "SELECT " JOB_COLS " FROM jobs WHERE id=?", &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read a job", err);
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *out = queue_row_job(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "read a job", err);
-    return *out ? queue_load_inputs(q, *out, err) : 0;
-}
-
-int queue_get(Queue *q, int64_t id, Job **out, char *err)
-{
-    int rc = queue_read_job(q, id, out, err);
-    if (rc == 0 && !*out)
-        return err_set(err, VLQ_EINPUT, "job %lld: no such job", (long long)id);
-    return rc;
-}
-
-/* ---- submit ---- */
-
-typedef struct {
-    const JobSpec *spec;
-    int64_t id;
-    int existed;
-} SubmitArg;
-
-static int queue_submit_tx(Queue *q, void *arg, char *err)
-{
-    SubmitArg *a = arg;
-    const JobSpec *s = a->spec;
-    int rc;
-    if (s->idem_key) {
-        sqlite3_stmt *st = queue_prep(q, "SELECT id FROM jobs WHERE idem_key=?", &rc);
-        if (!st)
-            return queue_sqlerr(q, rc, "submit", err);
-        bind_text(st, 1, s->idem_key);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            a->id = sqlite3_column_int64(st, 0);
-            a->existed = 1;
-        }
-        sqlite3_finalize(st);
-        if (a->existed)
-            return 0;
-        if (rc != SQLITE_DONE)
-            return queue_sqlerr(q, rc, "submit", err);
+    for (int i = 0; u && i < n; i++) {
+        free(u[i].result);
+        free(u[i].meta_json);
+        free(u[i].error_code);
+        free(u[i].error);
     }
-    int64_t now = queue_now(q);
-    sqlite3_stmt *st = queue_prep(
-        q,
-        "INSERT INTO jobs (kind, priority, max_attempts, created_ms, run_after_ms, idem_key, "
-        "prompt, webhook_url, webhook_secret, params_json) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "submit", err);
-    bind_text(st, 1, s->kind);
-    sqlite3_bind_int(st, 2, s->priority);
-    sqlite3_bind_int(st, 3, s->max_attempts > 0 ? s->max_attempts : q->default_max_attempts);
-    sqlite3_bind_int64(st, 4, now);
-    sqlite3_bind_int64(st, 5, s->run_after_ms > 0 ? s->run_after_ms : now);
-    bind_text(st, 6, s->idem_key);
-    bind_text(st, 7, s->prompt);
-    bind_text(st, 8, s->webhook_url);
-    bind_text(st, 9, s->webhook_secret);
-    bind_text(st, 10, s->params_json);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "submit", err);
-    a->id = sqlite3_last_insert_rowid(q->db);
-    st = queue_prep(q,
-                    "INSERT INTO job_inputs (job_id, idx, path, size_bytes, mtime_s, sha256) "
-                    "VALUES (?,?,?,?,?,?)",
-                    &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "submit", err);
-    for (int i = 0; i < s->n_inputs && rc != -1; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, a->id);
-        sqlite3_bind_int(st, 2, i);
-        bind_text(st, 3, s->inputs[i].path);
-        sqlite3_bind_int64(st, 4, s->inputs[i].size_bytes);
-        sqlite3_bind_int64(st, 5, s->inputs[i].mtime_s);
-        bind_text(st, 6, s->inputs[i].sha256);
-        if (sqlite3_step(st) != SQLITE_DONE)
-            rc = -1;
-    }
-    sqlite3_finalize(st);
-    return rc == -1 ? queue_sqlerr(q, SQLITE_ERROR, "submit inputs", err) : 0;
+    free(u);
 }
 
-int queue_submit(Queue *q, const JobSpec *spec, int64_t *id, int *existed, char *err)
+void queue_attempts_free(JobAttempt *a, int n)
 {
-    VLQ_ASSERT(spec->kind && spec->kind[0]);
-    SubmitArg a = {.spec = spec};
-    int rc = queue_tx(q, queue_submit_tx, &a, err);
-    if (rc == 0) {
-        *id = a.id;
-        if (existed)
-            *existed = a.existed;
+    for (int i = 0; a && i < n; i++) {
+        free(a[i].worker_id);
+        free(a[i].outcome);
+        free(a[i].error);
     }
-    return rc;
+    free(a);
 }
 
-/* ---- events (written inside the finishing transaction) ---- */
+void queue_event_free(OutboxEvent *e)
+{
+    if (!e)
+        return;
+    free(e->event_id);
+    free(e->type);
+    free(e->url);
+    free(e->secret);
+    free(e->body);
+    free(e->last_error);
+    free(e->lease_token);
+    free(e);
+}
+
+/* ---- what drivers share ---- */
+
+int queue_lease_lost(const Job *j, char *err)
+{
+    return err_set(err, VLQ_EBUSY, "job %lld: lease lost (another worker took the job over)",
+                   (long long)j->id);
+}
+
+int queue_event_lease_lost(const OutboxEvent *e, char *err)
+{
+    return err_set(err, VLQ_EBUSY, "event %s: lease lost (another deliverer took it over)",
+                   e->event_id);
+}
+
+int queue_new_token(char out[33], char *err)
+{
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return err_set(err, VLQ_EIO, "no random bytes for a token");
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+int queue_no_job(int64_t id, char *err)
+{
+    return err_set(err, VLQ_EINPUT, "job %lld: no such job", (long long)id);
+}
+
+int queue_cancel_check(int64_t id, JobState s, char *err)
+{
+    if (s == JOB_QUEUED || s == JOB_FAILED || s == JOB_RUNNING)
+        return 0;
+    return err_set(err, VLQ_EINPUT, "job %lld: already %s", (long long)id, queue_state_name(s));
+}
+
+int queue_retry_check(int64_t id, JobState s, char *err)
+{
+    if (s == JOB_DEAD || s == JOB_FAILED || s == JOB_CANCELLED)
+        return 0;
+    return err_set(err, VLQ_EINPUT,
+                   "job %lld: is %s; only dead, failed or cancelled jobs are retried",
+                   (long long)id, queue_state_name(s));
+}
 
 static void json_time(json_t *o, const char *key, int64_t ms)
 {
@@ -488,8 +262,8 @@ static void json_time(json_t *o, const char *key, int64_t ms)
 }
 
 /* The payload of an event about job j (as it is after the finishing write). */
-static char *queue_event_body(const Job *j, const char *type, int64_t now, const char *format,
-                              size_t result_len, const char *summary)
+static char *queue_event_body(const Job *j, const char *type, int64_t now,
+                              const QueueResultArgs *res)
 {
     json_t *data = json_object();
     json_object_set_new(data, "id", json_integer(j->id));
@@ -520,13 +294,13 @@ static char *queue_event_body(const Job *j, const char *type, int64_t now, const
     } else {
         json_object_set_new(data, "error", json_null());
     }
-    if (format) {
+    if (res) {
         json_t *r = json_object();
         char fetch[64];
         snprintf(fetch, sizeof fetch, "vlq result %lld", (long long)j->id);
-        json_object_set_new(r, "format", json_string(format));
-        json_object_set_new(r, "bytes", json_integer((json_int_t)result_len));
-        json_object_set_new(r, "summary", summary ? json_string(summary) : json_null());
+        json_object_set_new(r, "format", json_string(res->format));
+        json_object_set_new(r, "bytes", json_integer((json_int_t)res->len));
+        json_object_set_new(r, "summary", res->summary ? json_string(res->summary) : json_null());
         json_object_set_new(r, "fetch", json_string(fetch));
         json_object_set_new(data, "result", r);
     } else {
@@ -542,49 +316,31 @@ static char *queue_event_body(const Job *j, const char *type, int64_t now, const
     return body;
 }
 
-/* Write the outbox row for job id's event type, if the job has a webhook. Re-reads the
- * job so the payload shows the committed-to-be state. */
-static int queue_add_event(Queue *q, int64_t id, const char *type, const char *format,
-                           size_t result_len, const char *summary, char *err)
+int queue_event_new(const Job *j, const char *type, int64_t now_ms, const QueueResultArgs *r,
+                    QueueNewEvent *ev, char *err)
 {
-    Job *j;
-    int rc = queue_read_job(q, id, &j, err);
-    if (rc || !j || !j->webhook_url) {
-        queue_job_free(j);
+    memset(ev, 0, sizeof *ev);
+    int rc = webhook_new_event_id(ev->event_id, err);
+    if (rc)
         return rc;
-    }
-    char event_id[64];
-    if ((rc = webhook_new_event_id(event_id, err)) != 0) {
-        queue_job_free(j);
-        return rc;
-    }
-    int64_t now = queue_now(q);
-    char *body = queue_event_body(j, type, now, format, result_len, summary);
-    /* an endpoint disabled by a 410 gets no more events: recorded failed, listed */
-    sqlite3_stmt *st = queue_prep(
-        q,
-        "INSERT INTO events (event_id, job_id, type, url, secret, body, next_attempt_ms, "
-        "created_ms, state, last_error) SELECT ?1,?2,?3,?4,?5,?6,?7,?8, "
-        "CASE WHEN d.url IS NULL THEN 'pending' ELSE 'failed' END, "
-        "CASE WHEN d.url IS NULL THEN NULL ELSE 'endpoint disabled (410 Gone), not sent' END "
-        "FROM (SELECT 1) LEFT JOIN disabled_endpoints d ON d.url=?4",
-        &rc);
-    if (st) {
-        bind_text(st, 1, event_id);
-        sqlite3_bind_int64(st, 2, id);
-        bind_text(st, 3, type);
-        bind_text(st, 4, j->webhook_url);
-        bind_text(st, 5, j->webhook_secret);
-        bind_text(st, 6, body);
-        sqlite3_bind_int64(st, 7, now);
-        sqlite3_bind_int64(st, 8, now);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-    }
-    rc = rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "write the webhook event", err);
-    free(body);
-    queue_job_free(j);
-    return rc;
+    ev->now_ms = now_ms;
+    ev->body = queue_event_body(j, type, now_ms, r);
+    return 0;
+}
+
+/* ---- submit ---- */
+
+int queue_submit(Queue *q, const JobSpec *spec, int64_t *id, int *existed, char *err)
+{
+    if (!spec->kind || !spec->kind[0])
+        return err_set(err, VLQ_EINPUT, "submit: no job kind given");
+    JobSpec s = *spec;
+    if (s.max_attempts <= 0)
+        s.max_attempts = q->default_max_attempts;
+    if (s.run_after_ms <= 0)
+        s.run_after_ms = queue_now(q);
+    int dummy = 0;
+    return q->drv->submit(q, &s, id, existed ? existed : &dummy, err);
 }
 
 /* ---- the worker side ---- */
@@ -600,261 +356,34 @@ int64_t queue_backoff_ms(int attempt, uint64_t *rng)
     return (int64_t)(base * jitter);
 }
 
-typedef struct {
-    const char *const *kinds;
-    int n_kinds;
-    int64_t lease_ms;
-    const char *worker_id;
-    char token[33];
-    int64_t id;
-} ClaimArg;
-
-/* Jobs whose lease expired: close their lost attempt; those out of attempts go dead
- * (with their job.failed event) instead of running again. */
-static int queue_reap_tx(Queue *q, int64_t now, char *err)
-{
-    int rc;
-    sqlite3_stmt *st = queue_prep(
-        q,
-        "UPDATE attempts SET finished_ms=?1, outcome='lease_expired', error='the worker was lost "
-        "(lease expired)' WHERE finished_ms IS NULL AND job_id IN (SELECT id FROM jobs WHERE "
-        "state='running' AND lease_expires_ms<?1)",
-        &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "reap", err);
-    sqlite3_bind_int64(st, 1, now);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "reap", err);
-    st = queue_prep(q,
-                    "UPDATE jobs SET state='dead', finished_ms=?1, claim_token=NULL, "
-                    "error_code='EBUSY', error='the worker was lost (lease expired) on the last "
-                    "attempt' WHERE state='running' AND lease_expires_ms<?1 AND "
-                    "attempts>=max_attempts RETURNING id",
-                    &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "reap", err);
-    sqlite3_bind_int64(st, 1, now);
-    int64_t dead[64];
-    int n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (n < 64)
-            dead[n++] = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "reap", err);
-    for (int i = 0; i < n; i++)
-        if ((rc = queue_add_event(q, dead[i], "job.failed", NULL, 0, NULL, err)) != 0)
-            return rc;
-    return 0;
-}
-
-/* The claim: one UPDATE ... RETURNING whose subquery takes the best of two candidates,
- * the best job whose worker was lost (lease expired) and the best runnable queued or
- * failed job; each candidate query names its partial index's condition, so SQLite walks
- * that index in claim order and stops at the first job of a wanted kind. Sets a->id (0:
- * none) and *attempt. */
-static int queue_claim_one(Queue *q, ClaimArg *a, int64_t now, int *attempt, char *err)
-{
-    Buf kinds = {0}, sql = {0};
-    for (int i = 0; i < a->n_kinds; i++)
-        buf_printf(&kinds, "%s?%d", i ? "," : "", 5 + i);
-    buf_printf(&sql,
-               "UPDATE jobs SET state='running', claim_token=?1, lease_expires_ms=?2+?3, "
-               "attempts=attempts+1, started_ms=coalesce(started_ms, ?2), worker_id=?4 "
-               "WHERE id=(SELECT id FROM ("
-               "SELECT * FROM (SELECT id, priority, run_after_ms FROM jobs WHERE "
-               "state='running' AND lease_expires_ms<?2 AND kind IN (%s) "
-               "ORDER BY priority DESC, run_after_ms, id LIMIT 1) UNION ALL "
-               "SELECT * FROM (SELECT id, priority, run_after_ms FROM jobs WHERE "
-               "state IN ('queued','failed') AND run_after_ms<=?2 AND kind IN (%s) "
-               "ORDER BY priority DESC, run_after_ms, id LIMIT 1)) "
-               "ORDER BY priority DESC, run_after_ms, id LIMIT 1) RETURNING id, attempts",
-               kinds.data, kinds.data);
-    buf_clear(&kinds);
-    int rc;
-    sqlite3_stmt *st = queue_prep(q, sql.data, &rc);
-    buf_clear(&sql);
-    if (!st)
-        return queue_sqlerr(q, rc, "claim", err);
-    bind_text(st, 1, a->token);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, a->lease_ms);
-    bind_text(st, 4, a->worker_id);
-    for (int i = 0; i < a->n_kinds; i++)
-        bind_text(st, 5 + i, a->kinds[i]);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        a->id = sqlite3_column_int64(st, 0);
-        *attempt = sqlite3_column_int(st, 1);
-        rc = sqlite3_step(st);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "claim", err);
-}
-
-static int queue_claim_tx(Queue *q, void *arg, char *err)
-{
-    ClaimArg *a = arg;
-    a->id = 0;
-    int64_t now = queue_now(q);
-    int attempt = 0;
-    int rc = queue_reap_tx(q, now, err);
-    if (rc == 0)
-        rc = queue_claim_one(q, a, now, &attempt, err);
-    if (rc)
-        return rc;
-    sqlite3_stmt *st;
-    if (!a->id)
-        return 0;
-    st = queue_prep(q,
-                    "INSERT OR REPLACE INTO attempts (job_id, attempt, worker_id, started_ms) "
-                    "VALUES (?,?,?,?)",
-                    &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "claim", err);
-    sqlite3_bind_int64(st, 1, a->id);
-    sqlite3_bind_int(st, 2, attempt);
-    bind_text(st, 3, a->worker_id);
-    sqlite3_bind_int64(st, 4, now);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "claim", err);
-}
-
 int queue_claim(Queue *q, const char *const *kinds, int n_kinds, int64_t lease_ms,
                 const char *worker_id, Job **out, char *err)
 {
     *out = NULL;
     if (n_kinds <= 0)
         return 0;
-    VLQ_ASSERT(n_kinds < 900);
-    ClaimArg a = {.kinds = kinds, .n_kinds = n_kinds, .lease_ms = lease_ms,
-                  .worker_id = worker_id};
-    unsigned char raw[16];
-    RAND_bytes(raw, sizeof raw);
-    for (int i = 0; i < 16; i++)
-        snprintf(a.token + 2 * i, 3, "%02x", raw[i]);
-    int rc = queue_tx(q, queue_claim_tx, &a, err);
-    if (rc || !a.id)
-        return rc;
-    return queue_get(q, a.id, out, err);
-}
-
-/* The parameters of the fenced statements: ?1 id, ?2 claim token, then ?3.. as each
- * statement needs (binding a parameter a statement lacks is a harmless no-op). */
-typedef struct {
-    const Job *job;
-    int64_t i3;      /* ?3 */
-    const char *s4;  /* ?4 */
-    const char *s5;  /* ?5 */
-    int64_t i6;      /* ?6 */
-} FenceArg;
-
-static void bind_fence(sqlite3_stmt *st, const void *p)
-{
-    const FenceArg *f = p;
-    sqlite3_bind_int64(st, 1, f->job->id);
-    bind_text(st, 2, f->job->claim_token);
-    sqlite3_bind_int64(st, 3, f->i3);
-    bind_text(st, 4, f->s4);
-    bind_text(st, 5, f->s5);
-    sqlite3_bind_int64(st, 6, f->i6);
-}
-
-/* A fenced update of the job row: zero rows changed means the lease is lost. */
-static int queue_fenced(Queue *q, const char *set_sql, const FenceArg *f, char *err)
-{
-    char sql[1024];
-    snprintf(sql, sizeof sql, "UPDATE jobs SET %s WHERE id=?1 AND claim_token=?2 AND "
-                              "state='running'", set_sql);
-    int64_t changes = 0;
-    int rc = queue_exec1(q, sql, &changes, err, bind_fence, f);
-    if (rc == 0 && changes == 0)
-        return err_set(err, VLQ_EBUSY, "job %lld: lease lost (another worker took the job over)",
-                       (long long)f->job->id);
-    return rc;
-}
-
-/* Close the job's current attempt row with an outcome. */
-static int queue_close_attempt(Queue *q, const Job *j, const char *outcome, const char *error,
-                               char *err)
-{
-    FenceArg f = {.job = j, .i3 = queue_now(q), .s4 = outcome, .s5 = error, .i6 = j->attempts};
-    return queue_exec1(q,
-                       "UPDATE attempts SET finished_ms=?3, outcome=?4, error=?5 WHERE "
-                       "job_id=?1 AND attempt=?6",
-                       NULL, err, bind_fence, &f);
-}
-
-typedef struct {
-    const Job *job;
-    int64_t lease_ms;
-    int cancel;
-} RenewArg;
-
-static int queue_renew_tx(Queue *q, void *arg, char *err)
-{
-    RenewArg *a = arg;
-    FenceArg f = {.job = a->job, .i3 = queue_now(q) + a->lease_ms};
-    int rc = queue_fenced(q, "lease_expires_ms=?3", &f, err);
+    if (n_kinds >= 900)
+        return err_set(err, VLQ_EINPUT, "claim: %d job kinds (at most 899)", n_kinds);
+    char token[33];
+    int rc = queue_new_token(token, err);
     if (rc)
         return rc;
-    sqlite3_stmt *st = queue_prep(q, "SELECT cancel_requested FROM jobs WHERE id=?", &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "renew", err);
-    sqlite3_bind_int64(st, 1, a->job->id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        a->cancel = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return 0;
+    QueueClaimArgs a = {.kinds = kinds, .n_kinds = n_kinds, .lease_ms = lease_ms,
+                        .worker_id = worker_id, .token = token};
+    int64_t id = 0;
+    rc = q->drv->claim(q, &a, &id, err);
+    if (rc || !id)
+        return rc;
+    return queue_get(q, id, out, err);
 }
 
 int queue_renew(Queue *q, const Job *j, int64_t lease_ms, int *cancel, char *err)
 {
-    RenewArg a = {.job = j, .lease_ms = lease_ms};
-    int rc = queue_tx(q, queue_renew_tx, &a, err);
+    int c = 0;
+    int rc = q->drv->renew(q, j, queue_now(q) + lease_ms, &c, err);
     if (cancel)
-        *cancel = rc == 0 && a.cancel;
+        *cancel = rc == 0 && c;
     return rc;
-}
-
-typedef struct {
-    const Job *job;
-    const char *format, *result, *summary;
-    size_t len;
-} SucceedArg;
-
-static int queue_succeed_tx(Queue *q, void *arg, char *err)
-{
-    SucceedArg *a = arg;
-    int64_t now = queue_now(q);
-    FenceArg f = {.job = a->job, .i3 = now};
-    int rc = queue_fenced(q,
-                          "state='succeeded', finished_ms=?3, claim_token=NULL, "
-                          "lease_expires_ms=NULL, error_code=NULL, error=NULL",
-                          &f, err);
-    if (rc)
-        return rc;
-    sqlite3_stmt *st = queue_prep(q,
-                                  "INSERT OR REPLACE INTO results (job_id, format, body, summary, "
-                                  "created_ms) VALUES (?,?,?,?,?)",
-                                  &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "store the result", err);
-    sqlite3_bind_int64(st, 1, a->job->id);
-    bind_text(st, 2, a->format);
-    sqlite3_bind_blob64(st, 3, a->result ? a->result : "", a->len, SQLITE_TRANSIENT);
-    bind_text(st, 4, a->summary);
-    sqlite3_bind_int64(st, 5, now);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "store the result", err);
-    if ((rc = queue_close_attempt(q, a->job, "succeeded", NULL, err)) != 0)
-        return rc;
-    return queue_add_event(q, a->job->id, "job.succeeded", a->format, a->len, a->summary, err);
 }
 
 int queue_succeed(Queue *q, const Job *j, const char *format, const char *result,
@@ -869,196 +398,52 @@ int queue_succeed(Queue *q, const Job *j, const char *format, const char *result
         auto_summary[result ? n : 0] = '\0';
         summary = auto_summary;
     }
-    SucceedArg a = {.job = j, .format = format ? format : "text", .result = result,
-                    .summary = summary, .len = result_len};
-    return queue_tx(q, queue_succeed_tx, &a, err);
-}
-
-typedef struct {
-    const Job *job;
-    int code;
-    const char *message;
-    JobState state;
-    uint64_t rng;
-} FailArg;
-
-static int queue_fail_tx(Queue *q, void *arg, char *err)
-{
-    FailArg *a = arg;
-    int64_t now = queue_now(q);
-    int retry = err_is_transient(a->code) && a->job->attempts < a->job->max_attempts;
-    a->state = retry ? JOB_FAILED : JOB_DEAD;
-    FenceArg f = {.job = a->job,
-                  .i3 = retry ? now + queue_backoff_ms(a->job->attempts, &a->rng) : now,
-                  .s4 = err_name(a->code), .s5 = a->message};
-    int rc = queue_fenced(q,
-                          retry ? "state='failed', run_after_ms=?3, claim_token=NULL, "
-                                  "lease_expires_ms=NULL, error_code=?4, error=?5"
-                                : "state='dead', finished_ms=?3, claim_token=NULL, "
-                                  "lease_expires_ms=NULL, error_code=?4, error=?5",
-                          &f, err);
-    if (rc == 0)
-        rc = queue_close_attempt(q, a->job, "failed", a->message, err);
-    if (rc == 0 && !retry)
-        rc = queue_add_event(q, a->job->id, "job.failed", NULL, 0, NULL, err);
-    return rc;
+    QueueResultArgs r = {.format = format ? format : "text", .result = result,
+                         .len = result_len, .summary = summary};
+    return q->drv->succeed(q, j, &r, err);
 }
 
 int queue_fail(Queue *q, const Job *j, int code, const char *message, JobState *new_state,
                char *err)
 {
-    FailArg a = {.job = j, .code = code, .message = message, .rng = q->rng ^ (uint64_t)j->id};
+    uint64_t rng = q->rng ^ (uint64_t)j->id;
     q->rng = q->rng * 6364136223846793005ULL + 1;
-    int rc = queue_tx(q, queue_fail_tx, &a, err);
+    int64_t now = queue_now(q);
+    QueueFailArgs f = {.retry = err_is_transient(code) && j->attempts < j->max_attempts,
+                       .code_name = err_name(code), .message = message};
+    f.at_ms = f.retry ? now + queue_backoff_ms(j->attempts, &rng) : now;
+    int rc = q->drv->fail(q, j, &f, err);
     if (rc == 0 && new_state)
-        *new_state = a.state;
+        *new_state = f.retry ? JOB_FAILED : JOB_DEAD;
     return rc;
 }
 
-static int queue_ack_cancel_tx(Queue *q, void *arg, char *err)
-{
-    const Job *j = arg;
-    FenceArg f = {.job = j, .i3 = queue_now(q)};
-    int rc = queue_fenced(q,
-                          "state='cancelled', finished_ms=?3, claim_token=NULL, "
-                          "lease_expires_ms=NULL, error_code='ECANCEL', error='cancelled'",
-                          &f, err);
-    if (rc == 0)
-        rc = queue_close_attempt(q, j, "cancelled", NULL, err);
-    if (rc == 0)
-        rc = queue_add_event(q, j->id, "job.cancelled", NULL, 0, NULL, err);
-    return rc;
-}
+int queue_ack_cancel(Queue *q, const Job *j, char *err) { return q->drv->ack_cancel(q, j, err); }
 
-int queue_ack_cancel(Queue *q, const Job *j, char *err)
-{
-    return queue_tx(q, queue_ack_cancel_tx, (void *)j, err);
-}
-
-static int queue_release_tx(Queue *q, void *arg, char *err)
-{
-    const Job *j = arg;
-    FenceArg f = {.job = j};
-    int rc = queue_close_attempt(q, j, "released", NULL, err);
-    if (rc == 0)
-        rc = queue_fenced(q,
-                          "state=CASE WHEN attempts>1 THEN 'failed' ELSE 'queued' END, "
-                          "attempts=attempts-1, claim_token=NULL, lease_expires_ms=NULL",
-                          &f, err);
-    return rc;
-}
-
-int queue_release(Queue *q, const Job *j, char *err)
-{
-    return queue_tx(q, queue_release_tx, (void *)j, err);
-}
+int queue_release(Queue *q, const Job *j, char *err) { return q->drv->release(q, j, err); }
 
 /* ---- per-unit results ---- */
 
-typedef struct {
-    const Job *job;
-    int total;
-} UnitsTotalArg;
-
-static int queue_units_total_tx(Queue *q, void *arg, char *err)
-{
-    UnitsTotalArg *a = arg;
-    FenceArg f = {.job = a->job, .i3 = a->total};
-    return queue_fenced(q, "units_total=?3", &f, err);
-}
-
 int queue_set_units_total(Queue *q, const Job *j, int units_total, char *err)
 {
-    UnitsTotalArg a = {.job = j, .total = units_total};
-    return queue_tx(q, queue_units_total_tx, &a, err);
-}
-
-typedef struct {
-    const Job *job;
-    const JobUnit *unit;
-} UnitArg;
-
-static int queue_unit_store_tx(Queue *q, void *arg, char *err)
-{
-    UnitArg *a = arg;
-    const JobUnit *u = a->unit;
-    FenceArg f = {.job = a->job};
-    /* a no-op update of the job row is the fence: zero rows means the lease is lost */
-    int rc = queue_fenced(q, "lease_expires_ms=lease_expires_ms", &f, err);
-    if (rc)
-        return rc;
-    sqlite3_stmt *st = queue_prep(q,
-                                  "INSERT INTO job_units (job_id, idx, result, meta_json, tok_in, "
-                                  "tok_out, seconds, error_code, error, attempt, created_ms) "
-                                  "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                                  &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "store a unit", err);
-    sqlite3_bind_int64(st, 1, a->job->id);
-    sqlite3_bind_int(st, 2, u->idx);
-    bind_text(st, 3, u->result);
-    bind_text(st, 4, u->meta_json);
-    sqlite3_bind_int64(st, 5, u->tok_in);
-    sqlite3_bind_int64(st, 6, u->tok_out);
-    sqlite3_bind_double(st, 7, u->seconds);
-    bind_text(st, 8, u->error_code);
-    bind_text(st, 9, u->error);
-    sqlite3_bind_int(st, 10, a->job->attempts);
-    sqlite3_bind_int64(st, 11, queue_now(q));
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY)
-        return err_set(err, VLQ_EINPUT, "job %lld: unit %d: already stored",
-                       (long long)a->job->id, u->idx);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "store a unit", err);
+    if (units_total < 0)
+        return err_set(err, VLQ_EINPUT, "job %lld: %d units", (long long)j->id, units_total);
+    return q->drv->set_units_total(q, j, units_total, err);
 }
 
 int queue_unit_store(Queue *q, const Job *j, const JobUnit *u, char *err)
 {
-    VLQ_ASSERT(u->idx >= 0);
-    UnitArg a = {.job = j, .unit = u};
-    return queue_tx(q, queue_unit_store_tx, &a, err);
+    if (u->idx < 0)
+        return err_set(err, VLQ_EINPUT, "job %lld: unit %d: a negative index", (long long)j->id,
+                       u->idx);
+    return q->drv->unit_store(q, j, u, err);
 }
 
 int queue_units(Queue *q, int64_t id, JobUnit **out, int *n, char *err)
 {
     *out = NULL;
     *n = 0;
-    int rc;
-    sqlite3_stmt *st = queue_prep(q,
-                                  "SELECT idx, result, meta_json, tok_in, tok_out, seconds, "
-                                  "error_code, error, attempt FROM job_units WHERE job_id=? "
-                                  "ORDER BY idx",
-                                  &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read units", err);
-    sqlite3_bind_int64(st, 1, id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = xrealloc(*out, (size_t)(*n + 1) * sizeof **out);
-        JobUnit *u = &(*out)[(*n)++];
-        u->idx = sqlite3_column_int(st, 0);
-        u->result = col_text(st, 1);
-        u->meta_json = col_text(st, 2);
-        u->tok_in = sqlite3_column_int64(st, 3);
-        u->tok_out = sqlite3_column_int64(st, 4);
-        u->seconds = sqlite3_column_double(st, 5);
-        u->error_code = col_text(st, 6);
-        u->error = col_text(st, 7);
-        u->attempt = sqlite3_column_int(st, 8);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "read units", err);
-}
-
-void queue_units_free(JobUnit *u, int n)
-{
-    for (int i = 0; u && i < n; i++) {
-        free(u[i].result);
-        free(u[i].meta_json);
-        free(u[i].error_code);
-        free(u[i].error);
-    }
-    free(u);
+    return q->drv->units(q, id, out, n, err);
 }
 
 /* ---- admin ---- */
@@ -1067,27 +452,16 @@ int queue_list(Queue *q, const JobFilter *f, Job ***jobs, int *n, char *err)
 {
     *jobs = NULL;
     *n = 0;
-    int rc;
-    sqlite3_stmt *st = queue_prep(q,
-                                  "SELECT " JOB_COLS " FROM jobs WHERE (?1 IS NULL OR state=?1) "
-                                  "AND (?2 IS NULL OR kind=?2) ORDER BY id DESC LIMIT ?3",
-                                  &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "list", err);
-    bind_text(st, 1, f && f->state >= 0 ? queue_state_name(f->state) : NULL);
-    bind_text(st, 2, f ? f->kind : NULL);
-    sqlite3_bind_int64(st, 3, f && f->limit > 0 ? f->limit : -1);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *jobs = xrealloc(*jobs, (size_t)(*n + 1) * sizeof **jobs);
-        (*jobs)[(*n)++] = queue_row_job(st);
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "list", err);
-    for (int i = 0; i < *n; i++)
-        if ((rc = queue_load_inputs(q, (*jobs)[i], err)) != 0)
-            return rc;
-    return 0;
+    JobFilter any = {.state = -1};
+    return q->drv->list(q, f ? f : &any, jobs, n, err);
+}
+
+int queue_get(Queue *q, int64_t id, Job **out, char *err)
+{
+    int rc = q->drv->get(q, id, out, err);
+    if (rc == 0 && !*out)
+        return queue_no_job(id, err);
+    return rc;
 }
 
 int queue_result(Queue *q, int64_t id, char **format, char **result, size_t *len, char *err)
@@ -1103,129 +477,26 @@ int queue_result(Queue *q, int64_t id, char **format, char **result, size_t *len
     if (state != JOB_SUCCEEDED)
         return err_set(err, VLQ_EINPUT, "job %lld: no result (the job is %s)", (long long)id,
                        queue_state_name(state));
-    sqlite3_stmt *st = queue_prep(q, "SELECT format, body FROM results WHERE job_id=?", &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read the result", err);
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *format = col_text(st, 0);
-        *len = (size_t)sqlite3_column_bytes(st, 1);
-        *result = xmalloc(*len + 1);
-        memcpy(*result, sqlite3_column_blob(st, 1), *len);
-        (*result)[*len] = '\0';
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW)
-        return rc == SQLITE_DONE ? err_set(err, VLQ_EIO, "job %lld: result missing", (long long)id)
-                                 : queue_sqlerr(q, rc, "read the result", err);
-    return 0;
-}
-
-typedef struct {
-    int64_t id;
-    JobState state;
-} IdArg;
-
-/* ?1 = v[0], ?2 = v[1] (a statement may use only ?1). */
-static void bind_id_now(sqlite3_stmt *st, const void *p)
-{
-    const int64_t *v = p;
-    sqlite3_bind_int64(st, 1, v[0]);
-    sqlite3_bind_int64(st, 2, v[1]);
-}
-
-static int queue_cancel_tx(Queue *q, void *arg, char *err)
-{
-    IdArg *a = arg;
-    Job *j;
-    int rc = queue_get(q, a->id, &j, err);
-    if (rc)
-        return rc;
-    JobState s = j->state;
-    queue_job_free(j);
-    int64_t v[2] = {a->id, queue_now(q)};
-    if (s == JOB_QUEUED || s == JOB_FAILED) {
-        rc = queue_exec1(q,
-                         "UPDATE jobs SET state='cancelled', finished_ms=?2, "
-                         "error_code='ECANCEL', error='cancelled' WHERE id=?1",
-                         NULL, err, bind_id_now, v);
-        a->state = JOB_CANCELLED;
-        return rc ? rc : queue_add_event(q, a->id, "job.cancelled", NULL, 0, NULL, err);
-    }
-    if (s == JOB_RUNNING) {
-        a->state = JOB_RUNNING;
-        return queue_exec1(q, "UPDATE jobs SET cancel_requested=1 WHERE id=?1", NULL,
-                           err, bind_id_now, v);
-    }
-    return err_set(err, VLQ_EINPUT, "job %lld: already %s", (long long)a->id,
-                   queue_state_name(s));
+    return q->drv->result(q, id, format, result, len, err);
 }
 
 int queue_cancel(Queue *q, int64_t id, JobState *new_state, char *err)
 {
-    IdArg a = {.id = id};
-    int rc = queue_tx(q, queue_cancel_tx, &a, err);
+    JobState s = JOB_CANCELLED;
+    int rc = q->drv->cancel(q, id, &s, err);
     if (rc == 0 && new_state)
-        *new_state = a.state;
+        *new_state = s;
     return rc;
 }
 
-static int queue_retry_tx(Queue *q, void *arg, char *err)
-{
-    IdArg *a = arg;
-    Job *j;
-    int rc = queue_get(q, a->id, &j, err);
-    if (rc)
-        return rc;
-    JobState s = j->state;
-    queue_job_free(j);
-    if (s != JOB_DEAD && s != JOB_FAILED && s != JOB_CANCELLED)
-        return err_set(err, VLQ_EINPUT, "job %lld: is %s; only dead, failed or cancelled jobs "
-                                        "are retried", (long long)a->id, queue_state_name(s));
-    int64_t v[2] = {a->id, queue_now(q)};
-    /* the failed units run again; the ones that succeeded are kept and skipped */
-    rc = queue_exec1(q, "DELETE FROM job_units WHERE job_id=?1 AND error_code IS NOT NULL",
-                     NULL, err, bind_id_now, v);
-    if (rc)
-        return rc;
-    return queue_exec1(q,
-                       "UPDATE jobs SET state='queued', attempts=0, run_after_ms=?2, "
-                       "finished_ms=NULL, cancel_requested=0, error_code=NULL, error=NULL "
-                       "WHERE id=?1",
-                       NULL, err, bind_id_now, v);
-}
-
-int queue_retry(Queue *q, int64_t id, char *err)
-{
-    IdArg a = {.id = id};
-    return queue_tx(q, queue_retry_tx, &a, err);
-}
-
-typedef struct {
-    int64_t cutoff;
-    int deleted;
-} PurgeArg;
-
-static int queue_purge_tx(Queue *q, void *arg, char *err)
-{
-    PurgeArg *a = arg;
-    int64_t v[2] = {a->cutoff, 0}, changes = 0;
-    int rc = queue_exec1(q,
-                         "DELETE FROM jobs WHERE state IN ('succeeded','dead','cancelled') AND "
-                         "finished_ms<?1 AND NOT EXISTS (SELECT 1 FROM events e WHERE "
-                         "e.job_id=jobs.id AND e.state='pending')",
-                         &changes, err, bind_id_now, v);
-    a->deleted = (int)changes;
-    return rc;
-}
+int queue_retry(Queue *q, int64_t id, char *err) { return q->drv->retry(q, id, err); }
 
 int queue_purge(Queue *q, int64_t older_than_ms, int *n_deleted, char *err)
 {
-    PurgeArg a = {.cutoff = queue_now(q) - older_than_ms};
-    int rc = queue_tx(q, queue_purge_tx, &a, err);
+    int n = 0;
+    int rc = q->drv->purge(q, queue_now(q) - older_than_ms, &n, err);
     if (n_deleted)
-        *n_deleted = rc ? 0 : a.deleted;
+        *n_deleted = rc ? 0 : n;
     return rc;
 }
 
@@ -1233,251 +504,68 @@ int queue_attempts(Queue *q, int64_t id, JobAttempt **out, int *n, char *err)
 {
     *out = NULL;
     *n = 0;
-    int rc;
-    sqlite3_stmt *st = queue_prep(q,
-                                  "SELECT attempt, worker_id, started_ms, coalesce(finished_ms,0), "
-                                  "outcome, error FROM attempts WHERE job_id=? ORDER BY attempt",
-                                  &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read attempts", err);
-    sqlite3_bind_int64(st, 1, id);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *out = xrealloc(*out, (size_t)(*n + 1) * sizeof **out);
-        JobAttempt *a = &(*out)[(*n)++];
-        a->attempt = sqlite3_column_int(st, 0);
-        a->worker_id = col_text(st, 1);
-        a->started_ms = sqlite3_column_int64(st, 2);
-        a->finished_ms = sqlite3_column_int64(st, 3);
-        a->outcome = col_text(st, 4);
-        a->error = col_text(st, 5);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "read attempts", err);
-}
-
-void queue_attempts_free(JobAttempt *a, int n)
-{
-    for (int i = 0; a && i < n; i++) {
-        free(a[i].worker_id);
-        free(a[i].outcome);
-        free(a[i].error);
-    }
-    free(a);
+    return q->drv->attempts(q, id, out, n, err);
 }
 
 /* ---- webhook outbox ---- */
 
-static const char *const queue_event_states[] = {"pending", "delivered", "failed"};
-
-#define EVENT_COLS                                                                        \
-    "id, event_id, job_id, type, url, secret, body, state, attempts, next_attempt_ms, " \
-    "last_error, coalesce(last_status,0)"
-
-static OutboxEvent *queue_row_event(sqlite3_stmt *st)
-{
-    OutboxEvent *e = xcalloc(1, sizeof *e);
-    e->id = sqlite3_column_int64(st, 0);
-    e->event_id = col_text(st, 1);
-    e->job_id = sqlite3_column_int64(st, 2);
-    e->type = col_text(st, 3);
-    e->url = col_text(st, 4);
-    e->secret = col_text(st, 5);
-    e->body = col_text(st, 6);
-    const char *state = (const char *)sqlite3_column_text(st, 7);
-    for (int i = 0; i < 3; i++)
-        if (state && !strcmp(state, queue_event_states[i]))
-            e->state = (EventState)i;
-    e->attempts = sqlite3_column_int(st, 8);
-    e->next_attempt_ms = sqlite3_column_int64(st, 9);
-    e->last_error = col_text(st, 10);
-    e->last_status = sqlite3_column_int(st, 11);
-    return e;
-}
-
-const char *queue_event_state_name(EventState s)
-{
-    return s >= EVENT_PENDING && s <= EVENT_FAILED ? queue_event_states[s] : "unknown";
-}
-
-void queue_event_free(OutboxEvent *e)
-{
-    if (!e)
-        return;
-    free(e->event_id);
-    free(e->type);
-    free(e->url);
-    free(e->secret);
-    free(e->body);
-    free(e->last_error);
-    free(e);
-}
-
-static int queue_read_events(Queue *q, const char *sql, int64_t a1, int64_t a2,
-                             OutboxEvent ***events, int *n, char *err)
+int queue_events_due(Queue *q, int max, int64_t lease_ms, OutboxEvent ***events, int *n,
+                     char *err)
 {
     *events = NULL;
     *n = 0;
-    int rc;
-    sqlite3_stmt *st = queue_prep(q, sql, &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "read events", err);
-    sqlite3_bind_int64(st, 1, a1);
-    sqlite3_bind_int64(st, 2, a2);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        *events = xrealloc(*events, (size_t)(*n + 1) * sizeof **events);
-        (*events)[(*n)++] = queue_row_event(st);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "read events", err);
-}
-
-int queue_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err)
-{
-    return queue_read_events(q,
-                             "SELECT " EVENT_COLS " FROM events WHERE state='pending' AND "
-                             "next_attempt_ms<=?1 AND url NOT IN (SELECT url FROM "
-                             "disabled_endpoints) ORDER BY next_attempt_ms, id LIMIT ?2",
-                             queue_now(q), max > 0 ? max : -1, events, n, err);
+    if (lease_ms <= 0)
+        return err_set(err, VLQ_EINPUT, "events: a lease of %lld ms", (long long)lease_ms);
+    char token[33];
+    int rc = queue_new_token(token, err);
+    return rc ? rc : q->drv->events_due(q, max, lease_ms, token, events, n, err);
 }
 
 int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err)
 {
-    return queue_read_events(q,
-                             "SELECT " EVENT_COLS " FROM events WHERE ?1<=0 OR job_id=?1 "
-                             "ORDER BY id DESC",
-                             job_id, 0, events, n, err);
-}
-
-typedef struct {
-    const OutboxEvent *e;
-    EventState state;
-    int64_t next_ms;
-    int status;
-    const char *error;
-    double duration_s;
-    int gone;
-} AttemptArg;
-
-static int queue_event_attempt_tx(Queue *q, void *arg, char *err)
-{
-    AttemptArg *a = arg;
-    int64_t now = queue_now(q);
-    int rc;
-    sqlite3_stmt *st = queue_prep(
-        q,
-        "UPDATE events SET state=?2, attempts=attempts+1, next_attempt_ms=?3, last_status=?4, "
-        "last_error=?5 WHERE id=?1 RETURNING attempts",
-        &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "record a delivery", err);
-    sqlite3_bind_int64(st, 1, a->e->id);
-    bind_text(st, 2, queue_event_states[a->state]);
-    sqlite3_bind_int64(st, 3, a->next_ms);
-    if (a->status)
-        sqlite3_bind_int(st, 4, a->status);
-    else
-        sqlite3_bind_null(st, 4);
-    bind_text(st, 5, a->error && a->error[0] ? a->error : NULL);
-    rc = sqlite3_step(st);
-    int attempt = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    if (rc == SQLITE_ROW)
-        rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "record a delivery", err);
-    if (!attempt)
-        return err_set(err, VLQ_EINPUT, "event %s: no such event", a->e->event_id);
-    st = queue_prep(q,
-                    "INSERT OR REPLACE INTO event_attempts (event_row, attempt, at_ms, "
-                    "http_status, error, duration_s) VALUES (?,?,?,?,?,?)",
-                    &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "record a delivery", err);
-    sqlite3_bind_int64(st, 1, a->e->id);
-    sqlite3_bind_int(st, 2, attempt);
-    sqlite3_bind_int64(st, 3, now);
-    if (a->status)
-        sqlite3_bind_int(st, 4, a->status);
-    else
-        sqlite3_bind_null(st, 4);
-    bind_text(st, 5, a->error && a->error[0] ? a->error : NULL);
-    sqlite3_bind_double(st, 6, a->duration_s);
-    rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return queue_sqlerr(q, rc, "record a delivery", err);
-    if (!a->gone)
-        return 0;
-    /* disable the endpoint, and fail what was still pending for it */
-    static const char *const disable[] = {
-        "INSERT OR IGNORE INTO disabled_endpoints (url, since_ms, reason) VALUES "
-        "(?1,?2,'410 Gone')",
-        "UPDATE events SET state='failed', last_error='endpoint disabled (410 Gone), not sent' "
-        "WHERE url=?1 AND state='pending' AND ?2>=0",
-    };
-    for (int i = 0; i < 2; i++) {
-        if (!(st = queue_prep(q, disable[i], &rc)))
-            return queue_sqlerr(q, rc, "disable an endpoint", err);
-        bind_text(st, 1, a->e->url);
-        sqlite3_bind_int64(st, 2, now);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE)
-            return queue_sqlerr(q, rc, "disable an endpoint", err);
-    }
-    return 0;
+    *events = NULL;
+    *n = 0;
+    return q->drv->events_list(q, job_id, events, n, err);
 }
 
 int queue_event_attempt(Queue *q, const OutboxEvent *e, EventState new_state,
                         int64_t next_attempt_ms, int http_status, const char *error,
                         double duration_s, int gone, char *err)
 {
-    AttemptArg a = {.e = e, .state = new_state, .next_ms = next_attempt_ms,
-                    .status = http_status, .error = error, .duration_s = duration_s,
-                    .gone = gone};
-    return queue_tx(q, queue_event_attempt_tx, &a, err);
+    if (new_state < EVENT_PENDING || new_state > EVENT_FAILED)
+        return err_set(err, VLQ_EINPUT, "event %s: unknown state %d", e->event_id,
+                       (int)new_state);
+    QueueDeliveryArgs d = {.state = new_state, .next_attempt_ms = next_attempt_ms,
+                           .http_status = http_status, .error = error,
+                           .duration_s = duration_s, .gone = gone};
+    return q->drv->event_attempt(q, e, &d, err);
 }
 
-typedef struct {
-    const char *event_id;
-} RedeliverArg;
-
-static int queue_redeliver_tx(Queue *q, void *arg, char *err)
+int queue_event_release(Queue *q, const OutboxEvent *e, char *err)
 {
-    RedeliverArg *a = arg;
-    int rc;
-    sqlite3_stmt *st = queue_prep(q,
-                                  "UPDATE events SET state='pending', next_attempt_ms=?2 WHERE "
-                                  "event_id=?1 RETURNING url",
-                                  &rc);
-    if (!st)
-        return queue_sqlerr(q, rc, "redeliver", err);
-    bind_text(st, 1, a->event_id);
-    sqlite3_bind_int64(st, 2, queue_now(q));
-    rc = sqlite3_step(st);
-    char *url = rc == SQLITE_ROW ? col_text(st, 0) : NULL;
-    if (rc == SQLITE_ROW)
-        rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-        free(url);
-        return queue_sqlerr(q, rc, "redeliver", err);
-    }
-    if (!url)
-        return err_set(err, VLQ_EINPUT, "event %s: no such event", a->event_id);
-    /* a redelivery by hand re-enables the endpoint that answered 410 */
-    st = queue_prep(q, "DELETE FROM disabled_endpoints WHERE url=?", &rc);
-    if (st) {
-        bind_text(st, 1, url);
-        rc = sqlite3_step(st);
-        sqlite3_finalize(st);
-    }
-    free(url);
-    return rc == SQLITE_DONE ? 0 : queue_sqlerr(q, rc, "redeliver", err);
+    if (!e->lease_token) /* not leased by this caller: nothing to give back */
+        return 0;
+    return q->drv->event_release(q, e, err);
 }
 
 int queue_event_redeliver(Queue *q, const char *event_id, char *err)
 {
-    RedeliverArg a = {.event_id = event_id};
-    return queue_tx(q, queue_redeliver_tx, &a, err);
+    if (!event_id || !event_id[0])
+        return err_set(err, VLQ_EINPUT, "redeliver: no event id given");
+    return q->drv->event_redeliver(q, event_id, err);
+}
+
+/* ---- http(s) inputs ---- */
+
+int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                        int64_t size_bytes, char *err)
+{
+    if (!j || idx < 0 || idx >= j->n_inputs || !sha256 || strlen(sha256) != 64 ||
+        size_bytes < 0)
+        return err_set(err, VLQ_EINPUT, "job %lld: input %d: a bad download record",
+                       j ? (long long)j->id : 0LL, idx);
+    if (!q->drv->input_fetched)
+        return err_set(err, VLQ_EIO, "%s: the %s driver cannot record downloads", q->location,
+                       q->drv->name);
+    return q->drv->input_fetched(q, j, idx, sha256, size_bytes, err);
 }

@@ -1,6 +1,7 @@
 /* queue: the durable job queue: jobs, their inputs, attempts, results, and the webhook
- * outbox. One interface; SQLite (src/queue_sqlite.c) is its first backend, PostgreSQL
- * (FOR UPDATE SKIP LOCKED) will be the second behind the same functions.
+ * outbox. One interface, two backends behind a driver table (src/queue_int.h): SQLite
+ * (src/queue_sqlite.c) and PostgreSQL (src/queue_pg.c, FOR UPDATE SKIP LOCKED); what
+ * does not depend on the database (states, backoff, the webhook payload) is src/queue.c.
  *
  * States: queued -> running -> succeeded | failed | cancelled | dead.
  *   - A worker claims the best runnable job (priority desc, run_after, id) of the kinds
@@ -16,9 +17,13 @@
  *     listed, and can be retried by hand.
  *   - Results and the final state are written in one transaction (exactly-once results),
  *     together with the outbox event when the job has a webhook.
- * Concurrency: WAL, busy_timeout, short BEGIN IMMEDIATE transactions; SQLITE_BUSY is
- * retried inside and reported as VLQ_EBUSY only after the deadline; no transaction is
- * held across media or model work. A database written by a newer vlq is refused. */
+ * Concurrency: one short transaction per call, none held across media or model work.
+ * SQLite: WAL, BEGIN IMMEDIATE; a busy database is retried inside and reported as
+ * VLQ_EBUSY only after busy_timeout_ms. PostgreSQL: READ COMMITTED, claims with
+ * FOR UPDATE SKIP LOCKED, conflicts retried likewise; a lost connection (server restart)
+ * is VLQ_EIO and the next call reconnects. Times are always the queue's clock
+ * (QueueOptions.now_ms), never the server's. A database written by a newer vlq is
+ * refused untouched (SQLite: PRAGMA user_version; PostgreSQL: vlq_schema_version). */
 #ifndef VLQ_QUEUE_H
 #define VLQ_QUEUE_H
 
@@ -95,15 +100,31 @@ typedef struct {
     int busy_timeout_ms;       /* how long one statement waits for a lock (default 5000) */
     int default_max_attempts;  /* default 3 */
     int64_t (*now_ms)(void);   /* clock, swappable by tests; NULL: util_now_ms */
+    const char *file_mode;     /* [queue] file_mode of an SQLite database created here, octal
+                                * ("0600", "0660"); NULL or "": 0600 */
 } QueueOptions;
 
 /* ---- open, migrate ---- */
 
-/* Open (creating if create) the database at path and apply the migrations in schema/.
- * Returns 0 and *out, or VLQ_EINPUT (newer schema, not a vlq database, cannot create),
- * VLQ_EIO, VLQ_EBUSY with "path: reason". */
+/* Open (creating if create) the queue at path and apply the migrations in schema/. The
+ * location picks the backend: a postgresql:// or postgres:// URL (libpq's URI syntax) is
+ * PostgreSQL, anything else is an SQLite file path. Returns 0 and *out, or VLQ_EINPUT
+ * (newer schema, not a vlq database, cannot create, no database there), VLQ_EIO,
+ * VLQ_EBUSY with "location: reason" (a URL's password is never printed). */
 int queue_open(const char *path, const QueueOptions *opt, int create, Queue **out, char *err);
 void queue_close(Queue *q);
+/* 1 if location names a PostgreSQL queue (postgresql:// or postgres://), else 0. */
+int queue_is_url(const char *location);
+/* location for messages and logs into out: a URL's password (user:password@) becomes
+ * "***"; anything else is copied (truncated to size). Cannot fail. */
+void queue_redact(const char *location, char *out, size_t size);
+/* The backend's name: "sqlite" or "postgresql". Cannot fail. */
+const char *queue_backend(const Queue *q);
+/* Idle wait of a worker: return when a job may have been submitted, or after timeout_ms.
+ * PostgreSQL wakes on a notification sent by every submit (LISTEN/NOTIFY); SQLite just
+ * sleeps timeout_ms (the caller polls with queue_claim either way). 0, or a transient
+ * VLQ_EIO/VLQ_EBUSY when the connection is lost (the next call reconnects). */
+int queue_wait(Queue *q, int timeout_ms, char *err);
 
 /* ---- submit ---- */
 
@@ -224,6 +245,7 @@ typedef struct {
     int64_t next_attempt_ms;
     char *last_error;       /* or NULL */
     int last_status;        /* last HTTP status, 0 none */
+    char *lease_token;      /* set by queue_events_due (this deliverer's lease), else NULL */
 } OutboxEvent;
 
 void queue_event_free(OutboxEvent *e);
@@ -231,17 +253,54 @@ void queue_event_free(OutboxEvent *e);
 const char *queue_event_state_name(EventState s);
 
 /* Events due now (pending, next_attempt_ms <= now, endpoint not disabled), oldest first,
- * at most max; the caller delivers them, then records each attempt. */
-int queue_events_due(Queue *q, int max, OutboxEvent ***events, int *n, char *err);
+ * at most max (<= 0: all), leased to the caller for lease_ms: the outbox is shared by the
+ * delivery threads of every worker, and no other caller gets a leased event (nor any
+ * event of an endpoint with a leased one) until its attempt is recorded or the lease
+ * passes. The caller delivers them, then records each attempt. */
+int queue_events_due(Queue *q, int max, int64_t lease_ms, OutboxEvent ***events, int *n,
+                     char *err);
 /* Record one delivery attempt (logged in the attempt table): state and next attempt time
  * as the caller decided from the outcome and the schedule; gone = 1 disables the
- * endpoint (URL) for later events. */
+ * endpoint (URL) for later events. Fenced by e's lease_token (an event read otherwise,
+ * with no token, only while nobody holds it): VLQ_EBUSY "lease lost" when another
+ * deliverer took the event over; the lease ends with the attempt. */
 int queue_event_attempt(Queue *q, const OutboxEvent *e, EventState new_state,
                         int64_t next_attempt_ms, int http_status, const char *error,
                         double duration_s, int gone, char *err);
+/* Give back the lease of an event from queue_events_due that was not tried, so that any
+ * deliverer may send it now. Nothing happens when the lease is no longer e's. */
+int queue_event_release(Queue *q, const OutboxEvent *e, char *err);
 /* Events of one job (job_id > 0) or all, newest first. */
 int queue_events_list(Queue *q, int64_t job_id, OutboxEvent ***events, int *n, char *err);
 /* Make a failed or delivered event pending again, due now. */
 int queue_event_redeliver(Queue *q, const char *event_id, char *err);
+
+/* ---- http(s) inputs ---- */
+
+/* Record what the first download of the claimed job's URL input idx gave (hex SHA-256
+ * and size), fenced by j's claim token; later attempts compare against it. A URL input
+ * is submitted with an empty sha256; once recorded it is never changed (a second call
+ * changes nothing). Returns 0, VLQ_EBUSY "lease lost", or a database error. */
+int queue_input_fetched(Queue *q, const Job *j, int idx, const char *sha256,
+                        int64_t size_bytes, char *err);
+
+/* ---- copying a whole queue (vlq queue copy) ---- */
+
+typedef struct {
+    int64_t jobs;    /* job rows copied */
+    int64_t events;  /* outbox event rows copied */
+    int64_t rows;    /* rows of every table */
+} QueueCopyStats;
+
+/* Called after each table with the rows copied (arg is queue_copy's). */
+typedef void (*QueueCopyProgressFn)(void *arg, const char *table, int64_t rows);
+
+/* Copy every row of every table of from into to (any backends), ids kept: jobs in every
+ * state with inputs, attempts, results and units, outbox events with their attempts,
+ * disabled endpoints. from is read in one snapshot and not changed; to is written in one
+ * transaction and must hold no rows (VLQ_EINPUT naming the table, nothing written) unless
+ * force, which deletes what it holds first. progress may be NULL. */
+int queue_copy(Queue *from, Queue *to, int force, QueueCopyProgressFn progress, void *arg,
+               QueueCopyStats *st, char *err);
 
 #endif

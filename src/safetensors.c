@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define SAFETENSORS_MAX_HEADER (100u << 20)
+#define SAFETENSORS_MAX_NUMEL ((int64_t)1 << 40) /* 4 TiB of f32: no real tensor */
 
 typedef struct {
     char *path;
@@ -65,16 +66,11 @@ static int safetensors_parse_dtype(const char *s, QuantType *t)
 
 static int safetensors_map(const char *path, SafeShard *sh, char *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return err_set(err, errno == ENOENT ? VLQ_EMODEL : VLQ_EIO, "%s: %s", path,
-                       strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return err_set(err, VLQ_EIO, "%s: %s", path, strerror(e));
-    }
+    int rc = util_open_regular(path, 0, &fd, &st, err);
+    if (rc) /* missing, unreadable or not a regular file: the checkpoint is wrong */
+        return rc == VLQ_EINPUT ? VLQ_EMODEL : rc;
     if (st.st_size < 8) {
         close(fd);
         return err_set(err, VLQ_EMODEL, "%s: truncated (%lld bytes)", path,
@@ -122,16 +118,20 @@ static int safetensors_entry(SafeSet *s, const SafeShard *sh, size_t data_start,
     t->dtype = type;
     t->file = sh->path;
     t->ndim = (int)json_array_size(shape);
-    t->numel = 1;
     for (int d = 0; d < t->ndim; d++) {
         json_t *v = json_array_get(shape, (size_t)d);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > ((json_int_t)1 << 40))
-            return err_set(err, VLQ_EMODEL, "%s: tensor %s: bad shape", sh->path, name);
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return err_set(err, VLQ_EMODEL, "%s: tensor %s: bad shape (dimension %d is not a "
+                           "count)", sh->path, name, d);
         t->shape[d] = json_integer_value(v);
-        t->numel *= t->shape[d];
-        if (t->numel > ((int64_t)1 << 40))
-            return err_set(err, VLQ_EMODEL, "%s: tensor %s: shape too large", sh->path, name);
+    }
+    if (util_numel(t->shape, t->ndim, SAFETENSORS_MAX_NUMEL, &t->numel)) {
+        char dims[160] = "";
+        for (int d = 0, o = 0; d < t->ndim && o < (int)sizeof dims; d++)
+            o += snprintf(dims + o, sizeof dims - (size_t)o, "%s%lld", d ? ", " : "",
+                          (long long)t->shape[d]);
+        return err_set(err, VLQ_EMODEL, "%s: tensor %s: shape [%s] overflows: more than 2^40 "
+                       "elements", sh->path, name, dims);
     }
     json_t *b = json_array_get(offs, 0), *en = json_array_get(offs, 1);
     if (!json_is_integer(b) || !json_is_integer(en))
@@ -207,14 +207,19 @@ int safetensors_open_file(const char *path, SafeSet **out, char *err)
 static int safetensors_open_index(SafeSet *s, const char *dir, const char *index, char *err)
 {
     json_error_t je;
-    json_t *root = json_load_file(index, 0, &je);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = util_read_file(index, SAFETENSORS_MAX_HEADER, &text, &len, err);
+    if (rc)
+        return rc == VLQ_EINPUT ? VLQ_EMODEL : rc;
+    json_t *root = json_loadb(text, len, 0, &je);
+    free(text);
     json_t *map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
         json_decref(root);
         return err_set(err, VLQ_EMODEL, "%s: no weight_map object (%s)", index,
                        root ? "bad index" : je.text);
     }
-    int rc = 0;
     const char *name;
     json_t *v;
     json_object_foreach(map, name, v) {
@@ -307,8 +312,8 @@ static int safetensors_cmp_name(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-int safetensors_write(const char *path, const SafeWriteTensor *t, int n, SafeFillFn fill,
-                      void *ctx, char *err)
+int safetensors_write_ex(const char *path, int flags, const SafeWriteTensor *t, int n,
+                         SafeFillFn fill, void *ctx, char *err)
 {
     /* data in name order (what HF writes too), header padded with spaces to 8 bytes */
     const SafeWriteTensor **order = xmalloc((size_t)(n ? n : 1) * sizeof *order);
@@ -336,12 +341,11 @@ int safetensors_write(const char *path, const SafeWriteTensor *t, int n, SafeFil
     char *hdr = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
-    int rc = 0;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
+    UtilAtomic a;
+    int rc = util_atomic_open(path, flags, &a, err);
+    if (rc)
         goto out;
-    }
+    FILE *f = a.f;
     uint64_t n64 = padded;
     int ok = fwrite(&n64, 8, 1, f) == 1 && fwrite(hdr, 1, hlen, f) == hlen;
     for (size_t i = hlen; ok && i < padded; i++)
@@ -365,14 +369,20 @@ int safetensors_write(const char *path, const SafeWriteTensor *t, int n, SafeFil
             ok = fwrite(data, 1, nb, f) == nb;
         free(scratch);
     }
-    if (fclose(f) != 0 || !ok) {
-        if (!rc)
-            rc = err_set(err, VLQ_EIO, "%s: write failed: %s", path, strerror(errno));
-    }
+    if (!rc && !ok)
+        rc = err_set(err, VLQ_EIO, "%s: write failed: %s", path, strerror(errno));
     if (rc)
-        unlink(path);
+        util_atomic_abort(&a);
+    else
+        rc = util_atomic_commit(&a, err);
 out:
     free(hdr);
     free(order);
     return rc;
+}
+
+int safetensors_write(const char *path, const SafeWriteTensor *t, int n, SafeFillFn fill,
+                      void *ctx, char *err)
+{
+    return safetensors_write_ex(path, 0, t, n, fill, ctx, err);
 }

@@ -58,11 +58,16 @@ typedef struct {
 /* Fill dst (numel * element size bytes) with tensor i's data; 0 or a VLQ_E* code. */
 typedef int (*SafeFillFn)(void *ctx, int i, void *dst, char *err);
 
-/* Write tensors to path as one safetensors file, in name order (as HF writes). A tensor
- * with data NULL is produced by fill(ctx, i, ...) into a scratch buffer just before it
- * is written, so a large export never holds more than one tensor. Returns 0, fill's
- * error, or VLQ_EIO with "path: reason". */
+/* Write tensors to path as one safetensors file, in name order (as HF writes), atomically
+ * (util_atomic_*: a temp file renamed over path, by util.h's rule for what may be
+ * replaced). A tensor with data NULL is produced by fill(ctx, i, ...) into a scratch
+ * buffer just before it is written, so a large export never holds more than one tensor.
+ * Returns 0, fill's error, VLQ_EINPUT (path may not be replaced) or VLQ_EIO with
+ * "path: reason". */
 int safetensors_write(const char *path, const SafeWriteTensor *t, int n, SafeFillFn fill,
                       void *ctx, char *err);
+/* safetensors_write with util_atomic_open's flags (UTIL_ATOMIC_NO_CLOBBER). */
+int safetensors_write_ex(const char *path, int flags, const SafeWriteTensor *t, int n,
+                         SafeFillFn fill, void *ctx, char *err);
 
 #endif

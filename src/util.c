@@ -1,4 +1,7 @@
-/* util: allocation, string buffer, file I/O, clocks, SHA-256 (see util.h). */
+/* util: allocation, string buffer, file I/O, clocks, SHA-256 (see util.h).
+ * Globals: one atomic counter that makes atomic-write temp names unique across threads
+ * (mkstemp would do it, but creates mode 0600 where an output should get 0666 & ~umask). */
+#define _GNU_SOURCE
 #include "util.h"
 
 #include "err.h"
@@ -189,17 +192,101 @@ char *buf_take(Buf *b)
     return s;
 }
 
-/* ---- files ---- */
+/* ---- files: safe opening for reading, atomic writing (see util.h) ----
+ * One place decides what a command may open and what a write may replace, so no
+ * caller opens a path by itself: a FIFO given as an input would block open() or read()
+ * forever, and a rename over a symlink or a FIFO would silently replace it. */
+
+const char *util_file_type(mode_t mode)
+{
+    if (S_ISREG(mode))
+        return "a regular file";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    return "not a file";
+}
+
+/* The error of a failed open/stat of path for reading. */
+static int util_open_errno(const char *path, int e, char *err)
+{
+    if (e == ELOOP)
+        return err_set(err, VLQ_EINPUT, "%s: symlink loop (too many levels of symbolic links)",
+                       path);
+    int input = e == ENOENT || e == EACCES || e == ENOTDIR || e == ENAMETOOLONG || e == EPERM ||
+                e == ENXIO || e == ENODEV || e == EISDIR;
+    return err_set(err, input ? VLQ_EINPUT : VLQ_EIO, "%s: %s", path, strerror(e));
+}
+
+int util_open_regular(const char *path, int extra_flags, int *fd, struct stat *st, char *err)
+{
+    *fd = -1;
+    struct stat sb;
+    /* a look first, so a device is refused without being opened (opening some has
+     * effects); the fstat below is what decides, as the path may change meanwhile */
+    if (stat(path, &sb) != 0)
+        return util_open_errno(path, errno, err);
+    if (!S_ISREG(sb.st_mode))
+        return err_set(err, VLQ_EINPUT, "%s: not a regular file (%s)", path,
+                       util_file_type(sb.st_mode));
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | extra_flags);
+    if (f < 0)
+        return util_open_errno(path, errno, err);
+    if (fstat(f, &sb) != 0) {
+        int e = errno;
+        close(f);
+        return err_set(err, VLQ_EIO, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(f);
+        return err_set(err, VLQ_EINPUT, "%s: not a regular file (%s)", path,
+                       util_file_type(sb.st_mode));
+    }
+    int fl = fcntl(f, F_GETFL);
+    if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(f);
+        return err_set(err, VLQ_EIO, "%s: %s", path, strerror(e));
+    }
+    if (st)
+        *st = sb;
+    *fd = f;
+    return 0;
+}
+
+int util_fopen_regular(const char *path, FILE **f, struct stat *st, char *err)
+{
+    *f = NULL;
+    int fd;
+    int rc = util_open_regular(path, 0, &fd, st, err);
+    if (rc)
+        return rc;
+    if (!(*f = fdopen(fd, "rb"))) {
+        int e = errno;
+        close(fd);
+        return err_set(err, VLQ_EIO, "%s: %s", path, strerror(e));
+    }
+    return 0;
+}
 
 int util_read_file(const char *path, size_t max_bytes, char **data, size_t *len, char *err)
 {
     *data = NULL;
     if (len)
         *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_set(err, errno == ENOENT || errno == EACCES ? VLQ_EINPUT : VLQ_EIO, "%s: %s",
-                       path, strerror(errno));
+    FILE *f;
+    int rc = util_fopen_regular(path, &f, NULL, err);
+    if (rc)
+        return rc;
     Buf b = {0};
     char chunk[65536];
     size_t n;
@@ -224,48 +311,238 @@ int util_read_file(const char *path, size_t max_bytes, char **data, size_t *len,
     return 0;
 }
 
-int util_write_file(const char *path, const void *data, size_t len, char *err)
+int util_same_file(const char *a, const char *b)
 {
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* The folder part of path in a new string ("." when there is none). */
+static char *util_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return xstrdup(".");
+    if (slash == path)
+        return xstrdup("/");
+    char *d = xmalloc((size_t)(slash - path) + 1);
+    memcpy(d, path, (size_t)(slash - path));
+    d[slash - path] = '\0';
+    return d;
+}
+
+/* What a write to path replaces: path itself, or the final target of its symlink. A
+ * new string, or NULL with err set when the rule refuses (see util.h). *exists and
+ * *mode say whether the target exists and its permission bits. */
+static char *util_atomic_target(const char *path, int *exists, mode_t *mode, char *err)
+{
+    struct stat ls, st;
+    *exists = 0;
+    *mode = 0;
+    if (!path[0]) {
+        err_set(err, VLQ_EINPUT, "empty output path");
+        return NULL;
+    }
+    if (lstat(path, &ls) != 0) {
+        if (errno == ENOENT)
+            return xstrdup(path);
+        util_open_errno(path, errno, err);
+        return NULL;
+    }
+    char *target = NULL;
+    if (S_ISLNK(ls.st_mode)) {
+        target = realpath(path, NULL);
+        if (!target) {
+            if (errno == ENOENT)
+                err_set(err, VLQ_EINPUT, "%s: a symlink to a missing file: not written "
+                        "through (create the target, or remove the link)", path);
+            else
+                util_open_errno(path, errno, err);
+            return NULL;
+        }
+        if (stat(target, &st) != 0) {
+            util_open_errno(path, errno, err);
+            free(target);
+            return NULL;
+        }
+    } else {
+        target = xstrdup(path);
+        st = ls;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        err_set(err, VLQ_EINPUT, "%s: is a directory: not replaced by a file", path);
+        free(target);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        err_set(err, VLQ_EINPUT, "%s: not a regular file (%s): not replaced", path,
+                util_file_type(st.st_mode));
+        free(target);
+        return NULL;
+    }
+    *exists = 1;
+    *mode = st.st_mode & 07777;
+    return target;
+}
+
+int util_atomic_open(const char *path, int flags, UtilAtomic *a, char *err)
+{
+    static _Atomic unsigned util_atomic_seq; /* unique temp names across threads */
+    memset(a, 0, sizeof *a);
+    int exists;
+    mode_t mode;
+    char *target = util_atomic_target(path, &exists, &mode, err);
+    if (!target)
+        return VLQ_EINPUT;
+    if (exists && (flags & UTIL_ATOMIC_NO_CLOBBER)) {
+        free(target);
+        return err_set(err, VLQ_EINPUT, "%s: exists (use --force to replace it)", path);
+    }
+    char *dir = util_dirname(target);
+    const char *base = strrchr(target, '/');
+    base = base ? base + 1 : target;
+    char *tmp = xasprintf("%s/.%s.tmp.%ld.%u", dir, base, (long)getpid(), util_atomic_seq++);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0666);
     int rc = 0;
     if (fd < 0) {
+        int e = errno;
+        if (e == EACCES || e == EPERM || e == EROFS)
+            rc = err_set(err, VLQ_EINPUT, "%s: read-only directory (%s): cannot write %s", dir,
+                         e == EROFS ? "read-only file system" : "no permission to create files",
+                         path);
+        else if (e == ENOENT || e == ENOTDIR)
+            rc = err_set(err, VLQ_EINPUT, "%s: no such directory: cannot write %s", dir, path);
+        else
+            rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(e));
+    } else if (exists && fchmod(fd, mode) != 0) {
         rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-        goto out;
+    } else if (!(a->f = fdopen(fd, "wb"))) {
+        rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
     }
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-            break;
+    free(dir);
+    if (rc) {
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
         }
-        p += w;
-        len -= (size_t)w;
+        free(tmp);
+        free(target);
+        memset(a, 0, sizeof *a);
+        return rc;
     }
-    if (rc == 0 && fsync(fd) != 0)
-        rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-    if (close(fd) != 0 && rc == 0)
-        rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-    if (rc != 0)
-        unlink(tmp);
-out:
-    free(tmp);
+    a->path = xstrdup(path);
+    a->target = target;
+    a->tmp = tmp;
+    a->flags = flags;
+    return 0;
+}
+
+static void util_atomic_clear(UtilAtomic *a)
+{
+    free(a->path);
+    free(a->target);
+    free(a->tmp);
+    memset(a, 0, sizeof *a);
+}
+
+void util_atomic_abort(UtilAtomic *a)
+{
+    if (!a)
+        return;
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp)
+        unlink(a->tmp);
+    util_atomic_clear(a);
+}
+
+int util_atomic_commit(UtilAtomic *a, char *err)
+{
+    int rc = 0;
+    if (fflush(a->f) != 0 || ferror(a->f))
+        rc = err_set(err, VLQ_EIO, "%s: write failed: %s", a->path, strerror(errno));
+    if (!rc && fsync(fileno(a->f)) != 0)
+        rc = err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(errno));
+    if (fclose(a->f) != 0 && !rc)
+        rc = err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(errno));
+    a->f = NULL;
+    if (!rc) {
+        /* the target may have been made a FIFO or a directory since the open: look again
+         * just before the rename, which cannot be made conditional on the file type */
+        int exists;
+        mode_t mode;
+        char *again = util_atomic_target(a->target, &exists, &mode, err);
+        if (!again)
+            rc = VLQ_EINPUT;
+        free(again);
+    }
+    if (!rc && (a->flags & UTIL_ATOMIC_NO_CLOBBER)) {
+        /* link() fails with EEXIST instead of replacing, unlike rename(); a file system
+         * without hard links gets a look and a rename (a race, but no worse) */
+        struct stat st;
+        int e = link(a->tmp, a->target) == 0 ? 0 : errno;
+        if ((e == EPERM || e == EOPNOTSUPP) && lstat(a->target, &st) != 0)
+            e = rename(a->tmp, a->target) == 0 ? 0 : errno;
+        else if (e == EPERM || e == EOPNOTSUPP)
+            e = EEXIST;
+        if (e)
+            rc = e == EEXIST
+                     ? err_set(err, VLQ_EINPUT, "%s: exists (use --force to replace it)", a->path)
+                     : err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(e));
+    } else if (!rc && rename(a->tmp, a->target) != 0) {
+        rc = err_set(err, VLQ_EIO, "%s: %s", a->path, strerror(errno));
+    }
+    unlink(a->tmp); /* after link() the name is still there; after rename() it is gone */
+    if (!rc) {
+        char *dir = util_dirname(a->target);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd); /* the rename itself durable; a failure here changes nothing */
+            close(dfd);
+        }
+        free(dir);
+    }
+    util_atomic_clear(a);
     return rc;
+}
+
+int util_write_file_ex(const char *path, int flags, const void *data, size_t len, char *err)
+{
+    UtilAtomic a;
+    int rc = util_atomic_open(path, flags, &a, err);
+    if (rc)
+        return rc;
+    if (len && fwrite(data, 1, len, a.f) != len) {
+        rc = err_set(err, VLQ_EIO, "%s: write failed: %s", path, strerror(errno));
+        util_atomic_abort(&a);
+        return rc;
+    }
+    return util_atomic_commit(&a, err);
+}
+
+int util_write_file(const char *path, const void *data, size_t len, char *err)
+{
+    return util_write_file_ex(path, 0, data, len, err);
 }
 
 char *util_abspath(const char *path, char *err)
 {
-    char buf[PATH_MAX];
-    if (!realpath(path, buf)) {
-        err_set(err, VLQ_EINPUT, "%s: %s", path, strerror(errno));
-        return NULL;
+    char *abs = realpath(path, NULL); /* allocated: no PATH_MAX buffer to outgrow */
+    if (!abs)
+        util_open_errno(path, errno, err);
+    return abs;
+}
+
+int util_numel(const int64_t *shape, int ndim, int64_t max, int64_t *numel)
+{
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0 || __builtin_mul_overflow(n, shape[d], &n) || n > max)
+            return -1;
     }
-    return xstrdup(buf);
+    *numel = n;
+    return 0;
 }
 
 /* ---- clocks ---- */
@@ -313,29 +590,42 @@ void util_sha256_hex(const void *data, size_t len, char hex[65])
     hex_encode(md, n, hex);
 }
 
-int util_sha256_file(const char *path, char hex[65], char *err)
+int util_sha256_fd(int fd, const char *path, char hex[65], char *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return err_set(err, errno == ENOENT || errno == EACCES ? VLQ_EINPUT : VLQ_EIO, "%s: %s",
-                       path, strerror(errno));
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     VLQ_ASSERT(ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1);
     char chunk[1 << 16];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        EVP_DigestUpdate(ctx, chunk, n);
     int rc = 0;
-    if (ferror(f)) {
-        rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
-    } else {
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = err_set(err, VLQ_EIO, "%s: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(ctx, chunk, (size_t)n);
+    }
+    if (!rc) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned mdn = 0;
         EVP_DigestFinal_ex(ctx, md, &mdn);
         hex_encode(md, mdn, hex);
     }
     EVP_MD_CTX_free(ctx);
-    fclose(f);
+    return rc;
+}
+
+int util_sha256_file(const char *path, char hex[65], char *err)
+{
+    int fd;
+    int rc = util_open_regular(path, 0, &fd, NULL, err);
+    if (rc)
+        return rc;
+    rc = util_sha256_fd(fd, path, hex, err);
+    close(fd);
     return rc;
 }
 

@@ -301,7 +301,7 @@ static int vcache_disk_get(VCache *c, const VCacheKey *key, float *out, int64_t 
 {
     char *path = vcache_path(c, key);
     int hit = 0, bad = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: a bad size, no wait */
     if (fd < 0) {
         if (errno != ENOENT)
             vcache_disk_error(c, "cannot open", path);

@@ -14,7 +14,10 @@
  *   may carry tokens).
  * - The response body is drained up to WEBHOOK_MAX_RESPONSE_BYTES; past that the
  *   transfer is cut off and the outcome follows the status line already received, so a
- *   receiver cannot hold a worker by streaming.
+ *   receiver cannot hold a worker by streaming. A body that trickles is cut by the total
+ *   time (CURLOPT_TIMEOUT_MS) and, sooner when timeout_ms is long, by libcurl's low-speed
+ *   limit; either way the attempt is a retry, even after a 2xx status line, since the
+ *   receiver did not finish its answer.
  * No mutable globals besides the pthread_once flag and the init result below. */
 #include "webhook.h"
 
@@ -43,6 +46,11 @@
 
 
 #define WEBHOOK_MAX_RESPONSE_BYTES (64 * 1024)
+/* Below this many bytes per second for WEBHOOK_LOW_SPEED_S (or the total time when that
+ * is shorter), an attempt is cut off: a receiver that trickles its answer (or neither
+ * answers nor reads) cannot hold a sender until a long timeout_ms runs out. */
+#define WEBHOOK_LOW_SPEED_BYTES 16
+#define WEBHOOK_LOW_SPEED_S 10
 #define WEBHOOK_SNIPPET_BYTES 120 /* start of a failed response's body kept for the error */
 #define WEBHOOK_MAX_ID_LEN 256
 
@@ -421,6 +429,9 @@ static CURLcode setup_easy(CURL *c, CURLU *url, const WebhookRequest *req,
     SET(CURLOPT_USERAGENT, "vlq/" VLQ_VERSION);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     SET(CURLOPT_TIMEOUT_MS, (long)total_ms);
+    long low_s = (total_ms + 999) / 1000;
+    SET(CURLOPT_LOW_SPEED_LIMIT, (long)WEBHOOK_LOW_SPEED_BYTES);
+    SET(CURLOPT_LOW_SPEED_TIME, low_s < WEBHOOK_LOW_SPEED_S ? low_s : (long)WEBHOOK_LOW_SPEED_S);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
@@ -448,6 +459,7 @@ static void classify_transfer_error(WebhookResult *res, const char *where, CURL 
         result_set(res, WEBHOOK_RETRY, "%s: %s", where, reason);
     if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
         res->outcome = WEBHOOK_REFUSED;
+    res->no_answer = res->outcome == WEBHOOK_RETRY;
 }
 
 /* POST one event and fill *res (see webhook.h). Never blocks longer than the timeouts. */

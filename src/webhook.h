@@ -47,6 +47,8 @@ typedef struct {
     int64_t retry_after_s;   /* Retry-After of a 429/502/503/504 (seconds or HTTP date,
                               * 0..WEBHOOK_MAX_RETRY_AFTER_S), else -1 */
     double duration_s;
+    int no_answer;           /* 1: no complete answer came (connect failure, timeout, an
+                              * answer cut by the time limits, even after its status line) */
     char error[VLQ_ERRLEN];  /* empty when delivered */
 } WebhookResult;
 
@@ -60,7 +62,8 @@ int webhook_check_url(const char *url, const char *allow_hosts, char *err);
  * or NULL with err set when the secret is malformed. */
 char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s,
                    const char *body, size_t body_len, char *err);
-/* POST one event; fills *res. Never blocks longer than opt's timeouts. opt may be NULL
+/* POST one event; fills *res. Never blocks longer than opt's timeouts (an answer that
+ * makes less than 16 bytes/s of progress for 10 s is cut sooner). opt may be NULL
  * (defaults); a NULL or "" secret sends the event unsigned. The response body is read
  * up to 64 KiB and discarded (its start goes into res->error when not delivered). */
 void webhook_deliver(const WebhookRequest *req, const WebhookOptions *opt, WebhookResult *res);

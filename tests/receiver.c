@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -53,6 +54,11 @@ int receiver_start(Receiver *r, const char *fmt, ...)
     }
     test_fail(__FILE__, __LINE__, "webhook_receiver.py did not start (%s)", args);
     return -1;
+}
+
+void receiver_url(const Receiver *r, const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "http://127.0.0.1:%d%s", r->port, path);
 }
 
 void receiver_stop(Receiver *r)

@@ -242,7 +242,7 @@ static void test_export(void)
 {
     char err[VLQ_ERRLEN];
     CHECK_EQ(tc_convert(tc_golden("tiny"), "q.vlq", CONVERT_QUANT_Q4, err), 0);
-    CHECK_EQ(convert_export("q.vlq", "out", err), 0);
+    CHECK_EQ(convert_export("q.vlq", "out", 0, err), 0);
     Model *m = NULL;
     SafeSet *st = NULL;
     CHECK_EQ(model_open("q.vlq", &m, err), 0);

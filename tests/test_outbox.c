@@ -439,10 +439,274 @@ static void test_thread(void)
     receiver_stop(&r);
 }
 
+/* ---- a bad endpoint beside good ones ---- */
+
+/* The receiver's received_at (seconds since the epoch) of event_id in events.jsonl, or -1
+ * when it was not received. */
+static double received_at(const char *event_id)
+{
+    char *data = NULL;
+    size_t len;
+    double at = -1;
+    if (util_read_file("events.jsonl", 1 << 24, &data, &len, NULL) != 0)
+        return -1;
+    char needle[100];
+    snprintf(needle, sizeof needle, "\"id\": \"%s\"", event_id);
+    const char *p = strstr(data, needle);
+    const char *ra = p ? strstr(p, "\"received_at\": ") : NULL;
+    const char *eol = p ? strchr(p, '\n') : NULL;
+    if (ra && (!eol || ra < eol))
+        at = strtod(ra + strlen("\"received_at\": "), NULL);
+    free(data);
+    return at;
+}
+
+/* The line number (0-based) of the first line of path holding needle, or -1. */
+static int line_of(const char *path, const char *needle)
+{
+    char *data = NULL;
+    size_t len;
+    if (util_read_file(path, 1 << 24, &data, &len, NULL) != 0)
+        return -1;
+    const char *p = strstr(data, needle);
+    int line = -1;
+    if (p) {
+        line = 0;
+        for (const char *c = data; c < p; c++)
+            line += *c == '\n';
+    }
+    free(data);
+    return line;
+}
+
+/* The event id of job_id's single event into out (empty when there is not one). */
+static void job_event_id(Queue *q, int64_t job_id, char out[WEBHOOK_EVENT_ID_SIZE])
+{
+    int n;
+    OutboxEvent **ev = job_events(q, job_id, &n);
+    snprintf(out, WEBHOOK_EVENT_ID_SIZE, "%s", n == 1 ? ev[0]->event_id : "");
+    events_free(ev, n);
+}
+
+/* One send: an endpoint that hangs and one that trickles its answer beside a good one.
+ * The good endpoint's events arrive at once and in order, the bad ones each cost one
+ * timeout (in parallel, not one per event in a row), and their later events stay pending,
+ * never sent before the first one's attempt is settled. */
+static void test_bad_endpoint_send(void)
+{
+    Receiver r;
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --hang-path /hang "
+                       "--trickle-path /slow --trickle-s 0.2", SECRET))
+        return;
+    char hang[80], slow[80];
+    receiver_url(&r, "/hang", hang, sizeof hang);
+    receiver_url(&r, "/slow", slow, sizeof slow);
+    Queue *q = open_queue();
+    OutboxSettings s = settings("0,1,1", 1500);
+    s.max_parallel = 4;
+    enum { NGOOD = 4 };
+    int64_t good[NGOOD], hangs[2], slows[2];
+    for (int i = 0; i < 2; i++) {
+        hangs[i] = finish_job(q, hang, NULL, 1);
+        slows[i] = finish_job(q, slow, NULL, 1);
+        good[2 * i] = finish_job(q, r.url, NULL, 1);
+        good[2 * i + 1] = finish_job(q, r.url, NULL, 0);
+    }
+    double t0 = (double)util_now_ms() / 1000.0, m0 = util_mono_s();
+    OutboxStats st = send_due(q, &s);
+    double took = util_mono_s() - m0;
+    CHECK_EQ(st.delivered, NGOOD);
+    CHECK_EQ(st.retrying, 2); /* the first event of /hang and of /slow */
+    CHECK_EQ(st.due, NGOOD + 2);
+    CHECK(took < 2.9); /* one timeout (1.5 s) in parallel, not four in a row (6 s) */
+    double worst = 0;
+    int prev_line = -1;
+    for (int i = 0; i < NGOOD; i++) {
+        char eid[WEBHOOK_EVENT_ID_SIZE], needle[100];
+        job_event_id(q, good[i], eid);
+        double at = received_at(eid);
+        CHECK(at > 0);
+        if (at - t0 > worst)
+            worst = at - t0;
+        snprintf(needle, sizeof needle, "\"id\": \"%s\"", eid);
+        int line = line_of("events.jsonl", needle);
+        CHECK(line > prev_line); /* the good endpoint's events in submission order */
+        prev_line = line;
+    }
+    CHECK(worst < 1.0); /* not held behind the hanging endpoint's 1.5 s */
+    fprintf(stderr, "outbox: good endpoint beside a hanging and a trickling one: last event "
+                    "received %.0f ms after the send began; the send took %.0f ms\n",
+            worst * 1000, took * 1000);
+    for (int i = 0; i < 2; i++) {
+        int n;
+        OutboxEvent **ev = job_events(q, hangs[i], &n);
+        CHECK(n == 1 && ev[0]->state == EVENT_PENDING && ev[0]->attempts == (i == 0));
+        events_free(ev, n);
+        ev = job_events(q, slows[i], &n);
+        CHECK(n == 1 && ev[0]->state == EVENT_PENDING && ev[0]->attempts == (i == 0));
+        if (n == 1 && i == 0)
+            CHECK(ev[0]->last_error && (strstr(ev[0]->last_error, "timed out") ||
+                                        strstr(ev[0]->last_error, "too slow")));
+        events_free(ev, n);
+    }
+    CHECK_EQ(test_count_in_file("requests.jsonl", "\"hang\": true"), 1);
+    CHECK_EQ(test_count_in_file("requests.jsonl", "\"trickle\": true"), 1);
+    queue_close(q);
+    receiver_stop(&r);
+}
+
+/* The worker's delivery thread with a hanging endpoint: events of a good endpoint that
+ * become due while the hanging one holds a sender still go out at once; the hanging
+ * endpoint never has two events in flight, and its events go in order. */
+static void test_bad_endpoint_thread(void)
+{
+    Receiver r;
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --hang-path /hang", SECRET))
+        return;
+    char hang[80], err[VLQ_ERRLEN];
+    receiver_url(&r, "/hang", hang, sizeof hang);
+    const char *conf = "[webhooks]\nsecret = " SECRET "\ntimeout_ms = 2000\nschedule = 0,1,1\n"
+                       "max_parallel = 2\n";
+    util_write_file("vlq.conf", conf, strlen(conf), NULL);
+    Cfg *cfg = NULL;
+    if (cfg_load("vlq.conf", &cfg, err) != 0) {
+        test_fail(__FILE__, __LINE__, "cfg_load: %s", err);
+        receiver_stop(&r);
+        return;
+    }
+    Queue *q = open_queue();
+    OutboxThread *t = NULL;
+    CHECK_EQ(outbox_start("q.db", cfg, &t, err), 0);
+    cfg_free(cfg);
+    int64_t h1 = finish_job(q, hang, NULL, 1);
+    int64_t h2 = finish_job(q, hang, NULL, 0);
+    outbox_poke(t);
+    util_sleep_ms(200); /* h1 hangs now, for 2 s */
+    enum { NGOOD = 6 };
+    int64_t good[NGOOD];
+    double done_at[NGOOD];
+    for (int i = 0; i < NGOOD; i++) {
+        good[i] = finish_job(q, r.url, NULL, 1);
+        done_at[i] = (double)util_now_ms() / 1000.0;
+        outbox_poke(t); /* as the worker does when a job ends */
+        util_sleep_ms(400);
+    }
+    double worst = 0;
+    for (int i = 0; i < NGOOD; i++) {
+        char eid[WEBHOOK_EVENT_ID_SIZE];
+        job_event_id(q, good[i], eid);
+        double at = -1;
+        for (int k = 0; k < 30 && (at = received_at(eid)) < 0; k++)
+            util_sleep_ms(100);
+        CHECK(at > 0);
+        if (at - done_at[i] > worst)
+            worst = at - done_at[i];
+    }
+    outbox_stop(t);
+    CHECK(worst < 1.0); /* each within a poke's time, though /hang held a sender for 2 s */
+    fprintf(stderr, "outbox: delivery thread, good endpoint while another hangs: worst "
+                    "latency %.0f ms over %d events\n", worst * 1000, NGOOD);
+    /* /hang: h1 first, h2 only after h1's attempt timed out (never both in flight) */
+    char e1[WEBHOOK_EVENT_ID_SIZE], e2[WEBHOOK_EVENT_ID_SIZE], n1[100], n2[100];
+    job_event_id(q, h1, e1);
+    job_event_id(q, h2, e2);
+    snprintf(n1, sizeof n1, "\"id\": \"%s\"", e1);
+    snprintf(n2, sizeof n2, "\"id\": \"%s\"", e2);
+    int l1 = line_of("requests.jsonl", n1), l2 = line_of("requests.jsonl", n2);
+    CHECK(l1 >= 0);
+    CHECK(l2 < 0 || l2 > l1);
+    int n;
+    OutboxEvent **ev = job_events(q, h1, &n);
+    CHECK(n == 1 && ev[0]->attempts >= 1 && ev[0]->state == EVENT_PENDING);
+    events_free(ev, n);
+    queue_close(q);
+    receiver_stop(&r);
+}
+
+/* A hanging endpoint with a backlog larger than one fetch (150 due events, the thread
+ * looks at 100 at a time): the good endpoint's events behind that backlog still go out at
+ * once instead of waiting for the backlog's timeouts one by one. */
+static void test_bad_endpoint_backlog(void)
+{
+    Receiver r;
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--secret %s --hang-path /hang", SECRET))
+        return;
+    char hang[80], err[VLQ_ERRLEN];
+    receiver_url(&r, "/hang", hang, sizeof hang);
+    const char *conf = "[webhooks]\nsecret = " SECRET "\ntimeout_ms = 3000\nschedule = 0,1\n"
+                       "max_parallel = 2\n";
+    util_write_file("vlq.conf", conf, strlen(conf), NULL);
+    Cfg *cfg = NULL;
+    if (cfg_load("vlq.conf", &cfg, err) != 0) {
+        test_fail(__FILE__, __LINE__, "cfg_load: %s", err);
+        receiver_stop(&r);
+        return;
+    }
+    Queue *q = open_queue();
+    for (int i = 0; i < 150; i++)
+        finish_job(q, hang, NULL, 1);
+    OutboxThread *t = NULL;
+    CHECK_EQ(outbox_start("q.db", cfg, &t, err), 0);
+    cfg_free(cfg);
+    util_sleep_ms(300); /* the first /hang event is in flight for 3 s */
+    enum { NGOOD = 3 };
+    int64_t good[NGOOD];
+    for (int i = 0; i < NGOOD; i++)
+        good[i] = finish_job(q, r.url, NULL, 1);
+    double t0 = (double)util_now_ms() / 1000.0;
+    outbox_poke(t);
+    double worst = 0;
+    for (int i = 0; i < NGOOD; i++) {
+        char eid[WEBHOOK_EVENT_ID_SIZE];
+        job_event_id(q, good[i], eid);
+        double at = -1;
+        for (int k = 0; k < 40 && (at = received_at(eid)) < 0; k++)
+            util_sleep_ms(50);
+        CHECK(at > 0);
+        if (at - t0 > worst)
+            worst = at - t0;
+    }
+    outbox_stop(t);
+    CHECK(worst < 1.5); /* not behind the /hang event's 3 s timeout */
+    CHECK_EQ(test_count_in_file("requests.jsonl", "\"hang\": true"), 1);
+    fprintf(stderr, "outbox: good endpoint behind a 150-event backlog of a hanging one: "
+                    "delivered %.0f ms after the poke\n", worst * 1000);
+    queue_close(q);
+    receiver_stop(&r);
+}
+
+/* A body that trickles is cut by libcurl's low-speed limit before a long total time. */
+static void test_trickle_low_speed(void)
+{
+    Receiver r;
+    if (receiver_start(&r, OUTBOX_RECEIVER_ARGS "--trickle-path /slow --trickle-s 0.5"))
+        return;
+    char slow[80];
+    receiver_url(&r, "/slow", slow, sizeof slow);
+    WebhookRequest req = {.url = slow, .event_id = "msg_trickle", .timestamp_s = 1,
+                          .body = "{}", .body_len = 2};
+    WebhookOptions opt = {.timeout_ms = 60000, .connect_timeout_ms = 1000};
+    WebhookResult res;
+    double t0 = util_mono_s();
+    webhook_deliver(&req, &opt, &res);
+    double took = util_mono_s() - t0;
+    CHECK_EQ(res.outcome, WEBHOOK_RETRY);
+    CHECK_EQ(res.no_answer, 1);
+    CHECK(took > 5 && took < 20); /* the 10 s low-speed window, not the 60 s total */
+    CHECK(strstr(res.error, "slow") != NULL);
+    fprintf(stderr, "webhook: trickling answer (2 bytes/s) cut after %.1f s: %s\n", took,
+            res.error);
+    receiver_stop(&r);
+}
+
 TEST_GROUP(outbox, {"schedule_parse", test_schedule_parse, 0},
            {"delivered_once", test_delivered_once, 0}, {"job_secret", test_job_secret, 0},
            {"down_then_up", test_down_then_up, 0}, {"retry_same_id", test_retry_same_id, 0},
            {"hang_times_out", test_hang_times_out, 0}, {"retry_after", test_retry_after, 0},
            {"gone_disables", test_gone_disables, 0},
            {"spent_then_redeliver", test_spent_then_redeliver, 0},
-           {"nothing_lost", test_nothing_lost, 0}, {"thread", test_thread, 0})
+           {"nothing_lost", test_nothing_lost, 0}, {"thread", test_thread, 0},
+           {"bad_endpoint_send", test_bad_endpoint_send, 0},
+           {"bad_endpoint_thread", test_bad_endpoint_thread, 0},
+           {"bad_endpoint_backlog", test_bad_endpoint_backlog, 0},
+           {"trickle_low_speed", test_trickle_low_speed, 0})

@@ -26,11 +26,12 @@ usage() {
 cmds=$("$V" --help | sed -n 's/^  \([a-z]*\)  .*/\1/p')
 for c in $cmds; do
     case " init submit worker list show result cancel retry purge config tokenize convert run \
-          export plan webhooks doctor " in *" $c "*) ;; *) fail "command $c is not tested" ;; esac
+          export plan webhooks doctor queue " in *" $c "*) ;; *) fail "command $c is not tested" ;; esac
 done
 
 for c in init submit worker list show result cancel retry purge config tokenize convert run \
-         export plan webhooks "webhooks list" "webhooks send" "webhooks redeliver" doctor; do
+         export plan webhooks "webhooks list" "webhooks send" "webhooks redeliver" doctor \
+         queue "queue copy"; do
     usage "$c" --no-such-option
 done
 usage init extra
@@ -54,6 +55,11 @@ usage "webhooks send" extra
 usage "webhooks redeliver"
 usage export
 usage export m.vlq
+usage queue
+usage queue nope
+usage "queue copy" --from a.db
+usage "queue copy" --from a.db --to a.db
+usage "queue copy" --from a.db --to b.db extra
 usage convert hf
 usage run
 usage run --model m.vlq
@@ -74,10 +80,10 @@ for spec in "submit ocr a.txt --webhook" "submit ocr a.txt --secret" "submit ocr
             "worker --max-jobs" "webhooks list --job" "webhooks send --max" \
             "tokenize --tokenizer" "convert hf -o" "convert hf -o x --quant" "run --model" \
             "run hi --image" "plan a.txt --kind" "plan --kind ocr a.txt --pages" \
-            "doctor --model"; do
+            "doctor --model" "queue copy --from"; do
     set -- $spec
     c=$1; shift
-    [ "$c" = webhooks ] && { c="webhooks $1"; shift; }
+    [ "$c" = webhooks ] || [ "$c" = queue ] && { c="$c $1"; shift; }
     usage "$c" "$@"
     grep -q "needs a value" err.txt || fail "$spec: $(cat err.txt)"
 done

@@ -10,7 +10,7 @@ group_of() {
     case "$1" in
     err|log|util|half|quant|version|cpucaps|cfg|whsec|num|redact) echo base ;;
     backend|backend_int|backend_cpu|backend_open|ops_ref|cpu_*) echo ops ;;
-    queue|queue_int|queue_*|webhook|outbox|media|media_int|media_pdf|tok|tok_int|tok_*|prep|plan|plan_load|safetensors|sample|vcache) echo io ;;
+    queue|queue_int|queue_*|webhook|outbox|fetch|media|media_int|media_pdf|tok|tok_int|tok_*|prep|plan|plan_load|safetensors|sample|vcache) echo io ;;
     model|weights|convert) echo model ;;
     decoder|decoder_pos|vision) echo compute ;;
     engine|engine_int|engine_*) echo engine ;;
