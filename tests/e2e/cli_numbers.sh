@@ -135,8 +135,8 @@ agree sampling.top_p run --top-p --model none.vlq hi
 agree sampling.temperature run --temperature --model none.vlq hi
 agree sampling.top_k run --top-k --model none.vlq hi
 agree sampling.repetition_penalty run --repetition-penalty --model none.vlq hi
-agree summarize.top_p submit --top-p test.none none.txt
-agree summarize.repetition_penalty submit --repetition-penalty test.none none.txt
+agree summarize.top_p submit --top-p ocr none.txt
+agree summarize.repetition_penalty submit --repetition-penalty ocr none.txt
 agree worker.lease_seconds worker --lease-seconds --db /nonexistent/dir/q.db --drain
 agree worker.concurrency worker --concurrency --db /nonexistent/dir/q.db --drain
 agree media.fps plan --fps --kind ocr --prompt-tokens 10 none.png
