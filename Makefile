@@ -62,7 +62,7 @@ Q := @
 endif
 
 .PHONY: all deps test bench bench-queue fuzz fixtures install clean help headers cuda demo
-all: vlq
+all: vlq cuda
 
 vlq: $(BUILD)/vlq
 	$(Q)cp $< $@
@@ -150,6 +150,82 @@ $(BUILD)/vlq-backend-refuse.so: $(BUILD)/pic/tests/plugins/refuse.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^
 
+# vlq-backend-broken.so: the cpu backend with one op wrong (tests/plugins/broken.c), for
+# `vlq selftest` to refuse.
+$(BUILD)/vlq-backend-broken.so: $(filter-out $(BUILD)/pic/tests/plugins/cputest.o,$(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)) $(BUILD)/pic/tests/plugins/broken.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
+TEST_PLUGINS += $(BUILD)/vlq-backend-broken.so
+# vlq-backend-devtest.so: the cpu backend as a pretend device (tests/plugins/devtest.c), for
+# the device memory plan and the layer offload without a GPU.
+$(BUILD)/vlq-backend-devtest.so: $(filter-out $(BUILD)/pic/tests/plugins/cputest.o,$(PLUGIN_SRC:%.c=$(BUILD)/pic/%.o)) $(BUILD)/pic/tests/plugins/devtest.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ -fopenmp -lm -lcrypto
+TEST_PLUGINS += $(BUILD)/vlq-backend-devtest.so
+
+# ---- the CUDA plugin: kernels/*.cu -> $(BUILD)/vlq-backend-cuda.so (part of `make`) ----
+# Built whenever nvcc is found (CUDA=auto; CUDA=0 skips it): machine code for each arch
+# of CUDA_ARCHS plus PTX of the last one, so newer devices compile it at load. Override
+# CUDA_ARCHS=90 while developing (each arch is a compile). The CUDA runtime is linked
+# statically (it opens libcuda.so.1 itself, so the plugin loads without a driver and says
+# so); cuBLAS from the toolkit, found through the rpath. vlq never links CUDA.
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCHS ?= 80 86 89 90
+ifeq ($(SAN),1)
+# ASan's shadow memory and the CUDA runtime do not mix: SAN=1 builds no plugin
+HAVE_NVCC :=
+else ifeq ($(CUDA),0)
+HAVE_NVCC :=
+else
+HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo y)
+ifeq ($(CUDA)$(HAVE_NVCC),1)
+$(error CUDA=1 but no nvcc at $(NVCC) (set NVCC=/path/to/nvcc))
+endif
+endif
+CU_SRC     := $(wildcard kernels/*.cu)
+CU_OBJ     := $(CU_SRC:%.cu=$(BUILD)/cu/%.o)
+# the op families the table forwards to (kernels/vk.h): the plugin links once all are here
+CU_FAMILIES := $(patsubst %,kernels/%.cu,matmul rows norm rope attn)
+CU_MISSING := $(filter-out $(CU_SRC),$(CU_FAMILIES))
+CU_GENCODE := $(foreach a,$(CUDA_ARCHS),-gencode=arch=compute_$(a),code=sm_$(a)) \
+              -gencode=arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS))
+NVCC_FLAGS ?= -O3 -lineinfo
+override NVCC_FLAGS += -std=c++17 $(CU_GENCODE) -Xcompiler -fPIC,-fvisibility=hidden,-Wall \
+              -Xcompiler -Wno-unused-parameter,-Wno-missing-field-initializers,-Wno-format-truncation \
+              -MMD -MP
+ifeq ($(WERROR),1)
+override NVCC_FLAGS += -Werror all-warnings -Xcompiler -Werror
+endif
+
+ifeq ($(HAVE_NVCC),y)
+cuda: $(if $(CU_MISSING),$(CU_OBJ),$(BUILD)/vlq-backend-cuda.so)
+ifneq ($(CU_MISSING),)
+	@echo "  CUDA    compiled $(words $(CU_OBJ)) file(s); vlq-backend-cuda.so not linked: $(CU_MISSING) not here yet"
+endif
+else
+cuda:
+	@echo "  CUDA    skipped ($(if $(filter 1,$(SAN)),SAN=1,$(if $(filter 0,$(CUDA)),CUDA=0,no nvcc at $(NVCC))))"
+endif
+
+$(BUILD)/cu/%.o: %.cu
+	@mkdir -p $(dir $@)
+	@echo "  NVCC    $< ($(CUDA_ARCHS))"
+	$(Q)$(NVCC) $(NVCC_FLAGS) -MF $(@:.o=.d) -c -o $@ $<
+
+# --no-undefined: a launcher no family defines is a link error here, not a dlopen error
+$(BUILD)/vlq-backend-cuda.so: $(CU_OBJ) $(BUILD)/pic/src/err.o
+	@echo "  LD      $@"
+	$(Q)$(NVCC) -shared -cudart static $(CU_GENCODE) -o $@ $^ -Xlinker --no-undefined \
+	  -Xlinker -rpath,$(CUDA_HOME)/lib64 -L$(CUDA_HOME)/lib64 -lcublas -ldl -lrt -lpthread
+
+# tests/gpu/prove.sh's benchmark (C, any backend) and the device's copy bandwidth (nvcc)
+$(BUILD)/vlq-bench-gpu: $(BUILD)/tests/gpu/bench_gpu.o $(BUILD)/libvlq.a
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/vlq-copy-bw: tests/gpu/copy_bw.cu
+	@echo "  NVCC    $< ($(CUDA_ARCHS))"
+	$(Q)$(NVCC) -O2 $(CU_GENCODE) -o $@ $<
+
 TEST_BINS := $(BUILD)/vlq-test $(BUILD)/vlq $(BUILD)/vlq-testkinds $(BUILD)/make-tiny $(TEST_PLUGINS)
 
 # make test [T=prefix]: every C test and every tests/e2e/*.sh, each in its own process.
@@ -161,7 +237,9 @@ endif
 # The PostgreSQL groups run on a throwaway cluster that tests/pg/with_cluster.sh starts
 # (and removes) when the selection includes them and $$VLQ_TEST_PG is not set; without a
 # server they are skipped, or fail under VLQ_REQUIRE_PG=1 (CI).
-test: $(TEST_BINS)
+# cuda: CI runs `make demo` and `make test`, so the plugin's compile is part of the tests
+# (a compile error fails them; e2e/selftest checks what the plugin says without a GPU)
+test: $(TEST_BINS) cuda
 	$(Q)$(TEST_ENV) VLQ_BIN=$(abspath $(BUILD)/vlq) VLQ_TESTKINDS_BIN=$(abspath $(BUILD)/vlq-testkinds) \
 	  VLQ_MAKE_TINY_BIN=$(abspath $(BUILD)/make-tiny) \
 	  VLQ_ROOT=$(CURDIR) tests/pg/with_cluster.sh "$(T)" $(BUILD)/vlq-test $(T)
@@ -221,10 +299,11 @@ help:
 	@echo "make test       build and run every test (T=prefix filters); SAN=1 under ASan+UBSan"
 	@echo "make demo       the whole pipeline on a tiny random model (under two minutes)"
 	@echo "make bench      benchmarks (not timed tests)"
-	@echo "make fuzz       build the libFuzzer targets (clang)"
+	@echo "make fuzz       build the libFuzzer targets (clang); make fuzz-run runs each FUZZ_TIME s"
 	@echo "make fixtures   regenerate golden fixtures (needs PyPI: tests/golden/requirements.txt)"
 	@echo "make install    install vlq to /usr/local/bin"
 	@echo "make clean      remove build outputs"
+	@echo "make cuda       the CUDA plugin only (CUDA_ARCHS=\"80 86 89 90\" by default; 90 alone is faster)"
 	@echo "V=1 shows full commands; WERROR=1 turns warnings into errors; CUDA=0 skips the CUDA plugin"
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
@@ -246,6 +325,19 @@ build-fuzz/libvlq.a: $(FUZZ_OBJ)
 build-fuzz/%: tests/fuzz/%.c build-fuzz/libvlq.a
 	@echo "  FUZZLD  $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread -ldl
+
+# make fuzz-run: every target for FUZZ_TIME seconds (default 600), one after another,
+# from the seeds in tests/fuzz/corpus/<name>/ for fuzz_<name> (new inputs go to build-fuzz/corpus/);
+# stops at the first crash, leak or UB report, which libFuzzer saves as crash-*.
+FUZZ_TIME ?= 600
+.PHONY: fuzz-run
+fuzz-run: fuzz
+	$(Q)for f in $(FUZZ_BIN); do t=$${f#build-fuzz/}; mkdir -p build-fuzz/corpus/$$t; \
+	  s=tests/fuzz/corpus/$${t#fuzz_}; seeds=; [ -d $$s ] && seeds=$$s; \
+	  echo "  FUZZ    $$t for $(FUZZ_TIME) s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 build-fuzz/corpus/$$t $$seeds \
+	    2>build-fuzz/$$t.log || { tail -n 40 build-fuzz/$$t.log; exit 1; }; \
+	  grep -E '^stat::number_of_executed_units' build-fuzz/$$t.log; done
 
 # make bench-tok: the tokenizer beside HF tokenizers (tests/bench/bench_tok.py).
 REF_PYTHON ?= $(if $(wildcard /opt/ref/venv/bin/python),/opt/ref/venv/bin/python,python3)

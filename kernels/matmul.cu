@@ -108,7 +108,7 @@ static int mm_gemm_ex(VkCtx *c, float *y, const void *x, cudaDataType xt, const 
         st = cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)n, (int)in, &one, w, wt,
                           (int)in, x, xt, (int)in, &zero, y, CUDA_R_32F, (int)out,
                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    return vk_note(c, (int)st, "vk_matmul: cublasGemmEx");
+    return vk_note_blas(c, (int)st, "vk_matmul: cublasGemmEx");
 }
 
 static void mm_dense(VkCtx *c, Tensor *y, const Tensor *x, const Tensor *w, const Tensor *bias)

@@ -6,7 +6,9 @@
  * for small host arrays. Each family exports launchers that mirror the Backend ops of
  * src/backend.h, with the VkCtx in place of the Backend, on Tensors whose data/scale are
  * device pointers (or mapped pinned host pointers for offloaded weights: kernels read
- * them the same way, through unified addressing). Launchers never allocate and never
+ * them the same way, through unified addressing). A weight's data and scale planes each
+ * start 256-byte aligned (uploaded or offloaded alike: [qs | pad | scales]); activations
+ * and views may start at any row. Launchers never allocate and never
  * synchronise (except vk_argmax, whose output is on the host); they enqueue on c->stream
  * and record the first launch error with vk_note (reported by the table's sync).
  *
@@ -54,9 +56,11 @@ typedef struct {
  * with the error noted when bytes exceed the ring. Owned by the ctx; valid for the
  * launches enqueued after it. backend_cuda.cu. */
 void *vk_stage(VkCtx *c, const void *host, size_t bytes);
-/* Record e (a cudaError_t or cublasStatus_t, as int) with "what: reason" if it is the
- * first error since the last sync. Returns 1 if e was an error. backend_cuda.cu. */
+/* Record e (a cudaError_t, as int) with "what: reason" if it is the first error since
+ * the last sync. Returns 1 if e was an error. backend_cuda.cu. */
 int vk_note(VkCtx *c, int e, const char *what);
+/* The same for a cublasStatus_t (its codes overlap cudaError_t's, its words differ). */
+int vk_note_blas(VkCtx *c, int status, const char *what);
 
 /* ---- kernels/matmul.cu (reference: ops_ref matmul) ---- */
 /* y[n, out] = x[n, in] @ W^T (+ bias); W F32/F16/BF16 (cuBLAS, f32 accumulation) or

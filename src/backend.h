@@ -26,7 +26,13 @@
  * and runs where no driver is installed. A plugin exports one symbol,
  * `const Backend *vlq_backend_entry(int abi_version)` (BACKEND_ENTRY), returning its
  * table (abi_version set to BACKEND_ABI_VERSION) or NULL when it was built for another
- * ABI. Any change to struct Backend or Tensor raises BACKEND_ABI_VERSION. */
+ * ABI. Any change to struct Backend or Tensor raises BACKEND_ABI_VERSION.
+ *
+ * Device backends (flags & BACKEND_DEVICE: the CUDA plugin) allocate from device memory:
+ * the engine's plan splits its items between the device (weights, KV, activations) and
+ * the host, counts the workspace the instance set aside at open (reserved_bytes), and
+ * when the weights do not fit keeps some decoder layers in pinned host memory that the
+ * kernels read over the bus (weight_mapped). */
 #ifndef VLQ_BACKEND_H
 #define VLQ_BACKEND_H
 
@@ -59,9 +65,13 @@ typedef struct Backend Backend;
 
 /* The ABI between vlq and a backend plugin: struct Backend, Tensor, BackendSeq and
  * BackendOpenOptions as laid out in this header. */
-#define BACKEND_ABI_VERSION 1
+/* 2: flags, reserved_bytes and weight_mapped (device backends, layer offload). */
+#define BACKEND_ABI_VERSION 2
 #define BACKEND_ENTRY_SYMBOL "vlq_backend_entry"
 typedef const Backend *(*BackendEntry)(int abi_version);
+/* Backend.flags: its memory is a device's (alloc, alloc_typed and weight take device
+ * memory; meminfo reports the device's), not the host's. */
+#define BACKEND_DEVICE 1u
 /* A plugin is built with -fvisibility=hidden and marks only its entry with this. */
 #define BACKEND_EXPORT __attribute__((visibility("default")))
 
@@ -78,6 +88,10 @@ typedef void (*BackendTap)(void *user, Backend *b, const char *what, int index, 
 struct Backend {
     int abi_version;  /* BACKEND_ABI_VERSION: first, so a mismatched plugin is detected */
     const char *name; /* "ref", "cpu", or the plugin's name */
+    unsigned flags;   /* BACKEND_DEVICE ... (below) */
+    /* Device memory the instance's open set aside for itself (the kernels' workspace),
+     * already gone from meminfo's free bytes; set by open. 0 for host backends. */
+    int64_t reserved_bytes;
 
     /* ---- lifecycle and device (backend_open / backend_close call open and close) ---- */
     /* Set up an instance: b is the caller's copy of the table; sets b->ctx. NULL: nothing
@@ -109,6 +123,11 @@ struct Backend {
      * cpu make a view (no copy), a device backend uploads. VLQ_ENOMEM with err set. */
     int (*weight)(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols, int group,
                   const void *bytes, char *err);
+    /* As weight, but the bytes stay in host memory the device reads over the bus (pinned
+     * and mapped: an offloaded decoder layer). NULL for host backends, whose weights are
+     * host memory already (weights.c then calls weight). VLQ_ENOMEM with err set. */
+    int (*weight_mapped)(Backend *b, Tensor *t, QuantType type, int64_t rows, int64_t cols,
+                         int group, const void *bytes, char *err);
     /* t[row0 .. row0+n) = src[n, t->cols] (F32 tensors only). */
     void (*write)(Backend *b, Tensor *t, int64_t row0, const float *src, int64_t n);
     /* dst[n, t->cols] = t[row0 .. row0+n) (F32 tensors only). */
@@ -189,6 +208,15 @@ struct Backend {
  * not load, lacks vlq_backend_entry, or has another ABI version), or what the backend's
  * open returns (VLQ_EDEVICE). */
 int backend_open(const char *name, const BackendOpenOptions *o, Backend **out, char *err);
+/* backend_open, where the name "auto" (BACKEND_AUTO) opens the cuda plugin when it opens
+ * (a driver and a usable device), else cpu. why[len] (may be NULL) gets one line saying
+ * which was picked and why ("" for any other name). backend_open itself takes "auto"
+ * too, without the line. */
+int backend_open_auto(const char *name, const BackendOpenOptions *o, Backend **out, char *why,
+                      size_t len, char *err);
+#define BACKEND_AUTO "auto"
+/* 1 if name is a built-in host backend ("cpu", "ref"), whose memory is the host's. */
+int backend_is_host(const char *name);
 /* Close an instance from backend_open (its open state, then its plugin). NULL-safe. */
 void backend_close(Backend *b);
 /* The plugin names found where backend_open looks, space-separated, each once, in a new

@@ -141,6 +141,8 @@ static int backend_load_plugin(const char *name, const Backend **table, void **d
 /* Open an instance (see backend.h). */
 int backend_open(const char *name, const BackendOpenOptions *o, Backend **out, char *err)
 {
+    if (name && !strcmp(name, BACKEND_AUTO))
+        return backend_open_auto(name, o, out, NULL, 0, err);
     *out = NULL;
     if (!name || !backend_name_ok(name))
         return err_set(err, VLQ_EINPUT, "backend '%s': not a backend name (%s)",
@@ -176,6 +178,36 @@ int backend_open(const char *name, const BackendOpenOptions *o, Backend **out, c
     }
     *out = &in->b;
     return 0;
+}
+
+/* "auto": cuda when it opens, else cpu; the line says which and why (the cuda open's
+ * error: no plugin, no driver, no device). */
+int backend_open_auto(const char *name, const BackendOpenOptions *o, Backend **out, char *why,
+                      size_t len, char *err)
+{
+    if (why && len)
+        why[0] = 0;
+    if (!name || strcmp(name, BACKEND_AUTO))
+        return backend_open(name, o, out, err);
+    char cuda_err[VLQ_ERRLEN] = "";
+    int rc = backend_open("cuda", o, out, cuda_err);
+    if (!rc) {
+        if (why && len) {
+            char desc[200] = "";
+            (*out)->describe(*out, desc, sizeof desc);
+            snprintf(why, len, "backend auto: cuda, a device is usable (%s)", desc);
+        }
+        return 0;
+    }
+    rc = backend_open("cpu", o, out, err);
+    if (!rc && why && len)
+        snprintf(why, len, "backend auto: cpu, as cuda is not usable (%s)", cuda_err);
+    return rc;
+}
+
+int backend_is_host(const char *name)
+{
+    return name && (!strcmp(name, "cpu") || !strcmp(name, "ref"));
 }
 
 /* Close an instance: the backend's close, then its plugin. NULL-safe. */

@@ -41,7 +41,9 @@ static const CfgKey cfg_keys[] = {
     {"queue.busy_timeout_ms", CFG_INT, "5000", NUM_INT(1, 600000), "how long a statement waits for a lock"},
     {"queue.file_mode", CFG_STR, "0600", CFG_TEXT, "mode of a new queue database and its -wal/-shm files (octal; 0660 for a group)"},
     {"model.path", CFG_STR, "", CFG_TEXT, "the converted model file (.vlq)"},
-    {"model.backend", CFG_STR, "cpu", CFG_TEXT, "cpu, or ref (the scalar oracle, slow)"},
+    {"model.backend", CFG_STR, "auto", CFG_TEXT,
+     "auto (cuda when a device is usable, else cpu), cpu, ref (the scalar oracle, slow), "
+     "cuda, or a vlq-backend-NAME.so plugin"},
     {"model.threads", CFG_INT, "0", NUM_INT(0, 4096), "CPU threads, 0 = all cores"},
     {"budgets.ocr", CFG_INT, "8192", NUM_INT(256, 1048576), "context tokens of one image or page"},
     {"budgets.video", CFG_INT, "16384", NUM_INT(256, 1048576), "context tokens of one video segment"},
@@ -58,6 +60,9 @@ static const CfgKey cfg_keys[] = {
     {"engine.mem_limit_mb", CFG_INT, "0", NUM_INT(0, 1e9), "memory the plan may use, 0 = MemAvailable"},
     {"engine.vcache_mb", CFG_INT, "256", NUM_INT(0, 1e7), "visual feature cache in memory, 0 = off"},
     {"engine.vcache_dir", CFG_STR, "", CFG_TEXT, "visual feature cache on disk; empty = none"},
+    {"offload.layers", CFG_STR, "auto", CFG_TEXT,
+     "device backends: decoder layers kept in pinned host memory, read over the bus; auto = "
+     "as many as the device needs"},
     {"sampling.temperature", CFG_DOUBLE, "0", NUM_REAL_F32(0, 100), "0 = greedy"},
     {"sampling.top_p", CFG_DOUBLE, "0.8", NUM_REAL_F32_GT(0, 1), "nucleus sampling mass"},
     {"sampling.top_k", CFG_INT, "20", NUM_INT(0, 1000000), "0 = no top-k"},
@@ -128,8 +133,9 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
     case CFG_STR:
         if (!strcmp(ck->key, "webhooks.secret") && text[0])
             return whsec_check(text, err);
-        if (!strcmp(ck->key, "model.backend") && strcmp(text, "cpu") && strcmp(text, "ref"))
-            return err_set(err, VLQ_EINPUT, "'%s' is not cpu or ref", text);
+        if (!strcmp(ck->key, "offload.layers") && strcmp(text, "auto") &&
+            (util_parse_i64(text, &i) || i < 0 || i > 4096))
+            return err_set(err, VLQ_EINPUT, "'%s' is not auto or a layer count (0..4096)", text);
         if (!strcmp(ck->key, "output.format") && strcmp(text, "txt") && strcmp(text, "md") &&
             strcmp(text, "json"))
             return err_set(err, VLQ_EINPUT, "'%s' is not txt, md or json", text);

@@ -117,5 +117,7 @@ int cli_webhooks(int argc, char **argv, const CliCommon *common);
 int cli_doctor(int argc, char **argv, const CliCommon *common);
 /* vlq queue copy (src/cli_queue.c). */
 int cli_queue(int argc, char **argv, const CliCommon *common);
+/* vlq selftest (src/cli_selftest.c). */
+int cli_selftest(int argc, char **argv, const CliCommon *common);
 
 #endif

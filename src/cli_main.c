@@ -40,6 +40,7 @@ static const MainCommand main_commands[] = {
     {"webhooks", cli_webhooks, "webhook events: list, send what is due, redeliver"},
     {"doctor", cli_doctor, "CPU, backends, model residency and the memory plan: what fits"},
     {"queue", cli_queue, "vlq queue copy: move a whole queue to another database"},
+    {"selftest", cli_selftest, "every backend op and a model's forward against the cpu backend"},
     {NULL, NULL, NULL},
 };
 

@@ -39,7 +39,7 @@ static void run_usage(FILE *out)
     fprintf(out,
             "usage: vlq run --model MODEL.vlq [--image FILE]... [--video FILE]\n"
             "               [--max-new-tokens N] [--seed N] [--temperature T] [--top-k K]\n"
-            "               [--top-p P] [--repetition-penalty R] [--backend cpu|ref] PROMPT\n\n"
+            "               [--top-p P] [--repetition-penalty R] [--backend NAME] PROMPT\n\n"
             "Generate a reply to PROMPT (with the images and the video before it in the user\n"
             "turn) and print it to stdout as it comes.\n\n"
             "  --model FILE            a converted model (vlq convert)\n"
@@ -51,7 +51,9 @@ static void run_usage(FILE *out)
             "  --temperature T         0 for greedy; default: the model's generation config\n"
             "  --top-k K, --top-p P, --repetition-penalty R\n"
             "                          default: the model's generation config\n"
-            "  --backend NAME          cpu (default) or ref (the scalar oracle: slow)\n",
+            "  --backend NAME          auto (default: cuda when a device is usable, else cpu;\n"
+            "                          it says which on stderr), cpu, ref (the scalar oracle:\n"
+            "                          slow), cuda, or a vlq-backend-NAME.so plugin\n",
             RUN_MAX_IMAGES);
 }
 
@@ -303,10 +305,6 @@ static int run_config(RunArgs *a, const CliCommon *common)
         a->sp.seed = (uint64_t)cfg_int(cfg, "sampling.seed");
     if (!a->model_path)
         return cli_usage("run", "--model is required (or [model] path in the configuration)");
-    if (!backend_get(a->backend)) {
-        cli_error("run: unknown backend '%s' (%s)", a->backend, backend_names());
-        return CLI_EXIT_USAGE;
-    }
     return 0;
 }
 

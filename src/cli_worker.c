@@ -24,14 +24,16 @@ static void worker_usage(FILE *out)
 {
     fprintf(out,
             "usage: vlq worker [--drain] [--once] [--max-jobs N] [--lease-seconds N]\n"
-            "                  [--concurrency N]\n\n"
+            "                  [--concurrency N] [--backend NAME]\n\n"
             "Claim jobs from the queue and run them; deliver webhook events meanwhile.\n"
             "Logs go to stderr (one logfmt line per event when not on a terminal).\n\n"
             "  --drain            run until nothing is runnable, then exit\n"
             "  --once             run at most one job, then exit\n"
             "  --max-jobs N       exit after N jobs\n"
             "  --lease-seconds N  lease of a claimed job (default [worker] lease_seconds)\n"
-            "  --concurrency N    jobs in flight at once (default [worker] concurrency)\n\n"
+            "  --concurrency N    jobs in flight at once (default [worker] concurrency)\n"
+            "  --backend NAME     auto, cpu, ref, cuda or a plugin (default [model] backend;\n"
+            "                     auto says on stderr which it picked and why)\n\n"
             "exit status: 0 every job it ran succeeded (or there was none), 3 some of them\n"
             "failed or died (they stay recorded: `vlq list --status dead`), 1 a worker error\n"
             "(config, database), 2 a usage error. SIGINT/SIGTERM: stop at each running\n"
@@ -45,11 +47,12 @@ int cli_worker(int argc, char **argv, const CliCommon *common)
                                          {"max-jobs", required_argument, NULL, 'm'},
                                          {"lease-seconds", required_argument, NULL, 'l'},
                                          {"concurrency", required_argument, NULL, 'c'},
+                                         {"backend", required_argument, NULL, 'b'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int drain = 0, c;
     int64_t max_jobs = 0;
-    const char *lease_flag = NULL, *conc_flag = NULL;
+    const char *lease_flag = NULL, *conc_flag = NULL, *backend_flag = NULL;
     optind = 1;
     static const NumRange counts = NUM_INT(1, 1000000000);
     int64_t v;
@@ -75,6 +78,7 @@ int cli_worker(int argc, char **argv, const CliCommon *common)
                 return CLI_EXIT_USAGE;
             conc_flag = optarg;
             break;
+        case 'b': backend_flag = optarg; break;
         case 'h': worker_usage(stdout); return CLI_EXIT_OK;
         default: return CLI_EXIT_USAGE;
         }
@@ -86,7 +90,8 @@ int cli_worker(int argc, char **argv, const CliCommon *common)
     if (cfg_load(common->config_path, &cfg, err) ||
         (lease_flag && cfg_set(cfg, "worker.lease_seconds", lease_flag, "flag --lease-seconds",
                                err)) ||
-        (conc_flag && cfg_set(cfg, "worker.concurrency", conc_flag, "flag --concurrency", err))) {
+        (conc_flag && cfg_set(cfg, "worker.concurrency", conc_flag, "flag --concurrency", err)) ||
+        (backend_flag && cfg_set(cfg, "model.backend", backend_flag, "flag --backend", err))) {
         cli_error("%s", err);
         cfg_free(cfg);
         return CLI_EXIT_FAIL;

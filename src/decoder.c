@@ -61,11 +61,11 @@ static int decoder_bind_layer(Decoder *d, const Model *m, int i, DecoderLayer *l
     int64_t h = c->hidden_size, qd = (int64_t)c->n_heads * c->head_dim;
     int64_t kvd = (int64_t)c->n_kv_heads * c->head_dim, inter = c->intermediate_size;
     char name[160];
-    int rc = 0;
+    int rc = 0, mapped = i >= c->n_layers - d->opt.offload_layers;
 #define LW(field, suffix, r, cc)                                                                \
     if (!rc) {                                                                                   \
         snprintf(name, sizeof name, "model.language_model.layers.%d.%s", i, suffix);             \
-        rc = weights_get(d->b, m, name, r, cc, &l->field, err);                                  \
+        rc = weights_get_at(d->b, m, name, r, cc, mapped, &l->field, err);                       \
     }
     LW(in_norm, "input_layernorm.weight", 1, h);
     LW(post_norm, "post_attention_layernorm.weight", 1, h);

@@ -46,6 +46,9 @@ typedef struct {
     int max_tok;     /* new tokens per decoder_forward call, all sequences together */
     int max_seq;     /* sequences per decoder_forward call */
     int all_logits;  /* 1: room for logits of every row (tests); 0: the last row of each */
+    int offload_layers; /* the last N decoder layers' weights stay in pinned host memory
+                         * the device reads over the bus (Backend.weight_mapped; the
+                         * engine's plan sets it when the weights do not fit); 0: none */
 } DecoderOptions;
 
 /* The new tokens of one sequence in a forward call. */

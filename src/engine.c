@@ -82,6 +82,8 @@ void engine_options_from_cfg(const Cfg *cfg, EngineOptions *o)
     o->vcache_bytes = cfg_int(cfg, "engine.vcache_mb") << 20;
     o->vcache_dir = cfg_str(cfg, "engine.vcache_dir")[0] ? cfg_str(cfg, "engine.vcache_dir")
                                                           : NULL;
+    const char *off = cfg_str(cfg, "offload.layers"); /* cfg checked: auto or a count */
+    o->offload_layers = strcmp(off, "auto") ? atoi(off) : -1;
 }
 
 /* ---- the memory plan ---- */
@@ -112,7 +114,46 @@ static int64_t engine_act_bytes(const EngineOptions *o, const ModelConfig *c, in
            slots * (int64_t)(sizeof(DecoderSeq) + sizeof(void *) + 12);
 }
 
+/* The weight bytes of each decoder layer into layer[n_layers] (tensors named
+ * model.language_model.layers.<i>.*). */
+static void engine_layer_bytes(const Model *m, int n_layers, int64_t *layer)
+{
+    static const char prefix[] = "model.language_model.layers.";
+    memset(layer, 0, (size_t)n_layers * sizeof *layer);
+    for (int i = 0; i < model_tensor_count(m); i++) {
+        const ModelTensor *t = model_tensor_at(m, i);
+        if (strncmp(t->name, prefix, sizeof prefix - 1))
+            continue;
+        int k = atoi(t->name + sizeof prefix - 1);
+        if (k >= 0 && k < n_layers)
+            layer[k] += (int64_t)t->nbytes;
+    }
+}
+
+/* The margin over a sum: a fixed part (allocator rounding, a device's context
+ * growth) and a share of the sum. */
+static int64_t engine_margin(int64_t sum)
+{
+    return ENGINE_MARGIN_MIN + sum / 64;
+}
+
 int engine_plan(const EngineOptions *in, const Model *m, EnginePlan *p, char *err)
+{
+    if (!in->backend || !in->backend[0] || backend_is_host(in->backend))
+        return engine_plan_on(in, m, NULL, p, err);
+    /* a device or plugin backend: its own memory, so open it to ask */
+    memset(p, 0, sizeof *p);
+    Backend *b = NULL;
+    BackendOpenOptions bo = {.threads = in->threads};
+    int rc = backend_open(in->backend, &bo, &b, err);
+    if (!rc)
+        rc = engine_plan_on(in, m, b, p, err);
+    backend_close(b);
+    return rc;
+}
+
+int engine_plan_on(const EngineOptions *in, const Model *m, Backend *b, EnginePlan *p,
+                   char *err)
 {
     memset(p, 0, sizeof *p);
     EngineOptions o;
@@ -130,6 +171,7 @@ int engine_plan(const EngineOptions *in, const Model *m, EnginePlan *p, char *er
         slots += o.classes[i].n_slots;
         rows += (int64_t)o.classes[i].n_slots * o.classes[i].ctx_tok;
     }
+    p->device = b && (b->flags & BACKEND_DEVICE);
     p->kv_per_token = decoder_kv_bytes_per_tok(c, o.kv_f32 ? QUANT_F32 : QUANT_F16);
     p->kv = rows * p->kv_per_token;
     p->activations = engine_act_bytes(&o, c, slots);
@@ -140,32 +182,90 @@ int engine_plan(const EngineOptions *in, const Model *m, EnginePlan *p, char *er
      * its budget's tokens (the feature cache reads into and stores from them) */
     p->features = rows * feat_tok;
     p->vcache = o.vcache_bytes;
-    int64_t sum = p->weights_text + p->weights_vision + p->kv + p->activations + p->vision_ws +
-                  p->features + p->vcache;
-    p->margin = ENGINE_MARGIN_MIN + sum / 64;
-    p->total = sum + p->margin;
-    p->available = o.mem_limit ? o.mem_limit : engine_mem_available();
-    if (p->available < 0)
-        return err_set(err, VLQ_EIO, "memory plan: cannot read the free memory from "
-                       "/proc/meminfo (set [engine] mem_limit_mb)");
-    /* slots of one class alone: the largest n with plan(n slots) <= available, the
-     * margin included (it grows with the sum) */
-    int64_t act0 = engine_act_bytes(&o, c, 0), act1 = engine_act_bytes(&o, c, 1);
-    int64_t fixed = sum - p->kv - p->features - p->activations + act0;
-    for (int i = 0; i < o.n_classes; i++) {
-        int64_t per = o.classes[i].ctx_tok * (p->kv_per_token + feat_tok) + act1 - act0, n = 0;
-        int64_t room = p->available - ENGINE_MARGIN_MIN;
-        if (room > 0) {
-            n = (room - fixed - fixed / 64) * 64 / (per * 65);
-            n = n < 0 ? 0 : n > 1000000 ? 1000000 : n;
-            while (n > 0 && fixed + n * per + (fixed + n * per) / 64 > room)
-                n--;
-            while (n < 1000000 && fixed + (n + 1) * per + (fixed + (n + 1) * per) / 64 <= room)
-                n++;
-        }
-        p->slots_fit[i] = (int)n;
+    int64_t free_bytes = 0, total_bytes = 0;
+    if (!o.mem_limit && b && b->meminfo &&
+        (rc = b->meminfo(b, &free_bytes, &total_bytes, err)) != 0) {
+        err_prefix(err, "memory plan");
+        return rc;
     }
-    p->fits = p->total <= p->available;
+    if (!p->device) {
+        int64_t sum = p->weights_text + p->weights_vision + p->kv + p->activations +
+                      p->vision_ws + p->features + p->vcache;
+        p->margin = engine_margin(sum);
+        p->total = sum + p->margin;
+        p->available = o.mem_limit ? o.mem_limit : b ? free_bytes : engine_mem_available();
+        if (p->available < 0)
+            return err_set(err, VLQ_EIO, "memory plan: cannot read the free memory from "
+                           "/proc/meminfo (set [engine] mem_limit_mb)");
+        /* slots of one class alone: the largest n with plan(n slots) <= available, the
+         * margin included (it grows with the sum) */
+        int64_t act0 = engine_act_bytes(&o, c, 0), act1 = engine_act_bytes(&o, c, 1);
+        int64_t fixed = sum - p->kv - p->features - p->activations + act0;
+        for (int i = 0; i < o.n_classes; i++) {
+            int64_t per = o.classes[i].ctx_tok * (p->kv_per_token + feat_tok) + act1 - act0;
+            int64_t n = 0, room = p->available - ENGINE_MARGIN_MIN;
+            if (room > 0) {
+                n = (room - fixed - fixed / 64) * 64 / (per * 65);
+                n = n < 0 ? 0 : n > 1000000 ? 1000000 : n;
+                while (n > 0 && fixed + n * per + (fixed + n * per) / 64 > room)
+                    n--;
+                while (n < 1000000 && fixed + (n + 1) * per + (fixed + (n + 1) * per) / 64 <= room)
+                    n++;
+            }
+            p->slots_fit[i] = (int)n;
+        }
+        p->fits = p->total <= p->available;
+        return 0;
+    }
+    /* A device: weights, KV, activations and the workspaces on it (the run state's host
+     * scratch is counted there too: a few KiB, on the safe side); the features, the
+     * feature cache and any offloaded layers in host memory. The workspace open set
+     * aside is already gone from the free bytes: it counts on both sides. */
+    p->workspace = b->reserved_bytes;
+    p->available = o.mem_limit ? o.mem_limit : free_bytes + p->workspace;
+    p->host_available = engine_mem_available();
+    if (p->host_available < 0)
+        return err_set(err, VLQ_EIO, "memory plan: cannot read the free host memory from "
+                       "/proc/meminfo");
+    int64_t *layer = xcalloc((size_t)c->n_layers, sizeof *layer);
+    engine_layer_bytes(m, c->n_layers, layer);
+    for (int i = 0; i < c->n_layers; i++)
+        p->layer_bytes = layer[i] > p->layer_bytes ? layer[i] : p->layer_bytes;
+    int64_t rest = p->kv + p->activations + p->vision_ws + p->workspace;
+    int max_off = b->weight_mapped ? c->n_layers : 0;
+    int off = o.offload_layers < 0 ? 0 : o.offload_layers > max_off ? max_off : o.offload_layers;
+    int64_t off_bytes = 0;
+    for (int i = 0; i < off; i++)
+        off_bytes += layer[c->n_layers - 1 - i];
+    for (;;) { /* auto: the fewest layers (the last ones) that make the device side fit */
+        int64_t sum = p->weights_text - off_bytes + p->weights_vision + rest;
+        p->margin = engine_margin(sum);
+        p->total = sum + p->margin;
+        if (o.offload_layers >= 0 || p->total <= p->available || off >= max_off)
+            break;
+        off_bytes += layer[c->n_layers - 1 - off];
+        off++;
+    }
+    free(layer);
+    p->offload_layers = off;
+    p->offload_bytes = off_bytes;
+    p->host_total = p->features + p->vcache + p->offload_bytes;
+    /* slots of one class alone on the device: its KV and its share of the activations;
+     * the offload as planned */
+    int64_t act0 = engine_act_bytes(&o, c, 0), act1 = engine_act_bytes(&o, c, 1);
+    int64_t fixed = p->total - p->margin - p->kv - p->activations + act0;
+    for (int i = 0; i < o.n_classes; i++) {
+        int64_t per = o.classes[i].ctx_tok * p->kv_per_token + act1 - act0, lo = 0, hi = 1000000;
+        while (lo < hi) { /* the largest n in 0..1e6 that fits: the need grows with n */
+            int64_t n = (lo + hi + 1) / 2, need = fixed + n * per;
+            if (need + engine_margin(need) <= p->available)
+                lo = n;
+            else
+                hi = n - 1;
+        }
+        p->slots_fit[i] = (int)lo;
+    }
+    p->fits = p->total <= p->available && p->host_total <= p->host_available;
     return 0;
 }
 
@@ -231,18 +331,12 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
     e->opt.backend = e->backend_name;
     e->opt.vcache_dir = e->vcache_dir;
     BackendOpenOptions bo = {.threads = e->opt.threads};
-    rc = backend_open(e->backend_name, &bo, &e->b, err);
+    char why[VLQ_ERRLEN + 128];
+    rc = backend_open_auto(e->backend_name, &bo, &e->b, why, sizeof why, err);
     if (rc)
         goto fail;
-    if (!e->opt.mem_limit) {
-        /* what the backend allocates from (a host backend: MemAvailable within the
-         * cgroup's limit) */
-        int64_t free_bytes = 0, total_bytes = 0;
-        rc = e->b->meminfo ? e->b->meminfo(e->b, &free_bytes, &total_bytes, err) : 0;
-        if (rc)
-            goto fail;
-        e->opt.mem_limit = free_bytes > 0 ? free_bytes : 0;
-    }
+    if (why[0]) /* auto says which it picked and why, once, at the start of a run */
+        log_info("%s", why);
     rc = model_open_ex(e->model_path, e->opt.verify_model ? 0 : MODEL_OPEN_NO_VERIFY, &e->m, err);
     if (!rc)
         rc = model_load_tok(e->m, &e->tok, err);
@@ -255,7 +349,7 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
                      e->cfg->vocab_size);
         goto fail;
     }
-    rc = engine_plan(&e->opt, e->m, &e->plan, err);
+    rc = engine_plan_on(&e->opt, e->m, e->b, &e->plan, err);
     if (rc)
         goto fail;
     const EnginePlan *p = &e->plan;
@@ -271,9 +365,20 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
                      engine_mib(p->activations), engine_mib(p->vision_ws),
                      engine_mib(p->features), engine_mib(p->vcache), engine_mib(p->margin),
                      fit.data);
+        if (p->device)
+            err_prefix(err, "%s (device; %d layers offloaded, host side %.0f of %.0f MiB)",
+                       e->b->name, p->offload_layers, engine_mib(p->host_total),
+                       engine_mib(p->host_available));
         buf_clear(&fit);
         goto fail;
     }
+    if (p->offload_layers > 0)
+        log_warn("memory plan: the last %d decoder layers (%.1f MiB) stay in pinned host memory "
+                 "(%s), read over the bus at every decoder step (%.1f MiB per step, shared by "
+                 "the batch's sequences)", p->offload_layers, engine_mib(p->offload_bytes),
+                 e->opt.offload_layers < 0 ? "the device cannot hold every weight"
+                                           : "[offload] layers",
+                 engine_mib(p->offload_bytes));
     for (int i = 0; i < e->opt.n_classes; i++)
         e->n_slots += e->opt.classes[i].n_slots;
     e->slots = xcalloc((size_t)e->n_slots, sizeof *e->slots);
@@ -284,9 +389,20 @@ int engine_open(const EngineOptions *o, Engine **out, char *err)
             row += e->opt.classes[i].ctx_tok;
         }
     rc = decoder_kv_init(&e->kv, e->cfg, e->b, e->opt.kv_f32 ? QUANT_F32 : QUANT_F16, row, err);
-    DecoderOptions dopt = {.max_tok = e->opt.max_batch_tok, .max_seq = e->n_slots};
+    DecoderOptions dopt = {.max_tok = e->opt.max_batch_tok, .max_seq = e->n_slots,
+                           .offload_layers = p->offload_layers};
     if (!rc)
         rc = decoder_new(e->m, e->b, &dopt, &e->kv, &e->dec, err);
+    /* a device allocates all its memory at open, the vision encoder's too, so nothing can
+     * fail for memory half-way (a host backend makes it on the first visual request:
+     * text runs never touch the tower; engine_sched.c) */
+    if (!rc && p->device && p->weights_vision > 0) {
+        rc = vision_new(e->m, e->b, e->opt.max_patches, &e->vision, err);
+        size_t n = (size_t)(e->opt.max_patches / 4 + 1) * (size_t)e->cfg->hidden_size *
+                   (size_t)(e->cfg->n_deepstack ? e->cfg->n_deepstack : 1);
+        if (!rc && !(e->vision_deep = malloc(n * sizeof(float))))
+            rc = err_set(err, VLQ_ENOMEM, "vision: out of memory for the DeepStack rows");
+    }
     if (!rc)
         rc = engine_alloc_scratch(e, err);
     if (!rc && (e->opt.vcache_bytes > 0 || e->vcache_dir))

@@ -61,6 +61,7 @@
 typedef struct Engine Engine;
 typedef struct Cfg Cfg;
 typedef struct EngineReq EngineReq;
+typedef struct Backend Backend;
 
 /* One budget class: n_slots slots of ctx_tok tokens each (prompt + answer). */
 typedef struct {
@@ -71,7 +72,8 @@ typedef struct {
 
 typedef struct {
     const char *model_path;  /* the .vlq file */
-    const char *backend;     /* "cpu" (default when NULL), "ref", or a plugin name */
+    const char *backend;     /* "cpu" (default when NULL), "ref", "auto" (cuda when a
+                              * device is usable, else cpu), or a plugin name ("cuda") */
     int threads;             /* backend threads; 0: all cores */
     int kv_f32;              /* 1: f32 KV cache (tests compare it with f16) */
     EngineClass classes[ENGINE_MAX_CLASSES];
@@ -84,6 +86,8 @@ typedef struct {
     int64_t vcache_bytes;    /* feature cache in memory; 0: off */
     const char *vcache_dir;  /* on-disk feature cache directory; NULL: none */
     int verify_model;        /* 1: check every tensor's CRC at open (slower) */
+    int offload_layers;      /* device backends: decoder layers kept in pinned host memory
+                              * ([offload] layers); -1: as many as the device needs (auto) */
 } EngineOptions;
 
 /* The memory plan, in bytes (vlq doctor prints it item by item). */
@@ -101,7 +105,17 @@ typedef struct {
     int64_t total;           /* the sum of the above */
     int slots_fit[ENGINE_MAX_CLASSES]; /* slots of each class alone that would fit in
                                         * available beside everything but the KV */
-    int fits;                /* total <= available */
+    int fits;                /* total <= available (and host_total <= host_available) */
+    /* A device backend (Backend.flags & BACKEND_DEVICE): available, total and the items
+     * from weights to vision_ws, workspace and margin are device memory; features,
+     * vcache and the offloaded layers are host memory, planned against host_available. */
+    int device;
+    int64_t workspace;       /* the kernels' workspace, set aside at open */
+    int64_t host_available;  /* host memory free (MemAvailable) */
+    int64_t host_total;      /* features + vcache + offload_bytes */
+    int offload_layers;      /* decoder layers whose weights stay in pinned host memory */
+    int64_t offload_bytes;   /* their bytes: read over the bus once per decoder step */
+    int64_t layer_bytes;     /* the largest decoder layer's weights */
 } EnginePlan;
 
 typedef enum {
@@ -151,8 +165,13 @@ int engine_open(const EngineOptions *o, Engine **out, char *err);
  * Requests not yet freed stay valid for engine_req_poll/_wait/_free. NULL-safe. */
 void engine_close(Engine *e);
 
-/* The plan engine_open would make, without allocating (vlq doctor, tests). */
+/* The plan engine_open would make, without allocating (vlq doctor, tests). A backend
+ * other than cpu and ref (auto, cuda, a plugin) is opened for its memory and closed:
+ * VLQ_EDEVICE, VLQ_EINPUT or VLQ_ENOTSUP when it cannot be. */
 int engine_plan(const EngineOptions *o, const Model *m, EnginePlan *plan, char *err);
+/* engine_plan on an open backend b (NULL: the host). */
+int engine_plan_on(const EngineOptions *o, const Model *m, Backend *b, EnginePlan *plan,
+                   char *err);
 const EnginePlan *engine_get_plan(const Engine *e);
 const Model *engine_model(const Engine *e);
 const Tok *engine_tok(const Engine *e);

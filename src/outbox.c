@@ -164,6 +164,7 @@ typedef struct OutboxLane {
     struct OutboxLane *next; /* the pool's list of lanes waiting for a sender */
     OutboxEvent **ev;        /* owned, with the events */
     int n;
+    int64_t lease_end_ms;    /* the fetch's lease runs out then (util_now_ms clock) */
 } OutboxLane;
 
 typedef struct OutboxThread OutboxThread;
@@ -191,6 +192,9 @@ typedef struct {
 } OutboxPool;
 
 static void outbox_poke_owner(OutboxThread *t);
+
+/* A fetch's lease covers this many sends at the full timeout (see outbox_dispatch). */
+#define OUTBOX_LEASE_SENDS 16
 static void outbox_lane_release(OutboxPool *p, const struct OutboxLane *l, int from);
 
 static void outbox_lane_free(OutboxLane *l)
@@ -323,6 +327,8 @@ static void outbox_lane_send(OutboxPool *p, OutboxLane *l, uint64_t *rng)
         if (p->stop && atomic_load(p->stop))
             break;
         const OutboxEvent *e = l->ev[i];
+        if (util_now_ms() + p->s->timeout_ms + p->s->connect_timeout_ms + 5000 > l->lease_end_ms)
+            break; /* this send could outlast the lease: the rest go back, next round */
         st.due++;
         if (gone) {
             /* an earlier event of this endpoint got 410: the endpoint is disabled now */
@@ -458,9 +464,12 @@ static int outbox_dispatch(OutboxPool *p, int max, int *lanes, int *fetched, int
      * is either in a lane still busy here, or was recorded before the fetch. Without it,
      * an event just sent could be queued again from a fetch taken before its record. */
     pthread_mutex_lock(&p->qmu);
-    /* the fetch is leased to this deliverer for as long as sending all of it may take */
-    int64_t lease_ms = (int64_t)(max > 0 ? max : 100) *
+    /* The fetch is leased to this deliverer for a bounded time (OUTBOX_LEASE_SENDS sends'
+     * worth, so a crashed worker's events wait minutes, not hours); a lane stops before
+     * a send that could outlast the lease and gives the rest back. */
+    int64_t lease_ms = (int64_t)OUTBOX_LEASE_SENDS *
                            (p->s->timeout_ms + p->s->connect_timeout_ms) + 30000;
+    int64_t lease_end_ms = util_now_ms() + lease_ms;
     int rc = queue_events_due(p->q, max, lease_ms, &ev, &n, err);
     if (rc != 0) {
         pthread_mutex_unlock(&p->qmu);
@@ -485,6 +494,7 @@ static int outbox_dispatch(OutboxPool *p, int max, int *lanes, int *fetched, int
         } else {
             OutboxLane *l = xcalloc(1, sizeof *l);
             l->n = j - i;
+            l->lease_end_ms = lease_end_ms;
             l->ev = xcalloc((size_t)l->n, sizeof *l->ev);
             for (int k = i; k < j; k++)
                 l->ev[k - i] = ref[k].e;

@@ -23,6 +23,12 @@ static void weights_drop_pages(const ModelTensor *mt)
 int weights_get(Backend *b, const Model *m, const char *name, int64_t rows, int64_t cols,
                 Tensor *t, char *err)
 {
+    return weights_get_at(b, m, name, rows, cols, 0, t, err);
+}
+
+int weights_get_at(Backend *b, const Model *m, const char *name, int64_t rows, int64_t cols,
+                   int mapped, Tensor *t, char *err)
+{
     const ModelTensor *mt = model_tensor(m, name);
     if (!mt)
         return err_set(err, VLQ_EMODEL, "%s: missing from the model file", name);
@@ -35,7 +41,9 @@ int weights_get(Backend *b, const Model *m, const char *name, int64_t rows, int6
         return err_set(err, VLQ_EMODEL, "%s: shape [%lld, %lld] where [%lld, %lld] is needed",
                        name, (long long)outer, (long long)inner, (long long)rows,
                        (long long)cols);
-    int rc = b->weight(b, t, mt->type, rows, cols, mt->group, mt->data, err);
+    int rc = mapped && b->weight_mapped
+                 ? b->weight_mapped(b, t, mt->type, rows, cols, mt->group, mt->data, err)
+                 : b->weight(b, t, mt->type, rows, cols, mt->group, mt->data, err);
     if (rc)
         err_prefix(err, "%s", name);
     else if (t->owned)

@@ -12,5 +12,9 @@
  * or VLQ_EMODEL "name: missing" / "name: shape ..." with err set. */
 int weights_get(Backend *b, const Model *m, const char *name, int64_t rows, int64_t cols,
                 Tensor *t, char *err);
+/* weights_get, with mapped = 1 keeping the tensor in pinned host memory the device reads
+ * over the bus (Backend.weight_mapped: an offloaded layer) where the backend has it. */
+int weights_get_at(Backend *b, const Model *m, const char *name, int64_t rows, int64_t cols,
+                   int mapped, Tensor *t, char *err);
 
 #endif

@@ -448,8 +448,14 @@ static void golden_run(const char *dir, const char *quant, const char *backend,
     Model *m = golden_model(dir, quant);
     if (!m)
         return;
-    for (size_t i = 0; i < sizeof golden_prompts / sizeof golden_prompts[0]; i++)
-        golden_case(m, backend_get(backend), golden_prompts[i], tol);
+    /* an instance, so a plugin (VLQ_TEST_BACKEND) runs the same cases as a built-in one */
+    char err[VLQ_ERRLEN] = "";
+    Backend *b = NULL;
+    if (backend_open(backend, NULL, &b, err))
+        test_fail(__FILE__, __LINE__, "backend %s: %s", backend, err);
+    for (size_t i = 0; b && i < sizeof golden_prompts / sizeof golden_prompts[0]; i++)
+        golden_case(m, b, golden_prompts[i], tol);
+    backend_close(b);
     model_close(m);
 }
 
@@ -514,6 +520,34 @@ static void test_golden_f16_kv_cpu(void)
 static void test_golden_f16_kv_ref(void)
 {
     golden_run("tiny", "none", "ref", &golden_f16_kv);
+}
+
+/* The golden checks on the backend $VLQ_TEST_BACKEND names (a plugin: cuda on a GPU
+ * machine, tests/gpu/prove.sh; cputest here), with the tolerances a device's rounding
+ * fits in: f32 weights over the f16 KV cache, bf16 weights, Q4 weights (the cpu's int8
+ * activations bound, which a device's f16 or int8 activations stay within). Skipped when
+ * the variable is unset. */
+static const char *golden_env_backend(void)
+{
+    const char *name = getenv("VLQ_TEST_BACKEND");
+    if (!name || !*name)
+        test_skip("VLQ_TEST_BACKEND not set (the golden checks on a named backend, e.g. cuda)");
+    return name;
+}
+
+static void test_golden_env_f16_kv(void)
+{
+    golden_run("tiny", "none", golden_env_backend(), &golden_f16_kv);
+}
+
+static void test_golden_env_bf16(void)
+{
+    golden_run("tiny-bf16", "none", golden_env_backend(), &golden_bf16);
+}
+
+static void test_golden_env_q4(void)
+{
+    golden_run("tiny", "q4", golden_env_backend(), &golden_q4);
 }
 
 /* ---- batching: several sequences in one decoder call ---- */
@@ -630,5 +664,7 @@ TEST_GROUP(forward, {"positions_image_video", test_positions_image_video},
            {"golden_q4_ref", test_golden_q4_ref},
            {"golden_f16_kv_cpu", test_golden_f16_kv_cpu},
            {"golden_f16_kv_ref", test_golden_f16_kv_ref},
-           {"golden_batch", test_golden_batch})
+           {"golden_batch", test_golden_batch},
+           {"golden_env_f16_kv", test_golden_env_f16_kv},
+           {"golden_env_bf16", test_golden_env_bf16}, {"golden_env_q4", test_golden_env_q4})
 

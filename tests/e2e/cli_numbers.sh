@@ -52,6 +52,7 @@ for v in $BAD ""; do # (num/int and num/real test the rest of the spellings)
         refused plan "$f" "$v" --kind ocr a.txt
     done
     refused convert --group "$v" -o out.vlq hf
+    refused selftest --seed "$v"
 done
 
 # out of range, per flag (the edges of the reference's ranges)

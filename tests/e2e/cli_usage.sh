@@ -26,12 +26,12 @@ usage() {
 cmds=$("$V" --help | sed -n 's/^  \([a-z]*\)  .*/\1/p')
 for c in $cmds; do
     case " init submit worker list show result cancel retry purge config tokenize convert run \
-          export plan webhooks doctor queue " in *" $c "*) ;; *) fail "command $c is not tested" ;; esac
+          export plan webhooks doctor queue selftest " in *" $c "*) ;; *) fail "command $c is not tested" ;; esac
 done
 
 for c in init submit worker list show result cancel retry purge config tokenize convert run \
          export plan webhooks "webhooks list" "webhooks send" "webhooks redeliver" doctor \
-         queue "queue copy"; do
+         queue "queue copy" selftest; do
     usage "$c" --no-such-option
 done
 usage init extra
@@ -55,6 +55,7 @@ usage "webhooks send" extra
 usage "webhooks redeliver"
 usage export
 usage export m.vlq
+usage selftest extra
 usage queue
 usage queue nope
 usage "queue copy" --from a.db
@@ -80,7 +81,7 @@ for spec in "submit ocr a.txt --webhook" "submit ocr a.txt --secret" "submit ocr
             "worker --max-jobs" "webhooks list --job" "webhooks send --max" \
             "tokenize --tokenizer" "convert hf -o" "convert hf -o x --quant" "run --model" \
             "run hi --image" "plan a.txt --kind" "plan --kind ocr a.txt --pages" \
-            "doctor --model" "queue copy --from"; do
+            "doctor --model" "queue copy --from" "selftest --seed"; do
     set -- $spec
     c=$1; shift
     [ "$c" = webhooks ] || [ "$c" = queue ] && { c="$c $1"; shift; }

@@ -13,7 +13,7 @@ group_of() {
     queue|queue_int|queue_*|webhook|outbox|fetch|media|media_int|media_pdf|tok|tok_int|tok_*|prep|plan|plan_load|safetensors|sample|vcache) echo io ;;
     model|weights|convert) echo model ;;
     decoder|decoder_pos|vision) echo compute ;;
-    engine|engine_int|engine_*) echo engine ;;
+    engine|engine_int|engine_*|selftest) echo engine ;;
     jobs|jobs_int|prompts|worker|ocr|summarize|gen|result|progress|*_job) echo jobs ;;
     cli|cli_*|main) echo cli ;;
     *) echo unknown ;;

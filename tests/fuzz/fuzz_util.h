@@ -1,7 +1,7 @@
 /* fuzz_util: what the file-reading fuzz targets share: the input bytes written to a
  * per-process temporary file, since the readers under test take a path (as the product
  * calls them). Header-only so every target stays one .c file (the Makefile builds one
- * binary per tests/fuzz/*.c). */
+ * binary per tests/fuzz/<name>.c). */
 #ifndef VLQ_FUZZ_UTIL_H
 #define VLQ_FUZZ_UTIL_H
 
