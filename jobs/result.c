@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *result_extension(const char *format)
@@ -133,6 +134,22 @@ static json_t *result_meta(const JobUnit *u)
     return m;
 }
 
+/* A stored text as JSON: null when NULL; a text that is not UTF-8 (a file name may be
+ * any bytes) with those bytes as \xHH (util_escape), so json_pack never fails on it and
+ * result_dump's assertion is not reachable from an input's name or a model's output. */
+static json_t *result_jstr(const char *s)
+{
+    if (!s)
+        return json_null();
+    json_t *v = json_string(s);
+    if (!v) {
+        char *e = util_escape(s);
+        v = json_string(e);
+        free(e);
+    }
+    return v ? v : json_null();
+}
+
 static char *result_dump(json_t *doc)
 {
     char *s = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -153,14 +170,15 @@ char *result_ocr_doc(const char *input, int prompt_version, const JobUnit *units
         json_t *page = json_object_get(m, "page");
         json_object_set_new(p, "page", page ? json_incref(page) : json_integer(u->idx + 1));
         json_object_set_new(p, "text", u->error_code ? json_null()
-                                                     : json_string(u->result ? u->result : ""));
+                                                     : result_jstr(u->result ? u->result : ""));
         json_object_set_new(p, "tok_in", json_integer(u->tok_in));
         json_object_set_new(p, "tok_out", json_integer(u->tok_out));
         json_object_set_new(p, "seconds", json_real(u->seconds));
         if (u->error_code) {
             failed++;
-            json_object_set_new(p, "error", json_pack("{s:s, s:s}", "code", u->error_code,
-                                                      "message", u->error ? u->error : ""));
+            json_object_set_new(p, "error", json_pack("{s:o, s:o}", "code",
+                                                      result_jstr(u->error_code), "message",
+                                                      result_jstr(u->error)));
         } else {
             json_object_set_new(p, "error", json_null());
         }
@@ -168,7 +186,7 @@ char *result_ocr_doc(const char *input, int prompt_version, const JobUnit *units
         json_decref(m);
     }
     *n_failed = failed;
-    json_t *doc = json_pack("{s:s, s:s, s:o, s:o, s:i}", "kind", "ocr", "input", input,
+    json_t *doc = json_pack("{s:s, s:o, s:o, s:o, s:i}", "kind", "ocr", "input", result_jstr(input),
                             "prompt_version",
                             prompt_version ? json_integer(prompt_version) : json_null(),
                             "pages", pages, "pages_failed", failed);
@@ -183,23 +201,26 @@ char *result_summary_doc(const char *input, int prompt_version, double duration_
         const JobUnit *u = &units[i];
         json_t *m = result_meta(u);
         json_array_append_new(
-            segs, json_pack("{s:f, s:f, s:I, s:s, s:I, s:I, s:f, s:o}", "start_s",
+            segs, json_pack("{s:f, s:f, s:I, s:o, s:I, s:I, s:f, s:o}", "start_s",
                             json_number_value(json_object_get(m, "start_s")), "end_s",
                             json_number_value(json_object_get(m, "end_s")), "frames",
                             (json_int_t)json_integer_value(json_object_get(m, "frames")),
-                            "summary", u->result ? u->result : "", "tok_in",
+                            "summary",
+                            u->error_code ? json_null() : result_jstr(u->result ? u->result : ""),
+                            "tok_in",
                             (json_int_t)u->tok_in, "tok_out", (json_int_t)u->tok_out,
                             "seconds", u->seconds, "error",
-                            u->error_code ? json_pack("{s:s, s:s}", "code", u->error_code,
-                                                      "message", u->error ? u->error : "")
+                            u->error_code ? json_pack("{s:o, s:o}", "code",
+                                                      result_jstr(u->error_code), "message",
+                                                      result_jstr(u->error))
                                           : json_null()));
         json_decref(m);
     }
-    json_t *doc = json_pack("{s:s, s:s, s:o, s:f, s:f, s:o, s:s}", "kind", "summarize", "input",
-                            input, "prompt_version",
+    json_t *doc = json_pack("{s:s, s:o, s:o, s:f, s:f, s:o, s:o}", "kind", "summarize", "input",
+                            result_jstr(input), "prompt_version",
                             prompt_version ? json_integer(prompt_version) : json_null(),
                             "duration_s", duration_s, "fps", fps, "segments", segs, "summary",
-                            summary ? summary : "");
+                            result_jstr(summary));
     return result_dump(doc);
 }
 

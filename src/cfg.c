@@ -9,6 +9,8 @@
 
 #include "err.h"
 #include "log.h"
+#include "num.h"
+#include "redact.h"
 #include "util.h"
 #include "whsec.h"
 
@@ -27,74 +29,75 @@ typedef struct {
     const char *key;  /* "section.key" */
     CfgType type;
     const char *def;  /* default, as text */
-    double min, max;  /* bounds for numbers */
+    NumRange range;   /* what a number accepts (num.h); the flags that set the key use it */
     const char *doc;  /* one line */
+    int secret;       /* never printed: `vlq config` shows it redacted */
 } CfgKey;
 
-#define CFG_ANY -1e300, 1e300
+#define CFG_TEXT {0} /* the range of a string key: unused */
 
 static const CfgKey cfg_keys[] = {
-    {"queue.db", CFG_STR, "./vlq.db", CFG_ANY, "the queue: an SQLite file, or a postgresql:// URL"},
-    {"queue.busy_timeout_ms", CFG_INT, "5000", 1, 600000, "how long a statement waits for a lock"},
-    {"queue.file_mode", CFG_STR, "0600", CFG_ANY, "mode of a new queue database and its -wal/-shm files (octal; 0660 for a group)"},
-    {"model.path", CFG_STR, "", CFG_ANY, "the converted model file (.vlq)"},
-    {"model.backend", CFG_STR, "auto", CFG_ANY,
+    {"queue.db", CFG_STR, "./vlq.db", CFG_TEXT, "the queue: an SQLite file, or a postgresql:// URL"},
+    {"queue.busy_timeout_ms", CFG_INT, "5000", NUM_INT(1, 600000), "how long a statement waits for a lock"},
+    {"queue.file_mode", CFG_STR, "0600", CFG_TEXT, "mode of a new queue database and its -wal/-shm files (octal; 0660 for a group)"},
+    {"model.path", CFG_STR, "", CFG_TEXT, "the converted model file (.vlq)"},
+    {"model.backend", CFG_STR, "auto", CFG_TEXT,
      "auto (cuda when a device is usable, else cpu), cpu, ref (the scalar oracle, slow), "
      "cuda, or a vlq-backend-NAME.so plugin"},
-    {"model.threads", CFG_INT, "0", 0, 4096, "CPU threads, 0 = all cores"},
-    {"budgets.ocr", CFG_INT, "8192", 256, 1048576, "context tokens of one image or page"},
-    {"budgets.video", CFG_INT, "16384", 256, 1048576, "context tokens of one video segment"},
-    {"budgets.document", CFG_INT, "32768", 256, 1048576, "context tokens of a long document"},
-    {"budgets.max_new_tokens", CFG_INT, "2048", 1, 1048576, "answer tokens of an OCR unit"},
-    {"budgets.summarize_max_new_tokens", CFG_INT, "1024", 1, 1048576,
+    {"model.threads", CFG_INT, "0", NUM_INT(0, 4096), "CPU threads, 0 = all cores"},
+    {"budgets.ocr", CFG_INT, "8192", NUM_INT(256, 1048576), "context tokens of one image or page"},
+    {"budgets.video", CFG_INT, "16384", NUM_INT(256, 1048576), "context tokens of one video segment"},
+    {"budgets.document", CFG_INT, "32768", NUM_INT(256, 1048576), "context tokens of a long document"},
+    {"budgets.max_new_tokens", CFG_INT, "2048", NUM_INT(1, 1048576), "answer tokens of an OCR unit"},
+    {"budgets.summarize_max_new_tokens", CFG_INT, "1024", NUM_INT(1, 1048576),
      "answer tokens of a summary segment"},
-    {"engine.ocr_slots", CFG_INT, "1", 0, 4096, "requests of the ocr budget running at once"},
-    {"engine.video_slots", CFG_INT, "1", 0, 4096, "requests of the video budget running at once"},
-    {"engine.document_slots", CFG_INT, "0", 0, 4096,
+    {"engine.ocr_slots", CFG_INT, "1", NUM_INT(0, 4096), "requests of the ocr budget running at once"},
+    {"engine.video_slots", CFG_INT, "1", NUM_INT(0, 4096), "requests of the video budget running at once"},
+    {"engine.document_slots", CFG_INT, "0", NUM_INT(0, 4096),
      "requests of the document budget running at once"},
-    {"engine.max_batch_tok", CFG_INT, "512", 1, 65536, "tokens per decoder step, all requests"},
-    {"engine.kv_type", CFG_STR, "f16", CFG_ANY, "KV cache type: f16 or f32"},
-    {"engine.mem_limit_mb", CFG_INT, "0", 0, 1e9, "memory the plan may use, 0 = MemAvailable"},
-    {"engine.vcache_mb", CFG_INT, "256", 0, 1e7, "visual feature cache in memory, 0 = off"},
-    {"engine.vcache_dir", CFG_STR, "", CFG_ANY, "visual feature cache on disk; empty = none"},
-    {"offload.layers", CFG_STR, "auto", CFG_ANY,
+    {"engine.max_batch_tok", CFG_INT, "512", NUM_INT(1, 65536), "tokens per decoder step, all requests"},
+    {"engine.kv_type", CFG_STR, "f16", CFG_TEXT, "KV cache type: f16 or f32"},
+    {"engine.mem_limit_mb", CFG_INT, "0", NUM_INT(0, 1e9), "memory the plan may use, 0 = MemAvailable"},
+    {"engine.vcache_mb", CFG_INT, "256", NUM_INT(0, 1e7), "visual feature cache in memory, 0 = off"},
+    {"engine.vcache_dir", CFG_STR, "", CFG_TEXT, "visual feature cache on disk; empty = none"},
+    {"offload.layers", CFG_STR, "auto", CFG_TEXT,
      "device backends: decoder layers kept in pinned host memory, read over the bus; auto = "
      "as many as the device needs"},
-    {"sampling.temperature", CFG_DOUBLE, "0", 0, 100, "0 = greedy"},
-    {"sampling.top_p", CFG_DOUBLE, "0.8", 0, 1, "nucleus sampling mass"},
-    {"sampling.top_k", CFG_INT, "20", 0, 1000000, "0 = no top-k"},
-    {"sampling.repetition_penalty", CFG_DOUBLE, "1.0", 0.01, 100, "1 = none"},
-    {"sampling.seed", CFG_INT, "0", 0, 9.2e18, "random seed of sampling"},
-    {"worker.lease_seconds", CFG_INT, "300", 1, 86400, "lease of a claimed job, renewed on progress"},
-    {"worker.max_attempts", CFG_INT, "3", 1, 1000, "runs of a job before it is dead"},
-    {"worker.poll_ms", CFG_INT, "1000", 10, 3600000, "idle wait between looks at the queue"},
-    {"worker.concurrency", CFG_INT, "1", 1, 256, "jobs in flight at once (their requests share the engine's batches)"},
-    {"summarize.temperature", CFG_DOUBLE, "0.7", 0, 100, "sampling of summaries; 0 = greedy"},
-    {"summarize.top_p", CFG_DOUBLE, "0.9", 0, 1, "nucleus sampling mass of summaries"},
-    {"summarize.top_k", CFG_INT, "0", 0, 1000000, "top-k of summaries; 0 = off"},
-    {"summarize.repetition_penalty", CFG_DOUBLE, "1.1", 0.01, 100, "repetition penalty of summaries; 1 = none"},
-    {"output.dir", CFG_STR, "", CFG_ANY, "also write each finished job's result here; empty = no"},
-    {"output.format", CFG_STR, "md", CFG_ANY, "txt, md or json: the rendering written there"},
-    {"webhooks.secret", CFG_STR, "", CFG_ANY, "whsec_<base64> signing secret"},
-    {"webhooks.timeout_ms", CFG_INT, "15000", 100, 600000, "total time of one delivery"},
-    {"webhooks.connect_timeout_ms", CFG_INT, "5000", 100, 600000, "connect time of one delivery"},
-    {"webhooks.max_attempts", CFG_INT, "10", 1, 100, "deliveries of an event before it fails"},
-    {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_ANY,
+    {"sampling.temperature", CFG_DOUBLE, "0", NUM_REAL_F32(0, 100), "0 = greedy"},
+    {"sampling.top_p", CFG_DOUBLE, "0.8", NUM_REAL_F32_GT(0, 1), "nucleus sampling mass"},
+    {"sampling.top_k", CFG_INT, "20", NUM_INT(0, 1000000), "0 = no top-k"},
+    {"sampling.repetition_penalty", CFG_DOUBLE, "1.0", NUM_REAL_F32_GT(0, 100), "1 = none"},
+    {"sampling.seed", CFG_INT, "0", NUM_INT(0, 9.2e18), "random seed of sampling"},
+    {"worker.lease_seconds", CFG_INT, "300", NUM_INT(1, 86400), "lease of a claimed job, renewed on progress"},
+    {"worker.max_attempts", CFG_INT, "3", NUM_INT(1, 1000), "runs of a job before it is dead"},
+    {"worker.poll_ms", CFG_INT, "1000", NUM_INT(10, 3600000), "idle wait between looks at the queue"},
+    {"worker.concurrency", CFG_INT, "1", NUM_INT(1, 256), "jobs in flight at once (their requests share the engine's batches)"},
+    {"summarize.temperature", CFG_DOUBLE, "0.7", NUM_REAL_F32(0, 100), "sampling of summaries; 0 = greedy"},
+    {"summarize.top_p", CFG_DOUBLE, "0.9", NUM_REAL_F32_GT(0, 1), "nucleus sampling mass of summaries"},
+    {"summarize.top_k", CFG_INT, "0", NUM_INT(0, 1000000), "top-k of summaries; 0 = off"},
+    {"summarize.repetition_penalty", CFG_DOUBLE, "1.1", NUM_REAL_F32_GT(0, 100), "repetition penalty of summaries; 1 = none"},
+    {"output.dir", CFG_STR, "", CFG_TEXT, "also write each finished job's result here; empty = no"},
+    {"output.format", CFG_STR, "md", CFG_TEXT, "txt, md or json: the rendering written there"},
+    {"webhooks.secret", CFG_STR, "", CFG_TEXT, "whsec_<base64> signing secret", 1},
+    {"webhooks.timeout_ms", CFG_INT, "15000", NUM_INT(100, 600000), "total time of one delivery"},
+    {"webhooks.connect_timeout_ms", CFG_INT, "5000", NUM_INT(100, 600000), "connect time of one delivery"},
+    {"webhooks.max_attempts", CFG_INT, "10", NUM_INT(1, 100), "deliveries of an event before it fails"},
+    {"webhooks.schedule", CFG_STR, "0,5,300,1800,7200,18000,36000,50400,72000,86400", CFG_TEXT,
      "retry delays in seconds"},
-    {"webhooks.allow_hosts", CFG_STR, "", CFG_ANY, "comma-separated hosts; empty = any"},
-    {"webhooks.max_parallel", CFG_INT, "4", 1, 64, "endpoints delivered to at once (each endpoint's events one at a time, in order)"},
-    {"media.fps", CFG_DOUBLE, "2", 0.01, 120, "video frames sampled per second"},
-    {"media.min_frames", CFG_INT, "4", 2, 100000, "fewest frames sampled from a video"},
-    {"media.max_frames", CFG_INT, "768", 2, 100000, "most frames sampled from a video"},
-    {"media.max_image_pixels", CFG_INT, "178956970", 1, 4e9, "larger images are refused"},
-    {"media.pdf_dpi", CFG_INT, "144", 18, 1200, "PDF rendering resolution"},
-    {"media.threads", CFG_INT, "0", 0, 256, "decoding threads, 0 = FFmpeg's choice"},
-    {"plan.min_group_tokens", CFG_INT, "64", 4, 1048576, "smallest frame pair before splitting"},
-    {"inputs.allowed_hosts", CFG_STR, "", CFG_ANY, "hosts http(s) inputs may come from, comma-separated; empty = no URL inputs"},
-    {"inputs.max_download_mb", CFG_INT, "1024", 1, 1048576, "a larger downloaded input fails its job"},
-    {"inputs.connect_timeout_ms", CFG_INT, "10000", 100, 600000, "connect time of one download"},
-    {"inputs.timeout_ms", CFG_INT, "600000", 100, 86400000, "total time of one download"},
-    {"inputs.download_dir", CFG_STR, "", CFG_ANY, "where the per-job download directories go; empty = $TMPDIR or /tmp"},
+    {"webhooks.allow_hosts", CFG_STR, "", CFG_TEXT, "comma-separated hosts; empty = any"},
+    {"webhooks.max_parallel", CFG_INT, "4", NUM_INT(1, 64), "endpoints delivered to at once (each endpoint's events one at a time, in order)"},
+    {"media.fps", CFG_DOUBLE, "2", NUM_REAL(0.01, 120), "video frames sampled per second"},
+    {"media.min_frames", CFG_INT, "4", NUM_INT(2, 100000), "fewest frames sampled from a video"},
+    {"media.max_frames", CFG_INT, "768", NUM_INT(2, 100000), "most frames sampled from a video"},
+    {"media.max_image_pixels", CFG_INT, "178956970", NUM_INT(1, 4e9), "larger images are refused"},
+    {"media.pdf_dpi", CFG_INT, "144", NUM_INT(18, 1200), "PDF rendering resolution"},
+    {"media.threads", CFG_INT, "0", NUM_INT(0, 256), "decoding threads, 0 = FFmpeg's choice"},
+    {"plan.min_group_tokens", CFG_INT, "64", NUM_INT(4, 1048576), "smallest frame pair before splitting"},
+    {"inputs.allowed_hosts", CFG_STR, "", CFG_TEXT, "hosts http(s) inputs may come from, comma-separated; empty = no URL inputs"},
+    {"inputs.max_download_mb", CFG_INT, "1024", NUM_INT(1, 1048576), "a larger downloaded input fails its job"},
+    {"inputs.connect_timeout_ms", CFG_INT, "10000", NUM_INT(100, 600000), "connect time of one download"},
+    {"inputs.timeout_ms", CFG_INT, "600000", NUM_INT(100, 86400000), "total time of one download"},
+    {"inputs.download_dir", CFG_STR, "", CFG_TEXT, "where the per-job download directories go; empty = $TMPDIR or /tmp"},
 };
 #define CFG_NKEYS ((int)(sizeof cfg_keys / sizeof cfg_keys[0]))
 
@@ -125,6 +128,7 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
     const CfgKey *ck = &cfg_keys[k];
     double d = 0;
     int64_t i;
+    int rc;
     switch (ck->type) {
     case CFG_STR:
         if (!strcmp(ck->key, "webhooks.secret") && text[0])
@@ -147,19 +151,16 @@ static int cfg_parse_value(int k, const char *text, CfgVal *v, char *err)
             return err_set(err, VLQ_EINPUT, "'%s' is not true or false", text);
         return 0;
     case CFG_INT:
-        if (util_parse_i64(text, &i))
-            return err_set(err, VLQ_EINPUT, "'%s' is not an integer", text);
-        d = (double)i;
+        if ((rc = num_parse_i64(text, &ck->range, &i, err)))
+            return rc;
         v->i = i;
-        break;
+        return 0;
     case CFG_DOUBLE:
-        if (util_parse_double(text, &d) || !isfinite(d))
-            return err_set(err, VLQ_EINPUT, "'%s' is not a number", text);
+        if ((rc = num_parse_double(text, &ck->range, &d, err)))
+            return rc;
         v->d = d;
-        break;
+        return 0;
     }
-    if (d < ck->min || d > ck->max)
-        return err_set(err, VLQ_EINPUT, "%s is out of range [%g, %g]", text, ck->min, ck->max);
     return 0;
 }
 
@@ -365,16 +366,37 @@ static const char *cfg_type_name(CfgType t)
     return t == CFG_INT ? "int" : t == CFG_DOUBLE ? "number" : t == CFG_BOOL ? "bool" : "string";
 }
 
+/* The value of key k as printed: secrets masked, then (text) control characters escaped. */
+static char *cfg_shown(const Cfg *c, int k, int json)
+{
+    const char *v = c->vals[k].text;
+    char *r = cfg_keys[k].secret ? xstrdup(redact_secret(v)) : redact_text(v);
+    if (json)
+        return r;
+    char *e = util_escape(r);
+    free(r);
+    return e;
+}
+
 void cfg_print(const Cfg *c, FILE *out, int json)
 {
+    Buf b = {0};
     if (!json) {
-        fprintf(out, "# config file: %s\n", c->file ? c->file : "(none: built-in defaults)");
-        for (int k = 0; k < CFG_NKEYS; k++)
-            fprintf(out, "%-34s = %-24s ; %s\n", cfg_keys[k].key, c->vals[k].text,
-                    c->vals[k].source);
+        char *file = c->file ? util_escape(c->file) : xstrdup("(none: built-in defaults)");
+        buf_printf(&b, "# config file: %s\n", file);
+        free(file);
+        for (int k = 0; k < CFG_NKEYS; k++) {
+            char *v = cfg_shown(c, k, 0), *src = redact_text(c->vals[k].source);
+            buf_printf(&b, "%-34s = %-24s ; ", cfg_keys[k].key, v);
+            util_buf_escaped(&b, src);
+            buf_puts(&b, "\n");
+            free(v);
+            free(src);
+        }
+        fputs(b.data, out);
+        buf_clear(&b);
         return;
     }
-    Buf b = {0};
     buf_puts(&b, "{\"file\": ");
     util_json_str(&b, c->file);
     buf_puts(&b, ", \"keys\": [");
@@ -382,16 +404,31 @@ void cfg_print(const Cfg *c, FILE *out, int json)
         buf_puts(&b, k ? ", {\"key\": " : "{\"key\": ");
         util_json_str(&b, cfg_keys[k].key);
         buf_printf(&b, ", \"type\": \"%s\", \"value\": ", cfg_type_name(cfg_keys[k].type));
-        util_json_str(&b, c->vals[k].text);
+        char *v = cfg_shown(c, k, 1), *src = redact_text(c->vals[k].source);
+        util_json_str(&b, v[0] ? v : NULL); /* unset is null, as in every command's JSON */
         buf_puts(&b, ", \"source\": ");
-        util_json_str(&b, c->vals[k].source);
+        util_json_str(&b, src);
+        free(v);
+        free(src);
         buf_puts(&b, ", \"doc\": ");
         util_json_str(&b, cfg_keys[k].doc);
+        char range[80];
+        int num = cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_DOUBLE;
+        buf_puts(&b, ", \"range\": ");
+        util_json_str(&b, num ? num_range_text(&cfg_keys[k].range, range, sizeof range) : NULL);
         buf_puts(&b, "}");
     }
     buf_puts(&b, "]}\n");
     fputs(b.data, out);
     buf_clear(&b);
+}
+
+const NumRange *cfg_key_range(const char *key)
+{
+    int k = cfg_find(key);
+    VLQ_ASSERT(k >= 0);
+    return cfg_keys[k].type == CFG_INT || cfg_keys[k].type == CFG_DOUBLE ? &cfg_keys[k].range
+                                                                         : NULL;
 }
 
 int cfg_key_count(void) { return CFG_NKEYS; }

@@ -11,6 +11,8 @@
 #ifndef VLQ_CFG_H
 #define VLQ_CFG_H
 
+#include "num.h"
+
 #include <stdint.h>
 #include <stdio.h>
 
@@ -40,8 +42,16 @@ const char *cfg_file(const Cfg *c);
  * returned string is owned by c. */
 const char *cfg_db_path(Cfg *c, const char *flag);
 
+/* What the numeric key accepts (the one source of truth for the flags that set it, so a
+ * flag and the config refuse the same values with the same words; config/vlq.conf states
+ * it after each key's doc); NULL for a string key. A key not in the table is a bug
+ * (VLQ_ASSERT). */
+const NumRange *cfg_key_range(const char *key);
+
 /* Print every key with its value and source (`vlq config`): aligned text, or JSON
- * {"file": ..., "keys": [{"key", "value", "source"}...]}. */
+ * {"file": ..., "keys": [{"key", "type", "value", "source", "doc", "range"}...]}; an
+ * unset (empty) string value is JSON null, and so is the range of a string key. Secrets are redacted (redact.h): webhooks.secret shows "whsec_***", a
+ * password in a URL "user:***@". */
 void cfg_print(const Cfg *c, FILE *out, int json);
 
 /* The table of keys, for documentation checks: count, then name/default/doc of key i

@@ -8,6 +8,10 @@
 #ifndef VLQ_CLI_H
 #define VLQ_CLI_H
 
+#include "num.h"
+
+#include <stdint.h>
+
 enum {
     CLI_EXIT_OK = 0,     /* success */
     CLI_EXIT_FAIL = 1,   /* the command failed (bad input, I/O, database) */
@@ -38,8 +42,49 @@ Queue *cli_open_queue(const CliCommon *common, int create, Cfg **cfg);
 /* The whole program: global options, command dispatch; returns the exit status. */
 int cli_main(int argc, char **argv);
 
-/* Print "vlq: <message>" to stderr for the user (the one formatting of CLI errors). */
+/* Print "vlq: <message>" to stderr for the user (the one formatting of CLI errors), with
+ * secrets redacted (redact.h) and control characters escaped: an error may quote a URL
+ * or a file name. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A usage error: print "vlq: CMD: <message>" and return CLI_EXIT_USAGE, so every command
+ * words and exits them alike (`return cli_usage("list", "--limit ...")`). */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct option;
+/* getopt_long for a command: the same contract, but an unknown option or a missing value
+ * is reported as "vlq: CMD: unknown option '--x'" / "vlq: CMD: option '--x' needs a
+ * value" and returned as '?', so the caller only returns CLI_EXIT_USAGE. */
+int cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts,
+               const struct option *longopts);
+
+/* A numeric flag: text parsed within r (num.h). Returns 0 and *out, or prints "vlq: CMD:
+ * FLAG: '<text>' is out of range (0, 1]" (or the other reasons) and returns -1; the
+ * caller returns CLI_EXIT_USAGE. For a flag that sets a config key, r is
+ * cfg_key_range(key), so the flag and the key accept the same values. */
+int cli_num_i64(const char *cmd, const char *flag, const NumRange *r, const char *text,
+                int64_t *out);
+int cli_num_double(const char *cmd, const char *flag, const NumRange *r, const char *text,
+                   double *out);
+
+/* A user string made safe for a text line (secrets redacted, control characters escaped),
+ * kept in the pool until cli_strs_clear; NULL gives "". For printf arguments. */
+typedef struct {
+    char *s[16]; /* the strings handed out */
+    int n;       /* how many */
+} CliStrs;
+const char *cli_str(CliStrs *pool, const char *s);
+void cli_strs_clear(CliStrs *pool);
+
+struct json_t;
+/* A stored or given string as a JSON value: null when NULL, the bytes as \xHH where they
+ * are not UTF-8 (jansson refuses those, and the value would silently go missing), secrets
+ * redacted when redact. A new reference. */
+struct json_t *cli_json_str(const char *s, int redact);
+
+/* Flush stdout at the end of command cmd: a write that failed (a full disk, a closed
+ * pipe with SIGPIPE ignored) is an error, "vlq: CMD: stdout: <reason>", and turns a
+ * success into CLI_EXIT_FAIL. Returns the exit status to use. */
+int cli_finish_stdout(const char *cmd, int status);
 
 /* True if argv (after argv[0]) contains -h or --help before any "--". */
 int cli_wants_help(int argc, char **argv);

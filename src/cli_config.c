@@ -14,7 +14,8 @@ static void config_usage(FILE *out)
                  "from: default, FILE:LINE, env VLQ_DB, flag --db. The file is --config PATH,\n"
                  "else $VLQ_CONFIG, else ./vlq.conf, else /etc/vlq/vlq.conf, else none.\n\n"
                  "  --json   {\"file\": ..., \"keys\": [{\"key\", \"type\", \"value\", \"source\", "
-                 "\"doc\"}]}\n");
+                 "\"doc\", \"range\"}]}\n"
+                 "           (unset values are null; secrets are shown redacted)\n");
 }
 
 int cli_config(int argc, char **argv, const CliCommon *common)
@@ -24,9 +25,7 @@ int cli_config(int argc, char **argv, const CliCommon *common)
         return CLI_EXIT_OK;
     }
     if (argc > 1) {
-        cli_error("config: unexpected argument '%s'", argv[1]);
-        config_usage(stderr);
-        return CLI_EXIT_USAGE;
+        return cli_usage("config", "unexpected argument '%s' (see `vlq config --help`)", argv[1]);
     }
     char err[VLQ_ERRLEN];
     Cfg *cfg;

@@ -68,7 +68,7 @@ int cli_convert(int argc, char **argv, const CliCommon *common)
     const char *out = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    while ((c = cli_getopt("convert", argc, argv, "o:h", opts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 't': opt.tokenizer_path = optarg; break;
@@ -82,27 +82,26 @@ int cli_convert(int argc, char **argv, const CliCommon *common)
                 opt.quant = CONVERT_QUANT_F16;
             else if (!strcmp(optarg, "none"))
                 opt.quant = CONVERT_QUANT_NONE;
-            else {
-                cli_error("--quant %s: expected q4, q8, f16 or none", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            else
+                return cli_usage("convert", "--quant '%s': expected q4, q8, f16 or none", optarg);
             break;
         case 'g': {
             int64_t g;
-            if (util_parse_i64(optarg, &g) || g < 32 || g % 32 || g > 4096) {
-                cli_error("--group %s: expected a multiple of 32", optarg);
+            static const NumRange groups = NUM_INT(32, 4096);
+            if (cli_num_i64("convert", "--group", &groups, optarg, &g))
                 return CLI_EXIT_USAGE;
-            }
+            if (g % 32)
+                return cli_usage("convert", "--group: '%s' is not a multiple of 32", optarg);
             opt.group = (int)g;
             break;
         }
         case 'h': cli_convert_usage(stdout); return CLI_EXIT_OK;
-        default: cli_convert_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
     if (optind != argc - 1 || !out) {
-        cli_convert_usage(stderr);
-        return CLI_EXIT_USAGE;
+        return cli_usage("convert", "%s (see `vlq convert --help`)",
+                         !out ? "-o MODEL.vlq is required" : "one HF_DIR is required");
     }
     CliProgress prog = {.tty = isatty(2) && common->verbosity >= 0, .t0 = util_mono_s()};
     opt.progress = cli_convert_progress;
@@ -139,15 +138,12 @@ int cli_export(int argc, char **argv, const CliCommon *common)
             force = 1;
         else if (argv[i][0] != '-' && !in)
             in = argv[i];
-        else {
-            cli_error("export: unexpected argument '%s'; see `vlq export --help`", argv[i]);
-            return CLI_EXIT_USAGE;
-        }
+        else
+            return cli_usage("export", "unexpected argument '%s' (see `vlq export --help`)",
+                             argv[i]);
     }
-    if (!in || !out) {
-        cli_error("usage: vlq export MODEL.vlq -o DIR [--force]");
-        return CLI_EXIT_USAGE;
-    }
+    if (!in || !out)
+        return cli_usage("export", "usage: vlq export MODEL.vlq -o DIR [--force]");
     char err[VLQ_ERRLEN];
     double t0 = util_mono_s();
     if (convert_export(in, out, force, err)) {

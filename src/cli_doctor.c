@@ -322,18 +322,17 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
     const char *model_flag = NULL, *backend_flag = NULL;
     int json = common->json, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:", opts, NULL)) != -1) {
+    while ((c = cli_getopt("doctor", argc, argv, "m:", opts)) != -1) {
         switch (c) {
         case 'm': model_flag = optarg; break;
         case 'j': json = 1; break;
         case 'b': backend_flag = optarg; break;
-        default: doctor_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
     if (optind < argc) {
-        cli_error("doctor: unexpected argument '%s'", argv[optind]);
-        doctor_usage(stderr);
-        return CLI_EXIT_USAGE;
+        return cli_usage("doctor", "unexpected argument '%s' (see `vlq doctor --help`)",
+                         argv[optind]);
     }
     char err[VLQ_ERRLEN] = "";
     Cfg *cfg;
@@ -437,12 +436,16 @@ int cli_doctor(int argc, char **argv, const CliCommon *common)
         if (!model_path) {
             buf_puts(&o, "model: none (--model PATH or [model] path): no memory plan\n");
         } else if (model_rc) {
-            buf_printf(&o, "model: %s\n", err);
+            buf_puts(&o, "model: ");
+            util_buf_escaped(&o, err); /* it names a file: escaped as every printed name */
+            buf_puts(&o, "\n");
         } else {
             int64_t tb, vb;
             doctor_model_bytes(m, &tb, &vb);
             const ModelConfig *mc = model_config(m);
-            buf_printf(&o, "model: %s\n", model_path);
+            buf_puts(&o, "model: ");
+            util_buf_escaped(&o, model_path);
+            buf_puts(&o, "\n");
             buf_printf(&o, "  text: %d layers, hidden %d, %.0f MiB; vision: %d blocks, hidden %d, "
                            "%.0f MiB\n",
                        mc->n_layers, mc->hidden_size, doctor_mib(tb), mc->v_depth,

@@ -8,8 +8,9 @@
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
-#include "jobs.h"
 #include "fetch.h"
+#include "jobs.h"
+#include "num.h"
 #include "queue.h"
 #include "result.h"
 #include "util.h"
@@ -29,13 +30,14 @@
 
 /* ---- shared ---- */
 
+/* A job id argument: a positive integer; else the usage error is printed, -1. */
 static int jobs_parse_id(const char *cmd, const char *s, int64_t *id)
 {
-    if (!s || util_parse_i64(s, id) || *id <= 0) {
-        cli_error("%s: '%s' is not a job id", cmd, s ? s : "");
-        return -1;
-    }
-    return 0;
+    static const NumRange ids = NUM_INT(1, 9.2e18);
+    if (num_parse_i64(s, &ids, id, NULL) == 0)
+        return 0;
+    cli_usage(cmd, "'%s' is not a job id (a positive integer; `vlq list` shows them)", s ? s : "");
+    return -1;
 }
 
 static void jobs_time(char *buf, size_t n, int64_t ms)
@@ -50,26 +52,34 @@ static void jobs_time(char *buf, size_t n, int64_t ms)
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A time for JSON: the ISO string, or null when unset (as every command's JSON). */
+static json_t *jobs_time_json(int64_t ms)
+{
+    char t[40];
+    jobs_time(t, sizeof t, ms);
+    return ms ? json_string(t) : json_null();
+}
+
+/* A stored string as JSON: secrets redacted (a URL's password), null when unset. */
+static json_t *jobs_str_json(const char *s) { return cli_json_str(s, 1); }
+
 static json_t *jobs_json(const Job *j)
 {
-    char t[4][40];
-    jobs_time(t[0], sizeof t[0], j->created_ms);
-    jobs_time(t[1], sizeof t[1], j->started_ms);
-    jobs_time(t[2], sizeof t[2], j->finished_ms);
-    jobs_time(t[3], sizeof t[3], j->run_after_ms);
     json_t *inputs = json_array();
     for (int i = 0; i < j->n_inputs; i++)
-        json_array_append_new(inputs, json_pack("{s:s, s:I, s:s}", "path", j->inputs[i].path,
-                                                "size", (json_int_t)j->inputs[i].size_bytes,
-                                                "sha256", j->inputs[i].sha256));
-    return json_pack("{s:I, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, "
-                     "s:o}",
-                     "id", (json_int_t)j->id, "kind", j->kind, "status",
+        json_array_append_new(inputs, json_pack("{s:o, s:I, s:s}", "path",
+                                                jobs_str_json(j->inputs[i].path), "size",
+                                                (json_int_t)j->inputs[i].size_bytes, "sha256",
+                                                j->inputs[i].sha256));
+    return json_pack("{s:I, s:o, s:s, s:i, s:i, s:i, s:o, s:o, s:o, s:o, s:s?, s:o, s:o, s:o}",
+                     "id", (json_int_t)j->id, "kind", jobs_str_json(j->kind), "status",
                      queue_state_name(j->state), "priority", j->priority, "attempts",
-                     j->attempts, "max_attempts", j->max_attempts, "created_at", t[0],
-                     "started_at", t[1], "finished_at", t[2], "run_after", t[3], "error_code",
-                     j->error_code, "error", j->error, "webhook", j->webhook_url, "inputs",
-                     inputs);
+                     j->attempts, "max_attempts", j->max_attempts, "created_at",
+                     jobs_time_json(j->created_ms), "started_at", jobs_time_json(j->started_ms),
+                     "finished_at", jobs_time_json(j->finished_ms), "run_after",
+                     jobs_time_json(j->run_after_ms), "error_code", j->error_code, "error",
+                     jobs_str_json(j->error), "webhook", jobs_str_json(j->webhook_url),
+                     "inputs", inputs);
 }
 
 static void jobs_print_json(json_t *v)
@@ -89,22 +99,24 @@ int cli_init(int argc, char **argv, const CliCommon *common)
                "this vlq's schema).\nThe path is --db, else $VLQ_DB, else [queue] db.\n");
         return CLI_EXIT_OK;
     }
-    if (argc > 1) {
-        cli_error("init: unexpected argument '%s'", argv[1]);
-        return CLI_EXIT_USAGE;
-    }
+    if (argc > 1)
+        return cli_usage("init", "unexpected argument '%s'", argv[1]);
     Cfg *cfg = NULL;
     Queue *q = cli_open_queue(common, 1, &cfg);
     if (!q)
         return CLI_EXIT_FAIL;
     if (common->verbosity >= 0)
-        fprintf(stderr, "vlq: queue ready at %s\n", cfg_db_path(cfg, common->db_path));
+        cli_error("queue ready at %s", cfg_db_path(cfg, common->db_path)); /* redacted */
     queue_close(q);
     cfg_free(cfg);
     return CLI_EXIT_OK;
 }
 
 /* ---- vlq submit ---- */
+
+/* --priority: higher runs first; a range wide enough for any scheme, stated when refused */
+#define SUBMIT_PRIORITY_MIN -1000000
+#define SUBMIT_PRIORITY_MAX 1000000
 
 static void submit_usage(FILE *out)
 {
@@ -118,7 +130,7 @@ static void submit_usage(FILE *out)
             "allowed_hosts: the worker downloads it when the job runs.\n\n"
             "  --webhook URL        POST a signed event when the job ends (http or https)\n"
             "  --secret whsec_...   this job's signing secret (else [webhooks] secret)\n"
-            "  --priority N         higher runs first (default 0)\n"
+            "  --priority N         higher runs first (default 0; -1000000 to 1000000)\n"
             "  --key KEY            idempotency key: a second submit with the same key\n"
             "                       returns the first job's id and queues nothing\n"
             "                       (with several files, KEY:N names the N-th, from 1)\n"
@@ -134,27 +146,58 @@ static void submit_usage(FILE *out)
             "  --json               print [{\"id\": N, \"file\": PATH, \"existed\": BOOL}]\n");
 }
 
-/* Parse --run-after into ms since the epoch; -1 when malformed. */
-static int64_t submit_parse_time(const char *s)
+/* --run-after: an offset of at most ten years, a date between 1970 and 9999 */
+#define SUBMIT_RUN_AFTER_MAX_S (10LL * 366 * 86400)
+
+/* Parse --run-after into *ms (since the epoch): "+N[s|m|h|d]" from now, or an ISO-8601
+ * UTC time of a day that exists (timegm would take 2026-02-30 for March 2). Returns 0,
+ * or prints the usage error and returns -1. */
+static int submit_parse_time(const char *s, int64_t *ms)
 {
+    static const char *const use = "use 2026-11-25T03:00:00Z or +30m";
     if (s[0] == '+') {
-        char *end;
-        double v = strtod(s + 1, &end);
-        double unit = !*end || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60
-                      : !strcmp(end, "h")             ? 3600
-                      : !strcmp(end, "d")             ? 86400
-                                                      : -1;
-        if (end == s + 1 || unit < 0 || v < 0)
+        size_t n = strlen(s + 1);
+        char num[64];
+        char last = n ? s[n] : '\0';
+        double unit = last == 'm' ? 60 : last == 'h' ? 3600 : last == 'd' ? 86400 : 1;
+        int has_unit = last == 's' || last == 'm' || last == 'h' || last == 'd';
+        if (n == 0 || n >= sizeof num || (has_unit && n == 1)) {
+            cli_usage("submit", "--run-after '%s': %s", s, use);
             return -1;
-        return util_now_ms() + (int64_t)(v * unit * 1000);
+        }
+        snprintf(num, sizeof num, "%.*s", (int)(n - has_unit), s + 1);
+        double v;
+        char err[VLQ_ERRLEN];
+        const NumRange r = NUM_REAL(0, SUBMIT_RUN_AFTER_MAX_S / unit);
+        if (num_parse_double(num, &r, &v, err)) {
+            cli_usage("submit", "--run-after '%s': the offset %s (%s; at most 10 years)", s,
+                      err, use);
+            return -1;
+        }
+        *ms = util_now_ms() + (int64_t)(v * unit * 1000);
+        return 0;
     }
     struct tm tm = {0};
     const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end)
         end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
-    if (!end || (*end && strcmp(end, "Z")))
+    if (!end || (*end && strcmp(end, "Z"))) {
+        cli_usage("submit", "--run-after '%s': %s", s, use);
         return -1;
-    return (int64_t)timegm(&tm) * 1000;
+    }
+    struct tm want = tm;
+    time_t t = timegm(&tm);
+    struct tm got;
+    if (want.tm_year < 70 || want.tm_year > 9999 - 1900 || t == (time_t)-1 ||
+        !gmtime_r(&t, &got) || got.tm_year != want.tm_year || got.tm_mon != want.tm_mon ||
+        got.tm_mday != want.tm_mday || got.tm_hour != want.tm_hour ||
+        got.tm_min != want.tm_min || got.tm_sec != want.tm_sec) {
+        cli_usage("submit", "--run-after '%s': no such time (a date from 1970 to 9999, "
+                  "hours 00-23, minutes and seconds 00-59)", s);
+        return -1;
+    }
+    *ms = (int64_t)t * 1000;
+    return 0;
 }
 
 typedef struct {
@@ -279,27 +322,34 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     JobSpec spec = {0};
     int recursive = 0, c;
-    int64_t v;
+    int64_t v = 0;
     double d;
     const char *prompt_file = NULL;
     json_t *params = json_object();
+    /* the sampling flags stand for the [summarize] keys and take their ranges */
     static const char *const sampling_keys[] = {NULL, "temperature", "top_p", "top_k",
                                                 "repetition_penalty", "seed"};
-    static const double sampling_max[] = {0, 100, 1, 1000000, 100, 9.2e18};
+    static const char *const sampling_cfg[] = {NULL, "summarize.temperature", "summarize.top_p",
+                                               "summarize.top_k", "summarize.repetition_penalty",
+                                               "sampling.seed"};
+    static const NumRange priority_range = NUM_INT(SUBMIT_PRIORITY_MIN, SUBMIT_PRIORITY_MAX);
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hR", opts, NULL)) != -1) {
+    while ((c = cli_getopt("submit", argc, argv, "hR", opts)) != -1) {
         if (c >= 1 && c <= 5) {
-            if (util_parse_double(optarg, &d) || d < 0 || d > sampling_max[c] ||
-                ((c == 3 || c == 5) && d != (double)(int64_t)d)) {
-                cli_error("submit: --%s '%s' is not in 0..%g", opts[c + 8].name, optarg,
-                          sampling_max[c]);
+            char flag[32];
+            snprintf(flag, sizeof flag, "--%s", opts[c + 8].name);
+            int is_int = c == 3 || c == 5;
+            if (is_int ? cli_num_i64("submit", flag, cfg_key_range(sampling_cfg[c]), optarg, &v)
+                       : cli_num_double("submit", flag, cfg_key_range(sampling_cfg[c]), optarg,
+                                        &d)) {
                 json_decref(params);
                 return CLI_EXIT_USAGE;
             }
             json_object_set_new(params, sampling_keys[c],
-                                c == 3 || c == 5 ? json_integer((json_int_t)d) : json_real(d));
+                                is_int ? json_integer((json_int_t)v) : json_real(d));
             continue;
         }
+        int bad = 0;
         switch (c) {
         case 'F': prompt_file = optarg; break;
         case 'w': spec.webhook_url = optarg; break;
@@ -308,33 +358,37 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
         case 'P': spec.prompt = optarg; break;
         case 'R': recursive = 1; break;
         case 'p':
-            if (util_parse_i64(optarg, &v) || v < -1000000 || v > 1000000) {
-                cli_error("submit: --priority '%s' is not an integer", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            bad = cli_num_i64("submit", "--priority", &priority_range, optarg, &v);
             spec.priority = (int)v;
             break;
         case 'm':
-            if (util_parse_i64(optarg, &v) || v < 1 || v > 1000) {
-                cli_error("submit: --max-attempts '%s' is not in 1..1000", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            bad = cli_num_i64("submit", "--max-attempts", cfg_key_range("worker.max_attempts"),
+                              optarg, &v);
             spec.max_attempts = (int)v;
             break;
         case 'r':
-            if ((spec.run_after_ms = submit_parse_time(optarg)) < 0) {
-                cli_error("submit: --run-after '%s': use 2026-11-25T03:00:00Z or +30m", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            bad = submit_parse_time(optarg, &spec.run_after_ms);
             break;
-        case 'h': submit_usage(stdout); return CLI_EXIT_OK;
-        default: submit_usage(stderr); return CLI_EXIT_USAGE;
+        case 'h': submit_usage(stdout); json_decref(params); return CLI_EXIT_OK;
+        default: bad = 1; break;
+        }
+        if (bad) {
+            json_decref(params);
+            return CLI_EXIT_USAGE;
         }
     }
     if (argc - optind < 2) {
-        cli_error("submit: need a kind and at least one file");
-        submit_usage(stderr);
-        return CLI_EXIT_USAGE;
+        json_decref(params);
+        return cli_usage("submit", "need a kind and at least one file (see `vlq submit --help`)");
+    }
+    if (!argv[optind][0]) {
+        json_decref(params);
+        return cli_usage("submit", "the job kind is empty");
+    }
+    if ((spec.idem_key && !spec.idem_key[0]) || (spec.prompt && !spec.prompt[0])) {
+        json_decref(params);
+        return cli_usage("submit", "%s is empty", spec.prompt && !spec.prompt[0] ? "--prompt"
+                                                                                 : "--key");
     }
     spec.kind = argv[optind++];
     char err[VLQ_ERRLEN];
@@ -345,9 +399,8 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
     }
     char *prompt_text = NULL, *params_text = NULL;
     if (prompt_file && spec.prompt) {
-        cli_error("submit: --prompt and --prompt-file: give one");
         json_decref(params);
-        return CLI_EXIT_USAGE;
+        return cli_usage("submit", "--prompt and --prompt-file: give one");
     }
     if (prompt_file) {
         size_t plen;
@@ -412,8 +465,9 @@ int cli_submit(int argc, char **argv, const CliCommon *common)
             break;
         }
         if (common->json)
-            json_array_append_new(out, json_pack("{s:I, s:s, s:b}", "id", (json_int_t)id,
-                                                 "file", inputs.v[i].path, "existed", existed));
+            json_array_append_new(out, json_pack("{s:I, s:o, s:b}", "id", (json_int_t)id, "file",
+                                                 jobs_str_json(inputs.v[i].path), "existed",
+                                                 existed));
         else
             printf("%lld\n", (long long)id);
     }
@@ -443,23 +497,21 @@ int cli_list(int argc, char **argv, const CliCommon *common)
     int64_t v;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt("list", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 's':
-            if ((f.state = queue_state_parse(optarg)) < 0) {
-                cli_error("list: --status '%s': one of queued, running, succeeded, failed, "
-                          "dead, cancelled", optarg);
-                return CLI_EXIT_USAGE;
-            }
+            if ((f.state = queue_state_parse(optarg)) < 0)
+                return cli_usage("list", "--status '%s': one of queued, running, succeeded, "
+                                 "failed, dead, cancelled", optarg);
             break;
         case 'k': f.kind = optarg; break;
-        case 'l':
-            if (util_parse_i64(optarg, &v) || v < 0) {
-                cli_error("list: --limit '%s' is not a count", optarg);
+        case 'l': {
+            static const NumRange limits = NUM_INT(0, 2147483647);
+            if (cli_num_i64("list", "--limit", &limits, optarg, &v))
                 return CLI_EXIT_USAGE;
-            }
             f.limit = (int)v;
             break;
+        }
         case 'h':
             printf("usage: vlq list [--status S] [--kind K] [--limit N (default 100, 0 = all)] "
                    "[--json]\n\nJobs, newest first: id, status, kind, attempts, inputs, and "
@@ -468,6 +520,8 @@ int cli_list(int argc, char **argv, const CliCommon *common)
         default: return CLI_EXIT_USAGE;
         }
     }
+    if (optind < argc)
+        return cli_usage("list", "unexpected argument '%s'", argv[optind]);
     Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;
@@ -482,12 +536,15 @@ int cli_list(int argc, char **argv, const CliCommon *common)
             json_array_append_new(arr, jobs_json(jobs[i]));
         jobs_print_json(arr);
     } else {
+        CliStrs str = {0}; /* names and errors escaped: a file name may hold a newline */
         for (int i = 0; i < n; i++) {
             const Job *j = jobs[i];
             printf("%-6lld %-9s %-10s %d/%d  %s%s%s%s\n", (long long)j->id,
-                   queue_state_name(j->state), j->kind, j->attempts, j->max_attempts,
-                   j->n_inputs ? j->inputs[0].path : "", j->n_inputs > 1 ? " ..." : "",
-                   j->error_code ? "  " : "", j->error_code ? j->error : "");
+                   queue_state_name(j->state), cli_str(&str, j->kind), j->attempts,
+                   j->max_attempts, j->n_inputs ? cli_str(&str, j->inputs[0].path) : "",
+                   j->n_inputs > 1 ? " ..." : "", j->error_code ? "  " : "",
+                   j->error_code ? cli_str(&str, j->error) : "");
+            cli_strs_clear(&str);
         }
     }
     for (int i = 0; !rc && i < n; i++)
@@ -498,14 +555,24 @@ int cli_list(int argc, char **argv, const CliCommon *common)
     return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
-/* The readable view of `vlq show`: the same facts as --json, one per line. */
+/* A string field of o for a text line: "-" when null or absent. */
+static const char *show_field(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "-";
+}
+
+/* The readable view of `vlq show`: the same facts as --json, one per line; every stored
+ * string escaped and redacted (cli_str). */
 static void show_text(json_t *o, const Job *j)
 {
-    printf("job %lld  %s  %s  attempt %d/%d\n", (long long)j->id, j->kind,
+    CliStrs str = {0};
+    printf("job %lld  %s  %s  attempt %d/%d\n", (long long)j->id, cli_str(&str, j->kind),
            queue_state_name(j->state), j->attempts, j->max_attempts);
     for (int i = 0; i < j->n_inputs; i++)
-        printf("input     %s (%lld bytes, sha256 %.12s...)\n", j->inputs[i].path,
+        printf("input     %s (%lld bytes, sha256 %.12s...)\n", cli_str(&str, j->inputs[i].path),
                (long long)j->inputs[i].size_bytes, j->inputs[i].sha256);
+    cli_strs_clear(&str);
     if (j->units_total || j->units_done) {
         const char *unit = !strcmp(j->kind, "ocr")         ? "pages"
                            : !strcmp(j->kind, "summarize") ? "segments"
@@ -515,16 +582,15 @@ static void show_text(json_t *o, const Job *j)
         else
             printf("progress  %d %s done\n", j->units_done, unit);
     }
-    printf("created   %s\nstarted   %s\nfinished  %s\n",
-           json_string_value(json_object_get(o, "created_at")),
-           json_string_value(json_object_get(o, "started_at")),
-           json_string_value(json_object_get(o, "finished_at")));
+    printf("created   %s\nstarted   %s\nfinished  %s\n", show_field(o, "created_at"),
+           show_field(o, "started_at"), show_field(o, "finished_at"));
     if (j->state == JOB_QUEUED || j->state == JOB_FAILED)
-        printf("run after %s\n", json_string_value(json_object_get(o, "run_after")));
+        printf("run after %s\n", show_field(o, "run_after"));
     if (j->error_code)
-        printf("error     %s: %s\n", j->error_code, j->error ? j->error : "");
+        printf("error     %s: %s\n", cli_str(&str, j->error_code), cli_str(&str, j->error));
     if (j->webhook_url)
-        printf("webhook   %s\n", j->webhook_url);
+        printf("webhook   %s\n", cli_str(&str, j->webhook_url));
+    cli_strs_clear(&str);
     size_t i;
     json_t *a;
     json_array_foreach(json_object_get(o, "attempt_log"), i, a) {
@@ -532,28 +598,30 @@ static void show_text(json_t *o, const Job *j)
         const char *e = json_string_value(json_object_get(a, "error"));
         printf("attempt %lld  %s  %s .. %s  %s%s%s\n",
                (long long)json_integer_value(json_object_get(a, "attempt")),
-               json_string_value(json_object_get(a, "worker")) ?: "-",
-               json_string_value(json_object_get(a, "started_at")),
-               json_string_value(json_object_get(a, "finished_at")), out ? out : "running",
-               e ? ": " : "", e ? e : "");
+               cli_str(&str, show_field(a, "worker")), show_field(a, "started_at"),
+               show_field(a, "finished_at"), out ? cli_str(&str, out) : "running",
+               e ? ": " : "", e ? cli_str(&str, e) : "");
+        cli_strs_clear(&str);
     }
-    json_array_foreach(json_object_get(o, "events"), i, a)
-        printf("event     %s  %s  %s (%lld attempts)\n",
-               json_string_value(json_object_get(a, "event_id")),
-               json_string_value(json_object_get(a, "type")),
-               json_string_value(json_object_get(a, "state")),
+    json_array_foreach(json_object_get(o, "events"), i, a) {
+        printf("event     %s  %s  %s (%lld attempts)\n", cli_str(&str, show_field(a, "event_id")),
+               cli_str(&str, show_field(a, "type")), show_field(a, "state"),
                (long long)json_integer_value(json_object_get(a, "attempts")));
+        cli_strs_clear(&str);
+    }
     json_decref(o);
 }
 
 int cli_show(int argc, char **argv, const CliCommon *common)
 {
-    if (cli_wants_help(argc, argv) || argc != 2) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: vlq show ID [--json]\n\nOne job: its inputs, state, progress (pages or "
                "segments done of total), attempts\n(worker, times, outcome, error) and webhook "
                "events; --json for the same as JSON.\n");
-        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        return CLI_EXIT_OK;
     }
+    if (argc != 2)
+        return cli_usage("show", "one job ID is required (see `vlq show --help`)");
     int64_t id;
     if (jobs_parse_id("show", argv[1], &id))
         return CLI_EXIT_USAGE;
@@ -574,22 +642,24 @@ int cli_show(int argc, char **argv, const CliCommon *common)
         cli_error("%s", err);
     } else {
         json_t *o = jobs_json(j), *atts = json_array(), *evs = json_array();
-        for (int i = 0; i < n_at; i++) {
-            char s[40], f[40];
-            jobs_time(s, sizeof s, at[i].started_ms);
-            jobs_time(f, sizeof f, at[i].finished_ms);
-            json_array_append_new(atts, json_pack("{s:i, s:s?, s:s, s:s, s:s?, s:s?}",
-                                                  "attempt", at[i].attempt, "worker",
-                                                  at[i].worker_id, "started_at", s,
-                                                  "finished_at", f, "outcome", at[i].outcome,
-                                                  "error", at[i].error));
-        }
+        for (int i = 0; i < n_at; i++)
+            json_array_append_new(atts, json_pack("{s:i, s:o, s:o, s:o, s:s?, s:o}", "attempt",
+                                                  at[i].attempt, "worker",
+                                                  jobs_str_json(at[i].worker_id), "started_at",
+                                                  jobs_time_json(at[i].started_ms),
+                                                  "finished_at",
+                                                  jobs_time_json(at[i].finished_ms), "outcome",
+                                                  at[i].outcome, "error",
+                                                  jobs_str_json(at[i].error)));
         for (int i = 0; i < n_ev; i++)
-            json_array_append_new(evs, json_pack("{s:s, s:s, s:s, s:i, s:i, s:s?}", "event_id",
-                                                 ev[i]->event_id, "type", ev[i]->type, "state",
-                                                 queue_event_state_name(ev[i]->state), "attempts", ev[i]->attempts,
-                                                 "last_status", ev[i]->last_status,
-                                                 "last_error", ev[i]->last_error));
+            json_array_append_new(
+                evs, json_pack("{s:s, s:s, s:s, s:i, s:o, s:o}", "event_id", ev[i]->event_id,
+                               "type", ev[i]->type, "state",
+                               queue_event_state_name(ev[i]->state), "attempts",
+                               ev[i]->attempts, "last_status",
+                               ev[i]->last_status ? json_integer(ev[i]->last_status)
+                                                  : json_null(),
+                               "last_error", jobs_str_json(ev[i]->last_error)));
         json_object_set_new(o, "attempt_log", atts);
         json_object_set_new(o, "events", evs);
         json_object_set_new(o, "progress", j->units_total || j->units_done
@@ -620,7 +690,7 @@ int cli_result(int argc, char **argv, const CliCommon *common)
     const char *format = NULL, *out_path = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:f:", opts, NULL)) != -1) {
+    while ((c = cli_getopt("result", argc, argv, "ho:f:", opts)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
@@ -638,7 +708,9 @@ int cli_result(int argc, char **argv, const CliCommon *common)
         }
     }
     int64_t id;
-    if (optind + 1 != argc || jobs_parse_id("result", argv[optind], &id))
+    if (optind + 1 != argc)
+        return cli_usage("result", "one job ID is required (see `vlq result --help`)");
+    if (jobs_parse_id("result", argv[optind], &id))
         return CLI_EXIT_USAGE;
     Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
@@ -681,11 +753,13 @@ int cli_result(int argc, char **argv, const CliCommon *common)
 
 int cli_cancel(int argc, char **argv, const CliCommon *common)
 {
-    if (cli_wants_help(argc, argv) || argc != 2) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: vlq cancel ID\n\nA queued job is cancelled at once; a running one stops "
                "at its next checkpoint\n(a page or a chunk of frames).\n");
-        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        return CLI_EXIT_OK;
     }
+    if (argc != 2)
+        return cli_usage("cancel", "one job ID is required (see `vlq cancel --help`)");
     int64_t id;
     if (jobs_parse_id("cancel", argv[1], &id))
         return CLI_EXIT_USAGE;
@@ -707,11 +781,13 @@ int cli_cancel(int argc, char **argv, const CliCommon *common)
 
 int cli_retry(int argc, char **argv, const CliCommon *common)
 {
-    if (cli_wants_help(argc, argv) || argc != 2) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: vlq retry ID\n\nQueue a dead, failed or cancelled job again now, with "
                "its attempts reset.\n");
-        return argc == 2 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+        return CLI_EXIT_OK;
     }
+    if (argc != 2)
+        return cli_usage("retry", "one job ID is required (see `vlq retry --help`)");
     int64_t id;
     if (jobs_parse_id("retry", argv[1], &id))
         return CLI_EXIT_USAGE;
@@ -734,13 +810,13 @@ int cli_purge(int argc, char **argv, const CliCommon *common)
     double days = -1;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    /* days: up to 100 years, so days * 86400000 stays far inside int64 */
+    static const NumRange day_range = NUM_REAL(0, 36525);
+    while ((c = cli_getopt("purge", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 'o':
-            if (util_parse_double(optarg, &days) || days < 0) {
-                cli_error("purge: --older-than '%s' is not a number of days", optarg);
+            if (cli_num_double("purge", "--older-than", &day_range, optarg, &days))
                 return CLI_EXIT_USAGE;
-            }
             break;
         case 'h':
             printf("usage: vlq purge --older-than DAYS\n\nDelete succeeded, dead and cancelled "
@@ -750,10 +826,10 @@ int cli_purge(int argc, char **argv, const CliCommon *common)
         default: return CLI_EXIT_USAGE;
         }
     }
-    if (days < 0 || optind != argc) {
-        cli_error("purge: --older-than DAYS is required");
-        return CLI_EXIT_USAGE;
-    }
+    if (optind != argc)
+        return cli_usage("purge", "unexpected argument '%s'", argv[optind]);
+    if (days < 0)
+        return cli_usage("purge", "--older-than DAYS is required");
     Queue *q = cli_open_queue(common, 0, NULL);
     if (!q)
         return CLI_EXIT_FAIL;

@@ -107,7 +107,18 @@ static int main_strip_globals(int argc, char **argv, CliCommon *common)
     return out;
 }
 
+static int main_dispatch(int argc, char **argv);
+
+/* The whole program; whatever the command printed is flushed and checked here, once for
+ * every command (cli_finish_stdout). */
 int cli_main(int argc, char **argv)
+{
+    int status = main_dispatch(argc, argv);
+    /* argv[1] is the command once main_dispatch has taken the global options out */
+    return cli_finish_stdout(argc > 1 && argv[1] ? argv[1] : "vlq", status);
+}
+
+static int main_dispatch(int argc, char **argv)
 {
     CliCommon common = {0};
     argc = main_strip_globals(argc, argv, &common);

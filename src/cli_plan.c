@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "err.h"
 #include "model.h"
+#include "num.h"
 #include "plan.h"
 #include "prompts.h"
 #include "tok.h"
@@ -48,19 +49,56 @@ static void cli_plan_usage(FILE *out)
             "\nDefaults come from the configuration (`vlq config` shows them).\n");
 }
 
-static int cli_plan_num(const char *opt, const char *s, double lo, double *out)
+/* The numeric flags: the range of the config key each stands for (cfg_key_range), or
+ * their own. Returns 0 and *out, or prints the usage error and returns -1. */
+static int cli_plan_num(const char *opt, const char *s, double *out)
 {
-    if (util_parse_double(s, out) != 0 || *out < lo) {
-        cli_error("plan: %s needs a number >= %g, got '%s'", opt, lo, s);
+    static const NumRange prompt_tok = NUM_INT(3, 1048576), seconds = NUM_REAL(0, 1e9);
+    static const struct {
+        const char *flag, *key;
+        const NumRange *own;
+    } flags[] = {
+        {"--budget", "budgets.ocr", NULL},
+        {"--max-new-tokens", "budgets.max_new_tokens", NULL},
+        {"--prompt-tokens", NULL, &prompt_tok},
+        {"--fps", "media.fps", NULL},
+        {"--from", NULL, &seconds},
+        {"--to", NULL, &seconds},
+        {"--max-frames", "media.max_frames", NULL},
+        {"--dpi", "media.pdf_dpi", NULL},
+        {"--max-pixels", "media.max_image_pixels", NULL},
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strcmp(flags[i].flag, opt))
+            return cli_num_double("plan", opt, flags[i].key ? cfg_key_range(flags[i].key)
+                                                            : flags[i].own, s, out);
+    VLQ_ASSERT(!"a numeric flag of plan without a range");
+    return -1;
+}
+
+/* --pages A-B or A: 1 <= A <= B. Returns 0, or prints the usage error and returns -1. */
+static int cli_plan_pages(const char *s, int *first, int *last)
+{
+    static const NumRange pages = NUM_INT(1, 1000000);
+    const char *dash = strchr(s, '-');
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%.*s", dash ? (int)(dash - s) : (int)strlen(s), s);
+    snprintf(b, sizeof b, "%s", dash ? dash + 1 : a);
+    int64_t x = 0, y = 0;
+    if (strlen(s) >= sizeof a || num_parse_i64(a, &pages, &x, NULL) ||
+        num_parse_i64(b, &pages, &y, NULL) || x > y) {
+        cli_usage("plan", "--pages: '%s' is not A-B or A with 1 <= A <= B <= 1000000", s);
         return -1;
     }
+    *first = (int)x;
+    *last = (int)y;
     return 0;
 }
 
 static json_t *cli_plan_unit_json(const char *file, const PlanUnit *u)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "file", json_string(file));
+    json_object_set_new(o, "file", cli_json_str(file, 0));
     json_object_set_new(o, "page", u->page ? json_integer(u->page) : json_null());
     json_object_set_new(o, "start_s", u->page ? json_null() : json_real(u->start_s));
     json_object_set_new(o, "end_s", u->page ? json_null() : json_real(u->end_s));
@@ -158,54 +196,40 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
     }
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = cli_getopt("plan", argc, argv, "", longopts)) != -1) {
         const char *name = NULL;
+        char flag[32] = "";
         for (const struct option *lo = longopts; lo->name; lo++)
             if (lo->val == c)
                 name = lo->name;
+        if (name)
+            snprintf(flag, sizeof flag, "--%s", name);
+        int bad = 0;
         switch (c) {
         case 'k': kind = optarg; break;
         case 't': tok_path = optarg; break;
-        case 'b': if (cli_plan_num("--budget", optarg, 1, &budget)) return CLI_EXIT_USAGE; break;
-        case 'n': if (cli_plan_num("--max-new-tokens", optarg, 0, &max_new)) return CLI_EXIT_USAGE; break;
-        case 'p': if (cli_plan_num("--prompt-tokens", optarg, 3, &prompt)) return CLI_EXIT_USAGE; break;
-        case 'f': if (cli_plan_num("--fps", optarg, 0.001, &o.media.fps)) return CLI_EXIT_USAGE; break;
-        case 'F': if (cli_plan_num("--from", optarg, 0, &o.media.from_s)) return CLI_EXIT_USAGE; break;
-        case 'T': if (cli_plan_num("--to", optarg, 0, &o.media.to_s)) return CLI_EXIT_USAGE; break;
-        case 'm': if (cli_plan_num("--max-frames", optarg, 2, &v)) return CLI_EXIT_USAGE;
-                  o.media.max_frames = (int)v; break;
-        case 'd': if (cli_plan_num("--dpi", optarg, 1, &v)) return CLI_EXIT_USAGE;
-                  o.media.pdf_dpi = (int)v; break;
-        case 'x': if (cli_plan_num("--max-pixels", optarg, 1, &v)) return CLI_EXIT_USAGE;
-                  o.media.max_image_pixels = (int64_t)v; break;
-        case 'P':
-            if (sscanf(optarg, "%d-%d", &o.media.first_page, &o.media.last_page) != 2 &&
-                sscanf(optarg, "%d", &o.media.first_page) == 1)
-                o.media.last_page = o.media.first_page;
-            if (o.media.first_page < 1 || o.media.last_page < o.media.first_page) {
-                cli_error("plan: --pages needs A-B with 1 <= A <= B, got '%s'", optarg);
-                return CLI_EXIT_USAGE;
-            }
-            break;
-        default:
-            (void)name;
-            cli_plan_usage(stderr);
-            return CLI_EXIT_USAGE;
+        case 'b': bad = cli_plan_num(flag, optarg, &budget); break;
+        case 'n': bad = cli_plan_num(flag, optarg, &max_new); break;
+        case 'p': bad = cli_plan_num(flag, optarg, &prompt); break;
+        case 'f': bad = cli_plan_num(flag, optarg, &o.media.fps); break;
+        case 'F': bad = cli_plan_num(flag, optarg, &o.media.from_s); break;
+        case 'T': bad = cli_plan_num(flag, optarg, &o.media.to_s); break;
+        case 'm': bad = cli_plan_num(flag, optarg, &v); o.media.max_frames = (int)v; break;
+        case 'd': bad = cli_plan_num(flag, optarg, &v); o.media.pdf_dpi = (int)v; break;
+        case 'x': bad = cli_plan_num(flag, optarg, &v); o.media.max_image_pixels = (int64_t)v; break;
+        case 'P': bad = cli_plan_pages(optarg, &o.media.first_page, &o.media.last_page); break;
+        default: bad = 1; break;
         }
+        if (bad)
+            return CLI_EXIT_USAGE;
     }
-    if (!kind || (strcmp(kind, "ocr") && strcmp(kind, "summarize"))) {
-        cli_error("plan: --kind ocr|summarize is required");
-        return CLI_EXIT_USAGE;
-    }
-    if (optind >= argc) {
-        cli_error("plan: no FILE given");
-        return CLI_EXIT_USAGE;
-    }
-    if (prompt < 0 && !tok_path && !model_path[0]) {
-        cli_error("plan: the prompt's token count is needed: pass --tokenizer FILE "
-                  "(tokenizer.json) or --prompt-tokens N, or set [model] path");
-        return CLI_EXIT_USAGE;
-    }
+    if (!kind || (strcmp(kind, "ocr") && strcmp(kind, "summarize")))
+        return cli_usage("plan", "--kind ocr|summarize is required");
+    if (optind >= argc)
+        return cli_usage("plan", "no FILE given");
+    if (prompt < 0 && !tok_path && !model_path[0])
+        return cli_usage("plan", "the prompt's token count is needed: pass --tokenizer FILE "
+                         "(tokenizer.json) or --prompt-tokens N, or set [model] path");
     Tok *tok = NULL;
     int64_t prompt_image = (int64_t)prompt, prompt_video = (int64_t)prompt;
     if (tok_path || prompt < 0) {
@@ -243,16 +267,18 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
             status = CLI_EXIT_FAIL;
             continue;
         }
+        CliStrs str = {0};
+        const char *name = cli_str(&str, argv[i]); /* a file name may hold a newline */
         for (int k = 0; k < n; k++) {
             if (common->json) {
                 json_array_append_new(units, cli_plan_unit_json(argv[i], &u[k]));
                 continue;
             }
             if (u[k].page)
-                printf("%s page %d: %dx%d -> %dx%d", argv[i], u[k].page, u[k].src_width,
+                printf("%s page %d: %dx%d -> %dx%d", name, u[k].page, u[k].src_width,
                        u[k].src_height, u[k].width, u[k].height);
             else
-                printf("%s %.3f-%.3f s: %d frames %dx%d -> %dx%d", argv[i], u[k].start_s,
+                printf("%s %.3f-%.3f s: %d frames %dx%d -> %dx%d", name, u[k].start_s,
                        u[k].end_s, u[k].frames, u[k].src_width, u[k].src_height, u[k].width,
                        u[k].height);
             printf(" grid [%d,%d,%d] visual %lld + prompt %lld + max_new %lld = %lld / %lld%s\n",
@@ -261,6 +287,7 @@ int cli_plan(int argc, char **argv, const CliCommon *common)
                    (long long)(u[k].visual_tok + u[k].prompt_tok + u[k].max_new_tok),
                    (long long)o.budget_tok, u[k].downscaled ? " (downscaled)" : "");
         }
+        cli_strs_clear(&str);
         free(u);
     }
     if (common->json) {

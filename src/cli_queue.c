@@ -48,28 +48,22 @@ static int cli_queue_copy(int argc, char **argv, const CliCommon *common)
     const char *from = NULL, *to = NULL;
     int force = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt("queue copy", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 'f': from = optarg; break;
         case 't': to = optarg; break;
         case 'F': force = 1; break;
         case 'h': cli_queue_usage(stdout); return CLI_EXIT_OK;
-        default: cli_queue_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        cli_error("queue copy: unexpected argument '%s'", argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
-    if (!from || !*from || !to || !*to) {
-        cli_error("queue copy: give both --from DB and --to DB");
-        cli_queue_usage(stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (!strcmp(from, to)) {
-        cli_error("queue copy: --from and --to are the same queue (%s)", from);
-        return CLI_EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage("queue copy", "unexpected argument '%s'", argv[optind]);
+    if (!from || !*from || !to || !*to)
+        return cli_usage("queue copy", "give both --from DB and --to DB (see `vlq queue copy "
+                         "--help`)");
+    if (!strcmp(from, to))
+        return cli_usage("queue copy", "--from and --to are the same queue (%s)", from);
     char err[VLQ_ERRLEN];
     Cfg *cfg = NULL;
     if (cfg_load(common->config_path, &cfg, err)) {
@@ -108,17 +102,18 @@ static int cli_queue_copy(int argc, char **argv, const CliCommon *common)
                (long long)st.jobs, (long long)st.events, (long long)st.rows,
                util_mono_s() - t0);
     }
-    return fflush(stdout) == 0 && !ferror(stdout) ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    return CLI_EXIT_OK; /* stdout is flushed and checked once for every command (cli_main) */
 }
 
 int cli_queue(int argc, char **argv, const CliCommon *common)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        cli_queue_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    if (argc < 2)
+        return cli_usage("queue", "a command is required: copy (see `vlq queue --help`)");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        cli_queue_usage(stdout);
+        return CLI_EXIT_OK;
     }
     if (!strcmp(argv[1], "copy"))
         return cli_queue_copy(argc - 1, argv + 1, common);
-    cli_error("queue: unknown command '%s' (copy)", argv[1]);
-    return CLI_EXIT_USAGE;
+    return cli_usage("queue", "unknown command '%s' (copy)", argv[1]);
 }

@@ -224,20 +224,23 @@ static int run_parse(int argc, char **argv, RunArgs *a)
     a->max_new = 256;
     optind = 1;
     int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((ch = cli_getopt("run", argc, argv, "h", opts)) != -1) {
         int64_t iv = 0;
         double dv = 0;
-        int bad = 0;
-        if (strchr("nsk", ch))
-            bad = util_parse_i64(optarg, &iv) || iv < 0 || iv > 1000000000;
-        if (strchr("tpr", ch))
-            bad = util_parse_double(optarg, &dv) || dv < 0;
-        if (bad) {
-            cli_error("run: --%s: not a valid value: %s", ch == 'n' ? "max-new-tokens"
-                      : ch == 's' ? "seed" : ch == 'k' ? "top-k" : ch == 't' ? "temperature"
-                      : ch == 'p' ? "top-p" : "repetition-penalty", optarg);
+        /* each numeric flag is checked against the range of the config key it stands for */
+        const char *key = ch == 'n' ? "budgets.max_new_tokens" : ch == 's' ? "sampling.seed"
+                          : ch == 'k' ? "sampling.top_k" : ch == 't' ? "sampling.temperature"
+                          : ch == 'p' ? "sampling.top_p"
+                          : ch == 'r' ? "sampling.repetition_penalty" : NULL;
+        char flag[32];
+        for (const struct option *o = opts; key && o->name; o++)
+            if (o->val == ch)
+                snprintf(flag, sizeof flag, "--%s", o->name);
+        if (key && strchr("nsk", ch) && cli_num_i64("run", flag, cfg_key_range(key), optarg, &iv))
             return CLI_EXIT_USAGE;
-        }
+        if (key && strchr("tpr", ch) &&
+            cli_num_double("run", flag, cfg_key_range(key), optarg, &dv))
+            return CLI_EXIT_USAGE;
         switch (ch) {
         case 'm': a->model_path = optarg; break;
         case 'V': a->video = optarg; break;
@@ -249,24 +252,16 @@ static int run_parse(int argc, char **argv, RunArgs *a)
         case 'p': a->sp.top_p = (float)dv; a->set_p = 1; break;
         case 'r': a->sp.repetition_penalty = (float)dv; a->set_rep = 1; break;
         case 'i':
-            if (a->n_images == RUN_MAX_IMAGES) {
-                cli_error("run: at most %d images", RUN_MAX_IMAGES);
-                return CLI_EXIT_USAGE;
-            }
+            if (a->n_images == RUN_MAX_IMAGES)
+                return cli_usage("run", "at most %d images", RUN_MAX_IMAGES);
             a->images[a->n_images++] = optarg;
             break;
         case 'h': run_usage(stdout); return -1;
-        default: run_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
-    if (optind != argc - 1) {
-        cli_error("run: one PROMPT is required");
-        return CLI_EXIT_USAGE;
-    }
-    if (a->max_new < 1) {
-        cli_error("run: --max-new-tokens must be at least 1");
-        return CLI_EXIT_USAGE;
-    }
+    if (optind != argc - 1)
+        return cli_usage("run", "one PROMPT is required");
     a->prompt = argv[optind];
     return 0;
 }
@@ -278,7 +273,7 @@ static int run_config(RunArgs *a, const CliCommon *common)
 {
     char err[VLQ_ERRLEN];
     if (cfg_load(common->config_path, &a->cfg, err)) {
-        cli_error("%s", err);
+        cli_error("run: %s", err);
         return CLI_EXIT_FAIL;
     }
     Cfg *cfg = a->cfg;
@@ -308,10 +303,8 @@ static int run_config(RunArgs *a, const CliCommon *common)
     }
     if (!a->set_seed && strcmp(cfg_source(cfg, "sampling.seed"), "default"))
         a->sp.seed = (uint64_t)cfg_int(cfg, "sampling.seed");
-    if (!a->model_path) {
-        cli_error("run: --model is required (or [model] path in the configuration)");
-        return CLI_EXIT_USAGE;
-    }
+    if (!a->model_path)
+        return cli_usage("run", "--model is required (or [model] path in the configuration)");
     return 0;
 }
 

@@ -92,7 +92,8 @@ int cli_selftest(int argc, char **argv, const CliCommon *common)
     int json = common->json, ops_only = 0, c;
     int64_t seed = 1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    static const NumRange seeds = NUM_INT(0, 9.2e18);
+    while ((c = cli_getopt("selftest", argc, argv, "", opts)) != -1) {
         switch (c) {
         case 'b': backend = optarg; break;
         case 'r': ref_name = optarg; break;
@@ -100,18 +101,14 @@ int cli_selftest(int argc, char **argv, const CliCommon *common)
         case 'o': ops_only = 1; break;
         case 'j': json = 1; break;
         case 's':
-            if (util_parse_i64(optarg, &seed) || seed < 0) {
-                cli_error("selftest: --seed '%s' is not a non-negative integer", optarg);
+            if (cli_num_i64("selftest", "--seed", &seeds, optarg, &seed))
                 return CLI_EXIT_USAGE;
-            }
             break;
-        default: selftest_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        cli_error("selftest: unexpected argument '%s'", argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage("selftest", "unexpected argument '%s'", argv[optind]);
     char err[VLQ_ERRLEN] = "";
     Cfg *cfg = NULL;
     if (cfg_load(common->config_path, &cfg, err)) {

@@ -118,7 +118,7 @@ int cli_tokenize(int argc, char **argv, const CliCommon *common)
     const char *path = NULL, *model_path = NULL;
     int decode = 0, skip = 0, json = common->json, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt("tokenize", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 't': path = optarg; break;
         case 'm': model_path = optarg; break;
@@ -126,17 +126,14 @@ int cli_tokenize(int argc, char **argv, const CliCommon *common)
         case 's': skip = 1; break;
         case 'j': json = 1; break;
         case 'h': tokenize_usage(stdout); return CLI_EXIT_OK;
-        default: tokenize_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
-    if (optind < argc) {
-        cli_error("tokenize: unexpected argument '%s'", argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
-    if (!path == !model_path) {
-        cli_error("tokenize: give one of --tokenizer FILE or --model FILE (there is no default)");
-        return CLI_EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage("tokenize", "unexpected argument '%s'", argv[optind]);
+    if (!path == !model_path)
+        return cli_usage("tokenize", "give one of --tokenizer FILE or --model FILE (there is no "
+                         "default)");
     char err[VLQ_ERRLEN];
     Tok *t = NULL;
     if (tokenize_load(path, model_path, &t, err)) {

@@ -46,7 +46,7 @@ static json_t *cli_webhooks_event_json(const OutboxEvent *e)
     json_object_set_new(o, "event_id", json_string(e->event_id));
     json_object_set_new(o, "job", json_integer(e->job_id));
     json_object_set_new(o, "type", json_string(e->type));
-    json_object_set_new(o, "url", json_string(e->url));
+    json_object_set_new(o, "url", cli_json_str(e->url, 1));
     json_object_set_new(o, "state", json_string(queue_event_state_name(e->state)));
     json_object_set_new(o, "attempts", json_integer(e->attempts));
     json_object_set_new(o, "next_attempt_ms", e->state == EVENT_PENDING
@@ -54,8 +54,7 @@ static json_t *cli_webhooks_event_json(const OutboxEvent *e)
                                                   : json_null());
     json_object_set_new(o, "last_status", e->last_status ? json_integer(e->last_status)
                                                          : json_null());
-    json_object_set_new(o, "last_error", e->last_error ? json_string(e->last_error)
-                                                       : json_null());
+    json_object_set_new(o, "last_error", cli_json_str(e->last_error, 1));
     return o;
 }
 
@@ -66,7 +65,8 @@ static int cli_webhooks_list(int argc, char **argv, const CliCommon *common)
     int64_t job = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    static const NumRange ids = NUM_INT(1, 9.2e18);
+    while ((c = cli_getopt("webhooks list", argc, argv, "h", opts)) != -1) {
         if (c == 'h') {
             printf("usage: vlq webhooks list [--job ID] [--json]\n\n"
                    "Webhook events, newest first: event id, job, type, state (pending,\n"
@@ -74,16 +74,12 @@ static int cli_webhooks_list(int argc, char **argv, const CliCommon *common)
                    "error. --json prints an array of objects with those fields and the URL.\n");
             return CLI_EXIT_OK;
         }
-        if (c == 'j' && util_parse_i64(optarg, &job) == 0 && job > 0)
+        if (c == 'j' && cli_num_i64("webhooks list", "--job", &ids, optarg, &job) == 0)
             continue;
-        if (c == 'j')
-            cli_error("webhooks list: --job: '%s' is not a job id", optarg);
         return CLI_EXIT_USAGE;
     }
-    if (optind < argc) {
-        cli_error("webhooks list: unexpected argument '%s'", argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage("webhooks list", "unexpected argument '%s'", argv[optind]);
     Cfg *cfg;
     Queue *q;
     if (!(q = cli_open_queue(common, 0, &cfg)))
@@ -107,16 +103,17 @@ static int cli_webhooks_list(int argc, char **argv, const CliCommon *common)
     } else {
         printf("%-28s %6s %-15s %-9s %8s %-20s %6s  %s\n", "EVENT", "JOB", "TYPE", "STATE",
                "ATTEMPTS", "NEXT", "STATUS", "ERROR");
+        CliStrs str = {0}; /* stored strings escaped and redacted */
         for (int i = 0; i < n; i++) {
             const OutboxEvent *e = ev[i];
             char next[32], status[16];
             cli_webhooks_time(e->state == EVENT_PENDING ? e->next_attempt_ms : 0, next,
                               sizeof next);
             snprintf(status, sizeof status, "%d", e->last_status);
-            printf("%-28s %6lld %-15s %-9s %8d %-20s %6s  %s\n", e->event_id,
-                   (long long)e->job_id, e->type, queue_event_state_name(e->state),
-                   e->attempts, next, e->last_status ? status : "-",
-                   e->last_error ? e->last_error : "");
+            printf("%-28s %6lld %-15s %-9s %8d %-20s %6s  %s\n", cli_str(&str, e->event_id),
+                   (long long)e->job_id, cli_str(&str, e->type), queue_event_state_name(e->state),
+                   e->attempts, next, e->last_status ? status : "-", cli_str(&str, e->last_error));
+            cli_strs_clear(&str);
         }
     }
 out:
@@ -133,9 +130,10 @@ static int cli_webhooks_send(int argc, char **argv, const CliCommon *common)
     static const struct option opts[] = {
         {"max", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'}, {0}};
     int64_t max = 1000;
+    static const NumRange counts = NUM_INT(1, 1000000);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = cli_getopt("webhooks send", argc, argv, "h", opts)) != -1) {
         if (c == 'h') {
             printf("usage: vlq webhooks send [--max N]\n\n"
                    "Deliver every webhook event due now, once each (at most N, default 1000),\n"
@@ -145,16 +143,12 @@ static int cli_webhooks_send(int argc, char **argv, const CliCommon *common)
                    "good and recorded), 1 a database or config error\n");
             return CLI_EXIT_OK;
         }
-        if (c == 'm' && util_parse_i64(optarg, &max) == 0 && max > 0 && max <= 1000000)
+        if (c == 'm' && cli_num_i64("webhooks send", "--max", &counts, optarg, &max) == 0)
             continue;
-        if (c == 'm')
-            cli_error("webhooks send: --max: '%s' is not a count", optarg);
         return CLI_EXIT_USAGE;
     }
-    if (optind < argc) {
-        cli_error("webhooks send: unexpected argument '%s'", argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
+    if (optind < argc)
+        return cli_usage("webhooks send", "unexpected argument '%s'", argv[optind]);
     Cfg *cfg;
     Queue *q;
     if (!(q = cli_open_queue(common, 0, &cfg)))
@@ -186,10 +180,11 @@ static int cli_webhooks_redeliver(int argc, char **argv, const CliCommon *common
                "endpoint stays disabled for other events.\n");
         return CLI_EXIT_OK;
     }
-    if (argc != 2) {
-        cli_error("usage: vlq webhooks redeliver EVENT_ID");
-        return CLI_EXIT_USAGE;
-    }
+    if (argc != 2)
+        return cli_usage("webhooks redeliver", "one EVENT_ID is required (see `vlq webhooks "
+                         "redeliver --help`)");
+    if (argv[1][0] == '-')
+        return cli_usage("webhooks redeliver", "unknown option '%s'", argv[1]);
     Cfg *cfg;
     Queue *q;
     if (!(q = cli_open_queue(common, 0, &cfg)))
@@ -200,7 +195,9 @@ static int cli_webhooks_redeliver(int argc, char **argv, const CliCommon *common
         cli_error("%s", err);
         rc = CLI_EXIT_FAIL;
     } else if (common->verbosity >= 0) {
-        printf("%s: due now\n", argv[1]);
+        CliStrs str = {0};
+        printf("%s: due now\n", cli_str(&str, argv[1]));
+        cli_strs_clear(&str);
     }
     queue_close(q);
     cfg_free(cfg);
@@ -210,9 +207,13 @@ static int cli_webhooks_redeliver(int argc, char **argv, const CliCommon *common
 /* vlq webhooks: dispatch to list, send, redeliver. Returns the exit status. */
 int cli_webhooks(int argc, char **argv, const CliCommon *common)
 {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        cli_webhooks_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+    if (argc < 2) {
+        return cli_usage("webhooks", "a command is required: list, send or redeliver (see `vlq "
+                         "webhooks --help`)");
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        cli_webhooks_usage(stdout);
+        return CLI_EXIT_OK;
     }
     if (!strcmp(argv[1], "list"))
         return cli_webhooks_list(argc - 1, argv + 1, common);
@@ -220,6 +221,5 @@ int cli_webhooks(int argc, char **argv, const CliCommon *common)
         return cli_webhooks_send(argc - 1, argv + 1, common);
     if (!strcmp(argv[1], "redeliver"))
         return cli_webhooks_redeliver(argc - 1, argv + 1, common);
-    cli_error("webhooks: unknown command '%s' (list, send, redeliver)", argv[1]);
-    return CLI_EXIT_USAGE;
+    return cli_usage("webhooks", "unknown command '%s' (list, send, redeliver)", argv[1]);
 }

@@ -54,27 +54,37 @@ int cli_worker(int argc, char **argv, const CliCommon *common)
     int64_t max_jobs = 0;
     const char *lease_flag = NULL, *conc_flag = NULL, *backend_flag = NULL;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    static const NumRange counts = NUM_INT(1, 1000000000);
+    int64_t v;
+    while ((c = cli_getopt("worker", argc, argv, "h", opts)) != -1) {
         switch (c) {
         case 'd': drain = 1; break;
         case 'o': max_jobs = 1; break;
         case 'm':
-            if (util_parse_i64(optarg, &max_jobs) || max_jobs < 1) {
-                cli_error("worker: --max-jobs '%s' is not a positive count", optarg);
+            if (cli_num_i64("worker", "--max-jobs", &counts, optarg, &max_jobs))
                 return CLI_EXIT_USAGE;
-            }
             break;
-        case 'l': lease_flag = optarg; break;
-        case 'c': conc_flag = optarg; break;
+        /* flags that set a config key are checked against its range here (a usage error);
+         * cfg_set below then records them with their source */
+        case 'l':
+            if (cli_num_i64("worker", "--lease-seconds", cfg_key_range("worker.lease_seconds"),
+                            optarg, &v))
+                return CLI_EXIT_USAGE;
+            lease_flag = optarg;
+            break;
+        case 'c':
+            if (cli_num_i64("worker", "--concurrency", cfg_key_range("worker.concurrency"),
+                            optarg, &v))
+                return CLI_EXIT_USAGE;
+            conc_flag = optarg;
+            break;
         case 'b': backend_flag = optarg; break;
         case 'h': worker_usage(stdout); return CLI_EXIT_OK;
-        default: worker_usage(stderr); return CLI_EXIT_USAGE;
+        default: return CLI_EXIT_USAGE;
         }
     }
-    if (optind != argc) {
-        cli_error("worker: unexpected argument '%s'", argv[optind]);
-        return CLI_EXIT_USAGE;
-    }
+    if (optind != argc)
+        return cli_usage("worker", "unexpected argument '%s'", argv[optind]);
     char err[VLQ_ERRLEN];
     Cfg *cfg = NULL;
     if (cfg_load(common->config_path, &cfg, err) ||

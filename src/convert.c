@@ -340,7 +340,9 @@ static json_t *convert_load_json(const char *path, int required, char *err, int 
     json_error_t je;
     json_t *j = json_loadb(text, len, 0, &je);
     free(text);
-    if (!j)
+    if (!j && len == 0)
+        *rc = err_set(err, VLQ_EMODEL, "%s: the file is empty (a JSON object was expected)", path);
+    else if (!j)
         *rc = err_set(err, VLQ_EMODEL, "%s: %s", path, je.text);
     return j;
 }

@@ -3,8 +3,12 @@
  * is thread-local. One fprintf per line so concurrent threads do not interleave. */
 #include "log.h"
 
+#include "redact.h"
+#include "util.h"
+
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,12 +35,15 @@ static void log_vmsg(int level, const char *kv, const char *fmt, va_list ap)
         log_logfmt = !isatty(2);
     char msg[1024];
     vsnprintf(msg, sizeof msg, fmt, ap);
+    redact_in_place(msg, sizeof msg); /* a URL or an error may carry a password or secret */
     char job[32] = "";
     if (!log_logfmt) {
         if (log_job)
             snprintf(job, sizeof job, "job %lld: ", (long long)log_job);
+        char *safe = util_escape(msg); /* a file name in a message cannot drive the terminal */
         fprintf(stderr, "vlq: %s%s%s%s\n", job, level <= LOG_WARN ? log_names[level] : "",
-                level <= LOG_WARN ? ": " : "", msg);
+                level <= LOG_WARN ? ": " : "", safe);
+        free(safe);
         return;
     }
     char ts[32];
@@ -49,7 +56,12 @@ static void log_vmsg(int level, const char *kv, const char *fmt, va_list ap)
     /* Escape quotes and backslashes so the msg stays one logfmt value. */
     char esc[2 * sizeof msg];
     size_t n = 0;
-    for (const char *p = msg; *p && n + 2 < sizeof esc; p++) {
+    for (const char *p = msg; *p && n + 5 < sizeof esc; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch != '\n' && (ch < 0x20 || ch == 0x7f)) { /* other control characters */
+            n += (size_t)snprintf(esc + n, sizeof esc - n, "\\x%02x", ch);
+            continue;
+        }
         if (*p == '"' || *p == '\\')
             esc[n++] = '\\';
         esc[n++] = *p == '\n' ? ' ' : *p;

@@ -127,6 +127,54 @@ void util_json_str(Buf *b, const char *s)
     buf_puts(b, "\"");
 }
 
+/* The length of the valid UTF-8 sequence at p (1..4), or 0 if it is not one; the
+ * encodings of C1 controls (U+0080..U+009F) count as not valid, to be escaped. */
+static size_t util_utf8_len(const unsigned char *p)
+{
+    size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    if (p[0] >= 0xf5)
+        n = 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 2 && p[0] == 0xc2 && p[1] < 0xa0) || (n == 3 && p[0] == 0xe0 && p[1] < 0xa0) ||
+        (n == 3 && p[0] == 0xed && p[1] >= 0xa0) || (n == 4 && p[0] == 0xf0 && p[1] < 0x90) ||
+        (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+        return 0; /* C1 controls, overlong forms, surrogates, past U+10FFFF */
+    return n;
+}
+
+/* util_buf_escaped: see util.h. */
+void util_buf_escaped(Buf *b, const char *s)
+{
+    if (!s)
+        return;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = *p < 0x80 ? 1 : util_utf8_len(p);
+        if (*p == '\\')
+            buf_puts(b, "\\\\");
+        else if (*p == '\n')
+            buf_puts(b, "\\n");
+        else if (*p == '\t')
+            buf_puts(b, "\\t");
+        else if (*p == '\r')
+            buf_puts(b, "\\r");
+        else if (*p < 0x20 || *p == 0x7f || n == 0)
+            buf_printf(b, "\\x%02x", *p);
+        else
+            buf_append(b, p, n);
+        p += n ? n : 1;
+    }
+}
+
+/* util_escape: see util.h. */
+char *util_escape(const char *s)
+{
+    Buf b = {0};
+    util_buf_escaped(&b, s);
+    return buf_take(&b);
+}
+
 void buf_clear(Buf *b)
 {
     if (!b)

@@ -38,6 +38,12 @@ void buf_puts(Buf *b, const char *s);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append s as a JSON string literal (quoted, escaped); NULL appends null. */
 void util_json_str(Buf *b, const char *s);
+/* Append s for a terminal: control characters (C0, DEL, C1), backslashes and bytes that
+ * are not UTF-8 written as \n, \t, \r, \\ or \xHH, so a file name or a stored error
+ * cannot move the cursor or recolour the screen (as `ls -b`). NULL appends nothing. */
+void util_buf_escaped(Buf *b, const char *s);
+/* util_buf_escaped into a new string (the caller frees it); NULL gives "". */
+char *util_escape(const char *s);
 /* Release the contents and reset to empty. NULL-safe. */
 void buf_clear(Buf *b);
 /* Hand the contents (never NULL) to the caller, who frees them; b is reset. */

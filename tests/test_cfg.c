@@ -53,9 +53,9 @@ static void test_errors(void)
     static const struct {
         const char *text, *msg;
     } cases[] = {
-        {"[worker]\nlease_seconds = abc\n", "t.conf:2: worker.lease_seconds: 'abc' is not an integer"},
-        {"[worker]\n\nlease_seconds = 0\n", "t.conf:3: worker.lease_seconds: 0 is out of range [1, 86400]"},
-        {"[media]\nfps = x\n", "t.conf:2: media.fps: 'x' is not a number"},
+        {"[worker]\nlease_seconds = abc\n", "t.conf:2: worker.lease_seconds: 'abc' is not an integer in [1, 86400]"},
+        {"[worker]\n\nlease_seconds = 0\n", "t.conf:3: worker.lease_seconds: '0' is out of range [1, 86400]"},
+        {"[media]\nfps = x\n", "t.conf:2: media.fps: 'x' is not a number in [0.01, 120]"},
         {"[offload]\nlayers = some\n", "t.conf:2: offload.layers: 'some' is not auto or a layer count (0..4096)"},
         {"[worker]\nlease_seconds 30\n", "t.conf:2: malformed line (expected [section] or key = value)"},
         {"[worker\n", "t.conf:1: malformed line (expected [section] or key = value)"},

@@ -111,5 +111,35 @@ static void test_reduce_groups(void)
     CHECK_EQ(result_reduce_groups(tok, 0, 10, 40, g, err), 0);
 }
 
-TEST_GROUP(result, {"ocr_doc_render", test_ocr_doc_render},
+/* An input whose name is not UTF-8, a unit without an error message, no summary: the
+ * documents still build (json_pack used to fail on such bytes and result_dump abort),
+ * with the bytes escaped and the unset values null. */
+static void test_doc_odd_values(void)
+{
+    JobUnit u[2] = {
+        {.idx = 0, .result = "ok", .meta_json = "{\"page\": 1}"},
+        {.idx = 1, .error_code = "EINPUT", .meta_json = "{\"page\": 2}"},
+    };
+    int failed = -1;
+    char *doc = result_ocr_doc("/in/scan\xff\xfe.pdf", 0, u, 2, &failed);
+    json_t *j = json_loads(doc, 0, NULL);
+    CHECK(j != NULL);
+    CHECK_STR(json_string_value(json_object_get(j, "input")), "/in/scan\\xff\\xfe.pdf");
+    json_t *e = json_object_get(json_array_get(json_object_get(j, "pages"), 1), "error");
+    CHECK(json_is_null(json_object_get(e, "message")));
+    json_decref(j);
+    free(doc);
+    JobUnit s[1] = {{.idx = 0, .error_code = "EMODEL", .result = "partial",
+                     .meta_json = "{\"start_s\": 0, \"end_s\": 2, \"frames\": 4}"}};
+    doc = result_summary_doc("/in/v\x80.mp4", 1, 2.0, 2.0, s, 1, NULL);
+    j = json_loads(doc, 0, NULL);
+    CHECK(j != NULL);
+    CHECK(json_is_null(json_object_get(j, "summary")));
+    CHECK(json_is_null(json_object_get(json_array_get(json_object_get(j, "segments"), 0),
+                                       "summary")));
+    json_decref(j);
+    free(doc);
+}
+
+TEST_GROUP(result, {"ocr_doc_render", test_ocr_doc_render}, {"doc_odd_values", test_doc_odd_values},
            {"summary_doc_render", test_summary_doc_render}, {"reduce_groups", test_reduce_groups})

@@ -35,7 +35,7 @@ echo "$out" | grep -q '"file": "other.conf"' || fail "VLQ_CONFIG: $out"
 
 printf '[worker]\nlease_seconds = 60\npoll_ms = soon\n' > bad.conf
 err=$("$VLQ_BIN" --config bad.conf config 2>&1 >/dev/null); rc=$?
-[ $rc = 1 ] && [ "$err" = "vlq: bad.conf:3: worker.poll_ms: 'soon' is not an integer" ] ||
+[ $rc = 1 ] && [ "$err" = "vlq: bad.conf:3: worker.poll_ms: 'soon' is not an integer in [10, 3600000]" ] ||
     fail "bad value: $rc '$err'"
 printf '[worker]\nwhat\n' > bad.conf
 err=$("$VLQ_BIN" --config bad.conf config 2>&1 >/dev/null); rc=$?

@@ -8,7 +8,7 @@ cd "${VLQ_ROOT:?}"
 
 group_of() {
     case "$1" in
-    err|log|util|half|quant|version|cpucaps|cfg|whsec) echo base ;;
+    err|log|util|half|quant|version|cpucaps|cfg|whsec|num|redact) echo base ;;
     backend|backend_int|backend_cpu|backend_open|ops_ref|cpu_*) echo ops ;;
     queue|queue_int|queue_*|webhook|outbox|fetch|media|media_int|media_pdf|tok|tok_int|tok_*|prep|plan|plan_load|safetensors|sample|vcache) echo io ;;
     model|weights|convert) echo model ;;
