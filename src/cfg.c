@@ -211,8 +211,8 @@ static char *cfg_read_line(char *str, int num, void *stream)
 static char *cfg_clean_value(const char *value)
 {
     char *s = xstrdup(value);
-    for (char *p = s + 1; *p && p[-1]; p++)
-        if (*p == '#' && (p[-1] == ' ' || p[-1] == '\t')) {
+    for (char *p = s; *p; p++) /* from s: an empty value has no s[1] */
+        if (*p == '#' && p > s && (p[-1] == ' ' || p[-1] == '\t')) {
             *p = '\0';
             break;
         }

@@ -165,6 +165,15 @@ static void test_value_syntax(void)
         CHECK_STR(cfg_str(c, "webhooks.allow_hosts"), "");
         cfg_free(c);
     }
+    /* an empty value, and a '#' with no blank before it (a value, not a comment): found
+     * by fuzz_cfg, the empty value was read one byte past its end */
+    c = load_text("[model]\npath =\n[output]\ndir = out#1\n", &rc, err);
+    CHECK_EQ(rc, 0);
+    if (c) {
+        CHECK_STR(cfg_str(c, "model.path"), "");
+        CHECK_STR(cfg_str(c, "output.dir"), "out#1");
+        cfg_free(c);
+    }
     char text[1024] = "[webhooks]\nallow_hosts = ";
     for (int i = 0; i < 40; i++)
         strcat(text, "host.example.com,");
