@@ -64,7 +64,7 @@ typedef struct {
     char fatal_err[VLQ_ERRLEN];
     int fatal_code;
     int device_failed;        /* a job reported a device error: no more claims */
-    char device_err[VLQ_ERRLEN]; /* the first one, "job N: message" */
+    char device_err[VLQ_ERRLEN + 32]; /* the first one, "job N: message" (whole) */
 } Worker;
 
 /* A database error or a signal: stop at once (a finishing write is not tried again). */
