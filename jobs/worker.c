@@ -3,8 +3,21 @@
  * Each thread runs the whole loop on its own Queue connection. What the threads share
  * lives in Worker and is guarded by its mutex: the count of jobs started (so --once and
  * --max-jobs hold across threads), the counts for the exit status, and the first fatal
- * error (a database failure stops every thread at its next look at the queue). The
- * stop flag is the caller's, written by a signal handler and only read here.
+ * error (a database failure stops every thread at its next look at the queue), and the
+ * first device error. The stop flag is the caller's, written by a signal handler and
+ * only read here.
+ *
+ * A device error (VLQ_EDEVICE from the engine: an Xid, an illegal access; never a
+ * memory-plan refusal, which is ENOMEM) poisons the device context for good: CUDA's
+ * errors are sticky, so every later request on this engine fails too. The first job to
+ * report one records a transient failure (the attempt counted: failed with a retry after
+ * the backoff, or dead when it was the last attempt, so an input that breaks the device
+ * every time cannot restart the worker forever); from then on no thread claims a job,
+ * the jobs in flight run on to their end, and those that fail with EDEVICE too are
+ * handed back unspent (queued, the attempt not counted: they only shared the broken
+ * device). A device error thus costs one attempt in all, not one per job in flight.
+ * worker_run then returns VLQ_EDEVICE, for `vlq worker` to exit with its own status so
+ * that a supervisor restarts it with a fresh device context.
  *
  * A job's inputs are checked against what submit recorded (size, SHA-256) before it
  * runs: a changed or vanished file, or one replaced by a FIFO or a directory, fails that
@@ -50,14 +63,41 @@ typedef struct {
     int fatal;                /* a thread hit a database error: everyone stops */
     char fatal_err[VLQ_ERRLEN];
     int fatal_code;
+    int device_failed;        /* a job reported a device error: no more claims */
+    char device_err[VLQ_ERRLEN + 32]; /* the first one, "job N: message" (whole) */
 } Worker;
 
-static int worker_stopping(Worker *w)
+/* A database error or a signal: stop at once (a finishing write is not tried again). */
+static int worker_interrupted(Worker *w)
 {
     pthread_mutex_lock(&w->mu);
     int f = w->fatal;
     pthread_mutex_unlock(&w->mu);
     return f || (w->o->stop && *w->o->stop);
+}
+
+/* No more claims: interrupted, or the device failed (the jobs in flight run on). */
+static int worker_stopping(Worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int d = w->device_failed;
+    pthread_mutex_unlock(&w->mu);
+    return d || worker_interrupted(w);
+}
+
+/* Job j's run ended with a device error (message err). Returns 1 when it is the first
+ * in this worker (the job is charged the attempt), 0 when the device had already failed
+ * (the job is handed back unspent). */
+static int worker_device_error(Worker *w, const Job *j, const char *err)
+{
+    pthread_mutex_lock(&w->mu);
+    int first = !w->device_failed;
+    if (first) {
+        w->device_failed = 1;
+        snprintf(w->device_err, sizeof w->device_err, "job %lld: %s", (long long)j->id, err);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return first;
 }
 
 static void worker_set_fatal(Worker *w, int code, const char *err)
@@ -264,6 +304,8 @@ static int worker_job(Worker *w, Queue *q, Job *j)
         rc = kind->run(&ctx, err);
     if (rc == 0 && !ctx.format)
         rc = err_set(err, VLQ_EIO, "%s: finished without a result", j->kind);
+    /* a device error after the first one is the broken context's, not this job's */
+    int device_handback = rc == VLQ_EDEVICE && !worker_device_error(w, j, err);
     int ok = 0, qrc = 0;
     double t_rec = util_mono_s();
     /* a transient failure of the finishing write (a lost connection, a busy database) is
@@ -280,6 +322,12 @@ static int worker_job(Worker *w, Queue *q, Job *j)
             qrc = queue_release(q, j, qerr);
             log_info("handed back: the worker is stopping");
             ok = 1; /* not a failure of the job */
+        } else if (device_handback) {
+            qrc = queue_release(q, j, qerr);
+            if (qrc == 0)
+                log_warn("handed back (attempt not counted): %s (EDEVICE; the device had "
+                         "already failed for another job)", err);
+            ok = 1;
         } else if (rc == VLQ_ECANCEL) {
             qrc = queue_ack_cancel(q, j, qerr);
             log_info("cancelled");
@@ -293,7 +341,7 @@ static int worker_job(Worker *w, Queue *q, Job *j)
                          err_name(rc));
         }
         if (!(qrc == VLQ_EIO || qrc == VLQ_EBUSY) || worker_still_owner(q, j) == 0 ||
-            util_mono_s() - t_rec > w->lease_ms / 1000.0 || worker_stopping(w))
+            util_mono_s() - t_rec > w->lease_ms / 1000.0 || worker_interrupted(w))
             break;
         log_warn("%s (trying again in %lld ms)", qerr, (long long)pause_ms);
         util_sleep_ms(pause_ms);
@@ -466,6 +514,7 @@ static int worker_open_engine(const Cfg *cfg, int conc, Engine **out, char *err)
 int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
 {
     const Cfg *cfg = o->cfg;
+    *stats = (WorkerStats){0};
     Worker w = {.o = o, .out_dir = cfg_str(cfg, "output.dir"),
                 .out_format = cfg_str(cfg, "output.format")};
     pthread_mutex_init(&w.mu, NULL);
@@ -545,6 +594,11 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     if (rc == 0 && w.fatal) {
         rc = w.fatal_code;
         snprintf(err, VLQ_ERRLEN, "%s", w.fatal_err);
+    } else if (rc == 0 && w.device_failed) {
+        /* every job it ran is recorded (failed, handed back or finished): say why it ends */
+        log_error("device error: %s; exiting so that a restart gets a fresh device context",
+                  w.device_err); /* logged whole: err may cut a long device message */
+        rc = err_set(err, VLQ_EDEVICE, "device error: %s", w.device_err);
     }
     /* a drained cron run leaves no due event behind: one synchronous pass, bounded by the
      * webhook timeouts; later retries go to the next worker or `vlq webhooks send` */
@@ -554,6 +608,7 @@ int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err)
     queue_close(q0);
     stats->done = w.done;
     stats->failed = w.failed;
+    stats->device_error = rc == VLQ_EDEVICE && w.device_failed;
     if (w.engine) {
         /* batch occupancy: rows per decoder step over the worker's life */
         EngineStats es;

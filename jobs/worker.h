@@ -19,7 +19,12 @@
  * Outcomes are classified by error code, never by message text: 0 succeeded; ECANCEL
  * with the worker stopping is a hand-back (the attempt not counted), otherwise a cancel;
  * EBUSY is a lost lease when the queue says the job is no longer ours (nothing recorded),
- * else a transient failure; other codes go to queue_fail (transient ones are retried). */
+ * else a transient failure; other codes go to queue_fail (transient ones are retried).
+ *
+ * A device error (EDEVICE: the device context is broken for good) stops the worker: the
+ * first job that reports it records a transient failure (its attempt counted), no job is
+ * claimed after it, the jobs in flight run to their end and those that fail with EDEVICE
+ * too are handed back unspent; then worker_run returns VLQ_EDEVICE (worker.c says why). */
 #ifndef VLQ_WORKER_H
 #define VLQ_WORKER_H
 
@@ -43,10 +48,16 @@ typedef struct {
 typedef struct {
     int64_t done;           /* jobs run to an outcome (hand-backs included) */
     int64_t failed;         /* of which failed, dead or cancelled */
+    int device_error;       /* 1: it stopped for a device error (worker_run returned
+                             * VLQ_EDEVICE for it, not for a backend that cannot open) */
 } WorkerStats;
 
-/* Run the worker until drained, max_jobs, *stop, or a database error. Returns 0, or the
- * VLQ_E* code of the error that stopped it (database, config) with err set. */
+/* Run the worker until drained, max_jobs, *stop, a database error or a device error.
+ * Returns 0; VLQ_EDEVICE with stats->device_error set after a device error in a job
+ * (every job recorded; logged as "device error: ...; exiting so that a restart gets a
+ * fresh device context", err says "device error: job N: ..."); or the VLQ_E* code of
+ * the error that stopped it (database, config, a model or backend that cannot open, a
+ * VLQ_EDEVICE too) with err set. */
 int worker_run(const WorkerOptions *o, WorkerStats *stats, char *err);
 
 #endif

@@ -2,7 +2,10 @@
  * (claim, run, record; several jobs in flight; webhooks delivered meanwhile).
  *
  * SIGINT and SIGTERM stop the worker at each running job's next checkpoint; those jobs
- * are released untouched (their attempts not counted) for another worker. */
+ * are released untouched (their attempts not counted) for another worker. A device
+ * error exits with EX_TEMPFAIL (75), once the jobs in flight are recorded: the device
+ * context is broken for good, and a restart (systemd's Restart=on-failure) gets a new
+ * one. */
 #include "cfg.h"
 #include "cli.h"
 #include "err.h"
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 
 static volatile int worker_stop; /* what WorkerOptions.stop points at */
 
@@ -36,8 +40,11 @@ static void worker_usage(FILE *out)
             "                     auto says on stderr which it picked and why)\n\n"
             "exit status: 0 every job it ran succeeded (or there was none), 3 some of them\n"
             "failed or died (they stay recorded: `vlq list --status dead`), 1 a worker error\n"
-            "(config, database), 2 a usage error. SIGINT/SIGTERM: stop at each running\n"
-            "job's next checkpoint, handing those jobs back.\n");
+            "(config, database), 2 a usage error, 75 a device error (an Xid, an illegal\n"
+            "access): it took no new job, recorded those in flight (the first one's attempt\n"
+            "counted, the others handed back) and exited so that a restart gets a fresh\n"
+            "device context. SIGINT/SIGTERM: stop at each running job's next checkpoint,\n"
+            "handing those jobs back.\n");
 }
 
 int cli_worker(int argc, char **argv, const CliCommon *common)
@@ -103,7 +110,9 @@ int cli_worker(int argc, char **argv, const CliCommon *common)
                         .drain = drain, .max_jobs = max_jobs, .stop = &worker_stop};
     WorkerStats st = {0};
     int rc = worker_run(&wo, &st, err), status = CLI_EXIT_OK;
-    if (rc) {
+    if (rc && st.device_error) {
+        status = EX_TEMPFAIL; /* worker_run logged it: restart for a fresh device context */
+    } else if (rc) {
         cli_error("%s", err);
         status = CLI_EXIT_FAIL;
     } else if (st.failed) {
