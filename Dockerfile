@@ -39,6 +39,8 @@ RUN apt-get update \
        $(cat /tmp/runtime-packages.txt) \
     && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 COPY --from=build /src/vlq /usr/local/bin/vlq
+# the CUDA backend plugin (built in the devel stage, where nvcc is), found by vlq there
+COPY --from=build /src/build/vlq-backend-cuda.so /usr/local/lib/vlq/vlq-backend-cuda.so
 COPY --from=build /src/config/vlq.conf /etc/vlq/vlq.conf.example
 # the container's config: everything at its default but where the volumes are
 RUN printf '%s\n' '# vlq in a container (see /etc/vlq/vlq.conf.example for every key)' \

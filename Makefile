@@ -290,6 +290,9 @@ deps:
 install: vlq
 	install -D -m 755 vlq $(DESTDIR)/usr/local/bin/vlq
 	install -D -m 644 config/vlq.conf $(DESTDIR)/etc/vlq/vlq.conf.example
+	@# the CUDA plugin, where backend_open looks after the binary's own directory
+	if [ -f $(BUILD)/vlq-backend-cuda.so ]; then \
+	  install -D -m 755 $(BUILD)/vlq-backend-cuda.so $(DESTDIR)/usr/local/lib/vlq/vlq-backend-cuda.so; fi
 
 # the golden fixtures (tests/golden/README.md): needs the packages of
 # tests/golden/requirements.txt, e.g. make fixtures PYTHON=/opt/ref/venv/bin/python
