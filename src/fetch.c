@@ -57,35 +57,6 @@ void fetch_options_from_cfg(const Cfg *cfg, FetchOptions *o)
     o->dir = cfg_str(cfg, "inputs.download_dir");
 }
 
-/* host is one of the comma-separated names in list (case-insensitive; an IPv6 literal
- * matches with or without its brackets on either side). */
-static int fetch_host_listed(const char *host, const char *list)
-{
-    size_t hlen = strlen(host);
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host++;
-        hlen -= 2;
-    }
-    for (const char *p = list; *p;) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *e = end;
-        while (e > p && isspace((unsigned char)e[-1]))
-            e--;
-        if (e - p >= 2 && *p == '[' && e[-1] == ']') {
-            p++;
-            e--;
-        }
-        if ((size_t)(e - p) == hlen && hlen > 0 && !strncasecmp(p, host, hlen))
-            return 1;
-        p = end;
-    }
-    return 0;
-}
-
 /* url for messages: without userinfo, query and fragment (they may hold tokens). A new
  * string; when url does not parse, a fixed placeholder rather than the raw text. */
 static char *fetch_display(const char *url)
@@ -140,7 +111,7 @@ static CURLU *fetch_parse(const FetchOptions *o, const char *url, char *err)
                 "e.g. allowed_hosts = %s)", shown, host);
         goto fail;
     }
-    if (!fetch_host_listed(host, o->allowed_hosts)) {
+    if (!util_host_listed(host, o->allowed_hosts)) {
         err_set(err, VLQ_EINPUT, "%s: host %s is not in [inputs] allowed_hosts (%s)", shown,
                 host, o->allowed_hosts);
         goto fail;

@@ -6,6 +6,7 @@
 
 #include "err.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -654,5 +656,33 @@ int util_parse_double(const char *s, double *out)
     if (errno || *end)
         return -1;
     *out = v;
+    return 0;
+}
+
+/* The allow-lists of hosts ([webhooks] allow_hosts, [inputs] allowed_hosts): see util.h. */
+int util_host_listed(const char *host, const char *list)
+{
+    size_t hlen = strlen(host);
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    for (const char *p = list; *p;) {
+        while (*p == ',' || isspace((unsigned char)*p))
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e = end;
+        while (e > p && isspace((unsigned char)e[-1]))
+            e--;
+        if (e - p >= 2 && *p == '[' && e[-1] == ']') {
+            p++;
+            e--;
+        }
+        if ((size_t)(e - p) == hlen && hlen > 0 && !strncasecmp(p, host, hlen))
+            return 1;
+        p = end;
+    }
     return 0;
 }

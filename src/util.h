@@ -105,6 +105,11 @@ char *util_abspath(const char *path, char *err);
  * product exceeds max (checked at each step, so it never wraps). */
 int util_numel(const int64_t *shape, int ndim, int64_t max, int64_t *numel);
 
+/* 1 if host is one of the comma-separated names in list (case-insensitive, spaces around
+ * a name ignored; an IPv6 literal matches with or without its brackets on either side),
+ * else 0 (an empty list names nothing). */
+int util_host_listed(const char *host, const char *list);
+
 /* ---- clocks ---- */
 int64_t util_now_ms(void);   /* wall clock, ms since the epoch */
 double util_mono_s(void);    /* monotonic seconds, for durations */

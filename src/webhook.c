@@ -146,36 +146,6 @@ char *webhook_sign(const char *secret, const char *event_id, int64_t timestamp_s
 
 /* ---- URLs ---- */
 
-/* 1 if host (as curl gives it: IPv6 in brackets) is in the comma-separated list. Entries
- * are compared without case, spaces around them and brackets ignored. */
-static int host_allowed(const char *host, const char *allow_hosts)
-{
-    size_t hlen = strlen(host);
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host++;
-        hlen -= 2;
-    }
-    const char *p = allow_hosts;
-    while (*p) {
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        const char *end = p;
-        while (*end && *end != ',')
-            end++;
-        const char *e = end;
-        while (e > p && isspace((unsigned char)e[-1]))
-            e--;
-        if (e - p >= 2 && *p == '[' && e[-1] == ']') {
-            p++;
-            e--;
-        }
-        if ((size_t)(e - p) == hlen && hlen > 0 && !strncasecmp(p, host, hlen))
-            return 1;
-        p = end;
-    }
-    return 0;
-}
-
 /* Parse and check url into a new CURLU (caller frees with curl_url_cleanup), or NULL with
  * err set (VLQ_EINPUT). */
 static CURLU *url_parse(const char *url, const char *allow_hosts, char *err)
@@ -204,7 +174,7 @@ static CURLU *url_parse(const char *url, const char *allow_hosts, char *err)
         err_set(err, VLQ_EINPUT, "%s: the URL has no host", url);
         goto fail;
     }
-    if (allow_hosts && *allow_hosts && !host_allowed(host, allow_hosts)) {
+    if (allow_hosts && *allow_hosts && !util_host_listed(host, allow_hosts)) {
         err_set(err, VLQ_EINPUT, "%s: host %s is not in the allowed hosts (%s)", url, host,
                 allow_hosts);
         goto fail;
