@@ -1,10 +1,10 @@
 /* backend: the op interface the model runs on, and the Tensor handle it works over.
  *
  * A Backend is a table of function pointers (SQLite's VFS, ggml_backend_i), narrow and
- * specific to Qwen3-VL: the few ops vision.c and decoder.c need, nothing general. Two
- * implementations today: "ref" (src/ops_ref.c: scalar C, fp32 accumulation, a fixed
- * reduction order: the oracle) and "cpu" (src/backend_cpu.c: OpenMP over rows and heads,
- * vectorisable inner loops); a CUDA plugin implements the same table later.
+ * specific to Qwen3-VL: the few ops vision.c and decoder.c need, nothing general. Built
+ * in: "ref" (src/ops_ref.c: scalar C, fp32 accumulation, a fixed reduction order: the
+ * oracle) and "cpu" (src/backend_cpu.c: OpenMP over rows and heads, vectorised kernels);
+ * the CUDA plugin (kernels/, vlq-backend-cuda.so) implements the same table.
  *
  * Batch-first: every op works on a batch of rows, and the attention ops take a list of
  * sequences (BackendSeq: which rows of the batch, which KV rows, how many tokens are
