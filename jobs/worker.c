@@ -116,11 +116,15 @@ static void worker_set_fatal(Worker *w, int code, const char *err)
  * hashed and compared with the SHA-256 recorded at submit. Size is the fast path (a
  * different size fails without reading); equal size and mtime prove nothing, as a
  * rewrite within the same second keeps both. VLQ_EINPUT (the job dies, no retry),
- * VLQ_ECANCEL when the worker is told to stop meanwhile, or VLQ_EIO. */
-static int worker_check_inputs(const Job *j, volatile int *stop, char *err)
+ * VLQ_ECANCEL when the worker is told to stop meanwhile, or VLQ_EIO. j is the job as the
+ * kind sees it, submitted as claimed: its URL inputs were just downloaded and checked. */
+static int worker_check_inputs(const Job *j, const Job *submitted, volatile int *stop,
+                               char *err)
 {
     for (int i = 0; i < j->n_inputs; i++) {
         const JobInput *in = &j->inputs[i];
+        if (fetch_is_url(submitted->inputs[i].path))
+            continue; /* just downloaded: worker_fetch_inputs hashed and compared it */
         if (stop && *stop)
             return err_set(err, VLQ_ECANCEL, "the worker is stopping");
         int fd;
@@ -296,7 +300,7 @@ static int worker_job(Worker *w, Queue *q, Job *j)
         ctx.submitted = j;
     }
     if (rc == 0) {
-        rc = worker_check_inputs(ctx.job, w->o->stop, err);
+        rc = worker_check_inputs(ctx.job, j, w->o->stop, err);
         if (rc == VLQ_ECANCEL)
             ctx.stopping = 1; /* a stop during the check: the job goes back, unspent */
     }
